@@ -1,0 +1,204 @@
+"""The run's artifact manifest: every file read or written, its size, sha256 and producing stage.
+
+Writes: results/<run>/artifacts.json and results/<run>/.stamps/<stage>.ok
+
+A file is named by a root and a relative path ("run:points/isl128_osl128/result.json",
+"models:meta-llama--Llama-3.1-8B-Instruct/<rev>/config.json"), so a run can be verified on
+another machine where the roots live elsewhere. Each stage records its outputs and the digests of
+its inputs; `stage_is_current` lets a stage skip work whose inputs did not change, and `verify`
+re-hashes everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import KitError
+from bench.fileio import (
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    sha256_bytes,
+    sha256_file,
+)
+from bench.run import RunPaths
+
+SCHEMA = "trtllm-repro/artifacts/1"
+# Kit bookkeeping that is not an artifact of the benchmark itself.
+UNTRACKED = ("artifacts.json", ".stamps")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    size: int
+    sha256: str
+    stage: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str
+    kind: str  # "missing", "changed", "unexpected", "not re-hashed"
+    detail: str = ""
+
+
+def code_digest(*module_files: str) -> str:
+    """Digest of the code that does a stage's work: a changed stage module reruns the stage."""
+    return sha256_bytes(b"".join(Path(f).read_bytes() for f in module_files))
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Artifacts:
+    """Read-modify-write view of artifacts.json; stages of one run run one at a time."""
+
+    def __init__(self, paths: RunPaths) -> None:
+        self.paths = paths
+        self.roots = {"run": paths.root, "work": paths.work, "models": paths.models,
+                      "reports": paths.reports}
+        if paths.artifacts.exists():
+            data = read_json(paths.artifacts)
+            if data.get("schema") != SCHEMA:
+                raise KitError(f"unknown schema {data.get('schema')!r}", path=str(paths.artifacts))
+            self.files = {k: FileEntry(**v) for k, v in data["files"].items()}
+            self.stages: dict[str, dict[str, Any]] = data["stages"]
+        else:
+            self.files, self.stages = {}, {}
+
+    # -- naming -------------------------------------------------------------------------------
+
+    def key(self, path: Path) -> str:
+        """Name a file by the most specific root that holds it."""
+        absolute = path.resolve()
+        best: tuple[int, str] | None = None
+        for root_name, root in self.roots.items():
+            try:
+                rel = absolute.relative_to(root.resolve())
+            except ValueError:
+                continue
+            depth = len(root.resolve().parts)
+            if best is None or depth > best[0]:
+                best = (depth, f"{root_name}:{rel.as_posix()}")
+        if best is None:
+            raise KitError(f"{path} is outside the run's roots ({', '.join(self.roots)})")
+        return best[1]
+
+    def path(self, key: str) -> Path:
+        root_name, _, rel = key.partition(":")
+        return self.roots[root_name] / rel
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def digest(self, path: Path) -> str:
+        return sha256_file(path)
+
+    def input_digests(self, inputs: Iterable[Path], extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Digests of a stage's inputs; files outside every root are named by absolute path."""
+        out: dict[str, str] = dict(extra or {})
+        for p in inputs:
+            try:
+                name = self.key(p)
+            except KitError:
+                name = str(p.resolve())
+            out[name] = self.digest(p)
+        return out
+
+    def record(self, stage: str, inputs: dict[str, str], outputs: Iterable[Path],
+               details: dict[str, Any] | None = None, *, replace: bool = True,
+               stamp: bool = True) -> dict[str, FileEntry]:
+        """Hash outputs, record them under `stage`, save, and write the stage's stamp last.
+
+        replace=False adds to the stage's outputs (the sweep records point by point).
+        """
+        entries = {}
+        for p in outputs:
+            entries[self.key(p)] = FileEntry(size=p.stat().st_size, sha256=self.digest(p), stage=stage)
+        previous = self.stages.get(stage, {})
+        if replace:
+            for old in previous.get("outputs", []):
+                if old not in entries:
+                    self.files.pop(old, None)
+            keys = sorted(entries)
+        else:
+            keys = sorted(set(previous.get("outputs", [])) | set(entries))
+        self.files.update(entries)
+        self.stages[stage] = {"inputs": inputs, "outputs": keys, "details": details or {},
+                              "finished_at": _now()}
+        self.save()
+        if stamp:
+            self.write_stamp(stage)
+        return entries
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop files (e.g. an interrupted point's partial outputs) from the record."""
+        drop = set(keys)
+        for k in drop:
+            self.files.pop(k, None)
+        for stage in self.stages.values():
+            stage["outputs"] = [k for k in stage["outputs"] if k not in drop]
+        self.save()
+
+    def write_stamp(self, stage: str) -> None:
+        outputs = self.stages[stage]["outputs"]
+        lines = [f"{self.files[k].sha256}  {k}" for k in outputs if k in self.files]
+        atomic_write_text(self.paths.stamp(stage), "\n".join(lines) + "\n")
+
+    def save(self) -> None:
+        atomic_write_json(self.paths.artifacts, {
+            "schema": SCHEMA,
+            "run": self.paths.name,
+            "files": {k: dataclasses.asdict(v) for k, v in sorted(self.files.items())},
+            "stages": self.stages,
+        })
+
+    # -- checking -----------------------------------------------------------------------------
+
+    def stage_is_current(self, stage: str, inputs: dict[str, str]) -> bool:
+        """True when the stage ran with exactly these inputs and its outputs are intact."""
+        recorded = self.stages.get(stage)
+        if recorded is None or recorded["inputs"] != inputs or not self.paths.stamp(stage).exists():
+            return False
+        return not self.check(recorded["outputs"])
+
+    def check(self, keys: Iterable[str]) -> list[Problem]:
+        problems = []
+        for key in keys:
+            entry, path = self.files.get(key), self.path(key)
+            if entry is None:
+                problems.append(Problem(key, "missing", "not in artifacts.json"))
+            elif not path.is_file():
+                problems.append(Problem(key, "missing", f"recorded {entry.size} bytes"))
+            elif path.stat().st_size != entry.size:
+                problems.append(Problem(key, "changed", f"size {path.stat().st_size} != {entry.size}"))
+            elif (digest := self.digest(path)) != entry.sha256:
+                problems.append(Problem(key, "changed", f"sha256 {digest[:12]}… != {entry.sha256[:12]}…"))
+        return problems
+
+    def unexpected(self) -> list[Problem]:
+        """Files under the run's own roots (not the shared model store) that nobody recorded."""
+        found = []
+        for root_name in ("run", "work", "reports"):
+            root = self.roots[root_name]
+            if not root.is_dir():
+                continue
+            for dirpath, dirnames, filenames in os.walk(root):
+                rel_dir = Path(dirpath).relative_to(root)
+                if rel_dir == Path("."):
+                    dirnames[:] = [d for d in dirnames if d not in UNTRACKED]
+                for name in filenames:
+                    rel = (rel_dir / name).as_posix()
+                    if rel_dir == Path(".") and name in UNTRACKED:
+                        continue
+                    key = f"{root_name}:{rel}"
+                    if key not in self.files:
+                        hint = "left by an interrupted write" if name.endswith(".tmp") else "not recorded"
+                        found.append(Problem(key, "unexpected", hint))
+        return found
