@@ -114,6 +114,7 @@ class Runtime(Strict):
     kv_cache_fallbacks: list[Fraction] = Field(default_factory=lambda: [0.90, 0.85])
     warmup: NonNegativeInt = 2
     point_timeout_s: PositiveInt = 7200
+    telemetry_interval_s: Annotated[float, Field(gt=0)] = 1.0
     batch_size: PositiveInt = 8
     streaming: bool = False
     extra_llm_api_options: dict[str, Any] | None = None

@@ -19,6 +19,8 @@ from bench.errors import KitError
 from bench.fileio import atomic_write_text, read_json
 
 SCHEMA = "trtllm-repro/point-result/1"
+# In results/<run>/points/<point>/: a point is done iff RESULT exists; FAILURE marks a failed try.
+RESULT, FAILURE = "result.json", "failure.json"
 
 Status = Literal["ok", "invalid", "failed"]
 # Why a point has no valid number. "silent": the tool exited without printing a result.
@@ -186,3 +188,16 @@ def write_summary(path: Path, records: list[PointResult]) -> None:
 
 def read_record(path: Path) -> PointResult:
     return PointResult.from_json(read_json(path), str(path))
+
+
+def load_records(points_dir: Path) -> list[PointResult]:
+    """Every point folder's record (ok, invalid and failed alike); unfinished folders are skipped."""
+    records = []
+    for folder in sorted(points_dir.glob("*")):
+        if folder.name.endswith(".partial"):  # a point still running or interrupted
+            continue
+        for name in (RESULT, FAILURE):
+            if (folder / name).is_file():
+                records.append(read_record(folder / name))
+                break
+    return records

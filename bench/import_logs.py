@@ -1,0 +1,243 @@
+"""Import a folder of trtllm-bench outputs from elsewhere as a run the report can read.
+
+Reads:  <logs>/result_<ISL>_<OSL>_<requests>.txt (console log) and/or .json (--report_json);
+        every other file is listed as ignored. ISL, OSL and requests come from the file name;
+        everything else (model, TP, version, ...) only from each file's own contents.
+Writes: results/<run>/points/<point>/raw/<original name>    each file, byte for byte
+        results/<run>/points/<point>/result.json             status ok or invalid
+        results/<run>/points/<point>/failure.json            status failed
+        results/<run>/summary.csv
+        results/<run>/manifest.resolved.toml (with --manifest) or import.json (without)
+        results/<run>/artifacts.json, .stamps/import.ok       stage "import"
+Usage:  python -m bench.import_logs --logs ../shared/fixtures/trtllm-bench-0.16-logs --run seed
+        (make import LOGS=<folder>)
+
+A point with both a .json and a .txt is read from the JSON, with the engine and KV cache sizes
+that only the log prints. Importing again with the same files and code does nothing; with other
+files it replaces this stage's own outputs, and it refuses a run folder holding anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import parse_trtllm, record
+from bench.artifacts import Artifacts, code_digest
+from bench.errors import KitError, run_main
+from bench.fileio import atomic_write_bytes, atomic_write_json
+from bench.parse_trtllm import memory_from_log, parse_file
+from bench.record import PointResult
+from bench.run import RunPaths, open_run, point_id
+
+STAGE = "import"
+SCHEMA = "trtllm-repro/import/1"
+RESULT_NAME = re.compile(r"^result_(?P<isl>\d+)_(?P<osl>\d+)_(?P<requests>\d+)\.(?P<ext>txt|json)$")
+NAME_RULE = "not named result_<ISL>_<OSL>_<requests>.txt|.json"
+OWN_STAGES = ("init", STAGE)  # what an imported run may already hold
+CODE = (__file__, parse_trtllm.__file__, record.__file__)  # a change re-imports
+
+
+@dataclass(frozen=True)
+class PointFiles:
+    isl: int
+    osl: int
+    requests: int
+    files: tuple[Path, ...]  # sorted by name; at most one .txt and one .json
+
+    @property
+    def name(self) -> str:
+        return point_id(self.isl, self.osl)
+
+    def with_suffix(self, suffix: str) -> Path | None:
+        return next((f for f in self.files if f.suffix == suffix), None)
+
+
+# ----------------------------------------------------------------------------- pure planning
+
+
+def plan_points(names: list[str], folder: Path) -> tuple[list[PointFiles], list[dict[str, str]]]:
+    """Group file names into points (sorted by ISL, OSL) and list the ignored ones with why."""
+    grouped: dict[tuple[int, int], list[tuple[int, str]]] = {}
+    ignored = []
+    for name in sorted(names):
+        match = RESULT_NAME.match(name)
+        if not match:
+            ignored.append({"name": name, "reason": NAME_RULE})
+            continue
+        key = (int(match["isl"]), int(match["osl"]))
+        grouped.setdefault(key, []).append((int(match["requests"]), name))
+    points = []
+    for (isl, osl), entries in sorted(grouped.items()):
+        counts = sorted({requests for requests, _ in entries})
+        if len(counts) > 1:
+            raise KitError(
+                f"point ISL {isl} / OSL {osl} has files for different request counts: "
+                + ", ".join(name for _, name in entries),
+                path=str(folder),
+                fix="keep one result per ISL/OSL in the folder",
+            )
+        files = tuple(folder / name for _, name in sorted(entries, key=lambda e: e[1]))
+        points.append(PointFiles(isl=isl, osl=osl, requests=counts[0], files=files))
+    return points, ignored
+
+
+def identity_summary(records: list[PointResult]) -> dict[str, list[Any]]:
+    """The distinct identities the files report (unknown values left out)."""
+
+    def distinct(field: str) -> list[Any]:
+        return sorted({getattr(r.identity, field) for r in records} - {None})
+
+    return {
+        "models": distinct("model"),
+        "backends": distinct("backend"),
+        "engine_versions": distinct("engine_version"),
+        "tp_sizes": distinct("tp_size"),
+        "pp_sizes": distinct("pp_size"),
+        "quantizations": distinct("quantization"),
+    }
+
+
+def import_summary(
+    folder: Path,
+    points: list[PointFiles],
+    records: list[PointResult],
+    ignored: list[dict[str, str]],
+) -> dict[str, Any]:
+    statuses = [r.status for r in records]
+    return {
+        "schema": SCHEMA,
+        "source": str(folder),
+        "files": sum(len(p.files) for p in points),
+        "points": len(points),
+        "status": {s: statuses.count(s) for s in ("ok", "invalid", "failed")},
+        "identity": identity_summary(records),
+        "ignored": ignored,
+    }
+
+
+# ----------------------------------------------------------------------------- I/O edge
+
+
+def read_point(point: PointFiles, raw_files: tuple[str, ...]) -> PointResult:
+    """Parse one point: the JSON report if there is one (sizes from the log), else the log."""
+    report, log = point.with_suffix(".json"), point.with_suffix(".txt")
+    args = dict(isl=point.isl, osl=point.osl, requests=point.requests)
+    result = parse_file(report or log, **args)
+    if report and log and result.status != "failed":
+        memory = memory_from_log(log.read_text(encoding="utf-8", errors="replace"))
+        result = dataclasses.replace(result, memory=memory)
+    return dataclasses.replace(result, raw_files=raw_files)
+
+
+def _check_run_folder(arts: Artifacts, inputs: dict[str, str]) -> bool:
+    """True when this import already happened; raises when the folder holds another run."""
+    foreign = sorted(set(arts.stages) - set(OWN_STAGES))
+    unexpected = arts.unexpected()
+    if foreign or unexpected:
+        what = foreign or [p.key for p in unexpected[:5]]
+        raise KitError(
+            f"the run folder already holds other work ({', '.join(what)})",
+            path=str(arts.paths.root),
+            fix="choose another --run, or remove the folder",
+        )
+    return arts.stage_is_current(STAGE, inputs)
+
+
+def _remove_previous(arts: Artifacts) -> None:
+    """Delete this stage's earlier outputs (recorded, so they are ours) before re-importing."""
+    keys = arts.stages.get(STAGE, {}).get("outputs", [])
+    for key in keys:
+        arts.path(key).unlink(missing_ok=True)
+    arts.forget(keys)
+
+
+def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
+    if not folder.is_dir():
+        raise KitError("not a folder", path=str(folder), fix="pass LOGS=<folder of result_* files>")
+    folder = folder.resolve()
+    entries = sorted(folder.iterdir())
+    points, ignored = plan_points([e.name for e in entries if e.is_file()], folder)
+    ignored += [{"name": e.name, "reason": "a folder"} for e in entries if e.is_dir()]
+    ignored.sort(key=lambda e: e["name"])
+    if not points:
+        raise KitError(
+            "no result_<ISL>_<OSL>_<requests>.txt|.json files",
+            path=str(folder),
+            fix="point LOGS at the folder that holds the trtllm-bench outputs",
+        )
+
+    paths = RunPaths.for_run(run_name)
+    arts = Artifacts(paths)
+    sources = [e for e in entries if e.is_file()]
+    inputs = arts.input_digests(
+        sources + ([manifest] if manifest else []), {"code": code_digest(*CODE)}
+    )
+    if paths.root.exists() and _check_run_folder(arts, inputs):
+        print(f"import: {paths.root} is up to date with {folder}", file=sys.stderr)
+        return 0
+
+    raw = {f: paths.points / p.name / "raw" / f.name for p in points for f in p.files}
+    records = []
+    for point in points:  # parse everything before writing anything
+        raw_files = tuple(raw[f].relative_to(paths.root).as_posix() for f in point.files)
+        result = read_point(point, raw_files)
+        records.append(result)
+        shown = (
+            f"{result.metrics.output_tok_s:.2f} output tok/s"
+            if result.status == "ok"
+            else f"{result.failure}: {result.failure_detail}"
+        )
+        print(f"import: {point.name}: {result.status}, {shown}", file=sys.stderr)
+
+    if manifest is not None:
+        open_run(manifest, run_name)  # validates it, fixes manifest.resolved.toml
+        arts = Artifacts(paths)  # open_run recorded the "init" stage
+    _remove_previous(arts)
+    outputs = []
+    for point, result in zip(points, records, strict=True):
+        for source in point.files:
+            atomic_write_bytes(raw[source], source.read_bytes())
+            outputs.append(raw[source])
+        name = "failure.json" if result.status == "failed" else "result.json"
+        target = paths.points / point.name / name
+        atomic_write_json(target, result.to_json())
+        outputs.append(target)
+    record.write_summary(paths.summary, records)
+    outputs.append(paths.summary)
+    summary = import_summary(folder, points, records, ignored)
+    if manifest is None:
+        atomic_write_json(paths.root / "import.json", summary)
+        outputs.append(paths.root / "import.json")
+    arts.record(STAGE, inputs, outputs, summary)
+    counts = ", ".join(f"{n} {s}" for s, n in summary["status"].items())
+    print(
+        f"import: {len(points)} points ({counts}), {len(ignored)} ignored -> {paths.root}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.import_logs", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        required=True,
+        help="folder of result_<ISL>_<OSL>_<requests>.txt|.json files",
+    )
+    parser.add_argument("--run", required=True, help="run name: results/<run>/")
+    parser.add_argument(
+        "--manifest", type=Path, help="the manifest the logs were measured with (optional)"
+    )
+    args = parser.parse_args(argv)
+    return run_main(lambda: run_import(args.logs, args.run, args.manifest), "bench.import_logs")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

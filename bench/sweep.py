@@ -1,0 +1,238 @@
+"""Stage `sweep`: run every point of the manifest once per repeat, resumably.
+
+Reads:  results/<run>/datasets/*.jsonl, the checkpoint or engine, the run's manifest
+Writes: results/<run>/points/<point>/{result.json | failure.json, *.console.log, *.report.json,
+        telemetry.csv}, results/<run>/summary.csv
+Usage:  python -m bench.sweep --manifest manifests/demo.toml [--run demo] [--shard 1/3]
+
+A point is done if and only if points/<point>/result.json exists. Each point runs in
+points/<point>.partial/ and becomes visible by one directory rename once its record is written,
+so a kill at any moment leaves finished points intact and the interrupted one is redone.
+Failed points (failure.json) are retried on the next run. On out-of-memory the point is retried
+with the manifest's smaller KV cache fractions; every try is kept in the record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import cost, parse_trtllm, trtllm
+from bench.artifacts import Artifacts, code_digest
+from bench.datasets import dataset_path
+from bench.errors import KitError, run_main
+from bench.fileio import atomic_write_json, atomic_write_text
+from bench.manifest import Point
+from bench.proc import run_logged
+from bench.record import FAILURE, RESULT, PointResult, judge, load_records, write_summary
+from bench.run import Run, add_run_args, open_run, point_id
+
+PARTIAL = ".partial"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run of one point: the unit the sweep schedules, resumes and shards."""
+
+    point: Point
+    repeat: int
+
+    @property
+    def name(self) -> str:
+        return point_id(self.point.isl, self.point.osl, self.point.concurrency, self.repeat)
+
+
+def tasks_of(run: Run) -> list[Task]:
+    return [Task(p, r) for r in range(run.manifest.sweep.repeats) for p in run.manifest.sweep.points]
+
+
+def kv_fractions(run: Run) -> list[float | None]:
+    r = run.manifest.runtime
+    if run.manifest.engine.backend == "cpu-reference":
+        return [None]
+    return [r.kv_cache_free_gpu_mem_fraction, *r.kv_cache_fallbacks]
+
+
+def model_path_for_runtime(run: Run) -> Path:
+    """What trtllm-bench loads: the quantized checkpoint, or the fetched model when none is made."""
+    if run.manifest.quantization.method == "modelopt":
+        return run.paths.checkpoint
+    m = run.manifest.model
+    return run.paths.model_dir(m.repo, m.revision)
+
+
+def extra_options_path(run: Run) -> Path:
+    return run.paths.root / "extra_llm_api_options.yaml"
+
+
+def attempt_argv(run: Run, task: Task, fraction: float | None, workdir: Path) -> tuple[list[str], Path, Path]:
+    stem = "" if fraction is None else f"kv{fraction:g}."
+    report, log = workdir / f"{stem}report.json", workdir / f"{stem}console.log"
+    argv = trtllm.throughput_argv(
+        run.manifest, task.point, model_path=model_path_for_runtime(run),
+        dataset=dataset_path(run, task.point), report_json=report, kv_fraction=fraction or 0.0,
+        workspace=run.paths.work / "bench-workspace",
+        engine_dir=run.paths.engine if run.manifest.engine.needs_build else None,
+        extra_options=extra_options_path(run) if extra_options_path(run).exists() else None,
+    )
+    return argv, report, log
+
+
+# ----------------------------------------------------------------------------- one point
+
+
+def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
+    """Run one task in its .partial folder; return its record (with folder-relative raw files)."""
+    workdir = run.paths.points / (task.name + PARTIAL)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    p = task.point
+    key = {"isl": p.isl, "osl": p.osl, "requests": p.requests, "concurrency": p.concurrency,
+           "repeat": task.repeat}
+    attempts: list[dict] = []
+    result: PointResult | None = None
+    for fraction in kv_fractions(run):
+        argv, report, log = attempt_argv(run, task, fraction, workdir)
+        with sampler_factory(workdir / "telemetry.csv") as sampler:
+            proc = run_logged(argv, log, timeout_s=run.manifest.runtime.point_timeout_s)
+        telemetry = sampler.summary()
+        if proc.exit_code == 0 and report.exists():
+            result = parse_trtllm.parse_file(report, **key)
+            attempts.append({"kv_cache_fraction": fraction, "outcome": "ok", "seconds": round(proc.seconds, 3)})
+            break
+        kind, detail = parse_trtllm.classify_failure(log.read_text(errors="replace"), proc.exit_code,
+                                                     proc.timed_out)
+        attempts.append({"kv_cache_fraction": fraction, "outcome": kind, "detail": detail,
+                         "exit_code": proc.exit_code, "seconds": round(proc.seconds, 3),
+                         "argv": shlex.join(argv)})
+        print(f"[sweep] {task.name}: {kind}: {detail}", file=sys.stderr)
+        if kind != "oom":
+            break
+    if result is None:
+        last = attempts[-1]
+        result = parse_trtllm.failed_result(kind=last["outcome"], detail=last["detail"], **key)
+    raw = tuple(sorted(f"points/{task.name}/{f.name}" for f in workdir.iterdir()))
+    return dataclasses.replace(judge(result), attempts=tuple(attempts), raw_files=raw,
+                               telemetry=telemetry)
+
+
+def publish(run: Run, arts: Artifacts, task: Task, result: PointResult) -> None:
+    """Write the record, then make the point visible with one rename, then record its files."""
+    workdir = run.paths.points / (task.name + PARTIAL)
+    final = run.paths.points / task.name
+    atomic_write_json(workdir / (FAILURE if result.status == "failed" else RESULT), result.to_json())
+    old = [k for k in arts.files if k.startswith(f"run:points/{task.name}/")]
+    if final.exists():
+        shutil.rmtree(final)  # only ever a failure.json being retried: done points are skipped
+    workdir.rename(final)
+    arts.forget(old)
+    arts.record("sweep", arts.stages.get("sweep", {}).get("inputs", {}),
+                sorted(final.iterdir()), replace=False, stamp=False)
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+
+def clean_interrupted(run: Run, arts: Artifacts) -> None:
+    """Remove what a killed sweep left: partial folders, and adopt points renamed but not recorded."""
+    for partial in run.paths.points.glob(f"*{PARTIAL}"):
+        print(f"[sweep] discarding interrupted point {partial.name}", file=sys.stderr)
+        shutil.rmtree(partial)
+    for folder in run.paths.points.glob("*"):
+        files = sorted(folder.iterdir())
+        if any(arts.key(f) not in arts.files for f in files):
+            arts.record("sweep", arts.stages.get("sweep", {}).get("inputs", {}), files,
+                        replace=False, stamp=False)
+
+
+def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
+    arts = Artifacts(run.paths)
+    if not run.paths.stamp("datasets").exists():
+        raise KitError("datasets are missing", path=str(run.paths.datasets),
+                       fix=f"run `make datasets MANIFEST={run.manifest_path}` first")
+    run.paths.points.mkdir(parents=True, exist_ok=True)
+    if (yaml_text := trtllm.extra_options_yaml(run.manifest)) is not None:
+        atomic_write_text(extra_options_path(run), yaml_text)
+    inputs = arts.input_digests(
+        [run.paths.resolved_manifest, *sorted(run.paths.datasets.glob("*.jsonl"))],
+        {"code": code_digest(__file__, trtllm.__file__, parse_trtllm.__file__)},
+    )
+    previous = arts.stages.get("sweep")
+    if previous and previous["inputs"] != inputs and any(k.startswith("run:points/") for k in arts.files):
+        raise KitError("the datasets or the sweep code changed since this run's points were measured",
+                       path=str(run.paths.root), fix="start a new run with RUN=<new name>")
+    arts.record("sweep", inputs, [p for p in [extra_options_path(run)] if p.exists()],
+                replace=False, stamp=False)
+    clean_interrupted(run, arts)
+
+    estimate = cost.Estimator(run.manifest)
+    tasks = tasks_of(run)
+    if shard is not None:
+        tasks = cost.shard_tasks(tasks, *shard, estimate)
+    todo = [t for t in tasks if not (run.paths.points / t.name / RESULT).exists()]
+    skipped = len(tasks) - len(todo)
+    if skipped:
+        print(f"[sweep] {skipped} of {len(tasks)} points already done; skipped", file=sys.stderr)
+    remaining = sum(estimate.seconds(t.point) for t in todo)
+    started = time.monotonic()
+    try:
+        for i, task in enumerate(todo, 1):
+            elapsed = time.monotonic() - started
+            print(f"[sweep] point {i}/{len(todo)} {task.name} ({task.point.requests} requests) "
+                  f"elapsed {cost.hms(elapsed)}, estimated remaining {cost.hms(remaining)}",
+                  file=sys.stderr)
+            result = run_task(run, task, sampler_factory)
+            publish(run, arts, task, result)
+            remaining -= estimate.seconds(task.point)
+            write_summary(run.paths.summary, load_records(run.paths.points))
+            arts.record("sweep", inputs, [run.paths.summary], replace=False, stamp=False)
+            print(f"[sweep] {task.name}: {result.status}"
+                  + (f" {result.metrics.output_tok_s:.1f} output tok/s" if result.metrics.output_tok_s else ""),
+                  file=sys.stderr)
+    except KeyboardInterrupt:
+        resume = f"make sweep MANIFEST={run.manifest_path} RUN={run.paths.name}"
+        print(f"[sweep] interrupted; finished points are kept. Resume with: {resume}", file=sys.stderr)
+        raise
+    write_summary(run.paths.summary, load_records(run.paths.points))
+    arts.record("sweep", inputs, [run.paths.summary], replace=False, stamp=True)
+    failed = [r for r in load_records(run.paths.points) if r.status != "ok"]
+    print(f"[sweep] done: {len(tasks) - len(failed)} ok, {len(failed)} failed or invalid", file=sys.stderr)
+    return 0
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise KitError(f"SHARD={text!r} is not i/N", fix="e.g. SHARD=1/3 (shards count from 1)") from None
+    if not 1 <= i <= n:
+        raise KitError(f"SHARD={text!r}: i must be between 1 and N", fix="e.g. SHARD=1/3")
+    return i, n
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.sweep", description=__doc__.splitlines()[0])
+    add_run_args(parser)
+    parser.add_argument("--shard", help="run only shard i of N (i/N), balanced by estimated cost")
+    args = parser.parse_args(argv)
+
+    def stage() -> int:
+        from bench.telemetry import Sampler
+
+        run = open_run(args.manifest, args.run)
+        interval = run.manifest.runtime.telemetry_interval_s
+        return sweep(run, parse_shard(args.shard), lambda path: Sampler(path, interval_s=interval))
+
+    return run_main(stage, "bench.sweep")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
