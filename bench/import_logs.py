@@ -31,6 +31,7 @@ from bench import parse_trtllm, record
 from bench.artifacts import Artifacts, code_digest
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_bytes, atomic_write_json
+from bench.manifest import load_manifest
 from bench.parse_trtllm import memory_from_log, parse_file
 from bench.record import PointResult
 from bench.run import RunPaths, open_run, point_id
@@ -153,13 +154,20 @@ def _remove_previous(arts: Artifacts) -> None:
     """Delete this stage's earlier outputs (recorded, so they are ours) before re-importing."""
     keys = arts.stages.get(STAGE, {}).get("outputs", [])
     for key in keys:
-        arts.path(key).unlink(missing_ok=True)
+        path = arts.path(key)
+        path.unlink(missing_ok=True)
+        for folder in path.parents:  # and the point folders left empty
+            if folder == arts.paths.root or any(folder.iterdir()):
+                break
+            folder.rmdir()
     arts.forget(keys)
 
 
 def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
     if not folder.is_dir():
         raise KitError("not a folder", path=str(folder), fix="pass LOGS=<folder of result_* files>")
+    if manifest is not None:
+        load_manifest(manifest)  # a bad manifest stops the import before anything is written
     folder = folder.resolve()
     entries = sorted(folder.iterdir())
     points, ignored = plan_points([e.name for e in entries if e.is_file()], folder)

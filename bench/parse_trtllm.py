@@ -131,9 +131,9 @@ BACKEND_NAMES = {"trt": "tensorrt", "tensorrt": "tensorrt", "pytorch": "pytorch"
 NOT_PRINTED = {"", "none", "n/a"}
 
 BANNER = re.compile(r"^=\s+(?P<title>\S.*?)\s*$")  # "= PERFORMANCE OVERVIEW " (not "=====")
-LOG_PREFIX = re.compile(r"^\[(\d\d/\d\d/\d{4}-|TensorRT-LLM\]|TRT-LLM\])")  # ends a report block
+LOG_PREFIX = re.compile(r"^\[(\d\d/\d\d/\d{4}-|TensorRT[- ]LLM\]|TRT-LLM\])")  # ends a report block
 LABEL_LINE = re.compile(r"^(?P<label>[^:]+?)\s*:\s*(?P<value>.*?)\s*$")
-VERSION_BANNER = re.compile(r"\[TensorRT-LLM\] TensorRT[- ]LLM version: (?P<version>\S+)")
+VERSION_BANNER = re.compile(r"\[TensorRT[- ]LLM\] TensorRT[- ]LLM version: (?P<version>\S+)")
 ENGINE_SIZE = re.compile(r"Loaded engine size: (?P<mib>[\d.]+) MiB")
 KV_CACHE = re.compile(
     r"Allocated (?P<size>[\d.]+) (?P<unit>GiB|MiB) for max tokens in paged KV cache"
@@ -174,14 +174,19 @@ def _kv_fraction(raw: Any) -> float | None:
         if text.endswith("%"):
             return float(text[:-1]) / 100.0
         raw = float(text)
-    value = float(raw)
-    return value / 100.0 if value > 1.0 else value
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ValueError(f"expected a number, got {raw!r}")
+    if not math.isfinite(raw):
+        return None
+    return raw / 100.0 if raw > 1.0 else float(raw)
 
 
 def _backend_name(raw: Any) -> str | None:
-    if raw is None or str(raw).strip().lower() in NOT_PRINTED:
+    if raw is not None and not isinstance(raw, str):
+        raise ValueError(f"expected a string, got {raw!r}")
+    if raw is None or raw.strip().lower() in NOT_PRINTED:
         return None
-    return BACKEND_NAMES.get(str(raw).strip().lower(), str(raw).strip())
+    return BACKEND_NAMES.get(raw.strip().lower(), raw.strip())
 
 
 SPECIAL_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -375,7 +380,7 @@ def parse_console(
         if not match:
             continue
         label, raw = match.group("label").strip(), match.group("value")
-        if section == PERFORMANCE_SECTION:
+        if section == PERFORMANCE_SECTION and not label.startswith("["):  # not "[TPOT] P50"
             seen.append(label)
         target = CONSOLE_LABELS.get(label)
         if target is None:
