@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,11 @@ class Artifacts:
         if stamp:
             self.write_stamp(stage)
         return entries
+
+    def skip(self, stage: str, what: str) -> None:
+        """A stage found its inputs unchanged: refresh its stamp for Make, and say so."""
+        print(f"[{stage}] skipped: inputs unchanged, {what} intact", file=sys.stderr)
+        self.write_stamp(stage)
 
     def forget(self, keys: Iterable[str]) -> None:
         """Drop files (e.g. an interrupted point's partial outputs) from the record."""

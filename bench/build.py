@@ -33,7 +33,7 @@ def build_stage(run: Run) -> int:
     inputs = arts.input_digests([run.paths.resolved_manifest, *checkpoint_files],
                                 {"code": code_digest(__file__, trtllm.__file__)})
     if arts.stage_is_current("build", inputs):
-        print("[build] skipped: inputs unchanged, engine intact", file=sys.stderr)
+        arts.skip("build", "engine")
         return 0
     if not m.engine.needs_build:
         print(f"[build] no-op: backend {m.engine.backend!r} runs without an engine", file=sys.stderr)

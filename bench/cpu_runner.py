@@ -58,7 +58,7 @@ def build_report(*, model: str, model_path: str, dataset: str, requests: list[di
     return {
         "engine": {
             "model": model, "model_path": model_path, "engine_dir": "None",
-            "version": __version__, "backend": BACKEND, "dtype": dtype,
+            "version": f"trtllm-repro-{__version__}", "backend": BACKEND, "dtype": dtype,
             "kv_cache_dtype": dtype, "quantization": "FP8",
             "runner": f"transformers {version('transformers')}, torch {version('torch')}, {device}",
         },

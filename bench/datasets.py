@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             {"code": code_digest(__file__, trtllm.__file__)},
         )
         if arts.stage_is_current("datasets", inputs):
-            print("[datasets] skipped: inputs unchanged, datasets intact", file=sys.stderr)
+            arts.skip("datasets", "datasets")
             return 0
         generator = run.manifest.dataset.generator
         write = write_builtin if generator == "builtin" else write_prepare_dataset

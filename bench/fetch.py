@@ -125,7 +125,7 @@ def fetch_stage(run: Run) -> int:
     if m.source == "builtin":
         inputs.update(arts.input_digests([demo_model.tokenizer_source()]))
     if arts.stage_is_current("fetch", inputs):
-        print("[fetch] skipped: inputs unchanged, model files intact", file=sys.stderr)
+        arts.skip("fetch", "model files")
         return 0
     print(f"[fetch] {m.repo}@{m.revision} ({m.source}) -> {target}", file=sys.stderr)
     if m.source == "builtin":

@@ -164,7 +164,7 @@ def quantize_stage(run: Run) -> int:
     inputs = arts.input_digests([run.paths.resolved_manifest, *model_files],
                                 {"code": code_digest(__file__)})
     if arts.stage_is_current("quantize", inputs):
-        print("[quantize] skipped: inputs unchanged, checkpoint intact", file=sys.stderr)
+        arts.skip("quantize", "checkpoint")
         return 0
     q = m.quantization
     if q.method != "modelopt":

@@ -123,8 +123,10 @@ def _check_finite(obj: Any, where: str) -> None:
             _check_finite(v, f"{where}[{i}]")
 
 
-def length_problem(isl: int, osl: int, metrics: Metrics) -> str | None:
-    """Why measured average lengths do not match the point's target, or None when they do."""
+def length_problem(isl: int, osl: int, metrics: Metrics, requests: int | None = None) -> str | None:
+    """Why the measured requests or average lengths miss the point's target, or None."""
+    if requests is not None and metrics.num_requests is not None and metrics.num_requests != requests:
+        return f"{metrics.num_requests} requests completed, {requests} asked"
     for name, target, got in (("input", isl, metrics.avg_input_len),
                               ("output", osl, metrics.avg_output_len)):
         if got is None:
@@ -139,7 +141,7 @@ def judge(result: PointResult) -> PointResult:
     """Mark an otherwise successful result invalid when its lengths miss the target."""
     if result.status != "ok":
         return result
-    problem = length_problem(result.isl, result.osl, result.metrics)
+    problem = length_problem(result.isl, result.osl, result.metrics, result.requests)
     if problem is None:
         return result
     return dataclasses.replace(result, status="invalid", failure="length_mismatch",

@@ -102,12 +102,15 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
         with sampler_factory(workdir / "telemetry.csv") as sampler:
             proc = run_logged(argv, log, timeout_s=run.manifest.runtime.point_timeout_s)
         telemetry = sampler.summary()
-        if proc.exit_code == 0 and report.exists():
-            result = parse_trtllm.parse_file(report, **key)
-            attempts.append({"kv_cache_fraction": fraction, "outcome": "ok", "seconds": round(proc.seconds, 3)})
+        log_text = log.read_text(errors="replace")
+        finished = report.exists() or parse_trtllm.has_performance_section(log_text)
+        if finished and not proc.timed_out:  # a crash in teardown after the report still counts
+            result = parse_trtllm.parse_file(report if report.exists() else log, **key)
+            result = dataclasses.replace(result, memory=parse_trtllm.memory_from_log(log_text))
+            attempts.append({"kv_cache_fraction": fraction, "outcome": "ok", "exit_code": proc.exit_code,
+                             "seconds": round(proc.seconds, 3)})
             break
-        kind, detail = parse_trtllm.classify_failure(log.read_text(errors="replace"), proc.exit_code,
-                                                     proc.timed_out)
+        kind, detail = parse_trtllm.classify_failure(log_text, proc.exit_code, proc.timed_out)
         attempts.append({"kv_cache_fraction": fraction, "outcome": kind, "detail": detail,
                          "exit_code": proc.exit_code, "seconds": round(proc.seconds, 3),
                          "argv": shlex.join(argv)})

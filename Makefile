@@ -1,0 +1,163 @@
+# trtllm-repro: reproduce LLM inference benchmarks end to end and prove what was measured.
+# Make is the map, Python does the work: each stage target calls `python -m bench.<stage>`.
+# Stage targets are stamps (results/<run>/.stamps/<stage>.ok) written last by the stage, so a
+# second `make all` reruns nothing whose inputs did not change. `make help` lists everything.
+
+SHELL := bash
+# pipefail: a failing stage is never hidden by `| tee`.
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+.DEFAULT_GOAL := help
+
+# ============================================================================== Variables
+MANIFEST ?= manifests/llama-3.1-8b-fp8-h100.toml## sweep manifest (TOML)
+SHARD ?=## run only shard i/N of the points (e.g. 1/3), balanced by estimated cost
+RUN ?= $(basename $(notdir $(MANIFEST)))$(if $(SHARD),-shard$(subst /,of,$(SHARD)))## run name (results/<run>/)
+REFERENCE ?=## published numbers to verify against (manifests/published/*.toml)
+LOGS ?=## folder of raw trtllm-bench logs for `make import` / `make audit`
+SHARDS ?=## shard run folders for `make merge`
+VENV ?= .venv## virtualenv that `make demo`/`make test` create (unused in the container)
+PYTHON ?= $(VENV)/bin/python## interpreter for the stages (the image sets PYTHON=python3)
+RESULTS_DIR ?= results## where runs live
+WORK_DIR ?= work## large per-run files: checkpoint, engine
+MODELS_DIR ?= models## model snapshots, shared by runs
+REPORTS_DIR ?= reports## reports/<run>/report.md, verify.md, figures
+HF_HOME ?= $(HOME)/.cache/huggingface## Hugging Face cache mounted into the container
+DEMO_MANIFEST := manifests/demo.toml
+export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR
+
+R := $(RESULTS_DIR)/$(RUN)
+STAMP := $(R)/.stamps
+ARGS := --manifest $(MANIFEST) --run $(RUN)
+STARTED := $(shell date +%s)
+# The virtualenv is built only when PYTHON points into it (not inside the container).
+ENV_READY := $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/.installed,)
+
+include docker.mk
+
+# ============================================================================== Pipeline
+.PHONY: all demo env preflight fetch quantize build datasets sweep report verify plan validate
+
+## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> datasets -> sweep -> report -> verify
+all: verify
+	@$(PYTHON) -m bench.status --run $(RUN) --since $(STARTED)
+
+## the whole pipeline on the embedded CPU demo (creates .venv; no GPU, no Hub)
+demo: $(ENV_READY)
+	@$(MAKE) --no-print-directory all MANIFEST=$(DEMO_MANIFEST) RUN=$(basename $(notdir $(DEMO_MANIFEST))) STARTED=$(STARTED)
+
+## check the manifest: types, unknown keys, lengths, duplicates, max_seq_len (exit 2 names the key)
+validate: $(ENV_READY)
+	$(PYTHON) -m bench.manifest validate $(MANIFEST)
+
+## print every command the pipeline would run and the estimated GPU time (runs nothing)
+plan: $(ENV_READY)
+	@$(PYTHON) -m bench.plan --manifest $(MANIFEST) $(if $(SHARD),--shard $(SHARD))
+
+## GPU, host and software provenance (manifest -> results/<run>/provenance.json)
+env: $(STAMP)/env.ok
+$(STAMP)/env.ok: $(MANIFEST) bench/provenance.py | _toolcheck $(ENV_READY)
+	$(PYTHON) -m bench.provenance $(ARGS)
+
+## pre-run checks: GPU model, power, clocks, MIG, free disk, HF_TOKEN (reports; prints nvidia-smi advice)
+preflight: $(STAMP)/env.ok
+	$(PYTHON) -m bench.preflight $(ARGS)
+
+## model files at the pinned revision, sha256-checked (manifest -> models/<repo>/<rev>/)
+fetch: $(STAMP)/fetch.ok
+$(STAMP)/fetch.ok: $(STAMP)/env.ok bench/fetch.py bench/demo_model.py | preflight
+	$(PYTHON) -m bench.fetch $(ARGS)
+
+## FP8 post-training quantization with ModelOpt (model -> work/<run>/checkpoint/)
+quantize: $(STAMP)/quantize.ok
+$(STAMP)/quantize.ok: $(STAMP)/fetch.ok bench/quantize.py
+	$(PYTHON) -m bench.quantize $(ARGS)
+
+## TensorRT engine with trtllm-build; a recorded no-op for engine-less backends (-> work/<run>/engine/)
+build: $(STAMP)/build.ok
+$(STAMP)/build.ok: $(STAMP)/quantize.ok bench/build.py bench/trtllm.py
+	$(PYTHON) -m bench.build $(ARGS)
+
+## synthetic requests per point, trtllm-bench JSONL (-> results/<run>/datasets/)
+datasets: $(STAMP)/datasets.ok
+$(STAMP)/datasets.ok: $(STAMP)/build.ok bench/datasets.py
+	$(PYTHON) -m bench.datasets $(ARGS)
+
+## every point (SHARD=i/N for a share), resumable (-> results/<run>/points/, summary.csv)
+sweep: $(STAMP)/sweep.ok
+$(STAMP)/sweep.ok: $(STAMP)/datasets.ok bench/sweep.py bench/cpu_runner.py bench/parse_trtllm.py
+	$(PYTHON) -m bench.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))
+
+## report from the run's records only (results/<run>/ -> reports/<run>/report.md + figures)
+report: $(STAMP)/report.ok
+$(STAMP)/report.ok: $(STAMP)/sweep.ok bench/report.py
+	$(PYTHON) -m bench.report --run $(RUN)
+
+## re-hash every artifact, check identity, compare with REFERENCE (-> reports/<run>/verify.md)
+verify: $(STAMP)/report.ok
+	$(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))
+
+# ============================================================================== Runs
+.PHONY: import audit merge clean-run
+
+## turn a folder of raw trtllm-bench logs/JSON into a run (LOGS=<folder> -> results/<run>/)
+import: $(ENV_READY)
+	@test -n "$(LOGS)" || { echo "make import: set LOGS=<folder of result_<ISL>_<OSL>_<N>.txt>" >&2; exit 2; }
+	$(PYTHON) -m bench.import_logs --logs $(LOGS) --run $(RUN)
+
+## import LOGS, report and verify against REFERENCE in one step
+audit: $(ENV_READY)
+	@test -n "$(LOGS)" || { echo "make audit: set LOGS=<folder> [REFERENCE=manifests/published/...]" >&2; exit 2; }
+	$(PYTHON) -m bench.audit --logs $(LOGS) --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))
+
+## combine shard runs into one run (RUN=<merged> SHARDS="results/a results/b ...")
+merge: $(ENV_READY)
+	$(PYTHON) -m bench.merge --run $(RUN) $(SHARDS)
+
+## delete one run's results, work files and report (RUN=<run>)
+clean-run:
+	rm -rf -- "$(R)" "$(WORK_DIR)/$(RUN)" "$(REPORTS_DIR)/$(RUN)"
+
+# ============================================================================== Checks
+.PHONY: test lint bench info
+
+## the test suite (creates .venv if needed)
+test: $(ENV_READY)
+	$(PYTHON) -m pytest -q
+
+## ruff, shellcheck, hadolint, workflow checks
+lint: $(ENV_READY)
+	$(PYTHON) -m ruff check bench tests scripts
+	$(PYTHON) -m ruff format --check bench tests scripts
+	$(PYTHON) -m bench.lint_extra
+
+## speed benchmarks you can rerun: hashing vs sha256sum, telemetry overhead
+bench: $(ENV_READY)
+	$(PYTHON) scripts/bench_hashing.py
+	$(PYTHON) scripts/bench_telemetry_overhead.py
+
+## resolved knobs, pins and detected tool versions
+info: $(ENV_READY)
+	@$(foreach v,MANIFEST RUN SHARD PYTHON RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR HF_HOME IMAGE,echo "$(v) = $($(v))";)
+	@$(PYTHON) -m bench.pins
+
+_toolcheck:
+	@python3 -m bench.toolcheck $(MANIFEST)
+
+$(VENV)/.installed: requirements/demo.lock
+	python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements/demo.lock
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements/demo-nodeps.lock
+	touch $@
+
+# ============================================================================== Help
+.PHONY: help
+## this list
+help:
+	@awk 'BEGIN {FS = ":"} /^## / {doc = substr($$0, 4); next} \
+	     /^[a-z][a-zA-Z_-]*:/ && doc != "" {printf "  \033[36m%-12s\033[0m %s\n", $$1, doc} {doc = ""}' \
+	     $(MAKEFILE_LIST)
+	@echo; echo "Variables (make VAR=value ...):"
+	@grep -hE '^[A-Z_]+ \?= .*## ' $(MAKEFILE_LIST) | \
+	  sed -E 's/^([A-Z_]+) \?= ([^#]*)## (.*)/  \1|\3 [\2]/' | awk -F'|' '{printf "  %-12s %s\n", $$1, $$2}'
