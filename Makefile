@@ -40,7 +40,8 @@ include docker.mk
 .PHONY: all demo env preflight fetch quantize build datasets sweep report verify plan validate
 
 ## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> datasets -> sweep -> report -> verify
-all: verify
+all: $(STAMP)/report.ok
+	$(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))
 	@$(PYTHON) -m bench.status --run $(RUN) --since $(STARTED)
 
 ## the whole pipeline on the embedded CPU demo (creates .venv; no GPU, no Hub)
@@ -89,13 +90,17 @@ sweep: $(STAMP)/sweep.ok
 $(STAMP)/sweep.ok: $(STAMP)/datasets.ok bench/sweep.py bench/cpu_runner.py bench/parse_trtllm.py
 	$(PYTHON) -m bench.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))
 
-## report from the run's records only (results/<run>/ -> reports/<run>/report.md + figures)
-report: $(STAMP)/report.ok
 $(STAMP)/report.ok: $(STAMP)/sweep.ok bench/report.py
 	$(PYTHON) -m bench.report --run $(RUN)
 
+# report and verify read only results/<run>/, so they work on any run, anywhere (imported and
+# merged runs included); `all` reaches them through the stamps above.
+## report from the run's records only (results/<run>/ -> reports/<run>/report.md + figures)
+report: $(ENV_READY)
+	$(PYTHON) -m bench.report --run $(RUN)
+
 ## re-hash every artifact, check identity, compare with REFERENCE (-> reports/<run>/verify.md)
-verify: $(STAMP)/report.ok
+verify: $(ENV_READY)
 	$(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))
 
 # ============================================================================== Runs
@@ -134,8 +139,8 @@ lint: $(ENV_READY)
 
 ## speed benchmarks you can rerun: hashing vs sha256sum, telemetry overhead
 bench: $(ENV_READY)
-	$(PYTHON) scripts/bench_hashing.py
-	$(PYTHON) scripts/bench_telemetry_overhead.py
+	PYTHONPATH=. $(PYTHON) scripts/bench_hashing.py
+	PYTHONPATH=. $(PYTHON) scripts/bench_telemetry_overhead.py
 
 ## resolved knobs, pins and detected tool versions
 info: $(ENV_READY)

@@ -5,8 +5,8 @@ A point's time is modelled as startup + requests x (isl x prefill + osl x decode
 grow with the context each output token sees. Fitted by least squares to the 63 measured points of
 the seed sweep (70B, TP8, 8x H100, TensorRT-LLM 0.16; ../shared/fixtures), the model predicts
 every point within 15% (scripts/fit_cost_model.py reproduces the fit). Absolute times scale with
-model and GPU; only the ratios matter for balancing. A 16384/16384 point costs about 100x a
-128/128 point of the same request count, so shards are balanced by this estimate, not by count.
+model and GPU; only the ratios matter for balancing. A 16384/16384 request costs about 1000x a
+128/128 request, so shards are balanced by this estimate, not by count.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ GPU = Coefficients(40.0, 2.75e-5, 3.49e-5, 2.00e-8)
 # NVIDIA's 8B TP1 figure at 128/128 (28,312 tok/s) is ~2x the seed's 70B TP8 (14,390 tok/s).
 GPU_8B_SPEEDUP = 2.0
 # The demo's tiny model on 2 CPU cores, batch 8 (measured with `make demo`, see README).
-CPU = Coefficients(4.0, 2.0e-5, 2.0e-4, 1.0e-8)
+CPU = Coefficients(6.0, 2.0e-5, 1.5e-3, 1.0e-8)
 
 
 class Estimator:

@@ -1,0 +1,27 @@
+"""Shared fixtures: isolated run roots, the shared fixtures folder, the demo manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+DEMO_MANIFEST = ROOT / "manifests" / "demo.toml"
+
+
+@pytest.fixture
+def run_roots(tmp_path, monkeypatch) -> Path:
+    """Point results/, work/, models/ and reports/ into tmp_path for one test."""
+    for name in ("RESULTS_DIR", "WORK_DIR", "MODELS_DIR", "REPORTS_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.split("_")[0].lower()))
+    return tmp_path
+
+
+def needs_shared(*parts: str) -> Path:
+    """A path under ../shared, or skip: users who clone the project do not have it."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared is only in the developers' workspace)")
+    return path
