@@ -1,0 +1,1045 @@
+"""Stage `report`: a run's results as one markdown report with figures, computed from records.
+
+Reads:  results/<run>/points/*/{result,failure}.json, summary.csv, manifest.resolved.toml (or
+        import.json for an imported run), provenance.json and the model's config.json when present,
+        each failed point's raw log (its last lines)
+Writes: reports/<run>/report.md, reports/<run>/figures/{throughput_heatmap,throughput_vs_osl}.png;
+        recorded as stage "report" in results/<run>/artifacts.json
+Usage:  python -m bench.report --run demo          (make report RUN=demo)
+
+Every number comes from the records (bench.record.PointResult); nothing is copied from a log's
+name or a previous report. The same records give byte-identical output: no clock is read, times
+come from the run's own artifact record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import math
+import statistics
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import gpus, record
+from bench.artifacts import Artifacts, code_digest
+from bench.errors import KitError, run_main
+from bench.fileio import atomic_write_bytes, atomic_write_text, read_json, sha256_bytes
+from bench.gpus import GpuSpec, ModelShape
+from bench.manifest import Manifest
+from bench.record import PointResult, load_records
+from bench.run import RunPaths, load_run
+
+STAGE = "report"
+REPORT_NAME = "report.md"
+FIGURES = ("figures/throughput_heatmap.png", "figures/throughput_vs_osl.png")
+TOP_N = 10
+NEAR_BEST = 0.90  # recommendations: points within 10% of the best
+CV_FLAG = 0.05  # repeats: coefficient of variation above 5% is flagged
+LOG_TAIL_LINES = 6
+DPI = 110
+# Two-sided 95% Student t quantiles by degrees of freedom; above 30 the df=30 value (conservative).
+T95 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
+NOT_RECORDED = "not recorded"
+IDENTITY_FIELDS = (
+    "model",
+    "backend",
+    "engine_version",
+    "tp_size",
+    "pp_size",
+    "quantization",
+    "kv_cache_dtype",
+    "dtype",
+    "max_seq_len",
+    "max_batch_size",
+    "max_num_tokens",
+)
+
+
+@dataclass(frozen=True)
+class PointRow:
+    """One ISL/OSL(/concurrency) point of the run: the mean over its valid repeats."""
+
+    isl: int
+    osl: int
+    concurrency: int | None
+    requests: int
+    n: int  # valid repeats averaged
+    output_tok_s: float
+    req_s: float | None
+    total_tok_s: float | None
+    total_derived: bool  # total tok/s = req/s x (avg ISL + avg OSL), not reported by the tool
+    total_tokens: float
+    output_tok_s_per_gpu: float | None
+    suspect: bool
+
+
+@dataclass(frozen=True)
+class RepeatStats:
+    isl: int
+    osl: int
+    concurrency: int | None
+    n: int
+    mean: float
+    ci95: float  # half-width
+    cv: float
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the report knows about a run besides its records; absent pieces are None."""
+
+    run: str
+    manifest: Manifest | None
+    import_summary: dict[str, Any] | None
+    provenance: dict[str, Any] | None
+    shape: ModelShape | None
+    shape_source: str
+    results_digest: str
+    recorded_at: str | None
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def num(value: float | int | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: Sequence[bool]) -> str:
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---:" if r else "---" for r in right) + "|",
+    ]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def where(r: PointRow) -> str:
+    text = f"ISL {r.isl} / OSL {r.osl}"
+    return text + (f" / concurrency {r.concurrency}" if r.concurrency is not None else "")
+
+
+# ----------------------------------------------------------------------------- tables (pure)
+
+
+def run_gpus(records: Sequence[PointResult]) -> int | None:
+    """GPUs used, as recorded: TP x PP of the records (None when no record says)."""
+    for r in records:
+        if r.identity.tp_size is not None:
+            return r.identity.tp_size * (r.identity.pp_size or 1)
+    return None
+
+
+def is_suspect(r: PointResult) -> bool:
+    return bool((r.telemetry or {}).get("suspect"))
+
+
+def point_rows(records: Sequence[PointResult]) -> list[PointRow]:
+    """Valid (status ok) results grouped by point, averaged over repeats; sorted by ISL, OSL."""
+    groups: dict[tuple[int, int, int | None], list[PointResult]] = {}
+    for r in records:
+        if r.status == "ok" and r.metrics.output_tok_s is not None:
+            groups.setdefault((r.isl, r.osl, r.concurrency), []).append(r)
+    n_gpus = run_gpus(records)
+    rows = []
+    for (isl, osl, conc), rs in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)
+    ):
+
+        def mean(values: list[float | None]) -> float | None:
+            known = [v for v in values if v is not None]
+            return statistics.fmean(known) if len(known) == len(values) else None
+
+        req_s = mean([r.metrics.req_s for r in rs])
+        total = mean([r.metrics.total_tok_s for r in rs])
+        avg_in = mean([r.metrics.avg_input_len for r in rs])
+        avg_out = mean([r.metrics.avg_output_len for r in rs])
+        derived = total is None and req_s is not None and avg_in is not None and avg_out is not None
+        if derived:
+            total = req_s * (avg_in + avg_out)
+        tokens_each = (
+            (avg_in + avg_out) if avg_in is not None and avg_out is not None else isl + osl
+        )
+        out = statistics.fmean(r.metrics.output_tok_s or 0.0 for r in rs)  # known: grouped on it
+        rows.append(
+            PointRow(
+                isl=isl,
+                osl=osl,
+                concurrency=conc,
+                requests=rs[0].requests,
+                n=len(rs),
+                output_tok_s=out,
+                req_s=req_s,
+                total_tok_s=total,
+                total_derived=derived,
+                total_tokens=rs[0].requests * tokens_each,
+                output_tok_s_per_gpu=out / n_gpus if n_gpus else None,
+                suspect=any(is_suspect(r) for r in rs),
+            )
+        )
+    return rows
+
+
+def _rank_key(r: PointRow) -> tuple[float, int, int, int]:
+    return (-r.output_tok_s, r.isl, r.osl, r.concurrency or 0)
+
+
+def top_rows(rows: Sequence[PointRow], n: int = TOP_N) -> list[PointRow]:
+    return sorted(rows, key=_rank_key)[:n]
+
+
+def best_per(rows: Sequence[PointRow], axis: str) -> list[PointRow]:
+    """The highest-output row for each ISL (axis 'isl') or OSL (axis 'osl'), ascending by it."""
+    best: dict[int, PointRow] = {}
+    for r in sorted(rows, key=_rank_key):
+        best.setdefault(getattr(r, axis), r)
+    return [best[k] for k in sorted(best)]
+
+
+def grid(
+    rows: Sequence[PointRow], records: Sequence[PointResult]
+) -> tuple[list[int], list[int], dict[tuple[int, int], float | str]]:
+    """ISL x OSL -> best output tok/s over concurrency, or the failure of a point without one."""
+    isls = sorted({r.isl for r in records})
+    osls = sorted({r.osl for r in records})
+    cells: dict[tuple[int, int], float | str] = {}
+    for r in records:
+        if r.status != "ok":
+            cells.setdefault((r.isl, r.osl), r.failure or r.status)
+    for r in sorted(rows, key=_rank_key, reverse=True):
+        cells[r.isl, r.osl] = r.output_tok_s
+    return isls, osls, cells
+
+
+def repeat_stats(records: Sequence[PointResult]) -> list[RepeatStats]:
+    """Mean, 95% CI (Student t) and CV of output tok/s for points with two or more valid repeats."""
+    groups: dict[tuple[int, int, int | None], list[float]] = {}
+    for r in records:
+        if r.status == "ok" and r.metrics.output_tok_s is not None:
+            groups.setdefault((r.isl, r.osl, r.concurrency), []).append(r.metrics.output_tok_s)
+    out = []
+    for (isl, osl, conc), values in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)
+    ):
+        if len(values) < 2:
+            continue
+        mean, sd = statistics.fmean(values), statistics.stdev(values)
+        t = T95[min(len(values) - 1, len(T95)) - 1]
+        out.append(
+            RepeatStats(
+                isl,
+                osl,
+                conc,
+                len(values),
+                mean,
+                t * sd / math.sqrt(len(values)),
+                sd / mean if mean else 0.0,
+            )
+        )
+    return out
+
+
+def distinct_identity(records: Sequence[PointResult]) -> dict[str, list[Any]]:
+    """Each identity field -> the distinct values the records state (unknown left out)."""
+    return {
+        f: sorted({getattr(r.identity, f) for r in records} - {None}, key=str)
+        for f in IDENTITY_FIELDS
+    }
+
+
+def identity_problems(records: Sequence[PointResult], manifest: Manifest | None) -> list[str]:
+    """Where the records disagree with each other or with what the manifest declares."""
+    seen = distinct_identity(records)
+    problems = [
+        f"records disagree on {f}: {', '.join(map(str, v))}"
+        for f, v in seen.items()
+        if len(v) > 1 and f in ("model", "backend", "tp_size", "pp_size", "engine_version")
+    ]
+    if manifest is not None:
+        declared = {
+            "model": manifest.model.repo,
+            "backend": manifest.engine.backend,
+            "tp_size": manifest.engine.tp_size,
+            "pp_size": manifest.engine.pp_size,
+        }
+        for f, want in declared.items():
+            wrong = [v for v in seen[f] if v != want]
+            if wrong:
+                problems.append(
+                    f"{f}: results record {', '.join(map(str, wrong))}, "
+                    f"the manifest declares {want}"
+                )
+    return problems
+
+
+def gpu_spec(ctx: Context) -> tuple[GpuSpec | None, str]:
+    """The GPU's datasheet row and where its identity came from (provenance, then manifest)."""
+    for g in (ctx.provenance or {}).get("gpus") or []:
+        key = gpus.gpu_key(g.get("name"), g.get("form_factor"))
+        if key:
+            return gpus.GPUS[key], f"provenance.json: {g.get('name')}"
+        return None, f"provenance.json names {g.get('name')!r}, which has no datasheet row"
+    if ctx.manifest is not None:
+        key = gpus.gpu_key(ctx.manifest.hardware.gpu)
+        if key:
+            return gpus.GPUS[key], f"manifest hardware.gpu = {ctx.manifest.hardware.gpu!r}"
+        return None, f"manifest hardware.gpu = {ctx.manifest.hardware.gpu!r} has no datasheet row"
+    return None, "the GPU model is not recorded (no provenance.json, no manifest)"
+
+
+def is_cpu_run(records: Sequence[PointResult], ctx: Context) -> bool:
+    if any(r.identity.backend == "cpu-reference" for r in records):
+        return True
+    return ctx.manifest is not None and ctx.manifest.runtime.device == "cpu"
+
+
+def efficiency_rows(
+    rows: Sequence[PointRow], records: Sequence[PointResult], ctx: Context, spec: GpuSpec
+) -> list[tuple[PointRow, gpus.Efficiency]]:
+    """Each valid point's share of the compute and bandwidth ceilings (bench.gpus)."""
+    out: list[tuple[PointRow, gpus.Efficiency]] = []
+    if ctx.shape is None:
+        return out
+    n_gpus = run_gpus(records) or 1
+    for row in rows:
+        if row.req_s is None:
+            continue
+        same = [
+            r
+            for r in records
+            if (r.isl, r.osl, r.concurrency) == (row.isl, row.osl, row.concurrency)
+            and r.status == "ok"
+        ]
+        ident, mem = same[0].identity, same[0].memory
+        out.append(
+            (
+                row,
+                gpus.efficiency(
+                    ctx.shape,
+                    spec,
+                    n_gpus,
+                    isl=row.isl,
+                    osl=row.osl,
+                    requests=row.requests,
+                    req_s=row.req_s,
+                    output_tok_s=row.output_tok_s,
+                    weight_dtype=ident.quantization or ident.dtype,
+                    kv_dtype=ident.kv_cache_dtype,
+                    max_batch_size=ident.max_batch_size,
+                    kv_cache_max_tokens=mem.kv_cache_max_tokens,
+                ),
+            )
+        )
+    return out
+
+
+def _span(values: Iterable[int]) -> str:
+    v = sorted(set(values))
+    return str(v[0]) if len(v) == 1 else f"{v[0]}-{v[-1]}"
+
+
+def recommendations(rows: Sequence[PointRow], records: Sequence[PointResult]) -> list[str]:
+    """Statements derived from this run's numbers only."""
+    if not rows:
+        return ["No valid point: nothing to recommend; see Failures."]
+    out = []
+    best = top_rows(rows, 1)[0]
+    near = [r for r in rows if r.output_tok_s >= NEAR_BEST * best.output_tok_s]
+    out.append(
+        f"Highest output throughput: {where(best)} at {num(best.output_tok_s)} tok/s; "
+        f"{len(near)} point(s) within {1 - NEAR_BEST:.0%} of it span ISL "
+        f"{_span(r.isl for r in near)} and OSL {_span(r.osl for r in near)}."
+    )
+    with_rate = [r for r in rows if r.req_s is not None]
+    if with_rate:
+        fast = max(with_rate, key=lambda r: (r.req_s or 0, -r.isl, -r.osl))
+        near_rate = [r for r in with_rate if (r.req_s or 0) >= NEAR_BEST * (fast.req_s or 0)]
+        out.append(
+            f"Highest request rate: {where(fast)} at {num(fast.req_s)} req/s "
+            f"({num(fast.output_tok_s)} output tok/s); within {1 - NEAR_BEST:.0%}: "
+            f"{', '.join(where(r) for r in near_rate)}."
+        )
+    worst = min(rows, key=lambda r: (r.output_tok_s, r.isl, r.osl))
+    out.append(
+        f"Lowest output throughput: {where(worst)} at {num(worst.output_tok_s)} tok/s "
+        f"({worst.output_tok_s / best.output_tok_s:.1%} of the best)."
+    )
+    failed = [r for r in records if r.status == "failed"]
+    if failed:
+        longest_ok = max(rows, key=lambda r: (r.isl + r.osl, r.isl))
+        listed = ", ".join(f"ISL {r.isl} / OSL {r.osl}: {r.failure}" for r in failed)
+        out.append(
+            f"{len(failed)} point(s) failed ({listed}); "
+            f"the longest sequence that succeeded is ISL + OSL = {longest_ok.isl + longest_ok.osl} "
+            f"({where(longest_ok)}). Rerun failed points after checking their logs below."
+        )
+    redo = [r for r in records if r.status == "invalid"] + [
+        r for r in records if r.status == "ok" and is_suspect(r)
+    ]
+    if redo:
+        out.append(
+            "Do not use until rerun: "
+            + ", ".join(
+                f"ISL {r.isl} / OSL {r.osl}" + (f" (repeat {r.repeat})" if r.repeat else "")
+                for r in redo
+            )
+            + "."
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- markdown (pure)
+
+
+def _get(data: dict[str, Any] | None, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(k)
+    return data
+
+
+def _values(seen: dict[str, list[Any]], field: str) -> str:
+    v = seen.get(field) or []
+    return ", ".join(map(str, v)) if v else NOT_RECORDED
+
+
+def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, list[str]]) -> str:
+    rows = point_rows(records)
+    seen = distinct_identity(records)
+    n_gpus = run_gpus(records)
+    spec, spec_source = gpu_spec(ctx)
+    cpu = is_cpu_run(records, ctx)
+    problems = identity_problems(records, ctx.manifest)
+    ok = sum(r.status == "ok" for r in records)
+    prov_gpus = _get(ctx.provenance, "gpus") or []
+    gpu_name = (prov_gpus[0].get("name") if prov_gpus else None) or (
+        ctx.manifest.hardware.gpu if ctx.manifest else None
+    )
+    out: list[str] = [f"# Benchmark report: {ctx.run}\n\n"]
+
+    if problems:
+        out.append(
+            "> **WARNING: identity mismatch.** These results are not what the run declares; "
+            "`make verify` fails until this is resolved:\n>\n"
+            + "".join(f"> - {p}\n" for p in problems)
+            + "\n"
+        )
+    if ctx.manifest is None:
+        out.append(
+            "> No manifest: this run was imported"
+            + (f" from `{ctx.import_summary.get('source')}`" if ctx.import_summary else "")
+            + ". Identity below is what the logs themselves state.\n\n"
+        )
+
+    # -- executive summary
+    out.append("## Executive summary\n\n")
+    best = top_rows(rows, 1)[0] if rows else None
+    fast = max(
+        (r for r in rows if r.req_s is not None), key=lambda r: (r.req_s or 0, -r.isl), default=None
+    )
+    failed_kinds = sorted({r.failure or r.status for r in records if r.status != "ok"})
+    lines = [
+        (
+            "Model",
+            _values(seen, "model")
+            + (
+                f" (manifest: {ctx.manifest.model.repo} @ {ctx.manifest.model.revision})"
+                if ctx.manifest
+                else ""
+            ),
+        ),
+        (
+            "Precision",
+            f"weights {_values(seen, 'quantization')}, KV cache "
+            f"{_values(seen, 'kv_cache_dtype')}, compute dtype {_values(seen, 'dtype')}",
+        ),
+        (
+            "Engine",
+            f"backend {_values(seen, 'backend')}, version {_values(seen, 'engine_version')}",
+        ),
+        (
+            "GPU",
+            (
+                "CPU (reference runner, no GPU)"
+                if cpu
+                else f"{gpu_name or NOT_RECORDED} x {n_gpus if n_gpus else NOT_RECORDED}"
+                + ("" if n_gpus is None else " (TP x PP as recorded)")
+            ),
+        ),
+        ("TP / PP", f"{_values(seen, 'tp_size')} / {_values(seen, 'pp_size')}"),
+        (
+            "Peak output throughput",
+            f"{num(best.output_tok_s)} tok/s at {where(best)}, "
+            f"{num(best.requests)} requests"
+            + (
+                f" ({num(best.output_tok_s_per_gpu)} per GPU)"
+                if best.output_tok_s_per_gpu is not None and not cpu
+                else ""
+            )
+            if best
+            else "no valid point",
+        ),
+        ("Peak request rate", f"{num(fast.req_s)} req/s at {where(fast)}" if fast else "-"),
+        (
+            "Points",
+            f"{ok}/{len(records)} valid"
+            + (f"; not valid: {', '.join(failed_kinds)}" if failed_kinds else ""),
+        ),
+        ("Results recorded", ctx.recorded_at or NOT_RECORDED),
+    ]
+    out.append(md_table(["", ""], lines, [False, False]) + "\n")
+
+    # -- definitions
+    out.append(
+        "## Metric definitions\n\n"
+        "- **Output tok/s**: generated tokens of all requests / wall time of the whole "
+        "benchmark, for the whole system (all GPUs of the run), as the tool measured it. "
+        "trtllm-bench 0.16 prints it as `Token Throughput`; later as "
+        "`Total Output Throughput`.\n"
+        "- **Total tok/s**: input + output tokens / wall time. Marked `*` where the tool did "
+        "not report it and it is derived as req/s x (average ISL + average OSL).\n"
+        "- **Per GPU**: output tok/s / (TP x PP) as recorded in the results.\n"
+        "- **req/s**: completed requests / wall time. **Total tokens**: requests x (average "
+        "ISL + average OSL).\n"
+        "- A point is valid when the tool finished, reported numbers, and the average "
+        "lengths are within 1% of the target. With repeats, tables show the mean of the "
+        "valid repeats.\n\n"
+    )
+
+    # -- top 10
+    out.append(f"## Top {TOP_N} points by output tok/s\n\n")
+    headers = [
+        "Rank",
+        "ISL",
+        "OSL",
+        "Requests",
+        "Output tok/s",
+        "Total tok/s",
+        "req/s",
+        "Total tokens",
+        "Output tok/s per GPU",
+    ]
+    table = []
+    for i, r in enumerate(top_rows(rows), 1):
+        table.append(
+            [
+                i,
+                r.isl,
+                r.osl,
+                num(r.requests),
+                num(r.output_tok_s) + (" (suspect)" if r.suspect else ""),
+                num(r.total_tok_s) + ("*" if r.total_derived else ""),
+                num(r.req_s),
+                num(round(r.total_tokens)),
+                num(r.output_tok_s_per_gpu),
+            ]
+        )
+    out.append(
+        md_table(headers, table, [True] * len(headers)) + "\n" if table else "No valid point.\n\n"
+    )
+
+    # -- best per ISL / OSL
+    for axis, other in (("isl", "osl"), ("osl", "isl")):
+        out.append(f"## Best per {axis.upper()}\n\n")
+        best_rows = [
+            [
+                getattr(r, axis),
+                num(r.output_tok_s),
+                f"{other.upper()} {getattr(r, other)}",
+                num(r.requests),
+                num(r.req_s),
+            ]
+            for r in best_per(rows, axis)
+        ]
+        out.append(
+            md_table(
+                [axis.upper(), "Best output tok/s", "At", "Requests", "req/s"],
+                best_rows,
+                [True, True, False, True, True],
+            )
+            + "\n"
+        )
+
+    # -- grid
+    isls, osls, cells = grid(rows, records)
+    out.append("## Output tok/s over ISL x OSL\n\n")
+    grid_rows = []
+    for isl in isls:
+        cells_row = []
+        for osl in osls:
+            c = cells.get((isl, osl))
+            cells_row.append("" if c is None else (num(c) if isinstance(c, float) else f"**{c}**"))
+        grid_rows.append([f"**{isl}**", *cells_row])
+    out.append(md_table(["ISL \\ OSL", *map(str, osls)], grid_rows, [False] + [True] * len(osls)))
+    out.append("\nEmpty: not run; bold word: the point's failure.\n\n")
+    out.append(f"![output tok/s heatmap]({FIGURES[0]})\n\n![output tok/s vs OSL]({FIGURES[1]})\n\n")
+
+    # -- efficiency
+    out.append("## Efficiency vs the physical limit\n\n")
+    if cpu:
+        out.append(
+            "Not applicable (CPU reference runner): GPU ceilings do not describe this run.\n\n"
+        )
+    elif spec is None:
+        out.append(
+            f"Not computed: {spec_source}. Record it with provenance (`make env`) or the "
+            "manifest's hardware.gpu.\n\n"
+        )
+    elif ctx.shape is None:
+        out.append(f"Not computed: {ctx.shape_source}.\n\n")
+    else:
+        out.append(
+            f"GPU: {spec.key} ({spec_source}); datasheet {spec.fp8_dense_tflops:g} TFLOP/s "
+            f"FP8 dense, {spec.bf16_dense_tflops:g} BF16 dense, {spec.hbm_tb_s:g} TB/s HBM, "
+            f"{spec.memory_gb:g} GB ({spec.source}); x {n_gpus or 1} GPU(s). Model shape "
+            f"from {ctx.shape_source}: {ctx.shape.all_params / 1e9:.2f} B parameters, "
+            f"{ctx.shape.layers} layers.\n\n"
+        )
+        out.append(gpus.CEILING_DEFINITIONS + "\n")
+        eff = efficiency_rows(rows, records, ctx, spec)
+        out.append(
+            md_table(
+                [
+                    "ISL",
+                    "OSL",
+                    "Output tok/s",
+                    "% of compute ceiling",
+                    "% of bandwidth ceiling",
+                    "Bound",
+                    "B (decode batch)",
+                ],
+                [
+                    [
+                        r.isl,
+                        r.osl,
+                        num(r.output_tok_s),
+                        f"{e.compute_pct:.1f}%",
+                        f"{e.bandwidth_pct:.1f}%",
+                        e.bound,
+                        num(e.batch),
+                    ]
+                    for r, e in eff
+                ],
+                [True, True, True, True, True, False, True],
+            )
+            + "\n"
+        )
+
+    # -- memory
+    out.append("## Memory\n\n")
+
+    def spread(values: Iterable[float | int | None], unit: str) -> str:
+        known = sorted({v for v in values if v is not None})
+        if not known:
+            return NOT_RECORDED
+        return (
+            f"{num(known[0])} {unit}"
+            if len(known) == 1
+            else f"{num(known[0])}-{num(known[-1])} {unit} (varies by point)"
+        )
+
+    ok_records = [r for r in records if r.status == "ok"]
+    mem_total = prov_gpus[0].get("memory_total_mib") if prov_gpus else None
+    out.append(
+        md_table(
+            ["", ""],
+            [
+                (
+                    "Engine size (per rank, from the log)",
+                    spread((r.memory.engine_size_mib for r in ok_records), "MiB"),
+                ),
+                ("KV cache allocated", spread((r.memory.kv_cache_gib for r in ok_records), "GiB")),
+                (
+                    "KV cache capacity",
+                    spread((r.memory.kv_cache_max_tokens for r in ok_records), "tokens"),
+                ),
+                (
+                    "KV cache fraction",
+                    spread((r.identity.kv_cache_fraction for r in ok_records), "of free memory"),
+                ),
+                (
+                    "GPU memory total",
+                    f"{num(mem_total)} MiB (provenance.json)"
+                    if mem_total
+                    else (
+                        f"{spec.memory_gb:g} GB (datasheet; not measured)"
+                        if spec and not cpu
+                        else NOT_RECORDED
+                    ),
+                ),
+            ],
+            [False, False],
+        )
+        + "\n"
+    )
+
+    # -- failures
+    out.append("## Failures and invalid points\n\n")
+    bad = [r for r in sorted(records, key=record.sort_key) if r.status != "ok" or is_suspect(r)]
+    if not bad:
+        out.append("None: every point finished with valid numbers.\n\n")
+    for r in bad:
+        kind = r.failure or ("suspect" if is_suspect(r) else r.status)
+        out.append(
+            f"### ISL {r.isl} / OSL {r.osl}"
+            + (f" / repeat {r.repeat}" if r.repeat else "")
+            + f": {r.status}, {kind}\n\n{r.failure_detail or ''}\n\n"
+        )
+        if is_suspect(r):
+            reasons = (r.telemetry or {}).get("reasons") or []
+            out.append(
+                "Telemetry marks it suspect: "
+                + ("; ".join(map(str, reasons)) or "no reason given")
+                + "\n\n"
+            )
+        for raw in r.raw_files:
+            tail = log_tails.get(raw)
+            if tail is not None:
+                out.append(f"Last lines of `{raw}`:\n\n```\n" + "\n".join(tail) + "\n```\n\n")
+
+    # -- repeats
+    out.append("## Repeats\n\n")
+    stats = repeat_stats(records)
+    if not stats:
+        out.append("No point has two or more valid repeats: no confidence interval.\n\n")
+    else:
+        out.append(
+            md_table(
+                ["ISL", "OSL", "n", "Mean output tok/s", "95% CI (Student t)", "CV", "Flag"],
+                [
+                    [
+                        s.isl,
+                        s.osl,
+                        s.n,
+                        num(s.mean),
+                        f"± {num(s.ci95)}",
+                        f"{s.cv:.1%}",
+                        f"CV > {CV_FLAG:.0%}" if s.cv > CV_FLAG else "",
+                    ]
+                    for s in stats
+                ],
+                [True, True, True, True, True, True, False],
+            )
+            + "\n"
+        )
+
+    # -- recommendations
+    out.append("## Recommendations (from this run's data)\n\n")
+    out.append("".join(f"- {line}\n" for line in recommendations(rows, records)) + "\n")
+
+    # -- provenance
+    out.append("## Provenance\n\n")
+    container = _get(ctx.provenance, "software", "container") or {}
+    packages = _get(ctx.provenance, "software", "packages") or {}
+    kit = _get(ctx.provenance, "software", "kit_git") or {}
+    first_gpu = prov_gpus[0] if prov_gpus else {}
+    weights = (
+        f"{ctx.manifest.model.repo} @ {ctx.manifest.model.revision}"
+        if ctx.manifest
+        else NOT_RECORDED
+    )
+    out.append(
+        md_table(
+            ["", ""],
+            [
+                ("Image", container.get("image") or NOT_RECORDED),
+                ("Image digest", container.get("digest") or NOT_RECORDED),
+                ("TensorRT-LLM (installed)", packages.get("tensorrt_llm") or NOT_RECORDED),
+                ("Engine version (results)", _values(seen, "engine_version")),
+                (
+                    "GPU",
+                    f"{first_gpu.get('name')} "
+                    f"({first_gpu.get('form_factor') or 'form factor unknown'})"
+                    if first_gpu
+                    else NOT_RECORDED,
+                ),
+                ("Driver", first_gpu.get("driver_version") or NOT_RECORDED),
+                ("Weights", weights),
+                (
+                    "Kit commit",
+                    (f"{kit.get('commit')}" + (" (dirty)" if kit.get("dirty") else ""))
+                    if kit.get("commit")
+                    else NOT_RECORDED,
+                ),
+                ("Source of imported logs", (ctx.import_summary or {}).get("source") or "-"),
+                ("Results digest", f"`{ctx.results_digest}`"),
+            ],
+            [False, False],
+        )
+    )
+    out.append(
+        "\nResults digest: sha256 of the canonical JSON of the `files` entries of "
+        "artifacts.json written by the stages before the report (report and verify "
+        "excluded); `make verify` re-hashes every one of those files.\n"
+    )
+    return "".join(out)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def figures(records: Sequence[PointResult]) -> dict[str, bytes]:
+    """PNG bytes of the heatmap and the line plot; fixed size, dpi and metadata (byte-stable)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = point_rows(records)
+    isls, osls, cells = grid(rows, records)
+
+    def png(fig: Figure) -> bytes:
+        FigureCanvasAgg(fig)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+        return buf.getvalue()
+
+    fig = Figure(figsize=(1.2 + 0.9 * max(len(osls), 1), 1.0 + 0.6 * max(len(isls), 1)))
+    ax = fig.add_subplot()
+    values = [
+        [c if isinstance(c := cells.get((i, o)), float) else math.nan for o in osls] for i in isls
+    ]
+    image = ax.imshow(values, cmap="viridis", aspect="auto")
+    image.cmap.set_bad("lightgrey")
+    for y, isl in enumerate(isls):
+        for x, osl in enumerate(osls):
+            c = cells.get((isl, osl))
+            text = "" if c is None else (f"{c:,.0f}" if isinstance(c, float) else c)
+            ax.text(
+                x,
+                y,
+                text,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if isinstance(c, str) else "white",
+            )
+    ax.set_xticks(range(len(osls)), [str(o) for o in osls])
+    ax.set_yticks(range(len(isls)), [str(i) for i in isls])
+    ax.set_xlabel("OSL (output tokens)")
+    ax.set_ylabel("ISL (input tokens)")
+    ax.set_title("Output tokens/s (whole system)")
+    fig.colorbar(image, ax=ax, label="output tok/s")
+    fig.tight_layout()
+    heat = png(fig)
+
+    fig = Figure(figsize=(7.0, 4.5))
+    ax = fig.add_subplot()
+    for isl in isls:
+        line = [(r.osl, r.output_tok_s) for r in best_per_point(rows) if r.isl == isl]
+        if line:
+            ax.plot([x for x, _ in line], [y for _, y in line], marker="o", label=f"ISL {isl}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("OSL (output tokens)")
+    ax.set_ylabel("output tok/s")
+    ax.set_title("Output tokens/s vs OSL, one line per ISL")
+    ax.grid(True, alpha=0.3)
+    if isls:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return {FIGURES[0]: heat, FIGURES[1]: png(fig)}
+
+
+def best_per_point(rows: Sequence[PointRow]) -> list[PointRow]:
+    """One row per ISL/OSL (the best over concurrency), sorted by ISL, OSL."""
+    best: dict[tuple[int, int], PointRow] = {}
+    for r in sorted(rows, key=_rank_key):
+        best.setdefault((r.isl, r.osl), r)
+    return [best[k] for k in sorted(best)]
+
+
+# ----------------------------------------------------------------------------- I/O edge
+
+
+def results_digest(arts: Artifacts) -> str:
+    files = {
+        k: dataclasses.asdict(v)
+        for k, v in sorted(arts.files.items())
+        if v.stage not in (STAGE, "verify")
+    }
+    return sha256_bytes(json.dumps(files, sort_keys=True).encode())
+
+
+def recorded_at(arts: Artifacts) -> str | None:
+    for stage in ("sweep", "import"):
+        when = arts.stages.get(stage, {}).get("finished_at")
+        if when:
+            return f"{when} (stage {stage} finished)"
+    return None
+
+
+def record_files(paths: RunPaths) -> list[Path]:
+    """The record files the report reads, one per finished point."""
+    out = []
+    for folder in sorted(paths.points.glob("*")):
+        if folder.name.endswith(".partial"):
+            continue
+        for name in (record.RESULT, record.FAILURE):
+            if (folder / name).is_file():
+                out.append(folder / name)
+                break
+    return out
+
+
+def model_shape(
+    paths: RunPaths, manifest: Manifest | None, records: Sequence[PointResult]
+) -> tuple[ModelShape | None, str, Path | None]:
+    """config.json of the manifest's model when on this machine, else the table by recorded id."""
+    if manifest is not None:
+        config = paths.model_dir(manifest.model.repo, manifest.model.revision) / "config.json"
+        if config.is_file():
+            try:
+                return gpus.shape_from_config(read_json(config)), f"{config}", config
+            except KeyError as exc:
+                raise KitError(f"config.json lacks {exc}", path=str(config)) from None
+    models = sorted({r.identity.model for r in records} - {None}, key=str)
+    for m in models:
+        if m in gpus.MODELS:
+            return gpus.MODELS[m], f"the table in bench/gpus.py for {m} (recorded model id)", None
+    if not models:
+        return None, "the model id is not recorded in the results", None
+    return None, f"no config.json on this machine and no table row for {', '.join(models)}", None
+
+
+def load_context(run_name: str) -> tuple[RunPaths, Context, list[PointResult], list[Path]]:
+    paths = RunPaths.for_run(run_name)
+    manifest = None
+    import_summary = None
+    inputs: list[Path] = []
+    if paths.resolved_manifest.is_file():
+        manifest = load_run(run_name).manifest
+        inputs.append(paths.resolved_manifest)
+    if (paths.root / "import.json").is_file():
+        import_summary = read_json(paths.root / "import.json")
+        inputs.append(paths.root / "import.json")
+    if manifest is None and import_summary is None:
+        raise KitError(
+            "no such run (neither manifest.resolved.toml nor import.json)",
+            path=str(paths.root),
+            fix="name a folder under results/ with RUN=, or run `make import` first",
+        )
+    if not paths.artifacts.is_file():
+        raise KitError(
+            "artifacts.json is missing",
+            path=str(paths.root),
+            fix="the run's stages record it; rerun them",
+        )
+    records = load_records(paths.points)
+    if not records:
+        raise KitError(
+            "no point records",
+            path=str(paths.points),
+            fix="run the sweep (make sweep) or import logs first",
+        )
+    provenance = read_json(paths.provenance) if paths.provenance.is_file() else None
+    if provenance is not None:
+        inputs.append(paths.provenance)
+    shape, shape_source, config = model_shape(paths, manifest, records)
+    if config is not None:
+        inputs.append(config)
+    arts = Artifacts(paths)
+    ctx = Context(
+        run=run_name,
+        manifest=manifest,
+        import_summary=import_summary,
+        provenance=provenance,
+        shape=shape,
+        shape_source=shape_source,
+        results_digest=results_digest(arts),
+        recorded_at=recorded_at(arts),
+    )
+    inputs += record_files(paths)
+    if paths.summary.is_file():
+        inputs.append(paths.summary)
+    return paths, ctx, records, inputs
+
+
+def read_log_tails(paths: RunPaths, records: Sequence[PointResult]) -> dict[str, list[str]]:
+    tails = {}
+    for r in records:
+        if r.status == "ok" and not is_suspect(r):
+            continue
+        for raw in r.raw_files:
+            f = paths.root / raw
+            if f.is_file() and f.suffix in (".txt", ".log"):
+                lines = f.read_text(encoding="utf-8", errors="replace").splitlines()
+                tails[raw] = [line[:240] for line in lines[-LOG_TAIL_LINES:]]
+    return tails
+
+
+def make_report(run_name: str) -> Path:
+    paths, ctx, records, input_files = load_context(run_name)
+    arts = Artifacts(paths)
+    inputs = arts.input_digests(
+        input_files, {"code": code_digest(__file__, gpus.__file__, record.__file__)}
+    )
+    report = paths.reports / REPORT_NAME
+    if arts.stage_is_current(STAGE, inputs):
+        print(f"[report] up to date: {report}", file=sys.stderr)
+        return report
+    text = render(records, ctx, read_log_tails(paths, records))
+    outputs = []
+    for name, data in figures(records).items():
+        atomic_write_bytes(paths.reports / name, data)
+        outputs.append(paths.reports / name)
+    atomic_write_text(report, text)
+    outputs.append(report)
+    arts.record(STAGE, inputs, outputs, {"points": len(records)})
+    print(f"[report] wrote {report} and {len(FIGURES)} figures", file=sys.stderr)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="run name: results/<run>/")
+    args = parser.parse_args(argv)
+
+    def stage() -> int:
+        make_report(args.run)
+        return 0
+
+    return run_main(stage, "bench.report")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

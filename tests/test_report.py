@@ -1,0 +1,272 @@
+"""bench.report: tables from records, markdown and figures byte-stable, runs with and without a
+manifest, CPU runs without GPU ceilings, repeats with a confidence interval."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from bench import gpus, report
+from bench.artifacts import Artifacts
+from bench.errors import KitError
+from bench.fileio import atomic_write_json
+from bench.record import FAILURE, RESULT, Identity, Memory, Metrics, PointResult, write_summary
+from bench.run import RunPaths, open_run, point_id
+
+MANIFEST = """\
+name = "t"
+[model]
+source = "builtin"
+repo = "trtllm-repro/tiny-llama-3.1"
+revision = "v1"
+[quantization]
+method = "none"
+format = "none"
+[engine]
+backend = "cpu-reference"
+max_seq_len = 4096
+[runtime]
+device = "cpu"
+[sweep]
+points = [{ isl = 128, osl = 128, requests = 10 }]
+[hardware]
+gpu = "cpu"
+"""
+CPU_ID = Identity(
+    model="trtllm-repro/tiny-llama-3.1",
+    backend="cpu-reference",
+    tp_size=1,
+    pp_size=1,
+    quantization="FP8",
+    kv_cache_dtype="FP8",
+    engine_version="demo",
+)
+GPU_ID = Identity(
+    model="meta-llama/Llama-3.1-8B-Instruct",
+    backend="pytorch",
+    tp_size=1,
+    pp_size=1,
+    quantization="FP8",
+    kv_cache_dtype="FP8",
+    engine_version="1.0.0",
+    max_batch_size=2048,
+)
+
+
+@pytest.fixture
+def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for var in ("RESULTS_DIR", "WORK_DIR", "MODELS_DIR", "REPORTS_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / var.removesuffix("_DIR").lower()))
+    return tmp_path
+
+
+def ok(
+    isl: int,
+    osl: int,
+    out: float,
+    identity: Identity = CPU_ID,
+    repeat: int = 0,
+    telemetry: dict | None = None,
+    requests: int = 100,
+) -> PointResult:
+    return PointResult(
+        isl=isl,
+        osl=osl,
+        requests=requests,
+        status="ok",
+        source="synthetic",
+        repeat=repeat,
+        identity=identity,
+        telemetry=telemetry,
+        metrics=Metrics(
+            num_requests=requests,
+            avg_input_len=float(isl),
+            avg_output_len=float(osl),
+            output_tok_s=out,
+            req_s=out / osl,
+        ),
+        memory=Memory(engine_size_mib=8925.0, kv_cache_gib=52.08, kv_cache_max_tokens=2730752),
+    )
+
+
+def failed(isl: int, osl: int, kind: str = "silent") -> PointResult:
+    return PointResult(
+        isl=isl,
+        osl=osl,
+        requests=10,
+        status="failed",
+        source="synthetic",
+        failure=kind,
+        failure_detail="the log ends after startup",
+        raw_files=(f"points/{point_id(isl, osl)}/console.log",),
+    )
+
+
+RECORDS = [ok(128, 128, 1000.0), ok(128, 256, 1500.0), ok(256, 128, 800.0), failed(256, 256)]
+
+
+def make_run(
+    roots: Path, records: list[PointResult], *, manifest: bool = True, name: str = "t"
+) -> RunPaths:
+    """A finished run: records, raw logs, summary.csv, and the artifacts of its producing stage."""
+    paths = RunPaths.for_run(name)
+    if manifest:
+        (roots / "t.toml").write_text(MANIFEST)
+        open_run(roots / "t.toml", name)
+    else:
+        atomic_write_json(paths.root / "import.json", {"source": "/logs", "points": len(records)})
+    outputs = []
+    for r in records:
+        folder = paths.points / point_id(r.isl, r.osl, r.concurrency, r.repeat)
+        target = folder / (FAILURE if r.status == "failed" else RESULT)
+        atomic_write_json(target, r.to_json())
+        outputs.append(target)
+        for raw in r.raw_files:
+            (paths.root / raw).write_text("startup\nPreparing to run throughput benchmark...\n")
+            outputs.append(paths.root / raw)
+    write_summary(paths.summary, records)
+    outputs.append(paths.summary)
+    if not manifest:
+        outputs.append(paths.root / "import.json")
+    Artifacts(paths).record("sweep" if manifest else "import", {}, outputs)
+    return paths
+
+
+# ----------------------------------------------------------------------------- pure tables
+
+
+def test_point_rows_top_and_best_per_axis() -> None:
+    rows = report.point_rows(RECORDS)
+    assert [(r.isl, r.osl) for r in report.top_rows(rows)] == [(128, 256), (128, 128), (256, 128)]
+    assert [(r.isl, r.osl) for r in report.best_per(rows, "isl")] == [(128, 256), (256, 128)]
+    assert [(r.osl, r.isl) for r in report.best_per(rows, "osl")] == [(128, 128), (256, 128)]
+    first = report.top_rows(rows)[0]
+    assert first.total_derived and first.total_tok_s == pytest.approx(1500 / 256 * (128 + 256))
+    assert first.total_tokens == 100 * (128 + 256)
+
+
+def test_grid_marks_failures() -> None:
+    isls, osls, cells = report.grid(report.point_rows(RECORDS), RECORDS)
+    assert (isls, osls) == ([128, 256], [128, 256])
+    assert cells[256, 256] == "silent" and cells[128, 256] == 1500.0
+
+
+def test_repeats_mean_ci_and_cv_flag() -> None:
+    records = [ok(128, 128, v, repeat=i) for i, v in enumerate((1000.0, 1100.0, 900.0))]
+    (stats,) = report.repeat_stats(records)
+    assert stats.n == 3 and stats.mean == pytest.approx(1000.0)
+    assert stats.ci95 == pytest.approx(4.303 * 100.0 / 3**0.5)
+    assert stats.cv == pytest.approx(0.1)
+    (row,) = report.point_rows(records)
+    assert row.n == 3 and row.output_tok_s == pytest.approx(1000.0)
+
+
+def test_identity_problems_against_manifest(roots: Path) -> None:
+    paths = make_run(roots, [ok(128, 128, 1000.0, identity=GPU_ID)])
+    manifest = open_run(roots / "t.toml", paths.name).manifest
+    problems = report.identity_problems([ok(128, 128, 1.0, identity=GPU_ID)], manifest)
+    assert any("model" in p and "meta-llama/Llama-3.1-8B-Instruct" in p for p in problems)
+    assert any(p.startswith("backend") for p in problems)
+    assert report.identity_problems([ok(128, 128, 1.0)], manifest) == []
+
+
+def test_recommendations_come_from_data() -> None:
+    lines = report.recommendations(report.point_rows(RECORDS), RECORDS)
+    assert lines[0].startswith("Highest output throughput: ISL 128 / OSL 256 at 1,500.00")
+    assert any("ISL 256 / OSL 256: silent" in line for line in lines)
+
+
+def test_efficiency_of_8b_on_h100() -> None:
+    e = gpus.efficiency(
+        gpus.LLAMA_31_8B,
+        gpus.GPUS["H100-SXM"],
+        1,
+        isl=128,
+        osl=128,
+        requests=30000,
+        req_s=28312 / 128,
+        output_tok_s=28312.0,
+        weight_dtype="FP8",
+        kv_dtype="FP8",
+        max_batch_size=2048,
+    )
+    assert gpus.LLAMA_31_8B.all_params == pytest.approx(8.03e9, rel=0.01)
+    # facts doc section 7: ceiling ~123k tokens/s (input + output); 28,312 x 2 / 123k = 46%
+    assert 40 < e.compute_pct < 50 and e.bound == "compute"
+    assert gpus.gpu_key("NVIDIA H100 80GB HBM3") == "H100-SXM"
+    assert gpus.gpu_key("NVIDIA H100 PCIe") == "H100-PCIe"
+    assert gpus.gpu_key("cpu") is None
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+def test_report_is_byte_identical_on_rerender(roots: Path) -> None:
+    paths = make_run(roots, RECORDS)
+    report.make_report("t")
+    first = {p: p.read_bytes() for p in sorted(paths.reports.rglob("*")) if p.is_file()}
+    for p in first:
+        p.unlink()
+    (paths.stamp("report")).unlink()
+    report.make_report("t")
+    second = {p: p.read_bytes() for p in sorted(paths.reports.rglob("*")) if p.is_file()}
+    assert first == second
+    assert {p.name for p in first} == {
+        "report.md",
+        "throughput_heatmap.png",
+        "throughput_vs_osl.png",
+    }
+
+
+def test_report_content_for_cpu_run(roots: Path) -> None:
+    make_run(roots, RECORDS)
+    text = report.make_report("t").read_text()
+    assert "| Points | 3/4 valid; not valid: silent |" in text
+    assert "Not applicable (CPU reference runner)" in text
+    assert "### ISL 256 / OSL 256: failed, silent" in text
+    assert "Preparing to run throughput benchmark..." in text
+    assert "WARNING" not in text
+    arts = Artifacts(RunPaths.for_run("t"))
+    assert "reports:report.md" in arts.stages["report"]["outputs"]
+
+
+def test_report_warns_on_identity_mismatch(roots: Path) -> None:
+    make_run(roots, [ok(128, 128, 1000.0, identity=GPU_ID)])
+    text = report.make_report("t").read_text()
+    assert text.splitlines()[2].startswith("> **WARNING: identity mismatch.**")
+
+
+def test_imported_run_without_manifest_gets_gpu_free_efficiency_note(roots: Path) -> None:
+    records = [ok(128, 128, 14000.0, identity=dataclasses.replace(GPU_ID, tp_size=8))]
+    make_run(roots, records, manifest=False, name="imp")
+    text = report.make_report("imp").read_text()
+    assert "No manifest: this run was imported from `/logs`" in text
+    assert "Not computed: the GPU model is not recorded" in text
+    assert "| GPU | not recorded x 8 (TP x PP as recorded) |" in text
+
+
+def test_efficiency_table_with_provenance(roots: Path) -> None:
+    paths = make_run(
+        roots, [ok(128, 128, 20000.0, identity=GPU_ID, requests=30000)], manifest=False, name="gpu"
+    )
+    atomic_write_json(
+        paths.provenance,
+        {
+            "gpus": [
+                {"name": "NVIDIA H100 80GB HBM3", "form_factor": "SXM", "memory_total_mib": 81559}
+            ]
+        },
+    )
+    Artifacts(paths).record("env", {}, [paths.provenance])
+    text = report.make_report("gpu").read_text()
+    assert "GPU: H100-SXM (provenance.json: NVIDIA H100 80GB HBM3)" in text
+    assert "| 128 | 128 | 20,000.00 |" in text and "compute" in text
+    assert "81,559 MiB (provenance.json)" in text
+
+
+def test_unknown_run_is_bad_input(roots: Path) -> None:
+    with pytest.raises(KitError, match="no such run"):
+        report.make_report("nope")
+    assert report.main(["--run", "nope"]) == 2
