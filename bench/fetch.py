@@ -81,27 +81,46 @@ def hub_digests(model: Model, token: str | None) -> dict[str, tuple[str, str]]:
 
 
 def fetch_hf(model: Model, target: Path) -> tuple[dict[str, Path], str]:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     token = os.environ.get("HF_TOKEN") or None
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    offline = constants.HF_HUB_OFFLINE  # the client's own reading of HF_HUB_OFFLINE (1/true/yes/on)
     patterns = sorted(model.files) or None
+    license_fix = (f"accept the license at https://huggingface.co/{model.repo}, then export "
+                   "HF_TOKEN=<a read token> (it is passed through the environment only)")
     try:
         snapshot_download(model.repo, revision=model.revision, local_dir=target, token=token,
                           allow_patterns=patterns, ignore_patterns=None if patterns else DEFAULT_IGNORE)
         published = {} if offline else hub_digests(model, token)
     except GatedRepoError:
         hint = "HF_TOKEN is not set" if token is None else "HF_TOKEN was refused"
-        raise KitError(f"{model.repo} is gated and {hint}", key="model.repo",
-                       fix=f"accept the license at https://huggingface.co/{model.repo}, then "
-                           "export HF_TOKEN=<a read token> (it is passed through the environment only)"
-                       ) from None
+        raise KitError(f"{model.repo} is gated and {hint}", key="model.repo", fix=license_fix) from None
     except RepositoryNotFoundError:
         raise KitError(f"{model.repo} was not found (or is private and HF_TOKEN is missing)",
                        key="model.repo", fix="check the repo id, or export HF_TOKEN") from None
+    except LocalEntryNotFoundError:
+        raise KitError(f"{model.repo}@{model.revision} is not complete in {target} and the Hub "
+                       "cannot be reached (offline)", key="model.repo",
+                       fix="fetch once with network access, or unset HF_HUB_OFFLINE") from None
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        if status == 401:
+            raise KitError(f"the Hub refused the credentials for {model.repo} (HTTP 401)",
+                           key="model.repo", fix=license_fix) from None
+        raise KitError(f"the Hub answered HTTP {status} for {model.repo}", key="model.repo",
+                       fix="retry later; a complete local copy works with HF_HUB_OFFLINE=1") from None
     files = {p.relative_to(target).as_posix(): p for p in sorted(target.rglob("*"))
              if p.is_file() and ".cache" not in p.relative_to(target).parts}
+    if not files:
+        raise KitError(f"no files of {model.repo}@{model.revision} in {target}", key="model.files",
+                       fix="fetch once with network access (an earlier refused download leaves none)")
+    published = {name: digest for name, digest in published.items() if name in files}
     problems = []
     for name, path in files.items():
         kind, digest = published.get(name, (None, None))

@@ -822,6 +822,7 @@ def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, li
 
 def figures(records: Sequence[PointResult]) -> dict[str, bytes]:
     """PNG bytes of the heatmap and the line plot; fixed size, dpi and metadata (byte-stable)."""
+    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -839,8 +840,7 @@ def figures(records: Sequence[PointResult]) -> dict[str, bytes]:
     values = [
         [c if isinstance(c := cells.get((i, o)), float) else math.nan for o in osls] for i in isls
     ]
-    image = ax.imshow(values, cmap="viridis", aspect="auto")
-    image.cmap.set_bad("lightgrey")
+    image = ax.imshow(values, cmap=colormaps["viridis"].with_extremes(bad="lightgrey"), aspect="auto")
     for y, isl in enumerate(isls):
         for x, osl in enumerate(osls):
             c = cells.get((isl, osl))

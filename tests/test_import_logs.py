@@ -47,8 +47,8 @@ def logs(tmp_path) -> Path:
     folder = tmp_path / "logs"
     folder.mkdir()
     for sample, name in [
-        ("report_1.0.json", "result_128_128_100.json"),
-        ("console_1.0.txt", "result_128_128_100.txt"),
+        ("report_1.0.json", "result_128_128_200.json"),
+        ("console_1.0.txt", "result_128_128_200.txt"),
         ("console_0.16.txt", "result_256_256_100.txt"),  # measured 128/128: invalid
         ("silent.txt", "result_512_512_50.txt"),
         ("oom.txt", "result_1024_1024_10.txt"),
@@ -103,8 +103,8 @@ def test_import_sample_folder(roots, logs, capsys):
     )
     assert (both.memory.kv_cache_gib, both.memory.kv_cache_max_tokens) == (61.75, 505856)
     assert both.raw_files == (
-        "points/isl128_osl128/raw/result_128_128_100.json",
-        "points/isl128_osl128/raw/result_128_128_100.txt",
+        "points/isl128_osl128/raw/result_128_128_200.json",
+        "points/isl128_osl128/raw/result_128_128_200.txt",
     )
     for rel in both.raw_files:
         assert (run / rel).read_bytes() == (logs / Path(rel).name).read_bytes()

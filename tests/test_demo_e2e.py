@@ -1,0 +1,174 @@
+"""End to end on the embedded demo: `make all` with manifests/demo.toml, as a user runs it.
+
+One pipeline run is shared by the tests of this module (it takes about a minute on 2 cores);
+tests that damage a run work on a copy. Slow tests, but they are the ones that prove the kit.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.fileio import read_json
+from tests.conftest import DEMO_MANIFEST, ROOT
+
+pytestmark = pytest.mark.slow
+PLANTED_TOKEN = "hf_PLANTEDtokenNEVERwrittenANYWHERE0123456789"
+STAGES = ("env", "fetch", "quantize", "build", "datasets", "sweep", "report")
+
+
+def roots_env(base: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("RESULTS_DIR", "WORK_DIR", "MODELS_DIR", "REPORTS_DIR"):
+        env[name] = str(base / name.split("_")[0].lower())
+    env["HF_TOKEN"] = PLANTED_TOKEN
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def make(base: Path, *targets: str, run: str = "demo", **variables: str) -> subprocess.CompletedProcess:
+    argv = ["make", "--no-print-directory", "-C", str(ROOT), *targets, f"PYTHON={sys.executable}",
+            f"MANIFEST={DEMO_MANIFEST}", f"RUN={run}", *(f"{k}={v}" for k, v in variables.items())]
+    return subprocess.run(argv, env=roots_env(base), capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    base = tmp_path_factory.mktemp("demo")
+    first = make(base, "all")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-6000:]
+    return base, first
+
+
+def stamps(base: Path, run: str = "demo") -> dict[str, float]:
+    folder = base / "results" / run / ".stamps"
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+def test_pipeline_writes_every_stage_output(demo):
+    base, first = demo
+    run = base / "results" / "demo"
+    assert set(stamps(base)) >= {f"{s}.ok" for s in STAGES}
+    for f in ("manifest.resolved.toml", "artifacts.json", "provenance.json", "summary.csv"):
+        assert (run / f).is_file(), f
+    rows = list(csv.DictReader((run / "summary.csv").open()))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    for r in rows:
+        assert float(r["output_tok_s"]) > 0
+        assert float(r["avg_output_len"]) == float(r["osl"])
+        assert r["backend"] == "cpu-reference" and r["model"] == "trtllm-repro/tiny-llama-3.1"
+    report = base / "reports" / "demo" / "report.md"
+    assert report.is_file() and "isl" in report.read_text().lower()
+    assert "run demo:" in first.stdout
+
+
+def test_second_make_all_reruns_nothing_and_says_so(demo):
+    base, _ = demo
+    before = stamps(base)
+    again = make(base, "all")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert stamps(base) == before
+    for stage in STAGES:
+        assert f"{stage}" in again.stdout and "skipped" in again.stdout
+    assert "ran " not in again.stdout.replace("last ran", "")
+
+
+def test_every_artifact_is_recorded_and_verifies(demo):
+    base, _ = demo
+    arts = read_json(base / "results" / "demo" / "artifacts.json")
+    keys = set(arts["files"])
+    for expected in ("models:trtllm-repro--tiny-llama-3.1/v1/model.safetensors",
+                     "work:checkpoint/model.safetensors", "work:checkpoint/hf_quant_config.json",
+                     "run:datasets/isl32_osl16_n16.jsonl", "run:points/isl64_osl32/result.json",
+                     "run:points/isl64_osl32/report.json", "run:points/isl64_osl32/console.log",
+                     "run:provenance.json", "run:summary.csv", "reports:report.md"):
+        assert expected in keys, expected
+    for stage in ("fetch", "quantize", "datasets"):
+        assert arts["stages"][stage]["inputs"], stage
+    verify = make(base, "verify")
+    assert verify.returncode == 0, verify.stdout[-3000:] + verify.stderr[-3000:]
+
+
+def test_tampering_is_named_by_verify(demo, tmp_path):
+    base, _ = demo
+    copy = tmp_path / "copy"
+    shutil.copytree(base, copy, symlinks=True)
+    result = copy / "results" / "demo" / "points" / "isl32_osl16" / "result.json"
+    result.write_text(result.read_text().replace('"ok"', '"ok" '))
+    (copy / "results" / "demo" / "datasets" / "isl64_osl32_n16.jsonl").unlink()
+    (copy / "results" / "demo" / "points" / "extra.txt").write_text("?")
+    out = make(copy, "verify")
+    text = out.stdout + out.stderr
+    assert out.returncode == 1, text[-3000:]
+    assert "points/isl32_osl16/result.json" in text
+    assert "datasets/isl64_osl32_n16.jsonl" in text
+    assert "points/extra.txt" in text
+
+
+def test_planted_token_is_written_nowhere(demo):
+    base, _ = demo
+    leaks = [p for p in base.rglob("*") if p.is_file() and PLANTED_TOKEN.encode() in p.read_bytes()]
+    assert leaks == []
+
+
+def test_sweep_killed_mid_point_resumes_exactly_once(demo, tmp_path):
+    base, _ = demo
+    work = tmp_path / "resume"
+    shutil.copytree(base / "models", work / "models")
+    env = roots_env(work)
+    for target in ("datasets",):
+        assert make(work, target, run="r").returncode == 0
+    argv = [sys.executable, "-m", "bench.sweep", "--manifest", str(DEMO_MANIFEST), "--run", "r"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    points = work / "results" / "r" / "points"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # one point done and the next one running
+        done = list(points.glob("*/result.json")) if points.exists() else []
+        if done and list(points.glob("*.partial/console.log")):
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the sweep never reached its second point")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(points.glob("*.partial"))  # the interrupted point left a partial folder
+
+    resumed = make(work, "all", run="r")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "already done; skipped" in resumed.stderr
+    assert "discarding interrupted point" in resumed.stderr
+    names = sorted(p.name for p in points.iterdir())
+    assert names == ["isl32_osl16", "isl32_osl32", "isl64_osl16", "isl64_osl32"]
+    rows = list(csv.DictReader((work / "results" / "r" / "summary.csv").open()))
+    assert sorted((r["isl"], r["osl"]) for r in rows) == sorted({(r["isl"], r["osl"]) for r in rows})
+    assert len(rows) == 4
+
+
+def test_three_shards_merge_into_one_verified_run(demo, tmp_path):
+    base, _ = demo
+    work = tmp_path / "shards"
+    shutil.copytree(base / "models", work / "models")
+    shard_dirs = []
+    for i in (1, 2, 3):
+        out = make(work, "all", run=f"demo-shard{i}of3", SHARD=f"{i}/3")
+        assert out.returncode == 0, out.stderr[-3000:]
+        shard_dirs.append(str(work / "results" / f"demo-shard{i}of3"))
+    counts = [len(list((Path(d) / "points").iterdir())) for d in shard_dirs]
+    assert sum(counts) == 4
+    merged = make(work, "merge", run="merged", SHARDS=" ".join(shard_dirs))
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    points = sorted(p.name for p in (work / "results" / "merged" / "points").iterdir())
+    assert points == ["isl32_osl16", "isl32_osl32", "isl64_osl16", "isl64_osl32"]
+    for target in ("report", "verify"):
+        out = make(work, target, run="merged")
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
