@@ -113,7 +113,7 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
         kind, detail = parse_trtllm.classify_failure(log_text, proc.exit_code, proc.timed_out)
         attempts.append({"kv_cache_fraction": fraction, "outcome": kind, "detail": detail,
                          "exit_code": proc.exit_code, "seconds": round(proc.seconds, 3),
-                         "argv": shlex.join(argv)})
+                         "argv": shlex.join(argv).replace(f"{task.name}{PARTIAL}/", f"{task.name}/")})
         print(f"[sweep] {task.name}: {kind}: {detail}", file=sys.stderr)
         if kind != "oom":
             break
