@@ -1,0 +1,45 @@
+# ============================================================================== Container
+# Included by the Makefile. The H100 path runs the same `make all` inside NVIDIA's TensorRT-LLM
+# image, pinned by digest in manifests/pins.toml (the one source; read lazily, so other targets
+# never run the pins reader). HF_TOKEN reaches the container by name only: `-e HF_TOKEN` copies it
+# from your environment; its value is never on a command line or printed.
+ifndef _DOCKER_MK
+_DOCKER_MK := 1
+
+DOCKER ?= docker## container CLI
+IMAGE_TAG ?= trtllm-repro:$(KIT_VERSION)## tag of the kit's image
+BASE_IMAGE ?= $(shell python3 -m bench.pins --get image.ref)## TensorRT-LLM image (manifests/pins.toml)
+BASE_DIGEST ?= $(shell python3 -m bench.pins --get image.digest)## its pinned digest (manifests/pins.toml)
+KIT_VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE = $(IMAGE_TAG)
+WORKSPACE := /workspace/trtllm-repro
+DOCKER_RUN = $(DOCKER) run --rm --gpus all --ipc=host --ulimit memlock=-1 --ulimit stack=67108864 \
+	-e HF_TOKEN -v $(abspath $(HF_HOME)):/root/.cache/huggingface \
+	-v $(abspath $(RESULTS_DIR)):$(WORKSPACE)/results -v $(abspath $(REPORTS_DIR)):$(WORKSPACE)/reports \
+	-v $(abspath $(WORK_DIR)):$(WORKSPACE)/work -v $(abspath $(MODELS_DIR)):$(WORKSPACE)/models \
+	-v $(CURDIR)/manifests:$(WORKSPACE)/manifests:ro
+
+.PHONY: docker-build docker-all docker-shell pin-image _docker-dirs
+
+## the kit's image on the pinned TensorRT-LLM base (Dockerfile, pins.toml -> IMAGE_TAG)
+docker-build:
+	DOCKER_BUILDKIT=1 $(DOCKER) build --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	  --build-arg BASE_DIGEST=$(BASE_DIGEST) -t $(IMAGE_TAG) .
+
+## `make all` for MANIFEST in the image on all GPUs (IMAGE_TAG -> results/ reports/ work/ models/)
+docker-all: _docker-dirs
+	$(DOCKER_RUN) $(IMAGE_TAG) make all MANIFEST=$(MANIFEST) RUN=$(RUN) \
+	  $(if $(SHARD),SHARD=$(SHARD)) $(if $(REFERENCE),REFERENCE=$(REFERENCE))
+
+## interactive shell in the image, same mounts and flags as docker-all
+docker-shell: _docker-dirs
+	$(DOCKER_RUN) -it $(IMAGE_TAG) bash
+
+## resolve BASE_IMAGE's tag to its digest at the registry (-> manifests/pins.toml, Dockerfile)
+pin-image:
+	python3 -m bench.pins --pin-image $(BASE_IMAGE) --docker $(DOCKER)
+
+_docker-dirs:
+	@mkdir -p $(HF_HOME) $(RESULTS_DIR) $(WORK_DIR) $(MODELS_DIR) $(REPORTS_DIR)
+
+endif
