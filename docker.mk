@@ -7,13 +7,14 @@ ifndef _DOCKER_MK
 _DOCKER_MK := 1
 
 DOCKER ?= docker## container CLI
+DOCKER_GPUS ?= all## GPUs the container gets (device=2 pins one shard to one GPU)
 IMAGE_TAG ?= trtllm-repro:$(KIT_VERSION)## tag of the kit's image
 BASE_IMAGE ?= $(shell python3 -m bench.pins --get image.ref)## TensorRT-LLM image (manifests/pins.toml)
 BASE_DIGEST ?= $(shell python3 -m bench.pins --get image.digest)## its pinned digest (manifests/pins.toml)
 KIT_VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE = $(IMAGE_TAG)
 WORKSPACE := /workspace/trtllm-repro
-DOCKER_RUN = $(DOCKER) run --rm --gpus all --ipc=host --ulimit memlock=-1 --ulimit stack=67108864 \
+DOCKER_RUN = $(DOCKER) run --rm --gpus $(DOCKER_GPUS) --ipc=host --ulimit memlock=-1 --ulimit stack=67108864 \
 	-e HF_TOKEN -v $(abspath $(HF_HOME)):/root/.cache/huggingface \
 	-v $(abspath $(RESULTS_DIR)):$(WORKSPACE)/results -v $(abspath $(REPORTS_DIR)):$(WORKSPACE)/reports \
 	-v $(abspath $(WORK_DIR)):$(WORKSPACE)/work -v $(abspath $(MODELS_DIR)):$(WORKSPACE)/models \

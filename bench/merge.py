@@ -29,7 +29,9 @@ SHARED_STAGES = ("fetch", "quantize", "build")  # their outputs must be identica
 
 def image_digest(shard: Path) -> str | None:
     provenance = shard / "provenance.json"
-    return read_json(provenance).get("software", {}).get("image_digest") if provenance.exists() else None
+    if not provenance.exists():
+        return None
+    return read_json(provenance).get("software", {}).get("container", {}).get("digest")
 
 
 def heavy_files(arts: dict) -> dict[str, str]:

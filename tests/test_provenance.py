@@ -551,3 +551,26 @@ def test_capture_refuses_another_environment(kit_dirs: Path, no_pynvml: None) ->
 def test_cli_reports_a_bad_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert provenance.main(["--manifest", str(tmp_path / "missing.toml")]) == 2
     assert "manifest file not found" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- our own capture
+
+LENT = Path(__file__).parent / "data" / "nvidia-smi" / "h100-sxm-lent"
+
+
+def test_own_h100_capture_parses_and_matches_its_query_csv() -> None:
+    """Captured by this project on a lent H100 (tests/data/nvidia-smi/h100-sxm-lent/README.md)."""
+    [gpu] = parse_nvidia_smi_xml((LENT / "nvidia-smi-q.xml").read_text(encoding="utf-8"))
+    rows = list(csv.reader((LENT / "nvidia-smi-query.csv").read_text().splitlines(),
+                           skipinitialspace=True))
+    q = dict(zip([h.split(" [")[0] for h in rows[0]], rows[1], strict=True))
+    assert gpu["name"] == q["name"] == "NVIDIA H100 80GB HBM3"
+    assert gpu["form_factor"] == "SXM"
+    assert gpu["driver_version"] == q["driver_version"]
+    assert gpu["memory_total_mib"] == int(q["memory.total"].split()[0])
+    assert gpu["power_limit_default_w"] == float(q["power.default_limit"].split()[0])
+    assert gpu["clock_max_sm_mhz"] == int(q["clocks.max.sm"].split()[0])
+    assert gpu["mig_enabled"] is False and gpu["persistence_mode"] is True
+    assert gpu["uuid"] == "GPU-00000000-0000-0000-0000-000000000000"
+    topology = parse_topology((LENT / "nvidia-smi-topo.txt").read_text(encoding="utf-8"))
+    assert list(topology["devices"]) == ["GPU0"]
