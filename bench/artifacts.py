@@ -63,8 +63,12 @@ class Artifacts:
 
     def __init__(self, paths: RunPaths) -> None:
         self.paths = paths
-        self.roots = {"run": paths.root, "work": paths.work, "models": paths.models,
-                      "reports": paths.reports}
+        self.roots = {
+            "run": paths.root,
+            "work": paths.work,
+            "models": paths.models,
+            "reports": paths.reports,
+        }
         if paths.artifacts.exists():
             data = read_json(paths.artifacts)
             if data.get("schema") != SCHEMA:
@@ -101,7 +105,9 @@ class Artifacts:
     def digest(self, path: Path) -> str:
         return sha256_file(path)
 
-    def input_digests(self, inputs: Iterable[Path], extra: dict[str, str] | None = None) -> dict[str, str]:
+    def input_digests(
+        self, inputs: Iterable[Path], extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
         """Digests of a stage's inputs; files outside every root are named by absolute path."""
         out: dict[str, str] = dict(extra or {})
         for p in inputs:
@@ -112,16 +118,25 @@ class Artifacts:
             out[name] = self.digest(p)
         return out
 
-    def record(self, stage: str, inputs: dict[str, str], outputs: Iterable[Path],
-               details: dict[str, Any] | None = None, *, replace: bool = True,
-               stamp: bool = True) -> dict[str, FileEntry]:
+    def record(
+        self,
+        stage: str,
+        inputs: dict[str, str],
+        outputs: Iterable[Path],
+        details: dict[str, Any] | None = None,
+        *,
+        replace: bool = True,
+        stamp: bool = True,
+    ) -> dict[str, FileEntry]:
         """Hash outputs, record them under `stage`, save, and write the stage's stamp last.
 
         replace=False adds to the stage's outputs (the sweep records point by point).
         """
         entries = {}
         for p in outputs:
-            entries[self.key(p)] = FileEntry(size=p.stat().st_size, sha256=self.digest(p), stage=stage)
+            entries[self.key(p)] = FileEntry(
+                size=p.stat().st_size, sha256=self.digest(p), stage=stage
+            )
         previous = self.stages.get(stage, {})
         if replace:
             for old in previous.get("outputs", []):
@@ -131,8 +146,12 @@ class Artifacts:
         else:
             keys = sorted(set(previous.get("outputs", [])) | set(entries))
         self.files.update(entries)
-        self.stages[stage] = {"inputs": inputs, "outputs": keys, "details": details or {},
-                              "finished_at": _now()}
+        self.stages[stage] = {
+            "inputs": inputs,
+            "outputs": keys,
+            "details": details or {},
+            "finished_at": _now(),
+        }
         self.save()
         if stamp:
             self.write_stamp(stage)
@@ -158,12 +177,15 @@ class Artifacts:
         atomic_write_text(self.paths.stamp(stage), "\n".join(lines) + "\n")
 
     def save(self) -> None:
-        atomic_write_json(self.paths.artifacts, {
-            "schema": SCHEMA,
-            "run": self.paths.name,
-            "files": {k: dataclasses.asdict(v) for k, v in sorted(self.files.items())},
-            "stages": self.stages,
-        })
+        atomic_write_json(
+            self.paths.artifacts,
+            {
+                "schema": SCHEMA,
+                "run": self.paths.name,
+                "files": {k: dataclasses.asdict(v) for k, v in sorted(self.files.items())},
+                "stages": self.stages,
+            },
+        )
 
     # -- checking -----------------------------------------------------------------------------
 
@@ -183,9 +205,13 @@ class Artifacts:
             elif not path.is_file():
                 problems.append(Problem(key, "missing", f"recorded {entry.size} bytes"))
             elif path.stat().st_size != entry.size:
-                problems.append(Problem(key, "changed", f"size {path.stat().st_size} != {entry.size}"))
+                problems.append(
+                    Problem(key, "changed", f"size {path.stat().st_size} != {entry.size}")
+                )
             elif (digest := self.digest(path)) != entry.sha256:
-                problems.append(Problem(key, "changed", f"sha256 {digest[:12]}… != {entry.sha256[:12]}…"))
+                problems.append(
+                    Problem(key, "changed", f"sha256 {digest[:12]}… != {entry.sha256[:12]}…")
+                )
         return problems
 
     def unexpected(self) -> list[Problem]:
@@ -205,6 +231,10 @@ class Artifacts:
                         continue
                     key = f"{root_name}:{rel}"
                     if key not in self.files:
-                        hint = "left by an interrupted write" if name.endswith(".tmp") else "not recorded"
+                        hint = (
+                            "left by an interrupted write"
+                            if name.endswith(".tmp")
+                            else "not recorded"
+                        )
                         found.append(Problem(key, "unexpected", hint))
         return found

@@ -28,20 +28,30 @@ BUILD_TIMEOUT_S = 3 * 3600
 def build_stage(run: Run) -> int:
     m = run.manifest
     arts = Artifacts(run.paths)
-    checkpoint_files = sorted(p for p in run.paths.checkpoint.rglob("*") if p.is_file()) \
-        if run.paths.checkpoint.is_dir() else []
-    inputs = arts.input_digests([run.paths.resolved_manifest, *checkpoint_files],
-                                {"code": code_digest(__file__, trtllm.__file__)})
+    checkpoint_files = (
+        sorted(p for p in run.paths.checkpoint.rglob("*") if p.is_file())
+        if run.paths.checkpoint.is_dir()
+        else []
+    )
+    inputs = arts.input_digests(
+        [run.paths.resolved_manifest, *checkpoint_files],
+        {"code": code_digest(__file__, trtllm.__file__)},
+    )
     if arts.stage_is_current("build", inputs):
         arts.skip("build", "engine")
         return 0
     if not m.engine.needs_build:
-        print(f"[build] no-op: backend {m.engine.backend!r} runs without an engine", file=sys.stderr)
+        print(
+            f"[build] no-op: backend {m.engine.backend!r} runs without an engine", file=sys.stderr
+        )
         arts.record("build", inputs, [], {"backend": m.engine.backend, "engine": None})
         return 0
     if not checkpoint_files:
-        raise KitError("no TensorRT-LLM checkpoint to build from", path=str(run.paths.checkpoint),
-                       fix="run `make quantize` first (quantization.method must be 'modelopt')")
+        raise KitError(
+            "no TensorRT-LLM checkpoint to build from",
+            path=str(run.paths.checkpoint),
+            fix="run `make quantize` first (quantization.method must be 'modelopt')",
+        )
     engine = run.paths.engine
     if engine.exists():
         shutil.rmtree(engine)
@@ -50,17 +60,29 @@ def build_stage(run: Run) -> int:
     argv = trtllm.build_argv(m, checkpoint_dir=run.paths.checkpoint, engine_dir=engine)
     result = run_logged(argv, log, timeout_s=BUILD_TIMEOUT_S)
     if result.exit_code != 0:
-        raise StageFailed(f"trtllm-build {'timed out' if result.timed_out else f'exited with {result.exit_code}'}",
-                          path=str(log), fix="read the build log; the checkpoint and manifest limits are inputs")
+        raise StageFailed(
+            "trtllm-build "
+            + ("timed out" if result.timed_out else f"exited with {result.exit_code}"),
+            path=str(log),
+            fix="read the build log; the checkpoint and manifest limits are inputs",
+        )
     files = sorted(p for p in engine.rglob("*") if p.is_file())
     if not (engine / "config.json").is_file() or not any(p.suffix == ".engine" for p in files):
-        raise StageFailed("trtllm-build exited 0 but wrote no config.json/*.engine", path=str(engine))
+        raise StageFailed(
+            "trtllm-build exited 0 but wrote no config.json/*.engine", path=str(engine)
+        )
     config = read_json(engine / "config.json")
-    arts.record("build", inputs, [*files, log], {
-        "argv": argv, "seconds": round(result.seconds, 1),
-        "build_config": config.get("build_config", {}),
-        "engine_bytes": sum(p.stat().st_size for p in files if p.suffix == ".engine"),
-    })
+    arts.record(
+        "build",
+        inputs,
+        [*files, log],
+        {
+            "argv": argv,
+            "seconds": round(result.seconds, 1),
+            "build_config": config.get("build_config", {}),
+            "engine_bytes": sum(p.stat().st_size for p in files if p.suffix == ".engine"),
+        },
+    )
     return 0
 
 

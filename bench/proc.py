@@ -61,8 +61,15 @@ def _pump(source: int, log, echo: bool) -> None:
             sys.stderr.buffer.flush()
 
 
-def run_logged(argv: list[str], log_path: Path, *, timeout_s: float, env: dict[str, str] | None = None,
-               stdout_path: Path | None = None, echo: bool = True) -> ProcResult:
+def run_logged(
+    argv: list[str],
+    log_path: Path,
+    *,
+    timeout_s: float,
+    env: dict[str, str] | None = None,
+    stdout_path: Path | None = None,
+    echo: bool = True,
+) -> ProcResult:
     """Run argv with its output in log_path (stdout in stdout_path when given); kill on timeout."""
     print("+ " + shlex.join(argv), file=sys.stderr, flush=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,14 +78,20 @@ def run_logged(argv: list[str], log_path: Path, *, timeout_s: float, env: dict[s
     stdout_file = open(stdout_path, "wb") if stdout_path else None  # noqa: SIM115
     try:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=stdout_file or write_end, stderr=write_end,
-            env=env, preexec_fn=_own_group_and_die_with_parent,  # noqa: PLW1509
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout_file or write_end,
+            stderr=write_end,
+            env=env,
+            preexec_fn=_own_group_and_die_with_parent,
         )
     except FileNotFoundError:
         os.close(read_end)
         os.close(write_end)
-        raise KitError(f"command not found: {argv[0]}",
-                       fix="run inside the pinned container (`make docker-all`) or install the tool") from None
+        raise KitError(
+            f"command not found: {argv[0]}",
+            fix="run inside the pinned container (`make docker-all`) or install the tool",
+        ) from None
     finally:
         if stdout_file:
             stdout_file.close()
@@ -99,5 +112,9 @@ def run_logged(argv: list[str], log_path: Path, *, timeout_s: float, env: dict[s
         finally:
             pump.join(timeout=5)
             os.close(read_end)
-    return ProcResult(argv=tuple(argv), exit_code=None if timed_out else proc.returncode,
-                      timed_out=timed_out, seconds=time.monotonic() - start)
+    return ProcResult(
+        argv=tuple(argv),
+        exit_code=None if timed_out else proc.returncode,
+        timed_out=timed_out,
+        seconds=time.monotonic() - start,
+    )

@@ -52,9 +52,17 @@ def fp8_config(kv_cache_fp8: bool) -> dict:
     return cfg
 
 
-def quantize_fp8(model_dir: Path, out_dir: Path, *, export_format: ExportFormat,
-                 calib_input_ids: list[list[int]], device: str, kv_cache_fp8: bool = True,
-                 tp_size: int = 1, pp_size: int = 1) -> list[Path]:
+def quantize_fp8(
+    model_dir: Path,
+    out_dir: Path,
+    *,
+    export_format: ExportFormat,
+    calib_input_ids: list[list[int]],
+    device: str,
+    kv_cache_fp8: bool = True,
+    tp_size: int = 1,
+    pp_size: int = 1,
+) -> list[Path]:
     """Load, calibrate (one sequence per step), export; returns the files written."""
     import modelopt.torch.quantization as mtq
     import torch
@@ -65,7 +73,9 @@ def quantize_fp8(model_dir: Path, out_dir: Path, *, export_format: ExportFormat,
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     dtype = torch.bfloat16
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=dtype).to(device).eval()
+    model = (
+        AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=dtype).to(device).eval()
+    )
 
     def forward_loop(m) -> None:
         for ids in calib_input_ids:
@@ -81,8 +91,13 @@ def quantize_fp8(model_dir: Path, out_dir: Path, *, export_format: ExportFormat,
         else:
             model.config.architectures = model.config.architectures or ["LlamaForCausalLM"]
             export_tensorrt_llm_checkpoint(
-                model, decoder_type="llama", dtype=dtype, export_dir=str(out_dir),
-                inference_tensor_parallel=tp_size, inference_pipeline_parallel=pp_size)
+                model,
+                decoder_type="llama",
+                dtype=dtype,
+                export_dir=str(out_dir),
+                inference_tensor_parallel=tp_size,
+                inference_pipeline_parallel=pp_size,
+            )
     files = sorted(p for p in out_dir.rglob("*") if p.is_file())
     for p in files:
         p.chmod(0o644)
@@ -103,8 +118,11 @@ def load_dequantized(checkpoint: Path, device: str = "cpu"):
     for f in sorted(Path(checkpoint).glob("*.safetensors")):
         tensors.update(load_file(str(f)))
     if not tensors:
-        raise KitError("no *.safetensors in the checkpoint", path=str(checkpoint),
-                       fix="run the quantize stage (make quantize)")
+        raise KitError(
+            "no *.safetensors in the checkpoint",
+            path=str(checkpoint),
+            fix="run the quantize stage (make quantize)",
+        )
     cfg = LlamaConfig.from_pretrained(str(checkpoint))
     if hasattr(cfg, "quantization_config"):
         delattr(cfg, "quantization_config")
@@ -143,8 +161,11 @@ def dataset_calibration(cal: Calibration, model_dir: Path) -> tuple[list[list[in
 
     path = Path(hf_hub_download(cal.dataset, cal.file, repo_type="dataset", revision=cal.revision))
     if cal.sha256 is not None and (digest := sha256_file(path)) != cal.sha256:
-        raise KitError(f"calibration file sha256 {digest} != locked {cal.sha256}",
-                       path=str(path), key="quantization.calibration.sha256")
+        raise KitError(
+            f"calibration file sha256 {digest} != locked {cal.sha256}",
+            path=str(path),
+            key="quantization.calibration.sha256",
+        )
     texts = pd.read_parquet(path, columns=[cal.text_column])[cal.text_column].tolist()[: cal.size]
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     ids = [tokenizer(t, truncation=True, max_length=cal.seq_len)["input_ids"] for t in texts]
@@ -158,18 +179,26 @@ def quantize_stage(run: Run) -> int:
     m = run.manifest
     arts = Artifacts(run.paths)
     model_dir = run.paths.model_dir(m.model.repo, m.model.revision)
-    model_files = sorted(p for p in model_dir.iterdir() if p.is_file()) if model_dir.is_dir() else []
+    model_files = (
+        sorted(p for p in model_dir.iterdir() if p.is_file()) if model_dir.is_dir() else []
+    )
     if not model_files:
-        raise KitError("the model has not been fetched", path=str(model_dir), fix="run `make fetch`")
-    inputs = arts.input_digests([run.paths.resolved_manifest, *model_files],
-                                {"code": code_digest(__file__)})
+        raise KitError(
+            "the model has not been fetched", path=str(model_dir), fix="run `make fetch`"
+        )
+    inputs = arts.input_digests(
+        [run.paths.resolved_manifest, *model_files], {"code": code_digest(__file__)}
+    )
     if arts.stage_is_current("quantize", inputs):
         arts.skip("quantize", "checkpoint")
         return 0
     q = m.quantization
     if q.method != "modelopt":
-        print(f"[quantize] no-op: quantization.method = {q.method!r} (the fetched model is used as is)",
-              file=sys.stderr)
+        print(
+            f"[quantize] no-op: quantization.method = {q.method!r} "
+            "(the fetched model is used as is)",
+            file=sys.stderr,
+        )
         arts.record("quantize", inputs, [], {"method": q.method})
         return 0
     calib_files: list[Path] = []
@@ -181,16 +210,36 @@ def quantize_stage(run: Run) -> int:
         calib_files = [calib_file]
         inputs.update(arts.input_digests(calib_files))
     fmt = export_format_for(m)
-    print(f"[quantize] ModelOpt FP8 (KV cache {q.kv_cache_dtype}) on {q.device}, "
-          f"{len(calib)} calibration sequences -> {fmt} checkpoint", file=sys.stderr)
-    files = quantize_fp8(model_dir, run.paths.checkpoint, export_format=fmt, calib_input_ids=calib,
-                         device=q.device, kv_cache_fp8=q.kv_cache_dtype == "fp8",
-                         tp_size=m.engine.tp_size, pp_size=m.engine.pp_size)
-    arts.record("quantize", inputs, files, {
-        "method": "modelopt", "export_format": fmt, "device": q.device,
-        "calibration": {"source": q.calibration.source, "size": len(calib),
-                        "seq_len": q.calibration.seq_len},
-    })
+    print(
+        f"[quantize] ModelOpt FP8 (KV cache {q.kv_cache_dtype}) on {q.device}, "
+        f"{len(calib)} calibration sequences -> {fmt} checkpoint",
+        file=sys.stderr,
+    )
+    files = quantize_fp8(
+        model_dir,
+        run.paths.checkpoint,
+        export_format=fmt,
+        calib_input_ids=calib,
+        device=q.device,
+        kv_cache_fp8=q.kv_cache_dtype == "fp8",
+        tp_size=m.engine.tp_size,
+        pp_size=m.engine.pp_size,
+    )
+    arts.record(
+        "quantize",
+        inputs,
+        files,
+        {
+            "method": "modelopt",
+            "export_format": fmt,
+            "device": q.device,
+            "calibration": {
+                "source": q.calibration.source,
+                "size": len(calib),
+                "seq_len": q.calibration.seq_len,
+            },
+        },
+    )
     return 0
 
 

@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     wanted = render(readme, targets(makefiles))
     if args.check:
         if wanted != readme:
-            print("README.md's target table is out of date: run `python -m bench.readme`", file=sys.stderr)
+            print(
+                "README.md's target table is out of date: run `python -m bench.readme`",
+                file=sys.stderr,
+            )
             return 1
         return 0
     atomic_write_text(readme_path, wanted)

@@ -96,12 +96,18 @@ class PointResult:
     @classmethod
     def from_json(cls, data: dict[str, Any], path: str = "<record>") -> PointResult:
         if data.get("schema") != SCHEMA:
-            raise KitError(f"schema {data.get('schema')!r} is not {SCHEMA!r}", path=path,
-                           fix="re-import the raw outputs with this version of the kit")
+            raise KitError(
+                f"schema {data.get('schema')!r} is not {SCHEMA!r}",
+                path=path,
+                fix="re-import the raw outputs with this version of the kit",
+            )
         try:
             return cls(
-                **{k: v for k, v in data.items() if k not in ("identity", "metrics", "memory",
-                                                              "raw_files", "attempts")},
+                **{
+                    k: v
+                    for k, v in data.items()
+                    if k not in ("identity", "metrics", "memory", "raw_files", "attempts")
+                },
                 identity=Identity(**data.get("identity", {})),
                 metrics=Metrics(**data.get("metrics", {})),
                 memory=Memory(**data.get("memory", {})),
@@ -125,15 +131,23 @@ def _check_finite(obj: Any, where: str) -> None:
 
 def length_problem(isl: int, osl: int, metrics: Metrics, requests: int | None = None) -> str | None:
     """Why the measured requests or average lengths miss the point's target, or None."""
-    if requests is not None and metrics.num_requests is not None and metrics.num_requests != requests:
+    if (
+        requests is not None
+        and metrics.num_requests is not None
+        and metrics.num_requests != requests
+    ):
         return f"{metrics.num_requests} requests completed, {requests} asked"
-    for name, target, got in (("input", isl, metrics.avg_input_len),
-                              ("output", osl, metrics.avg_output_len)):
+    for name, target, got in (
+        ("input", isl, metrics.avg_input_len),
+        ("output", osl, metrics.avg_output_len),
+    ):
         if got is None:
             return f"average {name} length was not reported"
         if abs(got - target) > LENGTH_TOLERANCE * target:
-            return (f"average {name} length {got:g} differs from target {target} by "
-                    f"{abs(got - target) / target:.1%} (> {LENGTH_TOLERANCE:.0%})")
+            return (
+                f"average {name} length {got:g} differs from target {target} by "
+                f"{abs(got - target) / target:.1%} (> {LENGTH_TOLERANCE:.0%})"
+            )
     return None
 
 
@@ -144,23 +158,44 @@ def judge(result: PointResult) -> PointResult:
     problem = length_problem(result.isl, result.osl, result.metrics, result.requests)
     if problem is None:
         return result
-    return dataclasses.replace(result, status="invalid", failure="length_mismatch",
-                               failure_detail=problem)
+    return dataclasses.replace(
+        result, status="invalid", failure="length_mismatch", failure_detail=problem
+    )
 
 
 # ----------------------------------------------------------------------------- summary.csv
 
 SUMMARY_COLUMNS = (
-    "isl", "osl", "requests", "concurrency", "repeat", "status", "failure",
-    "output_tok_s", "total_tok_s", "req_s", "avg_input_len", "avg_output_len",
-    "total_latency_ms", "model", "tp_size", "pp_size", "backend", "engine_version",
-    "quantization", "kv_cache_dtype", "max_seq_len",
+    "isl",
+    "osl",
+    "requests",
+    "concurrency",
+    "repeat",
+    "status",
+    "failure",
+    "output_tok_s",
+    "total_tok_s",
+    "req_s",
+    "avg_input_len",
+    "avg_output_len",
+    "total_latency_ms",
+    "model",
+    "tp_size",
+    "pp_size",
+    "backend",
+    "engine_version",
+    "quantization",
+    "kv_cache_dtype",
+    "max_seq_len",
 )
 
 
 def summary_row(r: PointResult) -> dict[str, Any]:
-    flat = {**dataclasses.asdict(r.identity), **dataclasses.asdict(r.metrics),
-            **dataclasses.asdict(r)}
+    flat = {
+        **dataclasses.asdict(r.identity),
+        **dataclasses.asdict(r.metrics),
+        **dataclasses.asdict(r),
+    }
     return {c: flat[c] for c in SUMMARY_COLUMNS}
 
 
@@ -193,7 +228,7 @@ def read_record(path: Path) -> PointResult:
 
 
 def load_records(points_dir: Path) -> list[PointResult]:
-    """Every point folder's record (ok, invalid and failed alike); unfinished folders are skipped."""
+    """Every point folder's record (ok, invalid and failed alike); unfinished ones skipped."""
     records = []
     for folder in sorted(points_dir.glob("*")):
         if folder.name.endswith(".partial"):  # a point still running or interrupted

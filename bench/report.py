@@ -840,7 +840,9 @@ def figures(records: Sequence[PointResult]) -> dict[str, bytes]:
     values = [
         [c if isinstance(c := cells.get((i, o)), float) else math.nan for o in osls] for i in isls
     ]
-    image = ax.imshow(values, cmap=colormaps["viridis"].with_extremes(bad="lightgrey"), aspect="auto")
+    image = ax.imshow(
+        values, cmap=colormaps["viridis"].with_extremes(bad="lightgrey"), aspect="auto"
+    )
     for y, isl in enumerate(isls):
         for x, osl in enumerate(osls):
             c = cells.get((isl, osl))

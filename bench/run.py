@@ -108,8 +108,11 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _first_difference(old: str, new: str) -> str:
-    diff = [line for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    diff = [
+        line
+        for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
     return "\n".join(f"    {line}" for line in diff[:12])
 
 
@@ -126,7 +129,8 @@ def open_run(manifest_path: Path, run_name: str | None = None, *, create: bool =
         recorded = paths.resolved_manifest.read_text(encoding="utf-8")
         if recorded != text:
             raise KitError(
-                f"the manifest changed since this run started:\n{_first_difference(recorded, text)}",
+                "the manifest changed since this run started:\n"
+                + _first_difference(recorded, text),
                 path=str(manifest_path),
                 fix=f"start a new run (RUN=<new name>), or remove {paths.root} to redo this one",
             )
@@ -135,11 +139,19 @@ def open_run(manifest_path: Path, run_name: str | None = None, *, create: bool =
 
         atomic_write_text(paths.resolved_manifest, text)
         arts = Artifacts(paths)
-        arts.record("init", arts.input_digests([manifest_path]), [paths.resolved_manifest],
-                    {"manifest": str(manifest_path)}, stamp=False)
+        arts.record(
+            "init",
+            arts.input_digests([manifest_path]),
+            [paths.resolved_manifest],
+            {"manifest": str(manifest_path)},
+            stamp=False,
+        )
     else:
-        raise KitError("this run has not started", path=str(paths.root),
-                       fix=f"run `make all MANIFEST={manifest_path}` first")
+        raise KitError(
+            "this run has not started",
+            path=str(paths.root),
+            fix=f"run `make all MANIFEST={manifest_path}` first",
+        )
     return Run(paths=paths, manifest=manifest, manifest_path=manifest_path)
 
 
@@ -147,8 +159,11 @@ def load_run(run_name: str) -> Run:
     """Open an existing run from its own resolved manifest (report, verify, merge need no TOML)."""
     paths = RunPaths.for_run(run_name)
     if not paths.resolved_manifest.is_file():
-        raise KitError("no such run (manifest.resolved.toml is missing)", path=str(paths.root),
-                       fix="name a folder under results/ with RUN=, or run the pipeline first")
+        raise KitError(
+            "no such run (manifest.resolved.toml is missing)",
+            path=str(paths.root),
+            fix="name a folder under results/ with RUN=, or run the pipeline first",
+        )
     text = paths.resolved_manifest.read_text(encoding="utf-8")
     manifest = parse_manifest(tomllib.loads(text), str(paths.resolved_manifest))
     return Run(paths=paths, manifest=manifest, manifest_path=paths.resolved_manifest)

@@ -49,7 +49,9 @@ class Task:
 
 
 def tasks_of(run: Run) -> list[Task]:
-    return [Task(p, r) for r in range(run.manifest.sweep.repeats) for p in run.manifest.sweep.points]
+    return [
+        Task(p, r) for r in range(run.manifest.sweep.repeats) for p in run.manifest.sweep.points
+    ]
 
 
 def kv_fractions(run: Run) -> list[float | None]:
@@ -71,12 +73,18 @@ def extra_options_path(run: Run) -> Path:
     return run.paths.root / "extra_llm_api_options.yaml"
 
 
-def attempt_argv(run: Run, task: Task, fraction: float | None, workdir: Path) -> tuple[list[str], Path, Path]:
+def attempt_argv(
+    run: Run, task: Task, fraction: float | None, workdir: Path
+) -> tuple[list[str], Path, Path]:
     stem = "" if fraction is None else f"kv{fraction:g}."
     report, log = workdir / f"{stem}report.json", workdir / f"{stem}console.log"
     argv = trtllm.throughput_argv(
-        run.manifest, task.point, model_path=model_path_for_runtime(run),
-        dataset=dataset_path(run, task.point), report_json=report, kv_fraction=fraction or 0.0,
+        run.manifest,
+        task.point,
+        model_path=model_path_for_runtime(run),
+        dataset=dataset_path(run, task.point),
+        report_json=report,
+        kv_fraction=fraction or 0.0,
         workspace=run.paths.work / "bench-workspace",
         engine_dir=run.paths.engine if run.manifest.engine.needs_build else None,
         extra_options=extra_options_path(run) if extra_options_path(run).exists() else None,
@@ -93,8 +101,13 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     p = task.point
-    key = {"isl": p.isl, "osl": p.osl, "requests": p.requests, "concurrency": p.concurrency,
-           "repeat": task.repeat}
+    key = {
+        "isl": p.isl,
+        "osl": p.osl,
+        "requests": p.requests,
+        "concurrency": p.concurrency,
+        "repeat": task.repeat,
+    }
     attempts: list[dict] = []
     result: PointResult | None = None
     for fraction in kv_fractions(run):
@@ -107,13 +120,26 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
         if finished and not proc.timed_out:  # a crash in teardown after the report still counts
             result = parse_trtllm.parse_file(report if report.exists() else log, **key)
             result = dataclasses.replace(result, memory=parse_trtllm.memory_from_log(log_text))
-            attempts.append({"kv_cache_fraction": fraction, "outcome": "ok", "exit_code": proc.exit_code,
-                             "seconds": round(proc.seconds, 3)})
+            attempts.append(
+                {
+                    "kv_cache_fraction": fraction,
+                    "outcome": "ok",
+                    "exit_code": proc.exit_code,
+                    "seconds": round(proc.seconds, 3),
+                }
+            )
             break
         kind, detail = parse_trtllm.classify_failure(log_text, proc.exit_code, proc.timed_out)
-        attempts.append({"kv_cache_fraction": fraction, "outcome": kind, "detail": detail,
-                         "exit_code": proc.exit_code, "seconds": round(proc.seconds, 3),
-                         "argv": shlex.join(argv).replace(f"{task.name}{PARTIAL}/", f"{task.name}/")})
+        attempts.append(
+            {
+                "kv_cache_fraction": fraction,
+                "outcome": kind,
+                "detail": detail,
+                "exit_code": proc.exit_code,
+                "seconds": round(proc.seconds, 3),
+                "argv": shlex.join(argv).replace(f"{task.name}{PARTIAL}/", f"{task.name}/"),
+            }
+        )
         print(f"[sweep] {task.name}: {kind}: {detail}", file=sys.stderr)
         if kind != "oom":
             break
@@ -121,44 +147,60 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
         last = attempts[-1]
         result = parse_trtllm.failed_result(kind=last["outcome"], detail=last["detail"], **key)
     raw = tuple(sorted(f"points/{task.name}/{f.name}" for f in workdir.iterdir()))
-    return dataclasses.replace(judge(result), attempts=tuple(attempts), raw_files=raw,
-                               telemetry=telemetry)
+    return dataclasses.replace(
+        judge(result), attempts=tuple(attempts), raw_files=raw, telemetry=telemetry
+    )
 
 
 def publish(run: Run, arts: Artifacts, task: Task, result: PointResult) -> None:
     """Write the record, then make the point visible with one rename, then record its files."""
     workdir = run.paths.points / (task.name + PARTIAL)
     final = run.paths.points / task.name
-    atomic_write_json(workdir / (FAILURE if result.status == "failed" else RESULT), result.to_json())
+    atomic_write_json(
+        workdir / (FAILURE if result.status == "failed" else RESULT), result.to_json()
+    )
     old = [k for k in arts.files if k.startswith(f"run:points/{task.name}/")]
     if final.exists():
         shutil.rmtree(final)  # only ever a failure.json being retried: done points are skipped
     workdir.rename(final)
     arts.forget(old)
-    arts.record("sweep", arts.stages.get("sweep", {}).get("inputs", {}),
-                sorted(final.iterdir()), replace=False, stamp=False)
+    arts.record(
+        "sweep",
+        arts.stages.get("sweep", {}).get("inputs", {}),
+        sorted(final.iterdir()),
+        replace=False,
+        stamp=False,
+    )
 
 
 # ----------------------------------------------------------------------------- the sweep
 
 
 def clean_interrupted(run: Run, arts: Artifacts) -> None:
-    """Remove what a killed sweep left: partial folders, and adopt points renamed but not recorded."""
+    """Clean up after a kill: drop partial folders, adopt points renamed but not recorded."""
     for partial in run.paths.points.glob(f"*{PARTIAL}"):
         print(f"[sweep] discarding interrupted point {partial.name}", file=sys.stderr)
         shutil.rmtree(partial)
     for folder in run.paths.points.glob("*"):
         files = sorted(folder.iterdir())
         if any(arts.key(f) not in arts.files for f in files):
-            arts.record("sweep", arts.stages.get("sweep", {}).get("inputs", {}), files,
-                        replace=False, stamp=False)
+            arts.record(
+                "sweep",
+                arts.stages.get("sweep", {}).get("inputs", {}),
+                files,
+                replace=False,
+                stamp=False,
+            )
 
 
 def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
     arts = Artifacts(run.paths)
     if not run.paths.stamp("datasets").exists():
-        raise KitError("datasets are missing", path=str(run.paths.datasets),
-                       fix=f"run `make datasets MANIFEST={run.manifest_path}` first")
+        raise KitError(
+            "datasets are missing",
+            path=str(run.paths.datasets),
+            fix=f"run `make datasets MANIFEST={run.manifest_path}` first",
+        )
     run.paths.points.mkdir(parents=True, exist_ok=True)
     if (yaml_text := trtllm.extra_options_yaml(run.manifest)) is not None:
         atomic_write_text(extra_options_path(run), yaml_text)
@@ -167,11 +209,23 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
         {"code": code_digest(__file__, trtllm.__file__, parse_trtllm.__file__)},
     )
     previous = arts.stages.get("sweep")
-    if previous and previous["inputs"] != inputs and any(k.startswith("run:points/") for k in arts.files):
-        raise KitError("the datasets or the sweep code changed since this run's points were measured",
-                       path=str(run.paths.root), fix="start a new run with RUN=<new name>")
-    arts.record("sweep", inputs, [p for p in [extra_options_path(run)] if p.exists()],
-                replace=False, stamp=False)
+    if (
+        previous
+        and previous["inputs"] != inputs
+        and any(k.startswith("run:points/") for k in arts.files)
+    ):
+        raise KitError(
+            "the datasets or the sweep code changed since this run's points were measured",
+            path=str(run.paths.root),
+            fix="start a new run with RUN=<new name>",
+        )
+    arts.record(
+        "sweep",
+        inputs,
+        [p for p in [extra_options_path(run)] if p.exists()],
+        replace=False,
+        stamp=False,
+    )
     clean_interrupted(run, arts)
 
     estimate = cost.Estimator(run.manifest)
@@ -187,25 +241,38 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
     try:
         for i, task in enumerate(todo, 1):
             elapsed = time.monotonic() - started
-            print(f"[sweep] point {i}/{len(todo)} {task.name} ({task.point.requests} requests) "
-                  f"elapsed {cost.hms(elapsed)}, estimated remaining {cost.hms(remaining)}",
-                  file=sys.stderr)
+            print(
+                f"[sweep] point {i}/{len(todo)} {task.name} ({task.point.requests} requests) "
+                f"elapsed {cost.hms(elapsed)}, estimated remaining {cost.hms(remaining)}",
+                file=sys.stderr,
+            )
             result = run_task(run, task, sampler_factory)
             publish(run, arts, task, result)
             remaining -= estimate.seconds(task.point)
             write_summary(run.paths.summary, load_records(run.paths.points))
             arts.record("sweep", inputs, [run.paths.summary], replace=False, stamp=False)
-            print(f"[sweep] {task.name}: {result.status}"
-                  + (f" {result.metrics.output_tok_s:.1f} output tok/s" if result.metrics.output_tok_s else ""),
-                  file=sys.stderr)
+            print(
+                f"[sweep] {task.name}: {result.status}"
+                + (
+                    f" {result.metrics.output_tok_s:.1f} output tok/s"
+                    if result.metrics.output_tok_s
+                    else ""
+                ),
+                file=sys.stderr,
+            )
     except KeyboardInterrupt:
         resume = f"make sweep MANIFEST={run.manifest_path} RUN={run.paths.name}"
-        print(f"[sweep] interrupted; finished points are kept. Resume with: {resume}", file=sys.stderr)
+        print(
+            f"[sweep] interrupted; finished points are kept. Resume with: {resume}", file=sys.stderr
+        )
         raise
     write_summary(run.paths.summary, load_records(run.paths.points))
     arts.record("sweep", inputs, [run.paths.summary], replace=False, stamp=True)
     failed = [r for r in load_records(run.paths.points) if r.status != "ok"]
-    print(f"[sweep] done: {len(tasks) - len(failed)} ok, {len(failed)} failed or invalid", file=sys.stderr)
+    print(
+        f"[sweep] done: {len(tasks) - len(failed)} ok, {len(failed)} failed or invalid",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -215,7 +282,9 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise KitError(f"SHARD={text!r} is not i/N", fix="e.g. SHARD=1/3 (shards count from 1)") from None
+        raise KitError(
+            f"SHARD={text!r} is not i/N", fix="e.g. SHARD=1/3 (shards count from 1)"
+        ) from None
     if not 1 <= i <= n:
         raise KitError(f"SHARD={text!r}: i must be between 1 and N", fix="e.g. SHARD=1/3")
     return i, n

@@ -3,7 +3,8 @@
 Usage: python3 -m bench.toolcheck manifests/llama-3.1-8b-fp8-h100.toml
 
 `make all` runs this first, so on a laptop without a GPU or TensorRT-LLM the pipeline stops within
-a second saying what is missing and what to run instead. Full validation comes next (bench.manifest).
+a second saying what is missing and what to run instead. Full validation comes next
+(bench.manifest).
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ from pathlib import Path
 PREPARE_DATASET = "/app/tensorrt_llm/benchmarks/cpp/prepare_dataset.py"
 
 
-def missing_tools(manifest: dict, which=shutil.which, exists=os.path.exists, gpu_ok=None) -> list[str]:
+def missing_tools(
+    manifest: dict, which=shutil.which, exists=os.path.exists, gpu_ok=None
+) -> list[str]:
     """What this manifest needs that is not here, one line each."""
     backend = manifest.get("engine", {}).get("backend")
-    needs_gpu = backend in ("pytorch", "tensorrt") or manifest.get("quantization", {}).get("device") == "cuda"
+    needs_gpu = (
+        backend in ("pytorch", "tensorrt")
+        or manifest.get("quantization", {}).get("device") == "cuda"
+    )
     missing = []
     if backend in ("pytorch", "tensorrt") and not which("trtllm-bench"):
         missing.append("trtllm-bench (TensorRT-LLM) is not on PATH")
@@ -60,10 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     missing = missing_tools(manifest)
     if missing:
         lines = "\n".join(f"  - {m}" for m in missing)
-        print(f"{path}: error: this manifest needs tools this machine does not have:\n{lines}\n"
-              f"  fix: on an H100 host run `make docker-all MANIFEST={path}` (the pinned TensorRT-LLM\n"
-              "       container), or run the whole pipeline on this CPU with `make demo`.",
-              file=sys.stderr)
+        print(
+            f"{path}: error: this manifest needs tools this machine does not have:\n{lines}\n"
+            f"  fix: on an H100 host run `make docker-all MANIFEST={path}` (the pinned\n"
+            "       TensorRT-LLM container), or run the whole pipeline on this CPU with\n"
+            "       `make demo`.",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

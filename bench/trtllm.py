@@ -30,16 +30,24 @@ def prepare_dataset_script() -> str:
 def prepare_dataset_argv(manifest: Manifest, point: Point, *, tokenizer: Path) -> list[str]:
     d = manifest.dataset
     return [
-        sys.executable, prepare_dataset_script(),
-        "--tokenizer", str(tokenizer),
+        sys.executable,
+        prepare_dataset_script(),
+        "--tokenizer",
+        str(tokenizer),
         "--stdout",
-        "--random-seed", str(manifest.sweep.seed),
+        "--random-seed",
+        str(manifest.sweep.seed),
         "token-norm-dist",
-        "--num-requests", str(point.requests),
-        "--input-mean", str(point.isl),
-        "--input-stdev", str(d.input_stdev),
-        "--output-mean", str(point.osl),
-        "--output-stdev", str(d.output_stdev),
+        "--num-requests",
+        str(point.requests),
+        "--input-mean",
+        str(point.isl),
+        "--input-stdev",
+        str(d.input_stdev),
+        "--output-mean",
+        str(point.osl),
+        "--output-stdev",
+        str(d.output_stdev),
     ]
 
 
@@ -55,14 +63,22 @@ def build_argv(manifest: Manifest, *, checkpoint_dir: Path, engine_dir: Path) ->
     e = manifest.engine
     argv = [
         TRTLLM_BUILD,
-        "--checkpoint_dir", str(checkpoint_dir),
-        "--output_dir", str(engine_dir),
-        "--max_batch_size", str(e.max_batch_size),
-        "--max_num_tokens", str(e.max_num_tokens),
-        "--max_seq_len", str(e.max_seq_len),
-        "--max_input_len", str(max_input_len(manifest)),
-        "--use_paged_context_fmha", "enable",
-        "--workers", str(e.tp_size * e.pp_size),
+        "--checkpoint_dir",
+        str(checkpoint_dir),
+        "--output_dir",
+        str(engine_dir),
+        "--max_batch_size",
+        str(e.max_batch_size),
+        "--max_num_tokens",
+        str(e.max_num_tokens),
+        "--max_seq_len",
+        str(e.max_seq_len),
+        "--max_input_len",
+        str(max_input_len(manifest)),
+        "--use_paged_context_fmha",
+        "enable",
+        "--workers",
+        str(e.tp_size * e.pp_size),
     ]
     if manifest.quantization.format == "fp8":
         argv += ["--use_fp8_context_fmha", "enable"]
@@ -74,30 +90,75 @@ def extra_options_yaml(manifest: Manifest) -> str | None:
     return None if options is None else yaml.safe_dump(options, sort_keys=True)
 
 
-def throughput_argv(manifest: Manifest, point: Point, *, model_path: Path, dataset: Path,
-                    report_json: Path, kv_fraction: float, workspace: Path,
-                    engine_dir: Path | None = None, extra_options: Path | None = None) -> list[str]:
+def throughput_argv(
+    manifest: Manifest,
+    point: Point,
+    *,
+    model_path: Path,
+    dataset: Path,
+    report_json: Path,
+    kv_fraction: float,
+    workspace: Path,
+    engine_dir: Path | None = None,
+    extra_options: Path | None = None,
+) -> list[str]:
     """One sweep point. The CPU reference runner takes the same options as trtllm-bench."""
     e, r = manifest.engine, manifest.runtime
     if e.backend == "cpu-reference":
-        head = [sys.executable, "-m", "bench.cpu_runner", "--model", manifest.model.repo,
-                "--model_path", str(model_path), "throughput"]
+        head = [
+            sys.executable,
+            "-m",
+            "bench.cpu_runner",
+            "--model",
+            manifest.model.repo,
+            "--model_path",
+            str(model_path),
+            "throughput",
+        ]
     else:
-        head = [TRTLLM_BENCH, "--model", manifest.model.repo, "--model_path", str(model_path),
-                "--workspace", str(workspace), "throughput"]
-    argv = head + ["--backend", e.backend, "--dataset", str(dataset), "--num_requests", "0",
-                   "--eos_id", str(EOS_IGNORED), "--warmup", str(r.warmup),
-                   "--report_json", str(report_json)]
+        head = [
+            TRTLLM_BENCH,
+            "--model",
+            manifest.model.repo,
+            "--model_path",
+            str(model_path),
+            "--workspace",
+            str(workspace),
+            "throughput",
+        ]
+    argv = [
+        *head,
+        "--backend",
+        e.backend,
+        "--dataset",
+        str(dataset),
+        "--num_requests",
+        "0",
+        "--eos_id",
+        str(EOS_IGNORED),
+        "--warmup",
+        str(r.warmup),
+        "--report_json",
+        str(report_json),
+    ]
     if e.backend == "tensorrt":
         argv += ["--engine_dir", str(engine_dir)]
     if e.backend != "cpu-reference":
-        argv += ["--kv_cache_free_gpu_mem_fraction", f"{kv_fraction:g}",
-                 "--tp", str(e.tp_size), "--pp", str(e.pp_size)]
+        argv += [
+            "--kv_cache_free_gpu_mem_fraction",
+            f"{kv_fraction:g}",
+            "--tp",
+            str(e.tp_size),
+            "--pp",
+            str(e.pp_size),
+        ]
     else:
         argv += ["--max_batch_size", str(r.batch_size), "--device", r.device]
     if e.backend == "pytorch":
-        for flag, value in (("--max_batch_size", e.max_batch_size),
-                            ("--max_num_tokens", e.max_num_tokens)):
+        for flag, value in (
+            ("--max_batch_size", e.max_batch_size),
+            ("--max_num_tokens", e.max_num_tokens),
+        ):
             if value is not None:
                 argv += [flag, str(value)]
     if extra_options is not None:

@@ -49,8 +49,14 @@ def main() -> int:
             files.append(path)
         total_mb = sum(p.stat().st_size for p in files) / 1e6
         kit_s, kit = best_of(args.repeats, lambda: [sha256_file(p) for p in files])
-        core_s, out = best_of(args.repeats, lambda: subprocess.run(
-            ["sha256sum", *map(str, files)], check=True, capture_output=True, text=True).stdout)
+        core_s, out = best_of(
+            args.repeats,
+            lambda: (
+                subprocess.run(
+                    ["sha256sum", *map(str, files)], check=True, capture_output=True, text=True
+                ).stdout
+            ),
+        )
         coreutils = [line.split()[0] for line in out.splitlines()]
         if kit != coreutils:
             print("digests differ between bench.fileio and sha256sum", file=sys.stderr)
@@ -58,7 +64,10 @@ def main() -> int:
         print(f"{total_mb:.0f} MB in {args.files} files, best of {args.repeats}:")
         print(f"  bench.fileio.sha256_file  {total_mb / kit_s:8.0f} MB/s")
         print(f"  coreutils sha256sum       {total_mb / core_s:8.0f} MB/s")
-        print(f"  ratio                     {core_s / kit_s:8.2f}x (>= 1 means the kit is as fast or faster)")
+        print(
+            f"  ratio                     {core_s / kit_s:8.2f}x "
+            "(>= 1: the kit is as fast or faster)"
+        )
         return 0 if kit_s <= core_s * 1.05 else 1
 
 

@@ -22,8 +22,10 @@ def gpu_estimator():
 
 
 def grid_tasks() -> list[Task]:
-    return [Task(Point(isl=i, osl=o, requests=max(50, 4_000_000 // (i + o))), 0)
-            for i, o in itertools.product(GRID, GRID)]
+    return [
+        Task(Point(isl=i, osl=o, requests=max(50, 4_000_000 // (i + o))), 0)
+        for i, o in itertools.product(GRID, GRID)
+    ]
 
 
 def test_long_points_cost_far_more(gpu_estimator):
@@ -45,8 +47,10 @@ def test_shards_partition_the_points(gpu_estimator, n):
 
 def test_shards_balance_cost_better_than_count(gpu_estimator):
     tasks, n = grid_tasks(), 4
-    loads = [sum(gpu_estimator.seconds(t.point) for t in shard_tasks(tasks, i, n, gpu_estimator))
-             for i in range(1, n + 1)]
+    loads = [
+        sum(gpu_estimator.seconds(t.point) for t in shard_tasks(tasks, i, n, gpu_estimator))
+        for i in range(1, n + 1)
+    ]
     by_count = [sum(gpu_estimator.seconds(t.point) for t in tasks[i::n]) for i in range(n)]
     assert max(loads) / min(loads) < 1.1
     assert max(loads) / min(loads) < max(by_count) / min(by_count)

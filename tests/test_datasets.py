@@ -60,7 +60,9 @@ def test_vocabulary_uses_the_base_vocabulary_of_the_tokenizer():
     config = {"vocab_size": 128256, "eos_token_id": [128001, 128009]}
     tokenizer = {"model": {"vocab": {str(i): i for i in range(1000)}}}
     assert vocabulary_of(config, tokenizer) == Vocabulary(1000, frozenset({128001, 128009}))
-    assert vocabulary_of({"vocab_size": 10, "eos_token_id": 2}, None) == Vocabulary(10, frozenset({2}))
+    assert vocabulary_of({"vocab_size": 10, "eos_token_id": 2}, None) == Vocabulary(
+        10, frozenset({2})
+    )
 
 
 def test_empty_dataset_is_an_error():

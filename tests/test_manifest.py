@@ -40,23 +40,42 @@ def test_resolved_form_is_stable_and_reloads(demo):
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        (lambda d: d["engine"].update(backnd="x"), r"engine\.backnd: unknown key; allowed here: .*backend"),
+        (
+            lambda d: d["engine"].update(backnd="x"),
+            r"engine\.backnd: unknown key; allowed here: .*backend",
+        ),
         (lambda d: d.update(colour="red"), r"colour: unknown key"),
         (lambda d: d["sweep"]["points"][1].update(isl="128"), r"sweep\.points\[1\]\.isl = '128'"),
-        (lambda d: d["sweep"]["points"][0].update(osl=0), r"sweep\.points\[0\]\.osl = 0: .*greater than 0"),
-        (lambda d: d["sweep"]["points"][2].update(requests=-5), r"sweep\.points\[2\]\.requests = -5"),
+        (
+            lambda d: d["sweep"]["points"][0].update(osl=0),
+            r"sweep\.points\[0\]\.osl = 0: .*greater than 0",
+        ),
+        (
+            lambda d: d["sweep"]["points"][2].update(requests=-5),
+            r"sweep\.points\[2\]\.requests = -5",
+        ),
         (lambda d: d["sweep"]["points"][3].update(isl=1.5), r"sweep\.points\[3\]\.isl = 1\.5"),
-        (lambda d: d["sweep"]["points"].append(dict(d["sweep"]["points"][0])),
-         r"sweep\.points\[4\]: duplicate of sweep\.points\[0\]"),
-        (lambda d: d["sweep"]["points"][2].update(isl=250),
-         r"sweep\.points\[2\]: isl \+ osl = 266 exceeds engine\.max_seq_len = 256"),
+        (
+            lambda d: d["sweep"]["points"].append(dict(d["sweep"]["points"][0])),
+            r"sweep\.points\[4\]: duplicate of sweep\.points\[0\]",
+        ),
+        (
+            lambda d: d["sweep"]["points"][2].update(isl=250),
+            r"sweep\.points\[2\]: isl \+ osl = 266 exceeds engine\.max_seq_len = 256",
+        ),
         (lambda d: d["engine"].update(backend="vllm"), r"engine\.backend = 'vllm'"),
         (lambda d: d["model"].update(source="hf"), r"revision 'v1' must be a 40-hex commit"),
-        (lambda d: d["model"]["files"].update({"config.json": "abc"}), r"model\.files\.config\.json = 'abc'"),
+        (
+            lambda d: d["model"]["files"].update({"config.json": "abc"}),
+            r"model\.files\.config\.json = 'abc'",
+        ),
         (lambda d: d["runtime"].update(kv_cache_fallbacks=[0.97]), r"must strictly decrease"),
         (lambda d: d["sweep"].update(points=[]), r"sweep\.points: .*at least 1"),
         (lambda d: d["engine"].update(max_seq_len="256"), r"engine\.max_seq_len = '256'"),
-        (lambda d: d["quantization"].pop("calibration"), r"needs a \[quantization\.calibration\] table"),
+        (
+            lambda d: d["quantization"].pop("calibration"),
+            r"needs a \[quantization\.calibration\] table",
+        ),
     ],
 )
 def test_each_problem_names_file_and_key(tmp_path, demo, change, match):

@@ -561,8 +561,9 @@ LENT = Path(__file__).parent / "data" / "nvidia-smi" / "h100-sxm-lent"
 def test_own_h100_capture_parses_and_matches_its_query_csv() -> None:
     """Captured by this project on a lent H100 (tests/data/nvidia-smi/h100-sxm-lent/README.md)."""
     [gpu] = parse_nvidia_smi_xml((LENT / "nvidia-smi-q.xml").read_text(encoding="utf-8"))
-    rows = list(csv.reader((LENT / "nvidia-smi-query.csv").read_text().splitlines(),
-                           skipinitialspace=True))
+    rows = list(
+        csv.reader((LENT / "nvidia-smi-query.csv").read_text().splitlines(), skipinitialspace=True)
+    )
     q = dict(zip([h.split(" [")[0] for h in rows[0]], rows[1], strict=True))
     assert gpu["name"] == q["name"] == "NVIDIA H100 80GB HBM3"
     assert gpu["form_factor"] == "SXM"
