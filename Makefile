@@ -164,5 +164,5 @@ help:
 	     /^[a-z][a-zA-Z_-]*:/ && doc != "" {printf "  \033[36m%-12s\033[0m %s\n", $$1, doc} {doc = ""}' \
 	     $(MAKEFILE_LIST)
 	@echo; echo "Variables (make VAR=value ...):"
-	@grep -hE '^[A-Z_]+ \?= .*## ' $(MAKEFILE_LIST) | \
-	  sed -E 's/^([A-Z_]+) \?= ([^#]*)## (.*)/  \1|\3 [\2]/' | awk -F'|' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[A-Z_]+ \?=.*## ' $(MAKEFILE_LIST) | \
+	  sed -E 's/^([A-Z_]+) \?= ?([^#]*)## (.*)/\1|\3 [\2]/' | awk -F'|' '{printf "  %-12s %s\n", $$1, $$2}'
