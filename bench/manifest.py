@@ -13,7 +13,6 @@ import argparse
 import itertools
 import re
 import sys
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,11 +22,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
 
-from bench.errors import KitError, run_main
+from bench.errors import run_main
+from bench.tomlconfig import KeyedError, read_toml, validate
 
 SHA256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 GIT_REVISION = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")]
@@ -179,13 +178,14 @@ class Manifest(Strict):
         for i, p in enumerate(self.sweep.points):
             key = (p.isl, p.osl, p.concurrency)
             if key in seen:
-                raise _PointError(
-                    i, f"duplicate of sweep.points[{seen[key]}] (isl={p.isl}, osl={p.osl})"
+                raise KeyedError(
+                    f"sweep.points[{i}]",
+                    f"duplicate of sweep.points[{seen[key]}] (isl={p.isl}, osl={p.osl})",
                 )
             seen[key] = i
             if p.isl + p.osl > self.engine.max_seq_len:
-                raise _PointError(
-                    i,
+                raise KeyedError(
+                    f"sweep.points[{i}]",
                     f"isl + osl = {p.isl + p.osl} exceeds "
                     f"engine.max_seq_len = {self.engine.max_seq_len}",
                 )
@@ -200,89 +200,15 @@ class Manifest(Strict):
         return self
 
 
-class _PointError(ValueError):
-    """A cross-field error that belongs to one sweep point, so its key path can name it."""
-
-    def __init__(self, index: int, message: str) -> None:
-        self.index = index
-        super().__init__(message)
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The keys allowed in the table that holds loc[-1], for 'unknown key' messages."""
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = current.model_fields.get(part) if isinstance(current, type) else None
-        if field is None:
-            return []
-        current = _model_in(field.annotation)
-        if current is None:
-            return []
-    return sorted(current.model_fields)
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _render(err: dict[str, Any]) -> tuple[str, str]:
-    loc = tuple(err["loc"])
-    ctx_error = err.get("ctx", {}).get("error")
-    if isinstance(ctx_error, _PointError):
-        return f"sweep.points[{ctx_error.index}]", str(ctx_error)
-    key = _dotted(loc) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        allowed = _allowed_keys(Manifest, loc)
-        return key, f"unknown key; allowed here: {', '.join(allowed)}"
-    value = err.get("input")
-    shown = f" = {value!r}" if not isinstance(value, dict | list) and value is not None else ""
-    message = err["msg"].removeprefix("Value error, ")
-    return key + shown, message
-
-
 def parse_manifest(data: dict[str, Any], path: str = "<manifest>") -> Manifest:
     """Validate parsed TOML; raise one KitError listing every problem with its key path."""
-    try:
-        return Manifest.model_validate(data)
-    except ValidationError as exc:
-        problems = [_render(e) for e in exc.errors(include_url=False)]
-        first_key, _ = problems[0]
-        lines = "\n".join(f"  {key}: {msg}" for key, msg in problems)
-        raise KitError(
-            f"{len(problems)} problem(s):\n{lines}",
-            path=path,
-            key=first_key if len(problems) == 1 else None,
-            fix="correct the keys above; see manifests/demo.toml for a valid example",
-        ) from None
+    return validate(
+        Manifest, data, path, "correct the keys above; see manifests/demo.toml for a valid example"
+    )
 
 
 def load_manifest(path: str | Path) -> Manifest:
-    path = Path(path)
-    if not path.is_file():
-        raise KitError(
-            "manifest file not found",
-            path=str(path),
-            fix="pass MANIFEST=manifests/<name>.toml (see `ls manifests/`)",
-        )
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise KitError(f"not valid TOML: {exc}", path=str(path)) from None
+    data = read_toml(path, "manifest", "pass MANIFEST=manifests/<name>.toml (see `ls manifests/`)")
     return parse_manifest(data, str(path))
 
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import KitError, run_main
+from bench.tomlconfig import read_toml, validate
 
 SCHEMA = "trtllm-repro/reference/1"
 RATE_TOLERANCE = 0.001  # output tok/s vs req/s x OSL: 0.1%
@@ -99,47 +99,8 @@ class Reference(_Table):
 # ----------------------------------------------------------------------------- pure functions
 
 
-def _dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _allowed(loc: tuple[Any, ...]) -> list[str]:
-    """The keys allowed in the table that holds loc[-1]."""
-    tables: dict[Any, type[BaseModel]] = {
-        "identity": RefIdentity,
-        "points": RefPoint,
-        "best_per_isl": BestRow,
-        "best_per_osl": BestRow,
-        "peak": Peak,
-    }
-    model = tables.get(loc[0], Reference) if len(loc) > 1 else Reference
-    return sorted(f.alias or name for name, f in model.model_fields.items())
-
-
 def parse_reference(data: dict[str, Any], path: str = "<reference>") -> Reference:
-    try:
-        ref = Reference.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors(include_url=False):
-            key = _dotted(tuple(err["loc"])) or "(top level)"
-            if err["type"] == "extra_forbidden":
-                allowed = ", ".join(_allowed(tuple(err["loc"])))
-                lines.append(f"  {key}: unknown key; allowed here: {allowed}")
-                continue
-            value = err.get("input")
-            shown = (
-                f" = {value!r}" if not isinstance(value, dict | list) and value is not None else ""
-            )
-            lines.append(f"  {key}{shown}: {err['msg']}")
-        raise KitError(
-            f"{len(lines)} problem(s):\n" + "\n".join(lines),
-            path=path,
-            fix="see manifests/published/*.toml for valid references",
-        ) from None
+    ref = validate(Reference, data, path, "see manifests/published/*.toml for valid references")
     seen: dict[tuple[int, int], int] = {}
     for i, p in enumerate(ref.points):
         if (p.isl, p.osl) in seen:
@@ -154,17 +115,9 @@ def parse_reference(data: dict[str, Any], path: str = "<reference>") -> Referenc
 
 
 def load_reference(path: str | Path) -> Reference:
-    path = Path(path)
-    if not path.is_file():
-        raise KitError(
-            "reference file not found",
-            path=str(path),
-            fix="pass REFERENCE=manifests/published/<name>.toml (see that folder)",
-        )
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise KitError(f"not valid TOML: {exc}", path=str(path)) from None
+    data = read_toml(
+        path, "reference", "pass REFERENCE=manifests/published/<name>.toml (see that folder)"
+    )
     return parse_reference(data, str(path))
 
 
