@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bench import preflight
+from bench.gpu_info import parse_nvidia_smi_xml
 from bench.manifest import Manifest, parse_manifest
 from bench.preflight import (
     DiskNeed,
@@ -24,7 +25,6 @@ from bench.preflight import (
     recommended_commands,
     visible_gpus,
 )
-from bench.provenance import parse_nvidia_smi_xml
 from bench.run import RunPaths
 
 SXM_XML = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nvidia-smi" / "h100-sxm"

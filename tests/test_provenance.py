@@ -1,5 +1,5 @@
-"""bench.provenance: nvidia-smi parsing on real captures, NVML reading, cross-check, no-GPU path,
-secret scrubbing and the stage CLI."""
+"""bench.provenance and bench.gpu_info: nvidia-smi parsing on real captures, NVML reading,
+cross-check, no-GPU path, secret scrubbing and the stage CLI."""
 
 from __future__ import annotations
 
@@ -15,19 +15,21 @@ import pytest
 from bench import provenance
 from bench.errors import KitError
 from bench.fileio import read_json
-from bench.provenance import (
-    capture,
-    collect,
+from bench.gpu_info import (
     cross_check,
     decode_clock_event_reasons,
     encode_clock_event_reasons,
     form_factor,
-    parse_cpuinfo,
-    parse_meminfo,
     parse_nvidia_smi_xml,
-    parse_os_release,
     parse_topology,
     read_nvml,
+)
+from bench.provenance import (
+    capture,
+    collect,
+    parse_cpuinfo,
+    parse_meminfo,
+    parse_os_release,
     scrub,
     scrub_argv,
 )
