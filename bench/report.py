@@ -8,15 +8,15 @@ Writes: reports/<run>/report.md, reports/<run>/figures/{throughput_heatmap,throu
 Usage:  python -m bench.report --run demo          (make report RUN=demo)
 
 Every number comes from the records (bench.record.PointResult); nothing is copied from a log's
-name or a previous report. The same records give byte-identical output: no clock is read, times
-come from the run's own artifact record.
+name or a previous report. The tables are pure functions of the records; render() joins one pure
+function per report section, in reading order; bench.figures draws the figures. The same records
+give byte-identical output: no clock is read, times come from the run's own artifact record.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import math
 import statistics
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import gpus, record
+from bench import figures, gpus, record
 from bench.artifacts import Artifacts, code_digest
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_bytes, atomic_write_text, read_json, sha256_bytes
@@ -37,12 +37,10 @@ from bench.run import RunPaths, load_run
 
 STAGE = "report"
 REPORT_NAME = "report.md"
-FIGURES = ("figures/throughput_heatmap.png", "figures/throughput_vs_osl.png")
 TOP_N = 10
 NEAR_BEST = 0.90  # recommendations: points within 10% of the best
 CV_FLAG = 0.05  # repeats: coefficient of variation above 5% is flagged
 LOG_TAIL_LINES = 6
-DPI = 110
 # Two-sided 95% Student t quantiles by degrees of freedom; above 30 the df=30 value (conservative).
 T95 = (
     12.706,
@@ -89,6 +87,21 @@ IDENTITY_FIELDS = (
     "max_seq_len",
     "max_batch_size",
     "max_num_tokens",
+)
+METRIC_DEFINITIONS = (
+    "## Metric definitions\n\n"
+    "- **Output tok/s**: generated tokens of all requests / wall time of the whole "
+    "benchmark, for the whole system (all GPUs of the run), as the tool measured it. "
+    "trtllm-bench 0.16 prints it as `Token Throughput`; later as "
+    "`Total Output Throughput`.\n"
+    "- **Total tok/s**: input + output tokens / wall time. Marked `*` where the tool did "
+    "not report it and it is derived as req/s x (average ISL + average OSL).\n"
+    "- **Per GPU**: output tok/s / (TP x PP) as recorded in the results.\n"
+    "- **req/s**: completed requests / wall time. **Total tokens**: requests x (average "
+    "ISL + average OSL).\n"
+    "- A point is valid when the tool finished, reported numbers, and the average "
+    "lengths are within 1% of the target. With repeats, tables show the mean of the "
+    "valid repeats.\n\n"
 )
 
 
@@ -227,6 +240,15 @@ def _rank_key(r: PointRow) -> tuple[float, int, int, int]:
 
 def top_rows(rows: Sequence[PointRow], n: int = TOP_N) -> list[PointRow]:
     return sorted(rows, key=_rank_key)[:n]
+
+
+def fastest(rows: Sequence[PointRow]) -> PointRow | None:
+    """The row with the highest req/s (ties: the lowest ISL, then the lowest OSL); None if none."""
+    return max(
+        (r for r in rows if r.req_s is not None),
+        key=lambda r: (r.req_s or 0, -r.isl, -r.osl),
+        default=None,
+    )
 
 
 def best_per(rows: Sequence[PointRow], axis: str) -> list[PointRow]:
@@ -391,10 +413,11 @@ def recommendations(rows: Sequence[PointRow], records: Sequence[PointResult]) ->
         f"{len(near)} point(s) within {1 - NEAR_BEST:.0%} of it span ISL "
         f"{_span(r.isl for r in near)} and OSL {_span(r.osl for r in near)}."
     )
-    with_rate = [r for r in rows if r.req_s is not None]
-    if with_rate:
-        fast = max(with_rate, key=lambda r: (r.req_s or 0, -r.isl, -r.osl))
-        near_rate = [r for r in with_rate if (r.req_s or 0) >= NEAR_BEST * (fast.req_s or 0)]
+    fast = fastest(rows)
+    if fast is not None:
+        near_rate = [
+            r for r in rows if r.req_s is not None and r.req_s >= NEAR_BEST * (fast.req_s or 0)
+        ]
         out.append(
             f"Highest request rate: {where(fast)} at {num(fast.req_s)} req/s "
             f"({num(fast.output_tok_s)} output tok/s); within {1 - NEAR_BEST:.0%}: "
@@ -445,42 +468,72 @@ def _values(seen: dict[str, list[Any]], field: str) -> str:
     return ", ".join(map(str, v)) if v else NOT_RECORDED
 
 
-def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, list[str]]) -> str:
-    rows = point_rows(records)
+def _spread(values: Iterable[float | int | None], unit: str) -> str:
+    known = sorted({v for v in values if v is not None})
+    if not known:
+        return NOT_RECORDED
+    return (
+        f"{num(known[0])} {unit}"
+        if len(known) == 1
+        else f"{num(known[0])}-{num(known[-1])} {unit} (varies by point)"
+    )
+
+
+def first_gpu(ctx: Context) -> dict[str, Any]:
+    """provenance.json's first GPU, {} when not captured: the report names the run's GPU by it."""
+    gpu_list = _get(ctx.provenance, "gpus") or []
+    return gpu_list[0] if gpu_list else {}
+
+
+def section_identity_warning(problems: Sequence[str]) -> str:
+    """First, so nobody reads numbers from results that are not what the run declares."""
+    if not problems:
+        return ""
+    return (
+        "> **WARNING: identity mismatch.** These results are not what the run declares; "
+        "`make verify` fails until this is resolved:\n>\n"
+        + "".join(f"> - {p}\n" for p in problems)
+        + "\n"
+    )
+
+
+def section_import_note(ctx: Context) -> str:
+    """An imported run has no manifest: say that its identity comes from the logs alone."""
+    if ctx.manifest is not None:
+        return ""
+    return (
+        "> No manifest: this run was imported"
+        + (f" from `{ctx.import_summary.get('source')}`" if ctx.import_summary else "")
+        + ". Identity below is what the logs themselves state.\n\n"
+    )
+
+
+def section_executive_summary(
+    records: Sequence[PointResult], rows: Sequence[PointRow], ctx: Context, cpu: bool
+) -> str:
+    """What ran (model, precision, engine, GPUs) and its headline numbers, in one table."""
     seen = distinct_identity(records)
     n_gpus = run_gpus(records)
-    spec, spec_source = gpu_spec(ctx)
-    cpu = is_cpu_run(records, ctx)
-    problems = identity_problems(records, ctx.manifest)
-    ok = sum(r.status == "ok" for r in records)
-    prov_gpus = _get(ctx.provenance, "gpus") or []
-    gpu_name = (prov_gpus[0].get("name") if prov_gpus else None) or (
-        ctx.manifest.hardware.gpu if ctx.manifest else None
-    )
-    out: list[str] = [f"# Benchmark report: {ctx.run}\n\n"]
-
-    if problems:
-        out.append(
-            "> **WARNING: identity mismatch.** These results are not what the run declares; "
-            "`make verify` fails until this is resolved:\n>\n"
-            + "".join(f"> - {p}\n" for p in problems)
-            + "\n"
-        )
-    if ctx.manifest is None:
-        out.append(
-            "> No manifest: this run was imported"
-            + (f" from `{ctx.import_summary.get('source')}`" if ctx.import_summary else "")
-            + ". Identity below is what the logs themselves state.\n\n"
-        )
-
-    # -- executive summary
-    out.append("## Executive summary\n\n")
     best = top_rows(rows, 1)[0] if rows else None
-    fast = max(
-        (r for r in rows if r.req_s is not None), key=lambda r: (r.req_s or 0, -r.isl), default=None
-    )
+    fast = fastest(rows)
+    ok = sum(r.status == "ok" for r in records)
     failed_kinds = sorted({r.failure or r.status for r in records if r.status != "ok"})
-    lines = [
+    gpu_name = first_gpu(ctx).get("name") or (ctx.manifest.hardware.gpu if ctx.manifest else None)
+    if cpu:
+        gpu = "CPU (reference runner, no GPU)"
+    else:
+        gpu = f"{gpu_name or NOT_RECORDED} x {n_gpus if n_gpus else NOT_RECORDED}" + (
+            "" if n_gpus is None else " (TP x PP as recorded)"
+        )
+    if best:
+        peak = f"{num(best.output_tok_s)} tok/s at {where(best)}, {num(best.requests)} requests" + (
+            f" ({num(best.output_tok_s_per_gpu)} per GPU)"
+            if best.output_tok_s_per_gpu is not None and not cpu
+            else ""
+        )
+    else:
+        peak = "no valid point"
+    table = [
         (
             "Model",
             _values(seen, "model")
@@ -499,28 +552,9 @@ def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, li
             "Engine",
             f"backend {_values(seen, 'backend')}, version {_values(seen, 'engine_version')}",
         ),
-        (
-            "GPU",
-            (
-                "CPU (reference runner, no GPU)"
-                if cpu
-                else f"{gpu_name or NOT_RECORDED} x {n_gpus if n_gpus else NOT_RECORDED}"
-                + ("" if n_gpus is None else " (TP x PP as recorded)")
-            ),
-        ),
+        ("GPU", gpu),
         ("TP / PP", f"{_values(seen, 'tp_size')} / {_values(seen, 'pp_size')}"),
-        (
-            "Peak output throughput",
-            f"{num(best.output_tok_s)} tok/s at {where(best)}, "
-            f"{num(best.requests)} requests"
-            + (
-                f" ({num(best.output_tok_s_per_gpu)} per GPU)"
-                if best.output_tok_s_per_gpu is not None and not cpu
-                else ""
-            )
-            if best
-            else "no valid point",
-        ),
+        ("Peak output throughput", peak),
         ("Peak request rate", f"{num(fast.req_s)} req/s at {where(fast)}" if fast else "-"),
         (
             "Points",
@@ -529,27 +563,11 @@ def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, li
         ),
         ("Results recorded", ctx.recorded_at or NOT_RECORDED),
     ]
-    out.append(md_table(["", ""], lines, [False, False]) + "\n")
+    return "## Executive summary\n\n" + md_table(["", ""], table, [False, False]) + "\n"
 
-    # -- definitions
-    out.append(
-        "## Metric definitions\n\n"
-        "- **Output tok/s**: generated tokens of all requests / wall time of the whole "
-        "benchmark, for the whole system (all GPUs of the run), as the tool measured it. "
-        "trtllm-bench 0.16 prints it as `Token Throughput`; later as "
-        "`Total Output Throughput`.\n"
-        "- **Total tok/s**: input + output tokens / wall time. Marked `*` where the tool did "
-        "not report it and it is derived as req/s x (average ISL + average OSL).\n"
-        "- **Per GPU**: output tok/s / (TP x PP) as recorded in the results.\n"
-        "- **req/s**: completed requests / wall time. **Total tokens**: requests x (average "
-        "ISL + average OSL).\n"
-        "- A point is valid when the tool finished, reported numbers, and the average "
-        "lengths are within 1% of the target. With repeats, tables show the mean of the "
-        "valid repeats.\n\n"
-    )
 
-    # -- top 10
-    out.append(f"## Top {TOP_N} points by output tok/s\n\n")
+def section_top_points(rows: Sequence[PointRow]) -> str:
+    """The TOP_N points by output tok/s, with every rate the run measured or derived for them."""
     headers = [
         "Rank",
         "ISL",
@@ -561,162 +579,161 @@ def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, li
         "Total tokens",
         "Output tok/s per GPU",
     ]
-    table = []
-    for i, r in enumerate(top_rows(rows), 1):
-        table.append(
-            [
-                i,
-                r.isl,
-                r.osl,
-                num(r.requests),
-                num(r.output_tok_s) + (" (suspect)" if r.suspect else ""),
-                num(r.total_tok_s) + ("*" if r.total_derived else ""),
-                num(r.req_s),
-                num(round(r.total_tokens)),
-                num(r.output_tok_s_per_gpu),
-            ]
-        )
-    out.append(
+    table = [
+        [
+            i,
+            r.isl,
+            r.osl,
+            num(r.requests),
+            num(r.output_tok_s) + (" (suspect)" if r.suspect else ""),
+            num(r.total_tok_s) + ("*" if r.total_derived else ""),
+            num(r.req_s),
+            num(round(r.total_tokens)),
+            num(r.output_tok_s_per_gpu),
+        ]
+        for i, r in enumerate(top_rows(rows), 1)
+    ]
+    body = (
         md_table(headers, table, [True] * len(headers)) + "\n" if table else "No valid point.\n\n"
     )
+    return f"## Top {TOP_N} points by output tok/s\n\n" + body
 
-    # -- best per ISL / OSL
-    for axis, other in (("isl", "osl"), ("osl", "isl")):
-        out.append(f"## Best per {axis.upper()}\n\n")
-        best_rows = [
-            [
-                getattr(r, axis),
-                num(r.output_tok_s),
-                f"{other.upper()} {getattr(r, other)}",
-                num(r.requests),
-                num(r.req_s),
-            ]
-            for r in best_per(rows, axis)
+
+def section_best_per(rows: Sequence[PointRow], axis: str) -> str:
+    """For each ISL (axis 'isl') or OSL (axis 'osl'), the other length that serves it best."""
+    other = "osl" if axis == "isl" else "isl"
+    table = [
+        [
+            getattr(r, axis),
+            num(r.output_tok_s),
+            f"{other.upper()} {getattr(r, other)}",
+            num(r.requests),
+            num(r.req_s),
         ]
-        out.append(
-            md_table(
-                [axis.upper(), "Best output tok/s", "At", "Requests", "req/s"],
-                best_rows,
-                [True, True, False, True, True],
-            )
-            + "\n"
-        )
-
-    # -- grid
-    isls, osls, cells = grid(rows, records)
-    out.append("## Output tok/s over ISL x OSL\n\n")
-    grid_rows = []
-    for isl in isls:
-        cells_row = []
-        for osl in osls:
-            c = cells.get((isl, osl))
-            cells_row.append("" if c is None else (num(c) if isinstance(c, float) else f"**{c}**"))
-        grid_rows.append([f"**{isl}**", *cells_row])
-    out.append(md_table(["ISL \\ OSL", *map(str, osls)], grid_rows, [False] + [True] * len(osls)))
-    out.append("\nEmpty: not run; bold word: the point's failure.\n\n")
-    out.append(f"![output tok/s heatmap]({FIGURES[0]})\n\n![output tok/s vs OSL]({FIGURES[1]})\n\n")
-
-    # -- efficiency
-    out.append("## Efficiency vs the physical limit\n\n")
-    if cpu:
-        out.append(
-            "Not applicable (CPU reference runner): GPU ceilings do not describe this run.\n\n"
-        )
-    elif spec is None:
-        out.append(
-            f"Not computed: {spec_source}. Record it with provenance (`make env`) or the "
-            "manifest's hardware.gpu.\n\n"
-        )
-    elif ctx.shape is None:
-        out.append(f"Not computed: {ctx.shape_source}.\n\n")
-    else:
-        out.append(
-            f"GPU: {spec.key} ({spec_source}); datasheet {spec.fp8_dense_tflops:g} TFLOP/s "
-            f"FP8 dense, {spec.bf16_dense_tflops:g} BF16 dense, {spec.hbm_tb_s:g} TB/s HBM, "
-            f"{spec.memory_gb:g} GB ({spec.source}); x {n_gpus or 1} GPU(s). Model shape "
-            f"from {ctx.shape_source}: {ctx.shape.all_params / 1e9:.2f} B parameters, "
-            f"{ctx.shape.layers} layers.\n\n"
-        )
-        out.append(gpus.CEILING_DEFINITIONS + "\n")
-        eff = efficiency_rows(rows, records, ctx, spec)
-        out.append(
-            md_table(
-                [
-                    "ISL",
-                    "OSL",
-                    "Output tok/s",
-                    "% of compute ceiling",
-                    "% of bandwidth ceiling",
-                    "Bound",
-                    "B (decode batch)",
-                ],
-                [
-                    [
-                        r.isl,
-                        r.osl,
-                        num(r.output_tok_s),
-                        f"{e.compute_pct:.1f}%",
-                        f"{e.bandwidth_pct:.1f}%",
-                        e.bound,
-                        num(e.batch),
-                    ]
-                    for r, e in eff
-                ],
-                [True, True, True, True, True, False, True],
-            )
-            + "\n"
-        )
-
-    # -- memory
-    out.append("## Memory\n\n")
-
-    def spread(values: Iterable[float | int | None], unit: str) -> str:
-        known = sorted({v for v in values if v is not None})
-        if not known:
-            return NOT_RECORDED
-        return (
-            f"{num(known[0])} {unit}"
-            if len(known) == 1
-            else f"{num(known[0])}-{num(known[-1])} {unit} (varies by point)"
-        )
-
-    ok_records = [r for r in records if r.status == "ok"]
-    mem_total = prov_gpus[0].get("memory_total_mib") if prov_gpus else None
-    out.append(
-        md_table(
-            ["", ""],
-            [
-                (
-                    "Engine size (per rank, from the log)",
-                    spread((r.memory.engine_size_mib for r in ok_records), "MiB"),
-                ),
-                ("KV cache allocated", spread((r.memory.kv_cache_gib for r in ok_records), "GiB")),
-                (
-                    "KV cache capacity",
-                    spread((r.memory.kv_cache_max_tokens for r in ok_records), "tokens"),
-                ),
-                (
-                    "KV cache fraction",
-                    spread((r.identity.kv_cache_fraction for r in ok_records), "of free memory"),
-                ),
-                (
-                    "GPU memory total",
-                    f"{num(mem_total)} MiB (provenance.json)"
-                    if mem_total
-                    else (
-                        f"{spec.memory_gb:g} GB (datasheet; not measured)"
-                        if spec and not cpu
-                        else NOT_RECORDED
-                    ),
-                ),
-            ],
-            [False, False],
+        for r in best_per(rows, axis)
+    ]
+    return (
+        f"## Best per {axis.upper()}\n\n"
+        + md_table(
+            [axis.upper(), "Best output tok/s", "At", "Requests", "req/s"],
+            table,
+            [True, True, False, True, True],
         )
         + "\n"
     )
 
-    # -- failures
-    out.append("## Failures and invalid points\n\n")
+
+def section_grid(rows: Sequence[PointRow], records: Sequence[PointResult]) -> str:
+    """The whole sweep at a glance, failures in place, then links to its two figures."""
+    isls, osls, cells = grid(rows, records)
+    table = []
+    for isl in isls:
+        row = []
+        for osl in osls:
+            c = cells.get((isl, osl))
+            row.append("" if c is None else (num(c) if isinstance(c, float) else f"**{c}**"))
+        table.append([f"**{isl}**", *row])
+    heatmap, vs_osl = figures.FIGURES
+    return (
+        "## Output tok/s over ISL x OSL\n\n"
+        + md_table(["ISL \\ OSL", *map(str, osls)], table, [False] + [True] * len(osls))
+        + "\nEmpty: not run; bold word: the point's failure.\n\n"
+        + f"![output tok/s heatmap]({heatmap})\n\n![output tok/s vs OSL]({vs_osl})\n\n"
+    )
+
+
+def section_efficiency(
+    rows: Sequence[PointRow], records: Sequence[PointResult], ctx: Context, cpu: bool
+) -> str:
+    """How far each point is from the GPU's compute and bandwidth ceilings, or why not computed."""
+    spec, spec_source = gpu_spec(ctx)
+    head = "## Efficiency vs the physical limit\n\n"
+    if cpu:
+        return (
+            head
+            + "Not applicable (CPU reference runner): GPU ceilings do not describe this run.\n\n"
+        )
+    if spec is None:
+        return (
+            head + f"Not computed: {spec_source}. Record it with provenance (`make env`) or the "
+            "manifest's hardware.gpu.\n\n"
+        )
+    if ctx.shape is None:
+        return head + f"Not computed: {ctx.shape_source}.\n\n"
+    table = [
+        [
+            r.isl,
+            r.osl,
+            num(r.output_tok_s),
+            f"{e.compute_pct:.1f}%",
+            f"{e.bandwidth_pct:.1f}%",
+            e.bound,
+            num(e.batch),
+        ]
+        for r, e in efficiency_rows(rows, records, ctx, spec)
+    ]
+    basis = (
+        f"GPU: {spec.key} ({spec_source}); datasheet {spec.fp8_dense_tflops:g} TFLOP/s "
+        f"FP8 dense, {spec.bf16_dense_tflops:g} BF16 dense, {spec.hbm_tb_s:g} TB/s HBM, "
+        f"{spec.memory_gb:g} GB ({spec.source}); x {run_gpus(records) or 1} GPU(s). Model shape "
+        f"from {ctx.shape_source}: {ctx.shape.all_params / 1e9:.2f} B parameters, "
+        f"{ctx.shape.layers} layers.\n\n"
+    )
+    return (
+        head
+        + basis
+        + gpus.CEILING_DEFINITIONS
+        + "\n"
+        + md_table(
+            [
+                "ISL",
+                "OSL",
+                "Output tok/s",
+                "% of compute ceiling",
+                "% of bandwidth ceiling",
+                "Bound",
+                "B (decode batch)",
+            ],
+            table,
+            [True, True, True, True, True, False, True],
+        )
+        + "\n"
+    )
+
+
+def section_memory(records: Sequence[PointResult], ctx: Context, cpu: bool) -> str:
+    """Engine and KV cache sizes as the logs state them; the GPU's total, measured if captured."""
+    ok_records = [r for r in records if r.status == "ok"]
+    spec, _ = gpu_spec(ctx)
+    mem_total = first_gpu(ctx).get("memory_total_mib")
+    if mem_total:
+        total = f"{num(mem_total)} MiB (provenance.json)"
+    elif spec and not cpu:
+        total = f"{spec.memory_gb:g} GB (datasheet; not measured)"
+    else:
+        total = NOT_RECORDED
+    table = [
+        (
+            "Engine size (per rank, from the log)",
+            _spread((r.memory.engine_size_mib for r in ok_records), "MiB"),
+        ),
+        ("KV cache allocated", _spread((r.memory.kv_cache_gib for r in ok_records), "GiB")),
+        (
+            "KV cache capacity",
+            _spread((r.memory.kv_cache_max_tokens for r in ok_records), "tokens"),
+        ),
+        (
+            "KV cache fraction",
+            _spread((r.identity.kv_cache_fraction for r in ok_records), "of free memory"),
+        ),
+        ("GPU memory total", total),
+    ]
+    return "## Memory\n\n" + md_table(["", ""], table, [False, False]) + "\n"
+
+
+def section_failures(records: Sequence[PointResult], log_tails: dict[str, list[str]]) -> str:
+    """Every failed, invalid or suspect repeat with its reason and its log's last lines."""
+    out = ["## Failures and invalid points\n\n"]
     bad = [r for r in sorted(records, key=record.sort_key) if r.status != "ok" or is_suspect(r)]
     if not bad:
         out.append("None: every point finished with valid numbers.\n\n")
@@ -738,156 +755,111 @@ def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, li
             tail = log_tails.get(raw)
             if tail is not None:
                 out.append(f"Last lines of `{raw}`:\n\n```\n" + "\n".join(tail) + "\n```\n\n")
+    return "".join(out)
 
-    # -- repeats
-    out.append("## Repeats\n\n")
+
+def section_repeats(records: Sequence[PointResult]) -> str:
+    """How repeatable each repeated point is: 95% CI and CV, flagged above CV_FLAG."""
     stats = repeat_stats(records)
     if not stats:
-        out.append("No point has two or more valid repeats: no confidence interval.\n\n")
-    else:
-        out.append(
-            md_table(
-                ["ISL", "OSL", "n", "Mean output tok/s", "95% CI (Student t)", "CV", "Flag"],
-                [
-                    [
-                        s.isl,
-                        s.osl,
-                        s.n,
-                        num(s.mean),
-                        f"± {num(s.ci95)}",
-                        f"{s.cv:.1%}",
-                        f"CV > {CV_FLAG:.0%}" if s.cv > CV_FLAG else "",
-                    ]
-                    for s in stats
-                ],
-                [True, True, True, True, True, True, False],
-            )
-            + "\n"
+        return "## Repeats\n\nNo point has two or more valid repeats: no confidence interval.\n\n"
+    table = [
+        [
+            s.isl,
+            s.osl,
+            s.n,
+            num(s.mean),
+            f"± {num(s.ci95)}",
+            f"{s.cv:.1%}",
+            f"CV > {CV_FLAG:.0%}" if s.cv > CV_FLAG else "",
+        ]
+        for s in stats
+    ]
+    return (
+        "## Repeats\n\n"
+        + md_table(
+            ["ISL", "OSL", "n", "Mean output tok/s", "95% CI (Student t)", "CV", "Flag"],
+            table,
+            [True, True, True, True, True, True, False],
         )
+        + "\n"
+    )
 
-    # -- recommendations
-    out.append("## Recommendations (from this run's data)\n\n")
-    out.append("".join(f"- {line}\n" for line in recommendations(rows, records)) + "\n")
 
-    # -- provenance
-    out.append("## Provenance\n\n")
+def section_recommendations(rows: Sequence[PointRow], records: Sequence[PointResult]) -> str:
+    """What to run next or distrust, from recommendations(): this run's numbers only."""
+    return (
+        "## Recommendations (from this run's data)\n\n"
+        + "".join(f"- {line}\n" for line in recommendations(rows, records))
+        + "\n"
+    )
+
+
+def section_provenance(records: Sequence[PointResult], ctx: Context) -> str:
+    """Image, software, GPU, weights and kit commit as captured, and the digest verify checks."""
     container = _get(ctx.provenance, "software", "container") or {}
     packages = _get(ctx.provenance, "software", "packages") or {}
     kit = _get(ctx.provenance, "software", "kit_git") or {}
-    first_gpu = prov_gpus[0] if prov_gpus else {}
+    gpu = first_gpu(ctx)
     weights = (
         f"{ctx.manifest.model.repo} @ {ctx.manifest.model.revision}"
         if ctx.manifest
         else NOT_RECORDED
     )
-    out.append(
-        md_table(
-            ["", ""],
-            [
-                ("Image", container.get("image") or NOT_RECORDED),
-                ("Image digest", container.get("digest") or NOT_RECORDED),
-                ("TensorRT-LLM (installed)", packages.get("tensorrt_llm") or NOT_RECORDED),
-                ("Engine version (results)", _values(seen, "engine_version")),
-                (
-                    "GPU",
-                    f"{first_gpu.get('name')} "
-                    f"({first_gpu.get('form_factor') or 'form factor unknown'})"
-                    if first_gpu
-                    else NOT_RECORDED,
-                ),
-                ("Driver", first_gpu.get("driver_version") or NOT_RECORDED),
-                ("Weights", weights),
-                (
-                    "Kit commit",
-                    (f"{kit.get('commit')}" + (" (dirty)" if kit.get("dirty") else ""))
-                    if kit.get("commit")
-                    else NOT_RECORDED,
-                ),
-                ("Source of imported logs", (ctx.import_summary or {}).get("source") or "-"),
-                ("Results digest", f"`{ctx.results_digest}`"),
-            ],
-            [False, False],
-        )
-    )
-    out.append(
-        "\nResults digest: sha256 of the canonical JSON of the `files` entries of "
+    table = [
+        ("Image", container.get("image") or NOT_RECORDED),
+        ("Image digest", container.get("digest") or NOT_RECORDED),
+        ("TensorRT-LLM (installed)", packages.get("tensorrt_llm") or NOT_RECORDED),
+        ("Engine version (results)", _values(distinct_identity(records), "engine_version")),
+        (
+            "GPU",
+            f"{gpu.get('name')} ({gpu.get('form_factor') or 'form factor unknown'})"
+            if gpu
+            else NOT_RECORDED,
+        ),
+        ("Driver", gpu.get("driver_version") or NOT_RECORDED),
+        ("Weights", weights),
+        (
+            "Kit commit",
+            (f"{kit.get('commit')}" + (" (dirty)" if kit.get("dirty") else ""))
+            if kit.get("commit")
+            else NOT_RECORDED,
+        ),
+        ("Source of imported logs", (ctx.import_summary or {}).get("source") or "-"),
+        ("Results digest", f"`{ctx.results_digest}`"),
+    ]
+    return (
+        "## Provenance\n\n"
+        + md_table(["", ""], table, [False, False])
+        + "\nResults digest: sha256 of the canonical JSON of the `files` entries of "
         "artifacts.json written by the stages before the report (report and verify "
         "excluded); `make verify` re-hashes every one of those files.\n"
     )
-    return "".join(out)
 
 
-# ----------------------------------------------------------------------------- figures
-
-
-def figures(records: Sequence[PointResult]) -> dict[str, bytes]:
-    """PNG bytes of the heatmap and the line plot; fixed size, dpi and metadata (byte-stable)."""
-    from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, list[str]]) -> str:
+    """The whole report.md: its sections in reading order."""
     rows = point_rows(records)
-    isls, osls, cells = grid(rows, records)
-
-    def png(fig: Figure) -> bytes:
-        FigureCanvasAgg(fig)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-        return buf.getvalue()
-
-    fig = Figure(figsize=(1.2 + 0.9 * max(len(osls), 1), 1.0 + 0.6 * max(len(isls), 1)))
-    ax = fig.add_subplot()
-    values = [
-        [c if isinstance(c := cells.get((i, o)), float) else math.nan for o in osls] for i in isls
-    ]
-    image = ax.imshow(
-        values, cmap=colormaps["viridis"].with_extremes(bad="lightgrey"), aspect="auto"
+    cpu = is_cpu_run(records, ctx)
+    return "".join(
+        [
+            f"# Benchmark report: {ctx.run}\n\n",
+            section_identity_warning(identity_problems(records, ctx.manifest)),
+            section_import_note(ctx),
+            section_executive_summary(records, rows, ctx, cpu),
+            METRIC_DEFINITIONS,
+            section_top_points(rows),
+            section_best_per(rows, "isl"),
+            section_best_per(rows, "osl"),
+            section_grid(rows, records),
+            section_efficiency(rows, records, ctx, cpu),
+            section_memory(records, ctx, cpu),
+            section_failures(records, log_tails),
+            section_repeats(records),
+            section_recommendations(rows, records),
+            section_provenance(records, ctx),
+        ]
     )
-    for y, isl in enumerate(isls):
-        for x, osl in enumerate(osls):
-            c = cells.get((isl, osl))
-            text = "" if c is None else (f"{c:,.0f}" if isinstance(c, float) else c)
-            ax.text(
-                x,
-                y,
-                text,
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="black" if isinstance(c, str) else "white",
-            )
-    ax.set_xticks(range(len(osls)), [str(o) for o in osls])
-    ax.set_yticks(range(len(isls)), [str(i) for i in isls])
-    ax.set_xlabel("OSL (output tokens)")
-    ax.set_ylabel("ISL (input tokens)")
-    ax.set_title("Output tokens/s (whole system)")
-    fig.colorbar(image, ax=ax, label="output tok/s")
-    fig.tight_layout()
-    heat = png(fig)
-
-    fig = Figure(figsize=(7.0, 4.5))
-    ax = fig.add_subplot()
-    for isl in isls:
-        line = [(r.osl, r.output_tok_s) for r in best_per_point(rows) if r.isl == isl]
-        if line:
-            ax.plot([x for x, _ in line], [y for _, y in line], marker="o", label=f"ISL {isl}")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("OSL (output tokens)")
-    ax.set_ylabel("output tok/s")
-    ax.set_title("Output tokens/s vs OSL, one line per ISL")
-    ax.grid(True, alpha=0.3)
-    if isls:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return {FIGURES[0]: heat, FIGURES[1]: png(fig)}
-
-
-def best_per_point(rows: Sequence[PointRow]) -> list[PointRow]:
-    """One row per ISL/OSL (the best over concurrency), sorted by ISL, OSL."""
-    best: dict[tuple[int, int], PointRow] = {}
-    for r in sorted(rows, key=_rank_key):
-        best.setdefault((r.isl, r.osl), r)
-    return [best[k] for k in sorted(best)]
 
 
 # ----------------------------------------------------------------------------- I/O edge
@@ -1013,7 +985,8 @@ def make_report(run_name: str) -> Path:
     paths, ctx, records, input_files = load_context(run_name)
     arts = Artifacts(paths)
     inputs = arts.input_digests(
-        input_files, {"code": code_digest(__file__, gpus.__file__, record.__file__)}
+        input_files,
+        {"code": code_digest(__file__, figures.__file__, gpus.__file__, record.__file__)},
     )
     report = paths.reports / REPORT_NAME
     if arts.stage_is_current(STAGE, inputs):
@@ -1021,13 +994,13 @@ def make_report(run_name: str) -> Path:
         return report
     text = render(records, ctx, read_log_tails(paths, records))
     outputs = []
-    for name, data in figures(records).items():
+    for name, data in figures.draw(*grid(point_rows(records), records)).items():
         atomic_write_bytes(paths.reports / name, data)
         outputs.append(paths.reports / name)
     atomic_write_text(report, text)
     outputs.append(report)
     arts.record(STAGE, inputs, outputs, {"points": len(records)})
-    print(f"[report] wrote {report} and {len(FIGURES)} figures", file=sys.stderr)
+    print(f"[report] wrote {report} and {len(figures.FIGURES)} figures", file=sys.stderr)
     return report
 
 
