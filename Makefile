@@ -58,7 +58,7 @@ plan: $(ENV_READY)
 
 ## GPU, host and software provenance (manifest -> results/<run>/provenance.json)
 env: $(STAMP)/env.ok
-$(STAMP)/env.ok: $(MANIFEST) bench/provenance.py | _toolcheck $(ENV_READY)
+$(STAMP)/env.ok: $(MANIFEST) bench/provenance.py bench/gpu_info.py | _toolcheck $(ENV_READY)
 	$(PYTHON) -m bench.provenance $(ARGS)
 
 ## pre-run checks: GPU model, power, clocks, MIG, free disk, HF_TOKEN (reports; prints nvidia-smi advice)
@@ -90,7 +90,7 @@ sweep: $(STAMP)/sweep.ok
 $(STAMP)/sweep.ok: $(STAMP)/datasets.ok bench/sweep.py bench/cpu_runner.py bench/parse_trtllm.py
 	$(PYTHON) -m bench.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))
 
-$(STAMP)/report.ok: $(STAMP)/sweep.ok bench/report.py
+$(STAMP)/report.ok: $(STAMP)/sweep.ok bench/report.py bench/figures.py
 	$(PYTHON) -m bench.report --run $(RUN)
 
 # report and verify read only results/<run>/, so they work on any run, anywhere (imported and

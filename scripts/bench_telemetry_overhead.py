@@ -29,7 +29,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from bench.provenance import open_nvml
+from bench.gpu_info import open_nvml
 from bench.telemetry import Sampler
 
 TARGET_PCT = 1.0
