@@ -731,6 +731,69 @@ def section_memory(records: Sequence[PointResult], ctx: Context, cpu: bool) -> s
     return "## Memory\n\n" + md_table(["", ""], table, [False, False]) + "\n"
 
 
+THROTTLE_REASONS = (
+    "sw_power_cap",
+    "sw_thermal_slowdown",
+    "hw_slowdown",
+    "hw_thermal_slowdown",
+    "hw_power_brake_slowdown",
+)
+
+
+def section_telemetry(records: Sequence[PointResult]) -> str:
+    """Per point: what NVML saw while it ran, and whether the point is suspect (bench.telemetry)."""
+    out = ["## GPU telemetry during each point\n\n"]
+    ordered = sorted(records, key=record.sort_key)
+    sampled = [r for r in ordered if (r.telemetry or {}).get("available")]
+    if not sampled:
+        reasons = {str((r.telemetry or {}).get("reason") or "no sampler") for r in records}
+        return out[0] + f"Not recorded: {'; '.join(sorted(reasons))}.\n\n"
+    rows = []
+    for r in sampled:
+        t = r.telemetry or {}
+        throttled = t.get("throttled_s") or {}
+        slow = ", ".join(f"{k} {throttled[k]:g} s" for k in THROTTLE_REASONS if throttled.get(k))
+        rows.append(
+            [
+                r.isl,
+                r.osl,
+                t.get("samples"),
+                f"{num(t.get('power_w_mean'), 1)} / {num(t.get('power_w_max'), 1)}",
+                num(t.get("sm_clock_mhz_mean"), 0),
+                num(t.get("app_clock_mhz"), 0),
+                num(t.get("below_application_clock_s"), 1),
+                t.get("temperature_c_max"),
+                slow or "none",
+                "**suspect**: " + "; ".join(t.get("reasons") or []) if t.get("suspect") else "ok",
+            ]
+        )
+    out.append(
+        md_table(
+            [
+                "ISL",
+                "OSL",
+                "Samples",
+                "Power mean / max W",
+                "SM clock mean MHz",
+                "App clock MHz",
+                "Below app clock s",
+                "Max temp C",
+                "Throttled",
+                "Verdict",
+            ],
+            rows,
+            [True, True, True, True, True, True, True, True, False, False],
+        )
+    )
+    out.append(
+        "\nSampled with NVML while each point ran. Power capping at the default limit is "
+        "reported but not suspect (NVIDIA's published runs meet it too); thermal or hardware "
+        "slowdowns, power capping under a lowered limit, and SM clocks below the application "
+        "clock make a point suspect, and `make verify` fails on suspect points.\n\n"
+    )
+    return "".join(out)
+
+
 def section_failures(records: Sequence[PointResult], log_tails: dict[str, list[str]]) -> str:
     """Every failed, invalid or suspect repeat with its reason and its log's last lines."""
     out = ["## Failures and invalid points\n\n"]
@@ -854,6 +917,7 @@ def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, li
             section_grid(rows, records),
             section_efficiency(rows, records, ctx, cpu),
             section_memory(records, ctx, cpu),
+            section_telemetry(records),
             section_failures(records, log_tails),
             section_repeats(records),
             section_recommendations(rows, records),

@@ -270,3 +270,47 @@ def test_unknown_run_is_bad_input(roots: Path) -> None:
     with pytest.raises(KitError, match="no such run"):
         report.make_report("nope")
     assert report.main(["--run", "nope"]) == 2
+
+
+def test_telemetry_section_shows_samples_and_flags_suspect_points():
+    from bench.record import Identity, Metrics, PointResult
+    from bench.report import section_telemetry
+
+    def point(isl, telemetry):
+        return PointResult(
+            isl=isl,
+            osl=64,
+            requests=8,
+            status="ok",
+            source="t",
+            identity=Identity(model="m"),
+            metrics=Metrics(output_tok_s=1.0),
+            telemetry=telemetry,
+        )
+
+    calm = {
+        "available": True,
+        "samples": 12,
+        "power_w_mean": 500.0,
+        "power_w_max": 690.0,
+        "sm_clock_mhz_mean": 1980.0,
+        "app_clock_mhz": 1980,
+        "below_application_clock_s": 0.0,
+        "temperature_c_max": 61,
+        "throttled_s": {"sw_power_cap": 3.0},
+        "suspect": False,
+        "reasons": [],
+    }
+    hot = calm | {
+        "throttled_s": {"hw_thermal_slowdown": 4.5},
+        "suspect": True,
+        "reasons": ["thermal slowdown for 4.5 s"],
+    }
+    text = section_telemetry([point(256, hot), point(128, calm)])
+    lines = [line for line in text.splitlines() if line.startswith("| 1") or line.startswith("| 2")]
+    assert lines[0].startswith("| 128 | 64 | 12 | 500.0 / 690.0 |")
+    assert "sw_power_cap 3 s" in lines[0] and lines[0].endswith("| ok |")
+    assert "hw_thermal_slowdown 4.5 s" in lines[1]
+    assert "**suspect**: thermal slowdown for 4.5 s" in lines[1]
+    missing = section_telemetry([point(128, {"available": False, "reason": "no NVML here"})])
+    assert "Not recorded: no NVML here." in missing
