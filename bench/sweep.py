@@ -62,11 +62,13 @@ def kv_fractions(run: Run) -> list[float | None]:
 
 
 def model_path_for_runtime(run: Run) -> Path:
-    """What trtllm-bench loads: the quantized checkpoint, or the fetched model when none is made."""
-    if run.manifest.quantization.method == "modelopt":
+    """What `--model_path` gives trtllm-bench: the HF-format checkpoint it loads, or, for an
+    engine, the fetched model (trtllm-bench reads only its tokenizer; the TensorRT-LLM checkpoint
+    has none)."""
+    m = run.manifest
+    if m.quantization.method == "modelopt" and not m.engine.needs_build:
         return run.paths.checkpoint
-    m = run.manifest.model
-    return run.paths.model_dir(m.repo, m.revision)
+    return run.paths.model_dir(m.model.repo, m.model.revision)
 
 
 def extra_options_path(run: Run) -> Path:

@@ -248,6 +248,14 @@ def tiny_checkpoint(folder: Path) -> Path:
     return folder
 
 
+def tokenizer_dir(tmp_path: Path) -> Path:
+    """The HF model folder trtllm-bench reads the tokenizer from (--model_path)."""
+    folder = tmp_path / "hf"
+    folder.mkdir(exist_ok=True)
+    (folder / "tokenizer_config.json").write_text("{}")
+    return folder
+
+
 def dataset(path: Path, isl: int, osl: int, n: int = 8) -> Path:
     lines = [
         json.dumps(
@@ -342,6 +350,8 @@ def test_trtllm_bench_report_has_the_keys_the_parser_reads(engine, tmp_path, str
         BIN / "trtllm-bench",
         "--model",
         "tiny",
+        "--model_path",
+        str(tokenizer_dir(tmp_path)),
         "--workspace",
         str(tmp_path / "ws"),
         "throughput",
@@ -389,6 +399,8 @@ def test_trtllm_bench_refuses_requests_longer_than_the_engine(engine, tmp_path):
         BIN / "trtllm-bench",
         "-m",
         "tiny",
+        "--model_path",
+        str(tokenizer_dir(tmp_path)),
         "throughput",
         "--backend",
         "tensorrt",
@@ -408,6 +420,8 @@ def test_trtllm_bench_rejects_a_dataset_line_without_output_tokens(engine, tmp_p
         BIN / "trtllm-bench",
         "-m",
         "tiny",
+        "--model_path",
+        str(tokenizer_dir(tmp_path)),
         "throughput",
         "--backend",
         "tensorrt",
@@ -429,6 +443,8 @@ def test_fake_oom_fails_only_at_its_fraction(engine, tmp_path):
             BIN / "trtllm-bench",
             "-m",
             "tiny",
+            "--model_path",
+            str(tokenizer_dir(tmp_path)),
             "throughput",
             "--backend",
             "tensorrt",
