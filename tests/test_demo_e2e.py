@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -199,3 +200,6 @@ def test_three_shards_merge_into_one_verified_run(demo, tmp_path):
     for target in ("report", "verify"):
         out = make(work, target, run="merged")
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # the checkpoint stayed with the shards: verify says it took those digests from their record
+    taken = re.search(r"Not re-hashed \(recorded digest taken from the record\): (\d+)", out.stdout)
+    assert taken and int(taken.group(1)) > 0, out.stdout[-3000:]
