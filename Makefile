@@ -146,6 +146,11 @@ bench: $(ENV_READY)
 info: $(ENV_READY)
 	@$(foreach v,MANIFEST RUN SHARD PYTHON RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR HF_HOME IMAGE,echo "$(v) = $($(v))";)
 	@$(PYTHON) -m bench.pins
+	@echo "tools:"; $(PYTHON) --version; \
+	  $(PYTHON) -c "import importlib.metadata as m; print('tensorrt_llm', m.version('tensorrt_llm'))" 2>/dev/null \
+	    || echo "tensorrt_llm: not installed (use the container)"; \
+	  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo "nvidia-smi: no GPU"; \
+	  $(DOCKER) --version 2>/dev/null || echo "$(DOCKER): not installed"
 
 _toolcheck:
 	@python3 -m bench.toolcheck $(MANIFEST)
