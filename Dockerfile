@@ -31,6 +31,8 @@ RUN python3 -m pip list --format=freeze > /tmp/base-constraints.txt \
  && python3 -m pip list --format=freeze > /tmp/post-freeze.txt \
  && { python3 -m pip check > /tmp/post-check.txt 2>&1 || true; }
 
+# The kit's commit, for provenance inside the image (.git is not copied): make docker-build passes it.
+ARG KIT_COMMIT=unknown
 # Fail the build if any base package changed, a new package is not pinned in container.txt,
 # `pip check` found a new problem, or a tool the pipeline runs is missing; then record provenance.
 RUN python3 - <<'EOF'
@@ -68,7 +70,8 @@ if problems:
     sys.exit("image check failed:\n  " + "\n  ".join(problems))
 os.makedirs("/etc/trtllm-repro", exist_ok=True)
 with open("/etc/trtllm-repro/image.json", "w", encoding="utf-8") as f:
-    json.dump({"image": os.environ["BASE_IMAGE"], "digest": os.environ["BASE_DIGEST"]}, f)
+    json.dump({"image": os.environ["BASE_IMAGE"], "digest": os.environ["BASE_DIGEST"],
+               "kit_commit": os.environ["KIT_COMMIT"]}, f)
     f.write("\n")
 print(f"image check ok: {len(base)} base packages unchanged, "
       f"{len(set(post) - set(base))} added: {sorted(set(post) - set(base))}")

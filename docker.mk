@@ -25,7 +25,8 @@ DOCKER_RUN = $(DOCKER) run --rm --gpus $(DOCKER_GPUS) --ipc=host --ulimit memloc
 ## the kit's image on the pinned TensorRT-LLM base (Dockerfile, pins.toml -> IMAGE_TAG)
 docker-build:
 	DOCKER_BUILDKIT=1 $(DOCKER) build --build-arg BASE_IMAGE=$(BASE_IMAGE) \
-	  --build-arg BASE_DIGEST=$(BASE_DIGEST) -t $(IMAGE_TAG) .
+	  --build-arg BASE_DIGEST=$(BASE_DIGEST) \
+	  --build-arg KIT_COMMIT="$$(git rev-parse HEAD 2>/dev/null || echo unknown)" -t $(IMAGE_TAG) .
 
 ## `make all` for MANIFEST in the image on all GPUs (IMAGE_TAG -> results/ reports/ work/ models/)
 docker-all: _docker-dirs

@@ -249,7 +249,12 @@ def container_image(path: Path = IMAGE_JSON) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         return {"image": None, "digest": None, "note": f"{path} unreadable: {exc}"}
-    return {"image": data.get("image"), "digest": data.get("digest"), "note": None}
+    return {
+        "image": data.get("image"),
+        "digest": data.get("digest"),
+        "kit_commit": data.get("kit_commit"),
+        "note": None,
+    }
 
 
 def _run_tool(argv: list[str]) -> str | None:

@@ -73,7 +73,8 @@ def test_image_json_provenance_env_and_workdir() -> None:
     assert '"/etc/trtllm-repro/image.json"' in text
     assert re.search(
         r'json\.dump\(\{"image": os\.environ\["BASE_IMAGE"\], '
-        r'"digest": os\.environ\["BASE_DIGEST"\]\}',
+        r'"digest": os\.environ\["BASE_DIGEST"\],'
+        r'\s+"kit_commit": os\.environ\["KIT_COMMIT"\]\}',
         text,
     )
     assert re.search(r"(?m)^ENV PYTHON=python3", text)
@@ -336,7 +337,11 @@ def image_check(tmp_path: Path, base: str, post: str, post_check: str = "") -> t
     )
     (tmp_path / "tmp/post-check.txt").write_text(post_check)
     env = dict(
-        os.environ, BASE_IMAGE="nvcr.io/i:1", BASE_DIGEST=NEW_DIGEST, PATH=str(tmp_path / "bin")
+        os.environ,
+        BASE_IMAGE="nvcr.io/i:1",
+        BASE_DIGEST=NEW_DIGEST,
+        KIT_COMMIT="c" * 40,
+        PATH=str(tmp_path / "bin"),
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, text=True, capture_output=True
@@ -369,7 +374,7 @@ def test_image_check_passes_and_records_the_image(tmp_path: Path) -> None:
     assert rc == 0, out
     assert "1 added: ['tomli-w']" in out
     recorded = json.loads((tmp_path / "etc/trtllm-repro/image.json").read_text())
-    assert recorded == {"image": "nvcr.io/i:1", "digest": NEW_DIGEST}
+    assert recorded == {"image": "nvcr.io/i:1", "digest": NEW_DIGEST, "kit_commit": "c" * 40}
 
 
 @pytest.mark.parametrize(

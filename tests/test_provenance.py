@@ -439,13 +439,14 @@ def test_nvidia_smi_alone_when_nvml_is_missing(no_pynvml: None) -> None:
 
 def test_container_image_and_git(tmp_path: Path, no_pynvml: None) -> None:
     image = tmp_path / "image.json"
-    image.write_text(json.dumps({"image": "trtllm-repro:1.0.0", "digest": "sha256:" + "a" * 64}))
-    prov = collect(["python"], run_tool=fake_tools(None), image_json=image)
-    assert prov["software"]["container"] == {
+    recorded = {
         "image": "trtllm-repro:1.0.0",
         "digest": "sha256:" + "a" * 64,
-        "note": None,
+        "kit_commit": "c" * 40,
     }
+    image.write_text(json.dumps(recorded))
+    prov = collect(["python"], run_tool=fake_tools(None), image_json=image)
+    assert prov["software"]["container"] == recorded | {"note": None}
     missing = collect(["python"], run_tool=fake_tools(None), image_json=tmp_path / "nope.json")
     assert missing["software"]["container"]["image"] is None
     assert "nope.json" in missing["software"]["container"]["note"]
