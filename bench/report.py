@@ -858,6 +858,15 @@ def section_recommendations(rows: Sequence[PointRow], records: Sequence[PointRes
     )
 
 
+def kit_commit(kit: dict[str, Any], container: dict[str, Any]) -> str:
+    """The checkout's commit, else the one the image was built from (the image has no .git)."""
+    if kit.get("commit"):
+        return kit["commit"] + (" (dirty)" if kit.get("dirty") else "")
+    if container.get("kit_commit"):
+        return f"{container['kit_commit']} (image build)"
+    return NOT_RECORDED
+
+
 def section_provenance(records: Sequence[PointResult], ctx: Context) -> str:
     """Image, software, GPU, weights and kit commit as captured, and the digest verify checks."""
     container = _get(ctx.provenance, "software", "container") or {}
@@ -882,12 +891,7 @@ def section_provenance(records: Sequence[PointResult], ctx: Context) -> str:
         ),
         ("Driver", gpu.get("driver_version") or NOT_RECORDED),
         ("Weights", weights),
-        (
-            "Kit commit",
-            (f"{kit.get('commit')}" + (" (dirty)" if kit.get("dirty") else ""))
-            if kit.get("commit")
-            else NOT_RECORDED,
-        ),
+        ("Kit commit", kit_commit(kit, container)),
         ("Source of imported logs", (ctx.import_summary or {}).get("source") or "-"),
         ("Results digest", f"`{ctx.results_digest}`"),
     ]
