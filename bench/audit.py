@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import import_logs, report, verify
+from bench import import_logs, report, tables, verify
 from bench.artifacts import Artifacts, code_digest
 from bench.errors import EXIT_OK, KitError, StageFailed, run_main
 from bench.record import PointResult, load_records
@@ -26,7 +26,7 @@ from bench.run import RunPaths
 
 def summary_lines(run: str, records: list[PointResult], outcome: verify.Outcome) -> list[str]:
     """What the logs are, then every check that failed: identity, claims, consistency."""
-    ident = report.distinct_identity(records)
+    ident = tables.distinct_identity(records)
 
     def shown(field: str) -> str:
         return ", ".join(map(str, ident[field])) or report.NOT_RECORDED
@@ -40,7 +40,7 @@ def summary_lines(run: str, records: list[PointResult], outcome: verify.Outcome)
     for title, verdicts in outcome.sections:
         for v in verdicts:
             if v.verdict in verify.FAILING:
-                measured = f" (measured {report.num(v.measured)})" if v.measured is not None else ""
+                measured = f" (measured {tables.num(v.measured)})" if v.measured is not None else ""
                 note = f"; {v.note}" if v.note else ""
                 out.append(f"  {v.verdict}: {title}: {v.claim}{measured}{note}")
     out += [f"  FAIL: reference contradicts itself: {p}" for p in outcome.ref_problems]

@@ -29,8 +29,8 @@ from bench.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
 from bench.fileio import atomic_write_text
 from bench.manifest import Manifest
 from bench.record import PointResult, load_records
-from bench.report import PointRow, is_suspect, md_table, num, point_rows
 from bench.run import RunPaths, load_run
+from bench.tables import PointRow, is_suspect, md_table, num, point_rows
 
 STAGE = "verify"
 VERIFY_NAME = "verify.md"

@@ -1,5 +1,5 @@
-"""bench.report: tables from records, markdown and figures byte-stable, runs with and without a
-manifest, CPU runs without GPU ceilings, repeats with a confidence interval."""
+"""bench.report and bench.tables: tables from records, markdown and figures byte-stable, runs with
+and without a manifest, CPU runs without GPU ceilings, repeats with a confidence interval."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import gpus, report
+from bench import gpus, report, tables
 from bench.artifacts import Artifacts
 from bench.errors import KitError
 from bench.fileio import atomic_write_json
@@ -134,46 +134,46 @@ def make_run(
     return paths
 
 
-# ----------------------------------------------------------------------------- pure tables
+# ----------------------------------------------------------------------------- bench.tables
 
 
 def test_point_rows_top_and_best_per_axis() -> None:
-    rows = report.point_rows(RECORDS)
-    assert [(r.isl, r.osl) for r in report.top_rows(rows)] == [(128, 256), (128, 128), (256, 128)]
-    assert [(r.isl, r.osl) for r in report.best_per(rows, "isl")] == [(128, 256), (256, 128)]
-    assert [(r.osl, r.isl) for r in report.best_per(rows, "osl")] == [(128, 128), (256, 128)]
-    first = report.top_rows(rows)[0]
+    rows = tables.point_rows(RECORDS)
+    assert [(r.isl, r.osl) for r in tables.top_rows(rows)] == [(128, 256), (128, 128), (256, 128)]
+    assert [(r.isl, r.osl) for r in tables.best_per(rows, "isl")] == [(128, 256), (256, 128)]
+    assert [(r.osl, r.isl) for r in tables.best_per(rows, "osl")] == [(128, 128), (256, 128)]
+    first = tables.top_rows(rows)[0]
     assert first.total_derived and first.total_tok_s == pytest.approx(1500 / 256 * (128 + 256))
     assert first.total_tokens == 100 * (128 + 256)
 
 
 def test_grid_marks_failures() -> None:
-    isls, osls, cells = report.grid(report.point_rows(RECORDS), RECORDS)
+    isls, osls, cells = tables.grid(tables.point_rows(RECORDS), RECORDS)
     assert (isls, osls) == ([128, 256], [128, 256])
     assert cells[256, 256] == "silent" and cells[128, 256] == 1500.0
 
 
 def test_repeats_mean_ci_and_cv_flag() -> None:
     records = [ok(128, 128, v, repeat=i) for i, v in enumerate((1000.0, 1100.0, 900.0))]
-    (stats,) = report.repeat_stats(records)
+    (stats,) = tables.repeat_stats(records)
     assert stats.n == 3 and stats.mean == pytest.approx(1000.0)
     assert stats.ci95 == pytest.approx(4.303 * 100.0 / 3**0.5)
     assert stats.cv == pytest.approx(0.1)
-    (row,) = report.point_rows(records)
+    (row,) = tables.point_rows(records)
     assert row.n == 3 and row.output_tok_s == pytest.approx(1000.0)
 
 
 def test_identity_problems_against_manifest(roots: Path) -> None:
     paths = make_run(roots, [ok(128, 128, 1000.0, identity=GPU_ID)])
     manifest = open_run(roots / "t.toml", paths.name).manifest
-    problems = report.identity_problems([ok(128, 128, 1.0, identity=GPU_ID)], manifest)
+    problems = tables.identity_problems([ok(128, 128, 1.0, identity=GPU_ID)], manifest)
     assert any("model" in p and "meta-llama/Llama-3.1-8B-Instruct" in p for p in problems)
     assert any(p.startswith("backend") for p in problems)
-    assert report.identity_problems([ok(128, 128, 1.0)], manifest) == []
+    assert tables.identity_problems([ok(128, 128, 1.0)], manifest) == []
 
 
 def test_recommendations_come_from_data() -> None:
-    lines = report.recommendations(report.point_rows(RECORDS), RECORDS)
+    lines = tables.recommendations(tables.point_rows(RECORDS), RECORDS)
     assert lines[0].startswith("Highest output throughput: ISL 128 / OSL 256 at 1,500.00")
     assert any("ISL 256 / OSL 256: silent" in line for line in lines)
 

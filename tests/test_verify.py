@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_report import GPU_ID, RECORDS, failed, make_run, ok
 
-from bench import report, verify
+from bench import report, tables, verify
 from bench.artifacts import Artifacts
 from bench.errors import KitError
 from bench.reference import parse_reference
@@ -189,7 +189,7 @@ output_tok_s = 5000.0
 """
         )
     )
-    rows = report.point_rows(RECORDS)
+    rows = tables.point_rows(RECORDS)
     (isl,) = verify.best_verdicts(rows, ref, "isl")
     assert isl.verdict == "FAIL" and "best measured: OSL 256 at 1,500.00" in isl.note
     osl = verify.best_verdicts(rows, ref, "osl")
