@@ -90,7 +90,7 @@ sweep: $(STAMP)/sweep.ok
 $(STAMP)/sweep.ok: $(STAMP)/datasets.ok bench/sweep.py bench/cpu_runner.py bench/parse_trtllm.py
 	$(PYTHON) -m bench.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))
 
-$(STAMP)/report.ok: $(STAMP)/sweep.ok bench/report.py bench/figures.py
+$(STAMP)/report.ok: $(STAMP)/sweep.ok bench/report.py bench/tables.py bench/figures.py
 	$(PYTHON) -m bench.report --run $(RUN)
 
 # report and verify read only results/<run>/, so they work on any run, anywhere (imported and

@@ -1,4 +1,4 @@
-"""The report's two figures, drawn from its ISL x OSL grid (bench.report.grid).
+"""The report's two figures, drawn from its ISL x OSL grid (bench.tables.grid).
 
 figures/throughput_heatmap.png: output tok/s per ISL x OSL cell, the best over concurrency, each
 cell labelled with its number or the failure of a point without one (grey).

@@ -1,7 +1,7 @@
 """Physical limits: GPU datasheet constants, model shapes, and the two ceilings a point is held to.
 
 Reads:  nothing (tables below); `shape_from_config` takes a parsed config.json
-Used by: bench.report (efficiency section)
+Used by: bench.tables (efficiency rows) and the report's efficiency section
 
 The model is CEILING_DEFINITIONS below; every report prints it in its definitions.
 """
