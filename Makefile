@@ -87,7 +87,7 @@ $(STAMP)/datasets.ok: $(STAMP)/build.ok bench/datasets.py
 
 ## every point (SHARD=i/N for a share), resumable (-> results/<run>/points/, summary.csv)
 sweep: $(STAMP)/sweep.ok
-$(STAMP)/sweep.ok: $(STAMP)/datasets.ok bench/sweep.py bench/cpu_runner.py bench/parse_trtllm.py
+$(STAMP)/sweep.ok: $(STAMP)/datasets.ok bench/sweep.py bench/reference_runner.py bench/parse_trtllm.py
 	$(PYTHON) -m bench.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))
 
 $(STAMP)/report.ok: $(STAMP)/sweep.ok bench/report.py bench/tables.py bench/figures.py

@@ -38,7 +38,7 @@ CPU = Coefficients(6.0, 2.0e-5, 1.5e-3, 1.0e-8)
 
 class Estimator:
     def __init__(self, manifest: Manifest) -> None:
-        if manifest.engine.backend == "cpu-reference":
+        if manifest.engine.backend == "hf-reference":
             self.c, self.scale = CPU, 1.0
         else:
             self.c, self.scale = GPU, 1.0 / GPU_8B_SPEEDUP

@@ -34,7 +34,7 @@ PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
 Fraction = Annotated[float, Field(gt=0, le=1)]
 
-Backend = Literal["cpu-reference", "pytorch", "tensorrt"]
+Backend = Literal["hf-reference", "pytorch", "tensorrt"]
 ENGINE_BACKENDS: tuple[str, ...] = ("tensorrt",)  # backends that need `trtllm-build`
 
 

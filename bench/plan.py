@@ -63,7 +63,7 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
         )
     lines.append(
         f"# estimated sweep time: {cost.hms(sum(estimator.seconds(t.point) for t in tasks))} "
-        f"for {len(tasks)} points ({'GPU' if m.engine.backend != 'cpu-reference' else 'CPU'})"
+        f"for {len(tasks)} points ({'GPU' if m.engine.backend != 'hf-reference' else 'CPU'})"
     )
     return lines
 

@@ -3,7 +3,7 @@
 Reads:  the fetched model (models/<repo>/<revision>/), the calibration set
 Writes: work/<run>/checkpoint/ in the format the runtime loads:
         `tensorrt` backend -> TensorRT-LLM checkpoint (config.json, rank0.safetensors)
-        `pytorch`, `cpu-reference` -> unified Hugging Face FP8 checkpoint (hf_quant_config.json)
+        `pytorch`, `hf-reference` -> unified Hugging Face FP8 checkpoint (hf_quant_config.json)
 Usage:  python -m bench.quantize --manifest manifests/demo.toml [--run demo]
 
 `quantize_fp8` is the one function both paths call; only device, model and calibration differ.

@@ -43,7 +43,7 @@ from bench.tables import (
     gpu_spec,
     grid,
     identity_problems,
-    is_cpu_run,
+    is_reference_run,
     is_suspect,
     md_table,
     num,
@@ -148,7 +148,7 @@ def section_import_note(ctx: Context) -> str:
 
 
 def section_executive_summary(
-    records: Sequence[PointResult], rows: Sequence[PointRow], ctx: Context, cpu: bool
+    records: Sequence[PointResult], rows: Sequence[PointRow], ctx: Context, reference: bool
 ) -> str:
     """What ran (model, precision, engine, GPUs) and its headline numbers, in one table."""
     seen = distinct_identity(records)
@@ -158,8 +158,13 @@ def section_executive_summary(
     ok = sum(r.status == "ok" for r in records)
     failed_kinds = sorted({r.failure or r.status for r in records if r.status != "ok"})
     gpu_name = first_gpu(ctx).get("name") or (ctx.manifest.hardware.gpu if ctx.manifest else None)
-    if cpu:
-        gpu = "CPU (reference runner, no GPU)"
+    if reference:
+        on_cuda = ctx.manifest is not None and ctx.manifest.runtime.device == "cuda"
+        gpu = (
+            f"{gpu_name or NOT_RECORDED} (the reference runner on CUDA)"
+            if on_cuda
+            else "none: the reference runner ran on the CPU"
+        )
     else:
         gpu = f"{gpu_name or NOT_RECORDED} x {n_gpus if n_gpus else NOT_RECORDED}" + (
             "" if n_gpus is None else " (TP x PP as recorded)"
@@ -167,7 +172,7 @@ def section_executive_summary(
     if best:
         peak = f"{num(best.output_tok_s)} tok/s at {where(best)}, {num(best.requests)} requests" + (
             f" ({num(best.output_tok_s_per_gpu)} per GPU)"
-            if best.output_tok_s_per_gpu is not None and not cpu
+            if best.output_tok_s_per_gpu is not None and not reference
             else ""
         )
     else:
@@ -282,15 +287,14 @@ def section_grid(rows: Sequence[PointRow], records: Sequence[PointResult]) -> st
 
 
 def section_efficiency(
-    rows: Sequence[PointRow], records: Sequence[PointResult], ctx: Context, cpu: bool
+    rows: Sequence[PointRow], records: Sequence[PointResult], ctx: Context, reference: bool
 ) -> str:
     """How far each point is from the GPU's compute and bandwidth ceilings, or why not computed."""
     spec, spec_source = gpu_spec(ctx.provenance, ctx.manifest)
     head = "## Efficiency vs the physical limit\n\n"
-    if cpu:
+    if reference:
         return (
-            head
-            + "Not applicable (CPU reference runner): GPU ceilings do not describe this run.\n\n"
+            head + "Not applicable (reference runner): GPU ceilings do not describe this run.\n\n"
         )
     if spec is None:
         return (
@@ -340,14 +344,14 @@ def section_efficiency(
     )
 
 
-def section_memory(records: Sequence[PointResult], ctx: Context, cpu: bool) -> str:
+def section_memory(records: Sequence[PointResult], ctx: Context, reference: bool) -> str:
     """Engine and KV cache sizes as the logs state them; the GPU's total, measured if captured."""
     ok_records = [r for r in records if r.status == "ok"]
     spec, _ = gpu_spec(ctx.provenance, ctx.manifest)
     mem_total = first_gpu(ctx).get("memory_total_mib")
     if mem_total:
         total = f"{num(mem_total)} MiB (provenance.json)"
-    elif spec and not cpu:
+    elif spec and not reference:
         total = f"{spec.memory_gb:g} GB (datasheet; not measured)"
     else:
         total = NOT_RECORDED
@@ -546,20 +550,20 @@ def section_provenance(records: Sequence[PointResult], ctx: Context) -> str:
 def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, list[str]]) -> str:
     """The whole report.md: its sections in reading order."""
     rows = point_rows(records)
-    cpu = is_cpu_run(records, ctx.manifest)
+    reference = is_reference_run(records, ctx.manifest)
     return "".join(
         [
             f"# Benchmark report: {ctx.run}\n\n",
             section_identity_warning(identity_problems(records, ctx.manifest)),
             section_import_note(ctx),
-            section_executive_summary(records, rows, ctx, cpu),
+            section_executive_summary(records, rows, ctx, reference),
             METRIC_DEFINITIONS,
             section_top_points(rows),
             section_best_per(rows, "isl"),
             section_best_per(rows, "osl"),
             section_grid(rows, records),
-            section_efficiency(rows, records, ctx, cpu),
-            section_memory(records, ctx, cpu),
+            section_efficiency(rows, records, ctx, reference),
+            section_memory(records, ctx, reference),
             section_telemetry(records),
             section_failures(records, log_tails),
             section_repeats(records),

@@ -56,7 +56,7 @@ def tasks_of(run: Run) -> list[Task]:
 
 def kv_fractions(run: Run) -> list[float | None]:
     r = run.manifest.runtime
-    if run.manifest.engine.backend == "cpu-reference":
+    if run.manifest.engine.backend == "hf-reference":
         return [None]
     return [r.kv_cache_free_gpu_mem_fraction, *r.kv_cache_fallbacks]
 

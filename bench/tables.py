@@ -301,10 +301,11 @@ def gpu_spec(
     return None, "the GPU model is not recorded (no provenance.json, no manifest)"
 
 
-def is_cpu_run(records: Sequence[PointResult], manifest: Manifest | None) -> bool:
-    if any(r.identity.backend == "cpu-reference" for r in records):
+def is_reference_run(records: Sequence[PointResult], manifest: Manifest | None) -> bool:
+    """Measured by the kit's reference runner (or declared so): GPU ceilings do not apply."""
+    if any(r.identity.backend == "hf-reference" for r in records):
         return True
-    return manifest is not None and manifest.runtime.device == "cpu"
+    return manifest is not None and manifest.engine.backend == "hf-reference"
 
 
 def efficiency_rows(

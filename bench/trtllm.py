@@ -102,13 +102,13 @@ def throughput_argv(
     engine_dir: Path | None = None,
     extra_options: Path | None = None,
 ) -> list[str]:
-    """One sweep point. The CPU reference runner takes the same options as trtllm-bench."""
+    """One sweep point. The reference runner takes the same options as trtllm-bench."""
     e, r = manifest.engine, manifest.runtime
-    if e.backend == "cpu-reference":
+    if e.backend == "hf-reference":
         head = [
             sys.executable,
             "-m",
-            "bench.cpu_runner",
+            "bench.reference_runner",
             "--model",
             manifest.model.repo,
             "--model_path",
@@ -143,7 +143,7 @@ def throughput_argv(
     ]
     if e.backend == "tensorrt":
         argv += ["--engine_dir", str(engine_dir)]
-    if e.backend != "cpu-reference":
+    if e.backend != "hf-reference":
         argv += [
             "--kv_cache_free_gpu_mem_fraction",
             f"{kv_fraction:g}",

@@ -25,7 +25,7 @@ def write(tmp_path, data: dict):
 
 def test_demo_manifest_is_valid():
     m = load_manifest(DEMO_MANIFEST)
-    assert m.engine.backend == "cpu-reference"
+    assert m.engine.backend == "hf-reference"
     assert len(m.sweep.points) >= 4
     assert len({p.isl for p in m.sweep.points}) >= 2 and len({p.osl for p in m.sweep.points}) >= 2
 

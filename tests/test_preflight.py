@@ -63,7 +63,7 @@ def cpu_manifest() -> Manifest:
             "kv_cache_dtype": "auto",
             "device": "cpu",
         },
-        engine={"backend": "cpu-reference", "max_seq_len": 256},
+        engine={"backend": "hf-reference", "max_seq_len": 256},
         runtime={"device": "cpu"},
         sweep={"points": [{"isl": 16, "osl": 16, "requests": 4}]},
     )
@@ -330,7 +330,7 @@ format = "none"
 kv_cache_dtype = "auto"
 device = "cpu"
 [engine]
-backend = "cpu-reference"
+backend = "hf-reference"
 max_seq_len = 256
 [runtime]
 device = "cpu"

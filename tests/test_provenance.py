@@ -52,7 +52,7 @@ format = "none"
 kv_cache_dtype = "auto"
 device = "cpu"
 [engine]
-backend = "cpu-reference"
+backend = "hf-reference"
 max_seq_len = 256
 [runtime]
 device = "cpu"

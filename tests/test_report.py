@@ -25,7 +25,7 @@ revision = "v1"
 method = "none"
 format = "none"
 [engine]
-backend = "cpu-reference"
+backend = "hf-reference"
 max_seq_len = 4096
 [runtime]
 device = "cpu"
@@ -36,7 +36,7 @@ gpu = "cpu"
 """
 CPU_ID = Identity(
     model="trtllm-repro/tiny-llama-3.1",
-    backend="cpu-reference",
+    backend="hf-reference",
     tp_size=1,
     pp_size=1,
     quantization="FP8",
@@ -224,7 +224,7 @@ def test_report_content_for_cpu_run(roots: Path) -> None:
     make_run(roots, RECORDS)
     text = report.make_report("t").read_text()
     assert "| Points | 3/4 valid; not valid: silent |" in text
-    assert "Not applicable (CPU reference runner)" in text
+    assert "Not applicable (reference runner)" in text
     assert "### ISL 256 / OSL 256: failed, silent" in text
     assert "Preparing to run throughput benchmark..." in text
     assert "WARNING" not in text
@@ -314,3 +314,18 @@ def test_telemetry_section_shows_samples_and_flags_suspect_points():
     assert "**suspect**: thermal slowdown for 4.5 s" in lines[1]
     missing = section_telemetry([point(128, {"available": False, "reason": "no NVML here"})])
     assert "Not recorded: no NVML here." in missing
+
+
+def test_reference_runner_on_cuda_names_the_gpu(roots: Path) -> None:
+    """The demo on a GPU (manifests/demo-cuda.toml): the GPU is named, ceilings do not apply."""
+    (roots / "cuda.toml").write_text(MANIFEST.replace('device = "cpu"', 'device = "cuda"'))
+    open_run(roots / "cuda.toml", "cuda")
+    paths = RunPaths.for_run("cuda")
+    target = paths.points / "isl128_osl128" / RESULT
+    atomic_write_json(target, ok(128, 128, 12000.0).to_json())
+    provenance = Path(__file__).parent / "data" / "provenance" / "h100-demo-cuda.json"
+    paths.provenance.write_bytes(provenance.read_bytes())
+    Artifacts(paths).record("sweep", {}, [target, paths.provenance])
+    text = report.make_report("cuda").read_text()
+    assert "| GPU | NVIDIA H100 80GB HBM3 (the reference runner on CUDA) |" in text
+    assert "Not applicable (reference runner)" in text

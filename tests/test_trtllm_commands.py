@@ -28,7 +28,7 @@ MANIFESTS = [
     REPO / "tests" / "data" / "manifests" / "fake-h100-tensorrt.toml",
     REPO / "tests" / "data" / "manifests" / "fake-h100-pytorch.toml",
 ]
-CPU_RUNNER_ONLY = {"--device"}  # the CPU reference runner's one option trtllm-bench lacks
+REFERENCE_RUNNER_ONLY = {"--device"}  # the reference runner's one option trtllm-bench lacks
 
 
 def manifest_with(path: Path, drop: tuple[tuple[str, str], ...] = (), **changes):
@@ -43,9 +43,9 @@ def manifest_with(path: Path, drop: tuple[tuple[str, str], ...] = (), **changes)
 
 def variants():
     base = MANIFESTS[1]
-    for backend in ("tensorrt", "pytorch", "cpu-reference"):
+    for backend in ("tensorrt", "pytorch", "hf-reference"):
         engine = {"backend": backend}
-        runtime = {"device": "cpu"} if backend == "cpu-reference" else {}
+        runtime = {"device": "cpu"} if backend == "hf-reference" else {}
         yield backend, manifest_with(base, engine=engine, runtime=runtime)
         yield (
             f"{backend}-streaming-extra",
@@ -94,9 +94,9 @@ def test_throughput_argv_is_accepted_by_trtllm_bench(name, manifest, paths):
                 engine_dir=paths / "engine",
                 extra_options=extra,
             )
-            if manifest.engine.backend == "cpu-reference":
-                assert argv[1:3] == ["-m", "bench.cpu_runner"]
-                argv = cpu_runner_as_trtllm_bench(argv)
+            if manifest.engine.backend == "hf-reference":
+                assert argv[1:3] == ["-m", "bench.reference_runner"]
+                argv = reference_runner_as_trtllm_bench(argv)
             else:
                 assert argv[0] == trtllm.TRTLLM_BENCH
             parsed = opts.parse(opts.TRTLLM_BENCH, argv[1:])
@@ -109,16 +109,16 @@ def test_throughput_argv_is_accepted_by_trtllm_bench(name, manifest, paths):
                 assert sub["engine_dir"] and sub["max_seq_len"] is None  # not a runtime option
 
 
-def cpu_runner_as_trtllm_bench(argv: list[str]) -> list[str]:
+def reference_runner_as_trtllm_bench(argv: list[str]) -> list[str]:
     """The CPU runner's argv with its own additions removed: what is left is trtllm-bench's."""
     out = ["trtllm-bench"]
     rest = argv[3:]
     i = 0
     while i < len(rest):
-        if rest[i] in CPU_RUNNER_ONLY:
+        if rest[i] in REFERENCE_RUNNER_ONLY:
             i += 2
             continue
-        out.append("pytorch" if rest[i] == "cpu-reference" else rest[i])
+        out.append("pytorch" if rest[i] == "hf-reference" else rest[i])
         i += 1
     return out
 

@@ -1,14 +1,14 @@
-"""The CPU reference runner: trtllm-bench's `throughput` interface over Hugging Face transformers.
+"""The reference runner: trtllm-bench's `throughput` interface over Hugging Face transformers.
 
 Reads:  a trtllm-bench JSONL dataset and the quantized FP8 checkpoint (unified HF format)
 Writes: --report_json in trtllm-bench's section and key names; a trtllm-bench-style console report
-Usage:  python -m bench.cpu_runner --model NAME --model_path CKPT throughput \
-            --backend cpu-reference --dataset D.jsonl --report_json R.json \
+Usage:  python -m bench.reference_runner --model NAME --model_path CKPT throughput \
+            --backend hf-reference --dataset D.jsonl --report_json R.json \
             --max_batch_size 8 --device cpu
 
 It exists so the demo exercises the same sweep, parsers, report and verify code as the H100 path.
 FP8 weights are dequantized to float32 (transformers cannot run FP8 on a CPU), so the numbers
-measure this machine, not FP8 kernels; `engine.backend` says "cpu-reference" to keep that honest.
+measure this machine, not FP8 kernels; `engine.backend` says "hf-reference" to keep that honest.
 Requests are grouped by (input, output) length and run in static batches, greedy, with EOS
 suppressed so each request produces exactly `output_tokens` tokens.
 """
@@ -28,7 +28,7 @@ from bench import __version__
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_json
 
-BACKEND = "cpu-reference"
+BACKEND = "hf-reference"
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -239,7 +239,9 @@ def run_throughput(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench.cpu_runner", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="bench.reference_runner", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--model", required=True, help="model name, as recorded in the report")
     parser.add_argument("--model_path", type=Path, required=True, help="FP8 checkpoint (HF format)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -256,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--concurrency", type=int, default=-1)
     t.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args(argv)
-    return run_main(lambda: run_throughput(args), "bench.cpu_runner")
+    return run_main(lambda: run_throughput(args), "bench.reference_runner")
 
 
 if __name__ == "__main__":
