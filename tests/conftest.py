@@ -9,6 +9,29 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 DEMO_MANIFEST = ROOT / "manifests" / "demo.toml"
+# The smallest valid manifest that runs on a CPU: for tests that need a run, not a model.
+CPU_MANIFEST_TOML = """\
+name = "cpu-test"
+[model]
+source = "builtin"
+repo = "kit/tiny-llama"
+revision = "v1"
+[quantization]
+method = "none"
+format = "none"
+kv_cache_dtype = "auto"
+device = "cpu"
+[engine]
+backend = "hf-reference"
+max_seq_len = 256
+[runtime]
+device = "cpu"
+[sweep]
+[[sweep.points]]
+isl = 16
+osl = 16
+requests = 4
+"""
 
 
 @pytest.fixture

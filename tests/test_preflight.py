@@ -26,6 +26,7 @@ from bench.preflight import (
     visible_gpus,
 )
 from bench.run import RunPaths
+from tests.conftest import CPU_MANIFEST_TOML
 
 SXM_XML = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nvidia-smi" / "h100-sxm"
 SXM_XML = SXM_XML / "nvidia-smi-q.xml"
@@ -318,34 +319,10 @@ def write_manifest(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch) -
     return path
 
 
-CPU_TOML = """\
-name = "cpu-test"
-[model]
-source = "builtin"
-repo = "kit/tiny-llama"
-revision = "v1"
-[quantization]
-method = "none"
-format = "none"
-kv_cache_dtype = "auto"
-device = "cpu"
-[engine]
-backend = "hf-reference"
-max_seq_len = 256
-[runtime]
-device = "cpu"
-[sweep]
-[[sweep.points]]
-isl = 16
-osl = 16
-requests = 4
-"""
-
-
 def test_cli_on_a_cpu_machine_with_a_cpu_manifest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_manifest(tmp_path, CPU_TOML, monkeypatch)
+    path = write_manifest(tmp_path, CPU_MANIFEST_TOML, monkeypatch)
     assert preflight.main(["--manifest", str(path)]) == 0
     out = capsys.readouterr().out
     assert "skipped gpu              runtime.device = 'cpu': GPU checks skipped" in out
@@ -357,7 +334,7 @@ def test_cli_on_a_cpu_machine_with_a_cpu_manifest(
 def test_cli_fails_a_gpu_manifest_without_a_gpu(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = CPU_TOML.replace('[runtime]\ndevice = "cpu"\n', "")
+    text = CPU_MANIFEST_TOML.replace('[runtime]\ndevice = "cpu"\n', "")
     path = write_manifest(tmp_path, text, monkeypatch)
     assert preflight.main(["--manifest", str(path)]) == 1
     out = capsys.readouterr().out
@@ -369,7 +346,7 @@ def test_cli_bad_manifest_exits_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write_manifest(
-        tmp_path, CPU_TOML.replace("max_seq_len = 256", "max_seq_len = 0"), monkeypatch
+        tmp_path, CPU_MANIFEST_TOML.replace("max_seq_len = 256", "max_seq_len = 0"), monkeypatch
     )
     assert preflight.main(["--manifest", str(path)]) == 2
     assert "engine.max_seq_len" in capsys.readouterr().err

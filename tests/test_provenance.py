@@ -34,34 +34,12 @@ from bench.provenance import (
     scrub_argv,
 )
 from bench.run import open_run
+from tests.conftest import CPU_MANIFEST_TOML
 
 SXM = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nvidia-smi" / "h100-sxm"
 PCIE_CONSTRUCTED = Path(__file__).parent / "data" / "nvidia-smi" / "h100-pcie-constructed"
 SECRET = "hf_TESTSECRETabcdefghij0123456789"
 REAL_RUN_TOOL = provenance._run_tool  # before any test replaces it
-
-CPU_MANIFEST = """\
-name = "cpu-test"
-[model]
-source = "builtin"
-repo = "kit/tiny-llama"
-revision = "v1"
-[quantization]
-method = "none"
-format = "none"
-kv_cache_dtype = "auto"
-device = "cpu"
-[engine]
-backend = "hf-reference"
-max_seq_len = 256
-[runtime]
-device = "cpu"
-[sweep]
-[[sweep.points]]
-isl = 16
-osl = 16
-requests = 4
-"""
 
 
 def sxm_file(name: str) -> str:
@@ -508,7 +486,7 @@ def kit_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for var in ("RESULTS_DIR", "WORK_DIR", "MODELS_DIR", "REPORTS_DIR"):
         monkeypatch.setenv(var, str(tmp_path / var.split("_")[0].lower()))
     manifest = tmp_path / "cpu-test.toml"
-    manifest.write_text(CPU_MANIFEST)
+    manifest.write_text(CPU_MANIFEST_TOML)
     return manifest
 
 

@@ -256,6 +256,28 @@ def tokenizer_dir(tmp_path: Path) -> Path:
     return folder
 
 
+def engine_throughput(
+    engine: Path, tmp_path: Path, data: Path, *extra: str, **kwargs
+) -> subprocess.CompletedProcess[str]:
+    """`trtllm-bench throughput` on the fake engine, as the sweep calls it for `tensorrt`."""
+    return run(
+        BIN / "trtllm-bench",
+        "-m",
+        "tiny",
+        "--model_path",
+        str(tokenizer_dir(tmp_path)),
+        "throughput",
+        "--backend",
+        "tensorrt",
+        "--engine_dir",
+        str(engine),
+        "--dataset",
+        str(data),
+        *extra,
+        **kwargs,
+    )
+
+
 def dataset(path: Path, isl: int, osl: int, n: int = 8) -> Path:
     lines = [
         json.dumps(
@@ -395,20 +417,7 @@ def test_trtllm_bench_report_has_the_keys_the_parser_reads(engine, tmp_path, str
 
 def test_trtllm_bench_refuses_requests_longer_than_the_engine(engine, tmp_path):
     data = dataset(tmp_path / "d.jsonl", isl=64, osl=100)
-    proc = run(
-        BIN / "trtllm-bench",
-        "-m",
-        "tiny",
-        "--model_path",
-        str(tokenizer_dir(tmp_path)),
-        "throughput",
-        "--backend",
-        "tensorrt",
-        "--engine_dir",
-        str(engine),
-        "--dataset",
-        str(data),
-    )
+    proc = engine_throughput(engine, tmp_path, data)
     assert proc.returncode == 1
     assert "Engine supports a max sequence of 128" in proc.stderr
 
@@ -416,20 +425,7 @@ def test_trtllm_bench_refuses_requests_longer_than_the_engine(engine, tmp_path):
 def test_trtllm_bench_rejects_a_dataset_line_without_output_tokens(engine, tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text('{"task_id":0,"input_ids":[1,2]}\n')
-    proc = run(
-        BIN / "trtllm-bench",
-        "-m",
-        "tiny",
-        "--model_path",
-        str(tokenizer_dir(tmp_path)),
-        "throughput",
-        "--backend",
-        "tensorrt",
-        "--engine_dir",
-        str(engine),
-        "--dataset",
-        str(data),
-    )
+    proc = engine_throughput(engine, tmp_path, data)
     assert proc.returncode == 1
     assert "output_tokens\n  Field required" in proc.stderr
 
@@ -439,22 +435,8 @@ def test_fake_oom_fails_only_at_its_fraction(engine, tmp_path):
     env = {"PATH": "/usr/bin:/bin", "FAKE_TRTLLM_OOM": "32/16@0.95"}
     codes = {}
     for fraction in ("0.95", "0.9"):
-        proc = run(
-            BIN / "trtllm-bench",
-            "-m",
-            "tiny",
-            "--model_path",
-            str(tokenizer_dir(tmp_path)),
-            "throughput",
-            "--backend",
-            "tensorrt",
-            "--engine_dir",
-            str(engine),
-            "--dataset",
-            str(data),
-            "--kv_cache_free_gpu_mem_fraction",
-            fraction,
-            env=env,
+        proc = engine_throughput(
+            engine, tmp_path, data, "--kv_cache_free_gpu_mem_fraction", fraction, env=env
         )
         codes[fraction] = proc.returncode
         if proc.returncode:
