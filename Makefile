@@ -30,7 +30,7 @@ export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR
 R := $(RESULTS_DIR)/$(RUN)
 STAMP := $(R)/.stamps
 ARGS := --manifest $(MANIFEST) --run $(RUN)
-STARTED := $(shell date +%s)
+STARTED := $(shell date +%s.%N)# GNU date: nanoseconds; BSD prints a literal N, and status keeps the seconds
 # The virtualenv is built only when PYTHON points into it (not inside the container).
 ENV_READY := $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/.installed,)
 
