@@ -75,10 +75,15 @@ def early_close_pipes(root: Path) -> list[str]:
     found = []
     for name in files_of(root, PIPEFAIL_GLOBS):
         lines = (root / name).read_text(encoding="utf-8").splitlines()
+        start, joined = 0, ""  # a command continued over lines ending in `|` or `\` is one
         for number, line in enumerate(lines, 1):
-            code = line.split("#", 1)[0] if not line.lstrip().startswith("#") else ""
-            if EARLY_CLOSE.search(code):
-                found.append(f"{name}:{number}: {line.strip()}")
+            code = "" if line.lstrip().startswith("#") else line.split(" #", 1)[0].rstrip()
+            start, joined = (start or number), f"{joined} {code.strip()}"
+            if code.endswith(("|", "\\")):
+                continue
+            if EARLY_CLOSE.search(joined):
+                found.append(f"{name}:{start}: {joined.strip()}")
+            start, joined = 0, ""
     return found
 
 

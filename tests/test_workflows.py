@@ -211,10 +211,12 @@ def test_early_close_pipes_are_found_with_file_and_line(tmp_path):
     (tmp_path / ".ci" / "run").write_text(
         "set -euo pipefail\n# make --version | head -n 1 (a comment)\nmake --version | head -n 1\n"
         "ok || head\n"
+        "make -n x |\n  grep -qE y ||\n  fail\n"
     )
     makefile = "x:\n\tpip freeze | grep -q torch\n\tpip freeze | sed -n 1p\n"
     (tmp_path / "Makefile").write_text(makefile)
     assert lint_extra.early_close_pipes(tmp_path) == [
         ".ci/run:3: make --version | head -n 1",
+        ".ci/run:5: make -n x | grep -qE y || fail",
         "Makefile:2: pip freeze | grep -q torch",
     ]
