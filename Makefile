@@ -22,10 +22,11 @@ PYTHON ?= $(VENV)/bin/python## interpreter for the stages (the image sets PYTHON
 RESULTS_DIR ?= results## where runs live
 WORK_DIR ?= work## large per-run files: checkpoint, engine
 MODELS_DIR ?= models## model snapshots, shared by runs
+CACHE_DIR ?= $(WORK_DIR)/.cache## checkpoints/engines shared by runs and shards with equal inputs (empty: off)
 REPORTS_DIR ?= reports## reports/<run>/report.md, verify.md, figures
 HF_HOME ?= $(HOME)/.cache/huggingface## Hugging Face cache mounted into the container
 DEMO_MANIFEST := manifests/demo.toml
-export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR
+export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 
 R := $(RESULTS_DIR)/$(RUN)
 STAMP := $(R)/.stamps
@@ -90,7 +91,7 @@ sweep: $(STAMP)/sweep.ok
 $(STAMP)/sweep.ok: $(STAMP)/datasets.ok bench/sweep.py bench/reference_runner.py bench/parse_trtllm.py
 	$(PYTHON) -m bench.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))
 
-$(STAMP)/report.ok: $(STAMP)/sweep.ok bench/report.py bench/tables.py bench/figures.py
+$(STAMP)/report.ok: $(STAMP)/sweep.ok bench/report.py bench/report_sections.py bench/tables.py bench/figures.py
 	$(PYTHON) -m bench.report --run $(RUN)
 
 # report and verify read only results/<run>/, so they work on any run, anywhere (imported and
@@ -104,7 +105,7 @@ verify: $(ENV_READY)
 	$(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))
 
 # ============================================================================== Runs
-.PHONY: import audit merge clean-run
+.PHONY: import audit merge clean-run clean-cache
 
 ## turn a folder of raw trtllm-bench logs/JSON into a run (LOGS=<folder> -> results/<run>/)
 import: $(ENV_READY)
@@ -123,6 +124,10 @@ merge: $(ENV_READY)
 ## delete one run's results, work files and report (RUN=<run>)
 clean-run:
 	rm -rf -- "$(R)" "$(WORK_DIR)/$(RUN)" "$(REPORTS_DIR)/$(RUN)"
+
+## delete the shared checkpoint/engine cache (runs keep their own copies; the next build remakes it)
+clean-cache:
+	$(if $(CACHE_DIR),rm -rf -- "$(CACHE_DIR)",@echo "CACHE_DIR is empty: no cache")
 
 # ============================================================================== Checks
 .PHONY: test lint bench info
@@ -144,7 +149,7 @@ bench: $(ENV_READY)
 
 ## resolved knobs, pins and detected tool versions
 info: $(ENV_READY)
-	@$(foreach v,MANIFEST RUN SHARD PYTHON RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR HF_HOME IMAGE,echo "$(v) = $($(v))";)
+	@$(foreach v,MANIFEST RUN SHARD PYTHON RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR HF_HOME IMAGE,echo "$(v) = $($(v))";)
 	@$(PYTHON) -m bench.pins
 	@echo "tools:"; $(PYTHON) --version; \
 	  $(PYTHON) -c "import importlib.metadata as m; print('tensorrt_llm', m.version('tensorrt_llm'))" 2>/dev/null \

@@ -18,7 +18,10 @@ DOCKER_RUN = $(DOCKER) run --rm --gpus $(DOCKER_GPUS) --ipc=host --ulimit memloc
 	-e HF_TOKEN -v $(abspath $(HF_HOME)):/root/.cache/huggingface \
 	-v $(abspath $(RESULTS_DIR)):$(WORKSPACE)/results -v $(abspath $(REPORTS_DIR)):$(WORKSPACE)/reports \
 	-v $(abspath $(WORK_DIR)):$(WORKSPACE)/work -v $(abspath $(MODELS_DIR)):$(WORKSPACE)/models \
-	-v $(CURDIR)/manifests:$(WORKSPACE)/manifests:ro
+	-v $(CURDIR)/manifests:$(WORKSPACE)/manifests:ro \
+	$(if $(CACHE_DIR),-v $(abspath $(CACHE_DIR)):$(WORKSPACE)/cache)
+# The shared checkpoint/engine cache is the host's CACHE_DIR (mounted), or off when that is empty.
+IN_CONTAINER_CACHE = CACHE_DIR=$(if $(CACHE_DIR),$(WORKSPACE)/cache)
 
 .PHONY: docker-build docker-all docker-shell pin-image _docker-dirs
 
@@ -28,10 +31,10 @@ docker-build:
 	  --build-arg BASE_DIGEST=$(BASE_DIGEST) \
 	  --build-arg KIT_COMMIT="$$(git rev-parse HEAD 2>/dev/null || echo unknown)" -t $(IMAGE_TAG) .
 
-## `make all` for MANIFEST in the image on all GPUs (IMAGE_TAG -> results/ reports/ work/ models/)
+## `make all` for MANIFEST in the image on all GPUs (IMAGE_TAG -> results/ reports/ work/ models/ cache)
 docker-all: _docker-dirs
 	$(DOCKER_RUN) $(IMAGE_TAG) make all MANIFEST=$(MANIFEST) RUN=$(RUN) \
-	  $(if $(SHARD),SHARD=$(SHARD)) $(if $(REFERENCE),REFERENCE=$(REFERENCE))
+	  $(if $(SHARD),SHARD=$(SHARD)) $(if $(REFERENCE),REFERENCE=$(REFERENCE)) $(IN_CONTAINER_CACHE)
 
 ## interactive shell in the image, same mounts and flags as docker-all
 docker-shell: _docker-dirs
@@ -42,6 +45,6 @@ pin-image:
 	python3 -m bench.pins --pin-image $(BASE_IMAGE) --docker $(DOCKER)
 
 _docker-dirs:
-	@mkdir -p $(HF_HOME) $(RESULTS_DIR) $(WORK_DIR) $(MODELS_DIR) $(REPORTS_DIR)
+	@mkdir -p $(HF_HOME) $(RESULTS_DIR) $(WORK_DIR) $(MODELS_DIR) $(REPORTS_DIR) $(CACHE_DIR)
 
 endif

@@ -1,7 +1,7 @@
 """Stage `build`: the TensorRT engine for the `tensorrt` backend; a recorded no-op otherwise.
 
 Reads:  work/<run>/checkpoint/ (TensorRT-LLM checkpoint from the quantize stage)
-Writes: work/<run>/engine/ (config.json, rank<N>.engine), work/<run>/engine/build.log
+Writes: work/<run>/engine/ (config.json, rank<N>.engine, build.log)
 Usage:  python -m bench.build --manifest manifests/llama-3.1-8b-fp8-h100.toml [--run NAME]
 
 The engine's limits come from the manifest (max batch size, max num tokens, a max sequence length
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from pathlib import Path
 
 from bench import trtllm
 from bench.artifacts import Artifacts, code_digest
@@ -21,6 +22,7 @@ from bench.errors import KitError, StageFailed, run_main
 from bench.fileio import read_json
 from bench.proc import run_logged
 from bench.run import Run, add_run_args, open_run
+from bench.stage_cache import cache_root, make_or_reuse, run_environment
 
 BUILD_TIMEOUT_S = 3 * 3600
 
@@ -53,34 +55,48 @@ def build_stage(run: Run) -> int:
             fix="run `make quantize` first (quantization.method must be 'modelopt')",
         )
     engine = run.paths.engine
-    if engine.exists():
-        shutil.rmtree(engine)
-    log = run.paths.work / "build.log"
-    log.unlink(missing_ok=True)
+    log = engine / "build.log"
+
+    def make() -> list[Path]:
+        if engine.exists():
+            shutil.rmtree(engine)
+        engine.mkdir(parents=True)
+        result = run_logged(argv, log, timeout_s=BUILD_TIMEOUT_S)
+        if result.exit_code != 0:
+            raise StageFailed(
+                "trtllm-build "
+                + ("timed out" if result.timed_out else f"exited with {result.exit_code}"),
+                path=str(log),
+                fix="read the build log; the checkpoint and manifest limits are inputs",
+            )
+        files = sorted(p for p in engine.rglob("*") if p.is_file())
+        if not (engine / "config.json").is_file() or not any(p.suffix == ".engine" for p in files):
+            raise StageFailed(
+                "trtllm-build exited 0 but wrote no config.json/*.engine", path=str(engine)
+            )
+        print(f"[build] engine built in {result.seconds:.1f} s", file=sys.stderr)
+        return files
+
     argv = trtllm.build_argv(m, checkpoint_dir=run.paths.checkpoint, engine_dir=engine)
-    result = run_logged(argv, log, timeout_s=BUILD_TIMEOUT_S)
-    if result.exit_code != 0:
-        raise StageFailed(
-            "trtllm-build "
-            + ("timed out" if result.timed_out else f"exited with {result.exit_code}"),
-            path=str(log),
-            fix="read the build log; the checkpoint and manifest limits are inputs",
-        )
-    files = sorted(p for p in engine.rglob("*") if p.is_file())
-    if not (engine / "config.json").is_file() or not any(p.suffix == ".engine" for p in files):
-        raise StageFailed(
-            "trtllm-build exited 0 but wrote no config.json/*.engine", path=str(engine)
-        )
+    files, origin = make_or_reuse(
+        cache_root(),
+        "build",
+        inputs,
+        run_environment(run.paths.provenance),
+        engine,
+        make,
+        made_by=run.paths.name,
+    )
     config = read_json(engine / "config.json")
     arts.record(
         "build",
         inputs,
-        [*files, log],
+        files,
         {
             "argv": argv,
-            "seconds": round(result.seconds, 1),
             "build_config": config.get("build_config", {}),
             "engine_bytes": sum(p.stat().st_size for p in files if p.suffix == ".engine"),
+            **origin,
         },
     )
     return 0

@@ -6,9 +6,10 @@ Writes: results/<NAME>/ with manifest.resolved.toml, points/ (every point exactl
 
 Shards must agree on everything that defines the measurement: the resolved manifest, the image
 digest, and the sha256 of every model, checkpoint and engine file; otherwise the merge is
-refused naming what differs. Large files stay where the shards made them (on their runners): the
-merged artifact manifest carries their digests from the shard records, and verify says which
-files it re-hashed and which it took from those records.
+refused naming what differs. Shards get one checkpoint and engine through the shared stage cache
+(bench.stage_cache), not by rebuilding them: neither is bit-reproducible. Large files stay where
+the shards made them (on their runners): the merged artifact manifest carries their digests from
+the shard records, and verify says which files it re-hashed and which it took from those records.
 """
 
 from __future__ import annotations
@@ -75,9 +76,17 @@ def merge(name: str, shards: list[Path]) -> int:
                     fix="finish the shard's sweep (rerun it: it resumes) before merging",
                 )
     if problems := disagreements(shards):
+        made_their_own = any(" work:" in p for p in problems)
         raise KitError(
             "shards do not describe the same measurement:\n  " + "\n  ".join(problems),
-            fix="merge only shards of one manifest, image, model and engine",
+            fix=(
+                "each shard made its own checkpoint or engine: rerun the shards with one "
+                "CACHE_DIR they all reach (the default, WORK_DIR/.cache, is shared on one host; "
+                "on several hosts put it on shared storage), so the first makes them and the "
+                "others reuse the same files"
+                if made_their_own
+                else "merge only shards of one manifest, image, model and engine"
+            ),
         )
     paths = RunPaths.for_run(name)
     if paths.root.exists():

@@ -29,6 +29,7 @@ from bench.errors import KitError, run_main
 from bench.fileio import read_json, sha256_file
 from bench.manifest import Calibration, Manifest
 from bench.run import Run, add_run_args, open_run
+from bench.stage_cache import cache_root, make_or_reuse, run_environment
 
 ExportFormat = Literal["hf", "tensorrt_llm"]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -210,20 +211,32 @@ def quantize_stage(run: Run) -> int:
         calib_files = [calib_file]
         inputs.update(arts.input_digests(calib_files))
     fmt = export_format_for(m)
-    print(
-        f"[quantize] ModelOpt FP8 (KV cache {q.kv_cache_dtype}) on {q.device}, "
-        f"{len(calib)} calibration sequences -> {fmt} checkpoint",
-        file=sys.stderr,
-    )
-    files = quantize_fp8(
-        model_dir,
+
+    def make() -> list[Path]:
+        print(
+            f"[quantize] ModelOpt FP8 (KV cache {q.kv_cache_dtype}) on {q.device}, "
+            f"{len(calib)} calibration sequences -> {fmt} checkpoint",
+            file=sys.stderr,
+        )
+        return quantize_fp8(
+            model_dir,
+            run.paths.checkpoint,
+            export_format=fmt,
+            calib_input_ids=calib,
+            device=q.device,
+            kv_cache_fp8=q.kv_cache_dtype == "fp8",
+            tp_size=m.engine.tp_size,
+            pp_size=m.engine.pp_size,
+        )
+
+    files, origin = make_or_reuse(
+        cache_root(),
+        "quantize",
+        inputs,
+        run_environment(run.paths.provenance),
         run.paths.checkpoint,
-        export_format=fmt,
-        calib_input_ids=calib,
-        device=q.device,
-        kv_cache_fp8=q.kv_cache_dtype == "fp8",
-        tp_size=m.engine.tp_size,
-        pp_size=m.engine.pp_size,
+        make,
+        made_by=run.paths.name,
     )
     arts.record(
         "quantize",
@@ -238,6 +251,7 @@ def quantize_stage(run: Run) -> int:
                 "size": len(calib),
                 "seq_len": q.calibration.seq_len,
             },
+            **origin,
         },
     )
     return 0

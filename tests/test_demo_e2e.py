@@ -190,6 +190,8 @@ def test_three_shards_merge_into_one_verified_run(demo, tmp_path):
     for i in (1, 2, 3):
         out = make(work, "all", run=f"demo-shard{i}of3", SHARD=f"{i}/3")
         assert out.returncode == 0, out.stderr[-3000:]
+        # the first shard quantizes; the others take its checkpoint from the shared cache
+        assert ("[quantize] reused" in out.stderr) == (i > 1), out.stderr[-3000:]
         shard_dirs.append(str(work / "results" / f"demo-shard{i}of3"))
     counts = [len(list((Path(d) / "points").iterdir())) for d in shard_dirs]
     assert sum(counts) == 4

@@ -155,6 +155,15 @@ def test_docker_all_passes_shard_and_reference_only_when_set() -> None:
     assert f"REFERENCE={ref}" in out
 
 
+def test_docker_all_shares_the_hosts_cache_or_turns_it_off() -> None:
+    out = make_n("docker-all", "CACHE_DIR=/srv/cache", env=env_without_token())
+    assert "-v /srv/cache:/workspace/trtllm-repro/cache " in out
+    assert out.rstrip().endswith("CACHE_DIR=/workspace/trtllm-repro/cache")
+    off = make_n("docker-all", "CACHE_DIR=", env=env_without_token())
+    assert "/workspace/trtllm-repro/cache" not in off
+    assert off.rstrip().endswith("CACHE_DIR=")
+
+
 def test_docker_build_passes_the_pinned_base() -> None:
     image = pins.load_pins()["image"]
     out = make_n("docker-build")

@@ -3,9 +3,8 @@
 Real stages (real ModelOpt FP8 calibration on the CPU), fake trtllm-build / trtllm-bench /
 prepare_dataset.py / nvidia-smi from tests/fakes/, and scripted failures: one point out of memory
 at KV fraction 0.95 only (recovers at 0.90), one always out of memory, one hanging past the
-point timeout, one exiting silently, one generating 20% short outputs. Runs `make all` when every
-module the Makefile names is present; until then the stages up to the sweep run one by one and
-report/verify are skipped if their modules are missing.
+point timeout, one exiting silently, one generating 20% short outputs. Runs `make all` as a user
+does, and shards of one sweep through `make merge`.
 """
 
 from __future__ import annotations
@@ -28,15 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 FAKES = REPO / "tests" / "fakes"
 TENSORRT = REPO / "tests" / "data" / "manifests" / "fake-h100-tensorrt.toml"
 PYTORCH = REPO / "tests" / "data" / "manifests" / "fake-h100-pytorch.toml"
-# What `make all` runs beyond the stages below; absent while other modules are being written.
-MAKE_NEEDS = (
-    "docker.mk",
-    "bench/provenance.py",
-    "bench/preflight.py",
-    "bench/report.py",
-    "bench/verify.py",
-)
-STAGES = ("fetch", "quantize", "build", "datasets", "sweep")
 TIMEOUT_S = 20  # runtime.point_timeout_s of the fake manifests
 INJECT = {
     "FAKE_TRTLLM_OOM": "64/32@0.95,64/64",
@@ -72,35 +62,20 @@ def pipeline_env(tmp_path: Path, *, fakes: bool, inject: dict[str, str]) -> dict
     return env | inject
 
 
-def make_is_complete() -> bool:
-    return all((REPO / p).exists() for p in MAKE_NEEDS) and shutil.which("make") is not None
+def make(env: dict[str, str], *args: str) -> tuple[int, str]:
+    proc = subprocess.run(
+        ["make", *args, f"PYTHON={sys.executable}"],
+        cwd=REPO,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=170,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
 
 
-def run_pipeline(manifest: Path, env: dict[str, str]) -> tuple[int, str]:
-    """`make all`, or the stages up to the sweep (then report/verify when they exist)."""
-    if make_is_complete():
-        proc = subprocess.run(
-            ["make", "all", f"MANIFEST={manifest.relative_to(REPO)}", f"PYTHON={sys.executable}"],
-            cwd=REPO,
-            env=env,
-            text=True,
-            capture_output=True,
-            timeout=170,
-        )
-        return proc.returncode, proc.stdout + proc.stderr
-    out = ""
-    for stage in STAGES:
-        proc = subprocess.run(
-            [sys.executable, "-m", f"bench.{stage}", "--manifest", str(manifest)],
-            cwd=REPO,
-            env=env,
-            text=True,
-            capture_output=True,
-            timeout=170,
-        )
-        out += proc.stdout + proc.stderr
-        assert proc.returncode == 0, f"bench.{stage} exited {proc.returncode}:\n{out[-4000:]}"
-    return 0, out
+def run_pipeline(manifest: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
+    return make(env, "all", f"MANIFEST={manifest.relative_to(REPO)}", *args)
 
 
 def records(run_dir: Path) -> dict[tuple[int, int], dict]:
@@ -188,20 +163,6 @@ def test_tensorrt_pipeline_with_injected_failures(tmp_path):
 
     # report and verify: the report names each failed point and why; verify fails the run
     run = TENSORRT.stem
-    if not make_is_complete():
-        pytest.importorskip("bench.report")
-        pytest.importorskip("bench.verify")
-        for stage in ("report", "verify"):
-            proc = subprocess.run(
-                [sys.executable, "-m", f"bench.{stage}", "--run", run],
-                cwd=REPO,
-                env=env,
-                text=True,
-                capture_output=True,
-                timeout=120,
-            )
-            out += f"\n+ python -m bench.{stage}\n" + proc.stdout + proc.stderr
-            code = proc.returncode
     assert code != 0, "verify must fail a run whose points failed or are invalid"
     verify_out = out[out.rindex("bench.verify") :]
     assert point_named(verify_out, 128, 32), verify_out[-3000:]  # the invalid (short) point
@@ -227,8 +188,7 @@ def test_pytorch_pipeline_without_failures(tmp_path):
         assert record["identity"]["kv_cache_fraction"] == pytest.approx(0.95)
         assert record["memory"]["engine_size_mib"] is None  # no engine on this path
     assert not (tmp_path / "work" / PYTORCH.stem / "engine").exists()
-    if make_is_complete():
-        assert code == 0, out[-3000:]
+    assert code == 0, out[-3000:]
 
 
 def test_toolcheck_without_fakes_names_trtllm_bench(tmp_path):
@@ -236,14 +196,46 @@ def test_toolcheck_without_fakes_names_trtllm_bench(tmp_path):
     env = pipeline_env(tmp_path, fakes=False, inject={})
     if shutil.which("trtllm-bench", path=env["PATH"]):
         pytest.skip("a real trtllm-bench is on PATH")
-    if make_is_complete():
-        argv = ["make", "all", f"MANIFEST={TENSORRT.relative_to(REPO)}", f"PYTHON={sys.executable}"]
-    else:  # what `make all` runs first (the _toolcheck target)
-        argv = ["python3", "-m", "bench.toolcheck", str(TENSORRT.relative_to(REPO))]
     started = time.monotonic()
-    proc = subprocess.run(argv, cwd=REPO, env=env, text=True, capture_output=True, timeout=60)
+    code, out = run_pipeline(TENSORRT, env)
     assert time.monotonic() - started < 10
-    assert proc.returncode == 2
-    assert "trtllm-bench" in proc.stderr
-    assert "make docker-all" in proc.stderr and "make demo" in proc.stderr
+    assert code == 2
+    assert "trtllm-bench" in out
+    assert "make docker-all" in out and "make demo" in out
     assert not (tmp_path / "results" / TENSORRT.stem / "points").exists()
+
+
+@pytest.mark.slow
+def test_tensorrt_shards_share_one_engine_and_merge(tmp_path):
+    """Two builds of one checkpoint differ (the fake, like TensorRT, varies its tactics), so shards
+    merge only because the second takes the first's checkpoint and engine from the shared cache;
+    a shard that built its own is refused by merge, which says how to fix it."""
+    env = pipeline_env(tmp_path, fakes=True, inject={})
+    shard_runs = {"1/2": "trt-shard1of2", "2/2": "trt-shard2of2"}
+    outs = {}
+    for shard, run in shard_runs.items():
+        code, outs[shard] = run_pipeline(TENSORRT, env, f"SHARD={shard}", f"RUN={run}")
+        assert code == 0, outs[shard][-3000:]
+    assert "[build] reused" not in outs["1/2"]
+    assert "[quantize] reused" in outs["2/2"] and "[build] reused" in outs["2/2"]
+    engines = [tmp_path / "work" / run / "engine" / "rank0.engine" for run in shard_runs.values()]
+    assert engines[0].read_bytes() == engines[1].read_bytes()
+    arts = json.loads((tmp_path / "results" / "trt-shard2of2" / "artifacts.json").read_text())
+    assert arts["stages"]["build"]["details"]["cache"]["made_by"] == "trt-shard1of2"
+
+    shards = " ".join(str(tmp_path / "results" / run) for run in shard_runs.values())
+    code, out = make(env, "merge", "RUN=trt-merged", f"SHARDS={shards}")
+    assert code == 0, out[-3000:]
+    code, out = make(env, "verify", "RUN=trt-merged")
+    assert code == 0, out[-3000:]
+
+    # the same shard 2 with the cache off builds its own engine: merge refuses, naming the fix
+    code, out = run_pipeline(TENSORRT, env, "SHARD=2/2", "RUN=own-shard2of2", "CACHE_DIR=")
+    assert code == 0, out[-3000:]
+    own = tmp_path / "work" / "own-shard2of2" / "engine" / "rank0.engine"
+    assert own.read_bytes() != engines[0].read_bytes()
+    shards = f"{tmp_path / 'results' / 'trt-shard1of2'} {tmp_path / 'results' / 'own-shard2of2'}"
+    code, out = make(env, "merge", "RUN=refused", f"SHARDS={shards}")
+    assert code != 0
+    assert "work:engine/rank0.engine sha256" in out and "CACHE_DIR" in out
+    assert not (tmp_path / "results" / "refused").exists()
