@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import import_logs, report, tables, verify
+from bench import import_logs, report, report_sections, tables, verify
 from bench.artifacts import Artifacts, code_digest
 from bench.errors import EXIT_OK, KitError, StageFailed, run_main
 from bench.record import PointResult, load_records
@@ -29,7 +29,7 @@ def summary_lines(run: str, records: list[PointResult], outcome: verify.Outcome)
     ident = tables.distinct_identity(records)
 
     def shown(field: str) -> str:
-        return ", ".join(map(str, ident[field])) or report.NOT_RECORDED
+        return ", ".join(map(str, ident[field])) or report_sections.NOT_RECORDED
 
     ok = sum(r.status == "ok" for r in records)
     out = [

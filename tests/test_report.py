@@ -274,7 +274,7 @@ def test_unknown_run_is_bad_input(roots: Path) -> None:
 
 def test_telemetry_section_shows_samples_and_flags_suspect_points():
     from bench.record import Identity, Metrics, PointResult
-    from bench.report import section_telemetry
+    from bench.report_sections import section_telemetry
 
     def point(isl, telemetry):
         return PointResult(

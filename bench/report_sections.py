@@ -1,0 +1,548 @@
+"""The report's markdown, one pure function per section, joined by render() in reading order.
+
+Reads nothing and writes nothing: bench.report loads a run's records and context, calls render(),
+and writes the result. The numbers come from bench.tables, so report, verify and audit share them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bench import figures, gpus, record
+from bench.gpus import ModelShape
+from bench.manifest import Manifest
+from bench.record import PointResult
+from bench.tables import (
+    TOP_N,
+    PointRow,
+    best_per,
+    distinct_identity,
+    efficiency_rows,
+    fastest,
+    gpu_spec,
+    grid,
+    identity_problems,
+    is_reference_run,
+    is_suspect,
+    md_table,
+    num,
+    point_rows,
+    recommendations,
+    repeat_stats,
+    run_gpus,
+    top_rows,
+    where,
+)
+
+CV_FLAG = 0.05  # repeats: coefficient of variation above 5% is flagged
+NOT_RECORDED = "not recorded"
+METRIC_DEFINITIONS = (
+    "## Metric definitions\n\n"
+    "- **Output tok/s**: generated tokens of all requests / wall time of the whole "
+    "benchmark, for the whole system (all GPUs of the run), as the tool measured it. "
+    "trtllm-bench 0.16 prints it as `Token Throughput`; later as "
+    "`Total Output Throughput`.\n"
+    "- **Total tok/s**: input + output tokens / wall time. Marked `*` where the tool did "
+    "not report it and it is derived as req/s x (average ISL + average OSL).\n"
+    "- **Per GPU**: output tok/s / (TP x PP) as recorded in the results.\n"
+    "- **req/s**: completed requests / wall time. **Total tokens**: requests x (average "
+    "ISL + average OSL).\n"
+    "- A point is valid when the tool finished, reported numbers, and the average "
+    "lengths are within 1% of the target. With repeats, tables show the mean of the "
+    "valid repeats.\n\n"
+)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the report knows about a run besides its records; absent pieces are None."""
+
+    run: str
+    manifest: Manifest | None
+    import_summary: dict[str, Any] | None
+    provenance: dict[str, Any] | None
+    shape: ModelShape | None
+    shape_source: str
+    results_digest: str
+    recorded_at: str | None
+
+
+def _get(data: dict[str, Any] | None, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(k)
+    return data
+
+
+def _values(seen: dict[str, list[Any]], field: str) -> str:
+    v = seen.get(field) or []
+    return ", ".join(map(str, v)) if v else NOT_RECORDED
+
+
+def _spread(values: Iterable[float | int | None], unit: str) -> str:
+    known = sorted({v for v in values if v is not None})
+    if not known:
+        return NOT_RECORDED
+    return (
+        f"{num(known[0])} {unit}"
+        if len(known) == 1
+        else f"{num(known[0])}-{num(known[-1])} {unit} (varies by point)"
+    )
+
+
+def first_gpu(ctx: Context) -> dict[str, Any]:
+    """provenance.json's first GPU, {} when not captured: the report names the run's GPU by it."""
+    gpu_list = _get(ctx.provenance, "gpus") or []
+    return gpu_list[0] if gpu_list else {}
+
+
+def section_identity_warning(problems: Sequence[str]) -> str:
+    """First, so nobody reads numbers from results that are not what the run declares."""
+    if not problems:
+        return ""
+    return (
+        "> **WARNING: identity mismatch.** These results are not what the run declares; "
+        "`make verify` fails until this is resolved:\n>\n"
+        + "".join(f"> - {p}\n" for p in problems)
+        + "\n"
+    )
+
+
+def section_import_note(ctx: Context) -> str:
+    """An imported run has no manifest: say that its identity comes from the logs alone."""
+    if ctx.manifest is not None:
+        return ""
+    return (
+        "> No manifest: this run was imported"
+        + (f" from `{ctx.import_summary.get('source')}`" if ctx.import_summary else "")
+        + ". Identity below is what the logs themselves state.\n\n"
+    )
+
+
+def section_executive_summary(
+    records: Sequence[PointResult], rows: Sequence[PointRow], ctx: Context, reference: bool
+) -> str:
+    """What ran (model, precision, engine, GPUs) and its headline numbers, in one table."""
+    seen = distinct_identity(records)
+    n_gpus = run_gpus(records)
+    best = top_rows(rows, 1)[0] if rows else None
+    fast = fastest(rows)
+    ok = sum(r.status == "ok" for r in records)
+    failed_kinds = sorted({r.failure or r.status for r in records if r.status != "ok"})
+    gpu_name = first_gpu(ctx).get("name") or (ctx.manifest.hardware.gpu if ctx.manifest else None)
+    if reference:
+        on_cuda = ctx.manifest is not None and ctx.manifest.runtime.device == "cuda"
+        gpu = (
+            f"{gpu_name or NOT_RECORDED} (the reference runner on CUDA)"
+            if on_cuda
+            else "none: the reference runner ran on the CPU"
+        )
+    else:
+        gpu = f"{gpu_name or NOT_RECORDED} x {n_gpus if n_gpus else NOT_RECORDED}" + (
+            "" if n_gpus is None else " (TP x PP as recorded)"
+        )
+    if best:
+        peak = f"{num(best.output_tok_s)} tok/s at {where(best)}, {num(best.requests)} requests" + (
+            f" ({num(best.output_tok_s_per_gpu)} per GPU)"
+            if best.output_tok_s_per_gpu is not None and not reference
+            else ""
+        )
+    else:
+        peak = "no valid point"
+    table = [
+        (
+            "Model",
+            _values(seen, "model")
+            + (
+                f" (manifest: {ctx.manifest.model.repo} @ {ctx.manifest.model.revision})"
+                if ctx.manifest
+                else ""
+            ),
+        ),
+        (
+            "Precision",
+            f"weights {_values(seen, 'quantization')}, KV cache "
+            f"{_values(seen, 'kv_cache_dtype')}, compute dtype {_values(seen, 'dtype')}",
+        ),
+        (
+            "Engine",
+            f"backend {_values(seen, 'backend')}, version {_values(seen, 'engine_version')}",
+        ),
+        ("GPU", gpu),
+        ("TP / PP", f"{_values(seen, 'tp_size')} / {_values(seen, 'pp_size')}"),
+        ("Peak output throughput", peak),
+        ("Peak request rate", f"{num(fast.req_s)} req/s at {where(fast)}" if fast else "-"),
+        (
+            "Points",
+            f"{ok}/{len(records)} valid"
+            + (f"; not valid: {', '.join(failed_kinds)}" if failed_kinds else ""),
+        ),
+        ("Results recorded", ctx.recorded_at or NOT_RECORDED),
+    ]
+    return "## Executive summary\n\n" + md_table(["", ""], table, [False, False]) + "\n"
+
+
+def section_top_points(rows: Sequence[PointRow]) -> str:
+    """The TOP_N points by output tok/s, with every rate the run measured or derived for them."""
+    headers = [
+        "Rank",
+        "ISL",
+        "OSL",
+        "Requests",
+        "Output tok/s",
+        "Total tok/s",
+        "req/s",
+        "Total tokens",
+        "Output tok/s per GPU",
+    ]
+    table = [
+        [
+            i,
+            r.isl,
+            r.osl,
+            num(r.requests),
+            num(r.output_tok_s) + (" (suspect)" if r.suspect else ""),
+            num(r.total_tok_s) + ("*" if r.total_derived else ""),
+            num(r.req_s),
+            num(round(r.total_tokens)),
+            num(r.output_tok_s_per_gpu),
+        ]
+        for i, r in enumerate(top_rows(rows), 1)
+    ]
+    body = (
+        md_table(headers, table, [True] * len(headers)) + "\n" if table else "No valid point.\n\n"
+    )
+    return f"## Top {TOP_N} points by output tok/s\n\n" + body
+
+
+def section_best_per(rows: Sequence[PointRow], axis: str) -> str:
+    """For each ISL (axis 'isl') or OSL (axis 'osl'), the other length that serves it best."""
+    other = "osl" if axis == "isl" else "isl"
+    table = [
+        [
+            getattr(r, axis),
+            num(r.output_tok_s),
+            f"{other.upper()} {getattr(r, other)}",
+            num(r.requests),
+            num(r.req_s),
+        ]
+        for r in best_per(rows, axis)
+    ]
+    return (
+        f"## Best per {axis.upper()}\n\n"
+        + md_table(
+            [axis.upper(), "Best output tok/s", "At", "Requests", "req/s"],
+            table,
+            [True, True, False, True, True],
+        )
+        + "\n"
+    )
+
+
+def section_grid(rows: Sequence[PointRow], records: Sequence[PointResult]) -> str:
+    """The whole sweep at a glance, failures in place, then links to its two figures."""
+    isls, osls, cells = grid(rows, records)
+    table = []
+    for isl in isls:
+        row = []
+        for osl in osls:
+            c = cells.get((isl, osl))
+            row.append("" if c is None else (num(c) if isinstance(c, float) else f"**{c}**"))
+        table.append([f"**{isl}**", *row])
+    heatmap, vs_osl = figures.FIGURES
+    return (
+        "## Output tok/s over ISL x OSL\n\n"
+        + md_table(["ISL \\ OSL", *map(str, osls)], table, [False] + [True] * len(osls))
+        + "\nEmpty: not run; bold word: the point's failure.\n\n"
+        + f"![output tok/s heatmap]({heatmap})\n\n![output tok/s vs OSL]({vs_osl})\n\n"
+    )
+
+
+def section_efficiency(
+    rows: Sequence[PointRow], records: Sequence[PointResult], ctx: Context, reference: bool
+) -> str:
+    """How far each point is from the GPU's compute and bandwidth ceilings, or why not computed."""
+    spec, spec_source = gpu_spec(ctx.provenance, ctx.manifest)
+    head = "## Efficiency vs the physical limit\n\n"
+    if reference:
+        return (
+            head + "Not applicable (reference runner): GPU ceilings do not describe this run.\n\n"
+        )
+    if spec is None:
+        return (
+            head + f"Not computed: {spec_source}. Record it with provenance (`make env`) or the "
+            "manifest's hardware.gpu.\n\n"
+        )
+    if ctx.shape is None:
+        return head + f"Not computed: {ctx.shape_source}.\n\n"
+    table = [
+        [
+            r.isl,
+            r.osl,
+            num(r.output_tok_s),
+            f"{e.compute_pct:.1f}%",
+            f"{e.bandwidth_pct:.1f}%",
+            e.bound,
+            num(e.batch),
+        ]
+        for r, e in efficiency_rows(rows, records, ctx.shape, spec)
+    ]
+    basis = (
+        f"GPU: {spec.key} ({spec_source}); datasheet {spec.fp8_dense_tflops:g} TFLOP/s "
+        f"FP8 dense, {spec.bf16_dense_tflops:g} BF16 dense, {spec.hbm_tb_s:g} TB/s HBM, "
+        f"{spec.memory_gb:g} GB ({spec.source}); x {run_gpus(records) or 1} GPU(s). Model shape "
+        f"from {ctx.shape_source}: {ctx.shape.all_params / 1e9:.2f} B parameters, "
+        f"{ctx.shape.layers} layers.\n\n"
+    )
+    return (
+        head
+        + basis
+        + gpus.CEILING_DEFINITIONS
+        + "\n"
+        + md_table(
+            [
+                "ISL",
+                "OSL",
+                "Output tok/s",
+                "% of compute ceiling",
+                "% of bandwidth ceiling",
+                "Bound",
+                "B (decode batch)",
+            ],
+            table,
+            [True, True, True, True, True, False, True],
+        )
+        + "\n"
+    )
+
+
+def section_memory(records: Sequence[PointResult], ctx: Context, reference: bool) -> str:
+    """Engine and KV cache sizes as the logs state them; the GPU's total, measured if captured."""
+    ok_records = [r for r in records if r.status == "ok"]
+    spec, _ = gpu_spec(ctx.provenance, ctx.manifest)
+    mem_total = first_gpu(ctx).get("memory_total_mib")
+    if mem_total:
+        total = f"{num(mem_total)} MiB (provenance.json)"
+    elif spec and not reference:
+        total = f"{spec.memory_gb:g} GB (datasheet; not measured)"
+    else:
+        total = NOT_RECORDED
+    table = [
+        (
+            "Engine size (per rank, from the log)",
+            _spread((r.memory.engine_size_mib for r in ok_records), "MiB"),
+        ),
+        ("KV cache allocated", _spread((r.memory.kv_cache_gib for r in ok_records), "GiB")),
+        (
+            "KV cache capacity",
+            _spread((r.memory.kv_cache_max_tokens for r in ok_records), "tokens"),
+        ),
+        (
+            "KV cache fraction",
+            _spread((r.identity.kv_cache_fraction for r in ok_records), "of free memory"),
+        ),
+        ("GPU memory total", total),
+    ]
+    return "## Memory\n\n" + md_table(["", ""], table, [False, False]) + "\n"
+
+
+THROTTLE_REASONS = (
+    "sw_power_cap",
+    "sw_thermal_slowdown",
+    "hw_slowdown",
+    "hw_thermal_slowdown",
+    "hw_power_brake_slowdown",
+)
+
+
+def section_telemetry(records: Sequence[PointResult]) -> str:
+    """Per point: what NVML saw while it ran, and whether the point is suspect (bench.telemetry)."""
+    out = ["## GPU telemetry during each point\n\n"]
+    ordered = sorted(records, key=record.sort_key)
+    sampled = [r for r in ordered if (r.telemetry or {}).get("available")]
+    if not sampled:
+        reasons = {str((r.telemetry or {}).get("reason") or "no sampler") for r in records}
+        return out[0] + f"Not recorded: {'; '.join(sorted(reasons))}.\n\n"
+    rows = []
+    for r in sampled:
+        t = r.telemetry or {}
+        throttled = t.get("throttled_s") or {}
+        slow = ", ".join(f"{k} {throttled[k]:g} s" for k in THROTTLE_REASONS if throttled.get(k))
+        rows.append(
+            [
+                r.isl,
+                r.osl,
+                t.get("samples"),
+                f"{num(t.get('power_w_mean'), 1)} / {num(t.get('power_w_max'), 1)}",
+                num(t.get("sm_clock_mhz_mean"), 0),
+                num(t.get("app_clock_mhz"), 0),
+                num(t.get("below_application_clock_s"), 1),
+                t.get("temperature_c_max"),
+                slow or "none",
+                "**suspect**: " + "; ".join(t.get("reasons") or []) if t.get("suspect") else "ok",
+            ]
+        )
+    out.append(
+        md_table(
+            [
+                "ISL",
+                "OSL",
+                "Samples",
+                "Power mean / max W",
+                "SM clock mean MHz",
+                "App clock MHz",
+                "Below app clock s",
+                "Max temp C",
+                "Throttled",
+                "Verdict",
+            ],
+            rows,
+            [True, True, True, True, True, True, True, True, False, False],
+        )
+    )
+    out.append(
+        "\nSampled with NVML while each point ran. Power capping at the default limit is "
+        "reported but not suspect (NVIDIA's published runs meet it too); thermal or hardware "
+        "slowdowns, power capping under a lowered limit, and SM clocks below the application "
+        "clock make a point suspect, and `make verify` fails on suspect points.\n\n"
+    )
+    return "".join(out)
+
+
+def section_failures(records: Sequence[PointResult], log_tails: dict[str, list[str]]) -> str:
+    """Every failed, invalid or suspect repeat with its reason and its log's last lines."""
+    out = ["## Failures and invalid points\n\n"]
+    bad = [r for r in sorted(records, key=record.sort_key) if r.status != "ok" or is_suspect(r)]
+    if not bad:
+        out.append("None: every point finished with valid numbers.\n\n")
+    for r in bad:
+        kind = r.failure or ("suspect" if is_suspect(r) else r.status)
+        out.append(
+            f"### ISL {r.isl} / OSL {r.osl}"
+            + (f" / repeat {r.repeat}" if r.repeat else "")
+            + f": {r.status}, {kind}\n\n{r.failure_detail or ''}\n\n"
+        )
+        if is_suspect(r):
+            reasons = (r.telemetry or {}).get("reasons") or []
+            out.append(
+                "Telemetry marks it suspect: "
+                + ("; ".join(map(str, reasons)) or "no reason given")
+                + "\n\n"
+            )
+        for raw in r.raw_files:
+            tail = log_tails.get(raw)
+            if tail is not None:
+                out.append(f"Last lines of `{raw}`:\n\n```\n" + "\n".join(tail) + "\n```\n\n")
+    return "".join(out)
+
+
+def section_repeats(records: Sequence[PointResult]) -> str:
+    """How repeatable each repeated point is: 95% CI and CV, flagged above CV_FLAG."""
+    stats = repeat_stats(records)
+    if not stats:
+        return "## Repeats\n\nNo point has two or more valid repeats: no confidence interval.\n\n"
+    table = [
+        [
+            s.isl,
+            s.osl,
+            s.n,
+            num(s.mean),
+            f"± {num(s.ci95)}",
+            f"{s.cv:.1%}",
+            f"CV > {CV_FLAG:.0%}" if s.cv > CV_FLAG else "",
+        ]
+        for s in stats
+    ]
+    return (
+        "## Repeats\n\n"
+        + md_table(
+            ["ISL", "OSL", "n", "Mean output tok/s", "95% CI (Student t)", "CV", "Flag"],
+            table,
+            [True, True, True, True, True, True, False],
+        )
+        + "\n"
+    )
+
+
+def section_recommendations(rows: Sequence[PointRow], records: Sequence[PointResult]) -> str:
+    """What to run next or distrust, from recommendations(): this run's numbers only."""
+    return (
+        "## Recommendations (from this run's data)\n\n"
+        + "".join(f"- {line}\n" for line in recommendations(rows, records))
+        + "\n"
+    )
+
+
+def kit_commit(kit: dict[str, Any], container: dict[str, Any]) -> str:
+    """The checkout's commit, else the one the image was built from (the image has no .git)."""
+    if kit.get("commit"):
+        return kit["commit"] + (" (dirty)" if kit.get("dirty") else "")
+    if container.get("kit_commit"):
+        return f"{container['kit_commit']} (image build)"
+    return NOT_RECORDED
+
+
+def section_provenance(records: Sequence[PointResult], ctx: Context) -> str:
+    """Image, software, GPU, weights and kit commit as captured, and the digest verify checks."""
+    container = _get(ctx.provenance, "software", "container") or {}
+    packages = _get(ctx.provenance, "software", "packages") or {}
+    kit = _get(ctx.provenance, "software", "kit_git") or {}
+    gpu = first_gpu(ctx)
+    weights = (
+        f"{ctx.manifest.model.repo} @ {ctx.manifest.model.revision}"
+        if ctx.manifest
+        else NOT_RECORDED
+    )
+    table = [
+        ("Image", container.get("image") or NOT_RECORDED),
+        ("Image digest", container.get("digest") or NOT_RECORDED),
+        ("TensorRT-LLM (installed)", packages.get("tensorrt_llm") or NOT_RECORDED),
+        ("Engine version (results)", _values(distinct_identity(records), "engine_version")),
+        (
+            "GPU",
+            f"{gpu.get('name')} ({gpu.get('form_factor') or 'form factor unknown'})"
+            if gpu
+            else NOT_RECORDED,
+        ),
+        ("Driver", gpu.get("driver_version") or NOT_RECORDED),
+        ("Weights", weights),
+        ("Kit commit", kit_commit(kit, container)),
+        ("Source of imported logs", (ctx.import_summary or {}).get("source") or "-"),
+        ("Results digest", f"`{ctx.results_digest}`"),
+    ]
+    return (
+        "## Provenance\n\n"
+        + md_table(["", ""], table, [False, False])
+        + "\nResults digest: sha256 of the canonical JSON of the `files` entries of "
+        "artifacts.json written by the stages before the report (report and verify "
+        "excluded); `make verify` re-hashes every one of those files.\n"
+    )
+
+
+def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, list[str]]) -> str:
+    """The whole report.md: its sections in reading order."""
+    rows = point_rows(records)
+    reference = is_reference_run(records, ctx.manifest)
+    return "".join(
+        [
+            f"# Benchmark report: {ctx.run}\n\n",
+            section_identity_warning(identity_problems(records, ctx.manifest)),
+            section_import_note(ctx),
+            section_executive_summary(records, rows, ctx, reference),
+            METRIC_DEFINITIONS,
+            section_top_points(rows),
+            section_best_per(rows, "isl"),
+            section_best_per(rows, "osl"),
+            section_grid(rows, records),
+            section_efficiency(rows, records, ctx, reference),
+            section_memory(records, ctx, reference),
+            section_telemetry(records),
+            section_failures(records, log_tails),
+            section_repeats(records),
+            section_recommendations(rows, records),
+            section_provenance(records, ctx),
+        ]
+    )
