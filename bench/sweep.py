@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import shutil
 import sys
@@ -299,11 +300,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def stage() -> int:
-        from bench.telemetry import Sampler
+        from bench.telemetry import Sampler, watched_gpu
 
         run = open_run(args.manifest, args.run)
         interval = run.manifest.runtime.telemetry_interval_s
-        return sweep(run, parse_shard(args.shard), lambda path: Sampler(path, interval_s=interval))
+        gpu = watched_gpu(os.environ.get("CUDA_VISIBLE_DEVICES"))
+        return sweep(
+            run,
+            parse_shard(args.shard),
+            lambda path: Sampler(path, interval_s=interval, device=gpu),
+        )
 
     return run_main(stage, "bench.sweep")
 

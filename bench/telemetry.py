@@ -4,7 +4,8 @@ Writes: results/<run>/points/<point>/telemetry.csv (one row per sample, CSV_FIEL
         telemetry.csv.tmp, renamed when the sampler stops.
 Usage (the sweep, per point):
 
-    with Sampler(point_dir / "telemetry.csv", interval_s=1.0, device_index=0) as sampler:
+    gpu = watched_gpu(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    with Sampler(point_dir / "telemetry.csv", interval_s=1.0, device=gpu) as sampler:
         run_the_point()
     record["telemetry"] = sampler.summary()   # JSON-ready; {"available": False, ...} without NVML
 
@@ -198,21 +199,37 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- sampler
 
 
+def watched_gpu(cuda_visible_devices: str | None) -> int | str:
+    """The GPU a one-GPU point runs on, as NVML names it: CUDA's first visible device.
+
+    Under CUDA_VISIBLE_DEVICES=3 (a Slurm allocation, one runner per GPU) the point runs on GPU 3,
+    and watching NVML's GPU 0 would record another job's clocks. Entries are NVML indices (CUDA's
+    order with CUDA_DEVICE_ORDER=PCI_BUS_ID) or UUID prefixes; unset or empty means GPU 0.
+    """
+    first = (cuda_visible_devices or "").split(",")[0].strip()
+    if first.isdigit():
+        return int(first)
+    if first.startswith(("GPU-", "MIG-")):
+        return first
+    return 0
+
+
 class Sampler:
-    """Poll one GPU through NVML in a daemon thread while the `with` block runs.
+    """Poll one GPU (an NVML index or a UUID prefix) in a daemon thread while `with` runs.
 
     nvml: a pynvml-like module; None imports pynvml. Without NVML (no library, no driver, no
     such device) nothing is written and summary() says {"available": False, "reason": ...}.
     """
 
     def __init__(
-        self, csv_path: Path, interval_s: float = 1.0, device_index: int = 0, *, nvml: Any = None
+        self, csv_path: Path, interval_s: float = 1.0, device: int | str = 0, *, nvml: Any = None
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
         self.csv_path = Path(csv_path)
         self.interval_s = float(interval_s)
-        self.device_index = device_index
+        self.device = device
+        self.device_index: int | None = device if isinstance(device, int) else None
         self._nvml_arg = nvml
         self._nvml: Any = None
         self._handle: Any = None
@@ -239,12 +256,14 @@ class Sampler:
             self._reason = f"NVML unavailable: {reason}"
             return self
         try:
-            self._handle = nvml.nvmlDeviceGetHandleByIndex(self.device_index)
+            self._handle = self._find(nvml)
         except nvml.NVMLError as exc:
             nvml.nvmlShutdown()
-            self._reason = f"no GPU {self.device_index} in NVML: {exc}"
+            self._reason = f"no GPU {self.device} in NVML: {exc}"
             return self
         self._nvml, self._reason = nvml, None
+        index = self._query("nvmlDeviceGetIndex")
+        self.device_index = self.device_index if index is None else index
         self._app_clock = self._query("nvmlDeviceGetApplicationsClock", NVML_CLOCK_GRAPHICS)
         if self._app_clock is None:  # deprecated in newer drivers: the max clock then
             self._app_clock = self._query("nvmlDeviceGetMaxClockInfo", NVML_CLOCK_SM)
@@ -289,6 +308,16 @@ class Sampler:
             self._nvml = None
 
     # -- sampling -----------------------------------------------------------------------------
+
+    def _find(self, nvml: Any) -> Any:
+        if isinstance(self.device, int):
+            return nvml.nvmlDeviceGetHandleByIndex(self.device)
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            uuid = nvml.nvmlDeviceGetUUID(handle)
+            if (uuid.decode() if isinstance(uuid, bytes) else uuid).startswith(self.device):
+                return handle
+        raise nvml.NVMLError("no device has this UUID")
 
     def _query(self, fn_name: str, *args: Any) -> Any:
         """One NVML reading; None where unsupported (or missing from an older pynvml)."""

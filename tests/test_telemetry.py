@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.telemetry import CSV_FIELDS, Sampler, read_csv, summarize
+from bench.telemetry import CSV_FIELDS, Sampler, read_csv, summarize, watched_gpu
 
 
 class FakeNVMLError(Exception):
@@ -51,6 +51,15 @@ class FakeNVML:
         if index >= self.devices:
             raise FakeNVMLError("Invalid Argument")
         return index
+
+    def nvmlDeviceGetCount(self) -> int:
+        return self.devices
+
+    def nvmlDeviceGetUUID(self, h: int) -> str:
+        return f"GPU-{h}{h}{h}{h}aaaa-0000-0000-0000-000000000000"
+
+    def nvmlDeviceGetIndex(self, h: int) -> int:
+        return h
 
     def nvmlDeviceGetApplicationsClock(self, h: int, clock: int) -> int:
         self._maybe_fail("nvmlDeviceGetApplicationsClock")
@@ -274,10 +283,32 @@ def test_nvml_errors_at_start_make_it_unavailable(tmp_path: Path) -> None:
         pass
     assert s.summary() == {"available": False, "reason": "NVML unavailable: Driver Not Loaded"}
     fake = FakeNVML(devices=1)
-    with Sampler(tmp_path / "t.csv", device_index=3, nvml=fake) as s:
+    with Sampler(tmp_path / "t.csv", device=3, nvml=fake) as s:
         pass
     assert s.summary() == {"available": False, "reason": "no GPU 3 in NVML: Invalid Argument"}
     assert fake.shutdowns == 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "gpu"),
+    [(None, 0), ("", 0), ("3", 3), ("2,0", 2), (" 1 ", 1), ("GPU-8f2e", "GPU-8f2e"), ("x", 0)],
+)
+def test_the_watched_gpu_is_cudas_first_visible_one(spec: str | None, gpu: int | str) -> None:
+    assert watched_gpu(spec) == gpu
+
+
+@pytest.mark.parametrize("device", [2, "GPU-2222"])
+def test_the_sampler_watches_the_gpu_it_is_given(tmp_path: Path, device: int | str) -> None:
+    fake = FakeNVML(devices=4)
+    with Sampler(tmp_path / "t.csv", interval_s=0.01, device=device, nvml=fake) as sampler:
+        wait_for_rows(sampler, 2)
+    assert sampler.summary()["device_index"] == 2
+    with Sampler(tmp_path / "u.csv", device="GPU-9999", nvml=fake) as missing:
+        pass
+    assert missing.summary() == {
+        "available": False,
+        "reason": "no GPU GPU-9999 in NVML: no device has this UUID",
+    }
 
 
 @pytest.mark.parametrize("interval", [0, -1.0])
