@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import KitError
-from bench.fileio import atomic_write_text
+from bench.fileio import atomic_write_text, temp_beside
 
 SHAPE = {
     "vocab_size": 128256,
@@ -180,7 +180,7 @@ def make_tiny_llama(out: Path, seed: int) -> list[Path]:
         else:
             bits = to_bf16_bits(bell(rng, int(np.prod(shape)), INIT_STD)).view(np.int16)
             tensors[name] = torch.from_numpy(bits.copy()).view(torch.bfloat16).reshape(shape)
-    tmp = out / "model.safetensors.tmp"
+    tmp = temp_beside(out / "model.safetensors")
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     os.chmod(tmp, 0o644)  # safetensors creates files 0600
     os.replace(tmp, out / "model.safetensors")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,30 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write <name>.tmp beside the target, fsync, rename: readers see old or new, never half."""
+def temp_beside(path: Path) -> Path:
+    """A new, uniquely named <name>.<random>.tmp in path's folder (created empty, mode 0644).
+
+    Unique, so two processes writing the same file (shards sharing models/ on one host) never
+    write into each other's temp file; the last rename wins, and readers see a whole file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(name, 0o644)
+    return Path(name)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a temp file beside the target, fsync, rename: readers see old or new, never half."""
+    tmp = temp_beside(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
 
 

@@ -116,3 +116,30 @@ def test_run_paths_follow_environment(run_roots):
     paths = RunPaths.for_run("r")
     assert paths.root == run_roots / "results" / "r"
     assert paths.model_dir("a/b", "c") == run_roots / "models" / "a--b" / "c"
+
+
+def test_concurrent_writers_of_one_file_never_mix(tmp_path):
+    """Shards on one host write the same model files into the shared models/ folder."""
+    import threading
+
+    from bench.fileio import atomic_write_bytes
+
+    target = tmp_path / "config.json"
+    payloads = [bytes([i]) * 200_000 for i in range(8)]
+    errors = []
+
+    def write(data: bytes) -> None:
+        try:
+            for _ in range(20):
+                atomic_write_bytes(target, data)
+        except Exception as exc:  # any error fails the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(p,)) for p in payloads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert target.read_bytes() in payloads
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
