@@ -421,3 +421,30 @@ def open_nvml(nvml: Any = None) -> tuple[Any | None, str | None]:
     except nvml.NVMLError as exc:
         return None, str(exc) or type(exc).__name__
     return nvml, None
+
+
+def visible_gpus(prov: dict[str, Any]) -> list[dict[str, Any]]:
+    """The GPUs CUDA will use: NVML sees all, CUDA_VISIBLE_DEVICES narrows them.
+
+    Entries are indices or UUID prefixes; CUDA stops at the first invalid one. Indices are taken
+    in NVML (PCI) order, which is CUDA's order with CUDA_DEVICE_ORDER=PCI_BUS_ID.
+    """
+    gpus = prov.get("gpus") or []
+    spec = (prov.get("environment") or {}).get("CUDA_VISIBLE_DEVICES")
+    if spec is None:
+        return gpus
+    chosen: list[dict[str, Any]] = []
+    for item in (s.strip() for s in spec.split(",")):
+        match = next(
+            (
+                g
+                for g in gpus
+                if (item.isdigit() and g.get("index") == int(item))
+                or (item.startswith("GPU-") and (g.get("uuid") or "").startswith(item))
+            ),
+            None,
+        )
+        if match is None or match in chosen:
+            break
+        chosen.append(match)
+    return chosen

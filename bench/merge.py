@@ -5,11 +5,12 @@ Writes: results/<NAME>/ with manifest.resolved.toml, points/ (every point exactl
         datasets/, summary.csv, shards/<shard>/{artifacts.json, provenance.json}, artifacts.json
 
 Shards must agree on everything that defines the measurement: the resolved manifest, the image
-digest, and the sha256 of every model, checkpoint and engine file; otherwise the merge is
-refused naming what differs. Shards get one checkpoint and engine through the shared stage cache
-(bench.stage_cache), not by rebuilding them: neither is bit-reproducible. Large files stay where
-the shards made them (on their runners): the merged artifact manifest carries their digests from
-the shard records, and verify says which files it re-hashed and which it took from those records.
+digest, the GPU model, and the sha256 of every model, checkpoint and engine file; otherwise the
+merge is refused naming what differs. Shards get one checkpoint and engine through the shared
+stage cache (bench.stage_cache), not by rebuilding them: neither is bit-reproducible. Large files
+stay where the shards made them (on their runners): the merged artifact manifest carries their
+digests from the shard records, and verify says which files it re-hashed and which it took from
+those records.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from bench.artifacts import Artifacts, FileEntry
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_text, read_json
+from bench.gpu_info import visible_gpus
 from bench.record import load_records, write_summary
 from bench.run import RunPaths
 
@@ -33,6 +35,14 @@ def image_digest(shard: Path) -> str | None:
     if not provenance.exists():
         return None
     return read_json(provenance).get("software", {}).get("container", {}).get("digest")
+
+
+def gpu_models(shard: Path) -> list[str] | None:
+    """The shard's GPUs by name (CUDA_VISIBLE_DEVICES applied); None without provenance."""
+    provenance = shard / "provenance.json"
+    if not provenance.exists():
+        return None
+    return [str(g.get("name")) for g in visible_gpus(read_json(provenance))]
 
 
 def heavy_files(arts: dict) -> dict[str, str]:
@@ -57,6 +67,8 @@ def disagreements(shards: list[Path]) -> list[str]:
             problems.append(
                 f"{shard.name}: image digest {image_digest(shard)} != {image_digest(first)}"
             )
+        if gpu_models(shard) != gpu_models(first):
+            problems.append(f"{shard.name}: ran on {gpu_models(shard)}, not {gpu_models(first)}")
         theirs, ours = heavy_files(read_json(shard / "artifacts.json")), heavy_files(base_arts)
         for key in sorted(set(theirs) | set(ours)):
             if theirs.get(key) != ours.get(key):
@@ -85,7 +97,7 @@ def merge(name: str, shards: list[Path]) -> int:
                 "on several hosts put it on shared storage), so the first makes them and the "
                 "others reuse the same files"
                 if made_their_own
-                else "merge only shards of one manifest, image, model and engine"
+                else "merge only shards of one manifest, image, GPU model, model and engine"
             ),
         )
     paths = RunPaths.for_run(name)

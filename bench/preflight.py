@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from bench import provenance
 from bench.errors import EXIT_FAILED, EXIT_OK, run_main
+from bench.gpu_info import visible_gpus
 from bench.manifest import Manifest, load_manifest
 from bench.run import RunPaths, add_run_args
 
@@ -93,33 +94,6 @@ def expected_gpu(spec: str) -> tuple[str, str | None]:
     """hardware.gpu 'H100-SXM' -> ('H100', 'SXM'); 'H100' -> ('H100', None)."""
     model, _, form = spec.partition("-")
     return model.upper(), (FORM_ALIASES.get(form.upper(), form) if form else None)
-
-
-def visible_gpus(prov: dict[str, Any]) -> list[dict[str, Any]]:
-    """The GPUs CUDA will use: NVML sees all, CUDA_VISIBLE_DEVICES narrows them.
-
-    Entries are indices or UUID prefixes; CUDA stops at the first invalid one. Indices are taken
-    in NVML (PCI) order, which is CUDA's order with CUDA_DEVICE_ORDER=PCI_BUS_ID.
-    """
-    gpus = prov.get("gpus") or []
-    spec = (prov.get("environment") or {}).get("CUDA_VISIBLE_DEVICES")
-    if spec is None:
-        return gpus
-    chosen: list[dict[str, Any]] = []
-    for item in (s.strip() for s in spec.split(",")):
-        match = next(
-            (
-                g
-                for g in gpus
-                if (item.isdigit() and g["index"] == int(item))
-                or (item.startswith("GPU-") and (g.get("uuid") or "").startswith(item))
-            ),
-            None,
-        )
-        if match is None or match in chosen:
-            break
-        chosen.append(match)
-    return chosen
 
 
 def _label(gpu: dict[str, Any]) -> str:

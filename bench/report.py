@@ -28,6 +28,7 @@ from bench import figures, gpus, record, report_sections, tables
 from bench.artifacts import Artifacts, code_digest
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_bytes, atomic_write_text, read_json, sha256_bytes
+from bench.gpu_info import visible_gpus
 from bench.gpus import ModelShape
 from bench.manifest import Manifest
 from bench.record import PointResult, load_records
@@ -50,7 +51,7 @@ def results_digest(arts: Artifacts) -> str:
 
 
 def recorded_at(arts: Artifacts) -> str | None:
-    for stage in ("sweep", "import"):
+    for stage in ("sweep", "import", "merge"):
         when = arts.stages.get(stage, {}).get("finished_at")
         if when:
             return f"{when} (stage {stage} finished)"
@@ -90,6 +91,38 @@ def model_shape(
     return None, f"no config.json on this machine and no table row for {', '.join(models)}", None
 
 
+def load_provenance(paths: RunPaths) -> tuple[dict | None, str, tuple[str, ...], list[Path]]:
+    """The run's provenance, where it says so, which shard GPUs a merged run ran on, the files.
+
+    A merged run has no provenance.json of its own: each shard's is in shards/<shard>/, and merge
+    refused shards of different images or GPU models, so the first one speaks for them all.
+    """
+    if paths.provenance.is_file():
+        return read_json(paths.provenance), "provenance.json", (), [paths.provenance]
+    files = sorted((paths.root / "shards").glob("*/provenance.json"))
+    if not files:
+        return None, "none recorded", (), []
+    shards = [(f.parent.name, read_json(f)) for f in files]
+    gpus_of = []
+    for name, prov in shards:
+        used = visible_gpus(prov)
+        gpus_of.append(
+            f"{name}: "
+            + (
+                ", ".join(
+                    f"{g.get('name')} (GPU {g.get('index')}), driver {g.get('driver_version')}"
+                    for g in used
+                )
+                or "no GPU"
+            )
+        )
+    source = (
+        f"shards/{shards[0][0]}/provenance.json (first of {len(shards)} shards; merge checked "
+        "that they ran one image on one GPU model)"
+    )
+    return shards[0][1], source, tuple(gpus_of), files
+
+
 def load_context(run_name: str) -> tuple[RunPaths, Context, list[PointResult], list[Path]]:
     paths = RunPaths.for_run(run_name)
     manifest = None
@@ -120,9 +153,8 @@ def load_context(run_name: str) -> tuple[RunPaths, Context, list[PointResult], l
             path=str(paths.points),
             fix="run the sweep (make sweep) or import logs first",
         )
-    provenance = read_json(paths.provenance) if paths.provenance.is_file() else None
-    if provenance is not None:
-        inputs.append(paths.provenance)
+    provenance, provenance_source, shard_gpus, provenance_files = load_provenance(paths)
+    inputs += provenance_files
     shape, shape_source, config = model_shape(paths, manifest, records)
     if config is not None:
         inputs.append(config)
@@ -132,6 +164,8 @@ def load_context(run_name: str) -> tuple[RunPaths, Context, list[PointResult], l
         manifest=manifest,
         import_summary=import_summary,
         provenance=provenance,
+        provenance_source=provenance_source,
+        shard_gpus=shard_gpus,
         shape=shape,
         shape_source=shape_source,
         results_digest=results_digest(arts),

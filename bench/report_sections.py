@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import figures, gpus, record
+from bench.gpu_info import visible_gpus
 from bench.gpus import ModelShape
 from bench.manifest import Manifest
 from bench.record import PointResult
@@ -63,6 +64,8 @@ class Context:
     manifest: Manifest | None
     import_summary: dict[str, Any] | None
     provenance: dict[str, Any] | None
+    provenance_source: str  # "provenance.json", a merged run's first shard's, or "none recorded"
+    shard_gpus: tuple[str, ...]  # a merged run: the GPUs each shard ran on
     shape: ModelShape | None
     shape_source: str
     results_digest: str
@@ -94,8 +97,9 @@ def _spread(values: Iterable[float | int | None], unit: str) -> str:
 
 
 def first_gpu(ctx: Context) -> dict[str, Any]:
-    """provenance.json's first GPU, {} when not captured: the report names the run's GPU by it."""
-    gpu_list = _get(ctx.provenance, "gpus") or []
+    """The first GPU CUDA saw (provenance, CUDA_VISIBLE_DEVICES applied), {} when not captured:
+    the report names the run's GPU by it, never by what the manifest declares."""
+    gpu_list = visible_gpus(ctx.provenance or {})
     return gpu_list[0] if gpu_list else {}
 
 
@@ -132,7 +136,11 @@ def section_executive_summary(
     fast = fastest(rows)
     ok = sum(r.status == "ok" for r in records)
     failed_kinds = sorted({r.failure or r.status for r in records if r.status != "ok"})
-    gpu_name = first_gpu(ctx).get("name") or (ctx.manifest.hardware.gpu if ctx.manifest else None)
+    gpu_name = first_gpu(ctx).get("name") or (
+        f"{ctx.manifest.hardware.gpu}, declared by the manifest (no provenance recorded)"
+        if ctx.manifest
+        else None
+    )
     if reference:
         on_cuda = ctx.manifest is not None and ctx.manifest.runtime.device == "cuda"
         gpu = (
@@ -508,6 +516,8 @@ def section_provenance(records: Sequence[PointResult], ctx: Context) -> str:
             else NOT_RECORDED,
         ),
         ("Driver", gpu.get("driver_version") or NOT_RECORDED),
+        ("Provenance from", ctx.provenance_source),
+        *([("Shards ran on", "; ".join(ctx.shard_gpus))] if ctx.shard_gpus else []),
         ("Weights", weights),
         ("Kit commit", kit_commit(kit, container)),
         ("Source of imported logs", (ctx.import_summary or {}).get("source") or "-"),

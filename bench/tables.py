@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import gpus
+from bench.gpu_info import visible_gpus
 from bench.gpus import GpuSpec, ModelShape
 from bench.manifest import Manifest
 from bench.record import PointResult
@@ -288,7 +289,7 @@ def gpu_spec(
     provenance: dict[str, Any] | None, manifest: Manifest | None
 ) -> tuple[GpuSpec | None, str]:
     """The GPU's datasheet row and where its identity came from (provenance, then manifest)."""
-    for g in (provenance or {}).get("gpus") or []:
+    for g in visible_gpus(provenance or {}):
         key = gpus.gpu_key(g.get("name"), g.get("form_factor"))
         if key:
             return gpus.GPUS[key], f"provenance.json: {g.get('name')}"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bench import preflight
-from bench.gpu_info import parse_nvidia_smi_xml
+from bench.gpu_info import parse_nvidia_smi_xml, visible_gpus
 from bench.manifest import Manifest, parse_manifest
 from bench.preflight import (
     DiskNeed,
@@ -23,7 +23,6 @@ from bench.preflight import (
     gpu_checks,
     model_params,
     recommended_commands,
-    visible_gpus,
 )
 from bench.run import RunPaths
 from tests.conftest import CPU_MANIFEST_TOML

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import gpus, report, tables
+from bench import gpus, report, report_sections, tables
 from bench.artifacts import Artifacts
 from bench.errors import KitError
 from bench.fileio import atomic_write_json
@@ -264,6 +264,57 @@ def test_efficiency_table_with_provenance(roots: Path) -> None:
     assert "GPU: H100-SXM (provenance.json: NVIDIA H100 80GB HBM3)" in text
     assert "| 128 | 128 | 20,000.00 |" in text and "compute" in text
     assert "81,559 MiB (provenance.json)" in text
+
+
+H100 = {"name": "NVIDIA H100 80GB HBM3", "form_factor": "SXM", "driver_version": "580.1"}
+H200 = {"name": "NVIDIA H200", "form_factor": "SXM", "driver_version": "580.1"}
+
+
+def test_the_gpu_named_is_the_one_cuda_used(roots: Path) -> None:
+    paths = make_run(roots, [ok(128, 128, 20000.0, identity=GPU_ID)], manifest=False, name="gpu")
+    atomic_write_json(
+        paths.provenance,
+        {
+            "gpus": [{**H100, "index": 0}, {**H200, "index": 1}],
+            "environment": {"CUDA_VISIBLE_DEVICES": "1"},
+        },
+    )
+    Artifacts(paths).record("env", {}, [paths.provenance])
+    text = report.make_report("gpu").read_text()
+    assert "| GPU | NVIDIA H200 x 1 (TP x PP as recorded) |" in text
+    assert "GPU: H200 (provenance.json: NVIDIA H200)" in text
+    assert "| Provenance from | provenance.json |" in text
+
+
+def test_a_merged_run_names_its_shards_gpus(roots: Path) -> None:
+    paths = make_run(roots, [ok(128, 128, 20000.0, identity=GPU_ID)], manifest=False, name="m")
+    for shard, index in (("m-shard1of2", 0), ("m-shard2of2", 1)):
+        prov = {
+            "gpus": [{**H200, "index": 0}, {**H200, "index": 1}],
+            "environment": {"CUDA_VISIBLE_DEVICES": str(index)},
+        }
+        atomic_write_json(paths.root / "shards" / shard / "provenance.json", prov)
+    text = report.make_report("m").read_text()
+    assert "| GPU | NVIDIA H200 x 1 (TP x PP as recorded) |" in text
+    assert "| Provenance from | shards/m-shard1of2/provenance.json (first of 2 shards;" in text
+    assert (
+        "| Shards ran on | m-shard1of2: NVIDIA H200 (GPU 0), driver 580.1; "
+        "m-shard2of2: NVIDIA H200 (GPU 1), driver 580.1 |"
+    ) in text
+
+
+def test_without_provenance_the_manifests_gpu_is_marked_declared(roots: Path) -> None:
+    gpu_manifest = MANIFEST.replace('"hf-reference"', '"pytorch"').replace(
+        'gpu = "cpu"', 'gpu = "H100-SXM"'
+    )
+    (roots / "g.toml").write_text(gpu_manifest)
+    make_run(roots, [ok(128, 128, 20000.0, identity=GPU_ID)], manifest=False, name="g")
+    ctx = dataclasses.replace(
+        report.load_context("g")[1], manifest=open_run(roots / "g.toml", "g2").manifest
+    )
+    text = report_sections.render([ok(128, 128, 20000.0, identity=GPU_ID)], ctx, {})
+    assert "| GPU | H100-SXM, declared by the manifest (no provenance recorded) x 1" in text
+    assert "| Provenance from | none recorded |" in text
 
 
 def test_unknown_run_is_bad_input(roots: Path) -> None:
