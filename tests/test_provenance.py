@@ -556,3 +556,21 @@ def test_own_h100_capture_parses_and_matches_its_query_csv() -> None:
     assert gpu["uuid"] == "GPU-00000000-0000-0000-0000-000000000000"
     topology = parse_topology((LENT / "nvidia-smi-topo.txt").read_text(encoding="utf-8"))
     assert list(topology["devices"]) == ["GPU0"]
+
+
+def test_a_two_gpu_capture_names_the_gpu_cuda_used():
+    """Captured on a lent 2x H200 host by shard 2 of scripts/gpu_shards_demo.sh (UUIDs zeroed)."""
+    from bench.gpu_info import visible_gpus
+    from bench.stage_cache import environment_of
+
+    capture = Path(__file__).parent / "data" / "provenance" / "h200x2-shard2-cuda-visible-1.json"
+    prov = json.loads(capture.read_text())
+    assert [g["name"] for g in prov["gpus"]] == ["NVIDIA H200", "NVIDIA H200"]
+    assert prov["environment"]["CUDA_VISIBLE_DEVICES"] == "1"
+    (used,) = visible_gpus(prov)
+    assert used["index"] == 1 and used["form_factor"] == "SXM"
+    assert list(prov["gpu_topology"]["devices"]) == ["GPU0", "GPU1"]
+    assert prov["gpu_topology"]["devices"]["GPU0"]["GPU1"] == "NV18"
+    # the stage cache keys on what makes the bytes, not on which GPU of the host ran
+    env = environment_of(prov)
+    assert env["gpus"] == ["NVIDIA H200", "NVIDIA H200"] and env["packages"]["modelopt"] == "0.37.0"
