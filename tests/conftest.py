@@ -34,6 +34,13 @@ requests = 4
 """
 
 
+@pytest.fixture(autouse=True)
+def own_stage_cache(tmp_path, monkeypatch) -> None:
+    """Each test gets its own (empty) stage cache: `make test` exports the Makefile's CACHE_DIR,
+    and a cache shared between tests would let one test's checkpoint satisfy another's."""
+    monkeypatch.setenv("CACHE_DIR", str(tmp_path / "stage-cache"))
+
+
 @pytest.fixture
 def run_roots(tmp_path, monkeypatch) -> Path:
     """Point results/, work/, models/ and reports/ into tmp_path for one test."""

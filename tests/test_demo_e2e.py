@@ -30,6 +30,7 @@ def roots_env(base: Path) -> dict[str, str]:
     env = dict(os.environ)
     for name in ("RESULTS_DIR", "WORK_DIR", "MODELS_DIR", "REPORTS_DIR"):
         env[name] = str(base / name.split("_")[0].lower())
+    env["CACHE_DIR"] = str(base / "work" / ".cache")  # `make test` exports the repo's own
     env["HF_TOKEN"] = PLANTED_TOKEN
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -59,6 +59,7 @@ def pipeline_env(tmp_path: Path, *, fakes: bool, inject: dict[str, str]) -> dict
     env["TRTLLM_PREPARE_DATASET"] = str(FAKES / "prepare_dataset.py")
     for name in ("RESULTS_DIR", "WORK_DIR", "MODELS_DIR", "REPORTS_DIR"):
         env[name] = str(tmp_path / name.removesuffix("_DIR").lower())
+    env["CACHE_DIR"] = str(tmp_path / "work" / ".cache")  # `make test` exports the repo's own
     return env | inject
 
 
