@@ -417,6 +417,12 @@ def section_telemetry(records: Sequence[PointResult]) -> str:
         "slowdowns, power capping under a lowered limit, and SM clocks below the application "
         "clock make a point suspect, and `make verify` fails on suspect points.\n\n"
     )
+    if any("gpus" in (r.telemetry or {}) for r in sampled):
+        out.append(
+            "Points on several GPUs: every GPU of the point was sampled (telemetry.csv, "
+            "telemetry.gpu<k>.csv); the numbers pool them (means and maxima per GPU, samples "
+            "and throttled seconds summed over GPUs), and a point is suspect if any GPU is.\n\n"
+        )
     return "".join(out)
 
 

@@ -300,16 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def stage() -> int:
-        from bench.telemetry import Sampler, watched_gpu
+        from bench.telemetry import PointSamplers, watched_gpus
 
         run = open_run(args.manifest, args.run)
         interval = run.manifest.runtime.telemetry_interval_s
-        gpu = watched_gpu(os.environ.get("CUDA_VISIBLE_DEVICES"))
-        return sweep(
-            run,
-            parse_shard(args.shard),
-            lambda path: Sampler(path, interval_s=interval, device=gpu),
-        )
+        engine = run.manifest.engine
+        gpus = watched_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), engine.tp_size * engine.pp_size)
+        return sweep(run, parse_shard(args.shard), lambda path: PointSamplers(path, interval, gpus))
 
     return run_main(stage, "bench.sweep")
 

@@ -1,18 +1,19 @@
 """GPU telemetry during a sweep point: power, clocks, temperature and clock events, once a second.
 
 Writes: results/<run>/points/<point>/telemetry.csv (one row per sample, CSV_FIELDS), through
-        telemetry.csv.tmp, renamed when the sampler stops.
+        telemetry.csv.tmp, renamed when the sampler stops; telemetry.gpu<k>.csv for the k-th
+        further GPU of a point on several GPUs.
 Usage (the sweep, per point):
 
-    gpu = watched_gpu(os.environ.get("CUDA_VISIBLE_DEVICES"))
-    with Sampler(point_dir / "telemetry.csv", interval_s=1.0, device=gpu) as sampler:
+    gpus = watched_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), tp_size * pp_size)
+    with PointSamplers(point_dir / "telemetry.csv", 1.0, gpus) as samplers:
         run_the_point()
-    record["telemetry"] = sampler.summary()   # JSON-ready; {"available": False, ...} without NVML
+    record["telemetry"] = samplers.summary()   # JSON-ready; {"available": False, ...} without NVML
 
-A background daemon thread polls NVML; it starts in __enter__ and is stopped and joined in __exit__,
-also when the point raises. A failing NVML read leaves an empty cell; an unexpected error ends the
-sampling (never the benchmark) and marks the summary suspect. `summarize` is the pure core: the
-same numbers can be recomputed from the CSV with `read_csv`.
+A background daemon thread per GPU polls NVML; it starts in __enter__ and is stopped and joined
+in __exit__, also when the point raises. A failing NVML read leaves an empty cell; an unexpected
+error ends the sampling (never the benchmark) and marks the summary suspect. `summarize` is the
+pure core: the same numbers can be recomputed from the CSV with `read_csv`.
 """
 
 from __future__ import annotations
@@ -199,19 +200,32 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- sampler
 
 
-def watched_gpu(cuda_visible_devices: str | None) -> int | str:
-    """The GPU a one-GPU point runs on, as NVML names it: CUDA's first visible device.
+def watched_gpus(cuda_visible_devices: str | None, count: int = 1) -> list[int | str]:
+    """The GPUs a point on `count` GPUs (TP x PP) runs on, as NVML names them: CUDA's first
+    `count` visible devices.
 
     Under CUDA_VISIBLE_DEVICES=3 (a Slurm allocation, one runner per GPU) the point runs on GPU 3,
     and watching NVML's GPU 0 would record another job's clocks. Entries are NVML indices (CUDA's
-    order with CUDA_DEVICE_ORDER=PCI_BUS_ID) or UUID prefixes; unset or empty means GPU 0.
+    order with CUDA_DEVICE_ORDER=PCI_BUS_ID) or UUID prefixes; CUDA stops at the first entry it
+    cannot read. Unset or empty: GPUs 0 .. count-1.
     """
-    first = (cuda_visible_devices or "").split(",")[0].strip()
-    if first.isdigit():
-        return int(first)
-    if first.startswith(("GPU-", "MIG-")):
-        return first
-    return 0
+    entries = [e.strip() for e in (cuda_visible_devices or "").split(",") if e.strip()]
+    if not entries:
+        return list(range(count))
+    chosen: list[int | str] = []
+    for entry in entries[:count]:
+        if entry.isdigit():
+            chosen.append(int(entry))
+        elif entry.startswith(("GPU-", "MIG-")):
+            chosen.append(entry)
+        else:
+            break
+    return chosen or [0]
+
+
+def watched_gpu(cuda_visible_devices: str | None) -> int | str:
+    """The GPU a one-GPU point runs on (watched_gpus for one)."""
+    return watched_gpus(cuda_visible_devices, 1)[0]
 
 
 class Sampler:
@@ -393,3 +407,72 @@ class Sampler:
                 f"telemetry stopped after {result['samples']} samples: {self._error}"
             )
         return result
+
+
+# ----------------------------------------------------------------------------- several GPUs
+
+
+def csv_for_gpu(csv_path: Path, position: int) -> Path:
+    """telemetry.csv for a point's first GPU, telemetry.gpu<k>.csv for its k-th (k from 1)."""
+    return csv_path if position == 0 else csv_path.with_name(f"{csv_path.stem}.gpu{position}.csv")
+
+
+class PointSamplers:
+    """One Sampler per GPU of a point (TP x PP of them), started and stopped together.
+
+    With one GPU, summary() is that GPU's. With several, the numbers pool every GPU's samples
+    (means and maxima per GPU; throttled seconds are GPU-seconds), `gpus` lists each GPU's own
+    summary, and the point is suspect if any GPU is, its reasons naming the GPU.
+    """
+
+    def __init__(
+        self, csv_path: Path, interval_s: float, devices: list[int | str], *, nvml: Any = None
+    ) -> None:
+        if not devices:
+            raise ValueError("no GPU to watch")
+        self.samplers = [
+            Sampler(csv_for_gpu(Path(csv_path), k), interval_s, device, nvml=nvml)
+            for k, device in enumerate(devices)
+        ]
+
+    def __enter__(self) -> PointSamplers:
+        for sampler in self.samplers:
+            sampler.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sampler in self.samplers:
+            sampler.stop()
+
+    def summary(self) -> dict[str, Any]:
+        summaries = [s.summary() for s in self.samplers]
+        if len(summaries) == 1:
+            return summaries[0]
+        watched = [s for s in self.samplers if s.summary()["available"]]
+        if not watched:
+            return summaries[0]
+        first = watched[0]
+        limit, default = first._power_limits
+        pooled = summarize(
+            [row for s in watched for row in s.rows],
+            first.interval_s,
+            first._app_clock,
+            power_limit_w=limit,
+            default_power_limit_w=default,
+        )
+        reasons = []
+        for position, one in enumerate(summaries):
+            name = f"GPU {one.get('device_index', self.samplers[position].device)}"
+            if not one["available"]:
+                reasons.append(f"{name}: not watched ({one['reason']})")
+            reasons += [f"{name}: {reason}" for reason in one.get("reasons", [])]
+        keep = ("device_index", "samples", "busy_s", "power_w_mean", "sm_clock_mhz_mean")
+        return {
+            **pooled,
+            "gpus": [
+                {k: one.get(k) for k in keep} | {"suspect": one.get("suspect", True)}
+                for one in summaries
+            ],
+            "suspect": bool(reasons),
+            "reasons": reasons,
+        }

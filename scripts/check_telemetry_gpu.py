@@ -2,7 +2,9 @@
 
 A bf16 matmul loop runs on GPU 1 only, three times, while the sampler watches the GPU that
 `watched_gpu` picks for CUDA_VISIBLE_DEVICES=1, for GPU 1's UUID prefix, and for 0. The first two
-must see GPU 1 busy; the third must see GPU 0 idle, and call the point suspect.
+must see GPU 1 busy; the third must see GPU 0 idle, and call the point suspect. Last, both GPUs
+are watched together, as for a point on two GPUs (TP 2): the pooled summary must be suspect,
+naming GPU 0.
 
 Usage: PYTHONPATH=. python3 scripts/check_telemetry_gpu.py   (needs torch with CUDA, nvidia-ml-py)
 """
@@ -14,7 +16,7 @@ from pathlib import Path
 import pynvml
 import torch
 
-from bench.telemetry import Sampler, watched_gpu
+from bench.telemetry import PointSamplers, Sampler, watched_gpu, watched_gpus
 
 pynvml.nvmlInit()
 n = pynvml.nvmlDeviceGetCount()
@@ -48,3 +50,14 @@ for label, device in [
         f"busy_s={r['busy_s']} util_mean={r['gpu_util_pct_mean']} power_mean={r['power_w_mean']} "
         f"sm_clock_mean={r['sm_clock_mhz_mean']} suspect={r['suspect']} reasons={r['reasons']}"
     )
+
+th = threading.Thread(target=work)
+with PointSamplers(Path("/tmp/watch-both.csv"), 0.2, watched_gpus(None, 2)) as both:
+    th.start()
+    th.join()
+r = both.summary()
+print(
+    f"both GPUs (TP 2) -> samples={r['samples']} busy_s={r['busy_s']} "
+    f"per GPU={[(g['device_index'], g['busy_s'], g['suspect']) for g in r['gpus']]} "
+    f"suspect={r['suspect']} reasons={r['reasons']}"
+)

@@ -365,6 +365,9 @@ def test_telemetry_section_shows_samples_and_flags_suspect_points():
     assert "**suspect**: thermal slowdown for 4.5 s" in lines[1]
     missing = section_telemetry([point(128, {"available": False, "reason": "no NVML here"})])
     assert "Not recorded: no NVML here." in missing
+    assert "Points on several GPUs" not in text
+    tp2 = calm | {"gpus": [{"device_index": 0}, {"device_index": 1}]}
+    assert "Points on several GPUs" in section_telemetry([point(128, tp2)])
 
 
 def test_reference_runner_on_cuda_names_the_gpu(roots: Path) -> None:

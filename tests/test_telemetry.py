@@ -10,7 +10,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.telemetry import CSV_FIELDS, Sampler, read_csv, summarize, watched_gpu
+from bench.telemetry import (
+    CSV_FIELDS,
+    PointSamplers,
+    Sampler,
+    read_csv,
+    summarize,
+    watched_gpu,
+    watched_gpus,
+)
 
 
 class FakeNVMLError(Exception):
@@ -332,3 +340,58 @@ def test_real_nvml_when_present(tmp_path: Path) -> None:
         assert first[key] is not None, key
     assert first["clock_event_reasons"] is not None
     assert sampler.summary()["app_clock_mhz"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "count", "gpus"),
+    [
+        (None, 2, [0, 1]),
+        ("", 8, list(range(8))),
+        ("4,5,6,7", 2, [4, 5]),
+        ("GPU-aa,GPU-bb", 2, ["GPU-aa", "GPU-bb"]),
+        ("2,x,3", 3, [2]),  # CUDA stops at the first entry it cannot read
+        ("1", 2, [1]),  # fewer visible than TP x PP: preflight reports it; watch what there is
+    ],
+)
+def test_watched_gpus_are_cudas_first_visible_ones(spec, count, gpus) -> None:
+    assert watched_gpus(spec, count) == gpus
+
+
+class IdleSecondGPU(FakeNVML):
+    """GPU 2 does nothing while the others work: a TP run watching the wrong GPUs looks so."""
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> SimpleNamespace:
+        return SimpleNamespace(gpu=0 if h == 2 else 100, memory=0)
+
+
+def test_several_gpus_are_watched_together_and_pooled(tmp_path: Path) -> None:
+    csv_path = tmp_path / "telemetry.csv"
+    with PointSamplers(csv_path, 0.01, [1, 2], nvml=IdleSecondGPU(devices=4)) as samplers:
+        for sampler in samplers.samplers:
+            wait_for_rows(sampler, 3)
+    assert not sampler_threads()
+    assert csv_path.is_file() and (tmp_path / "telemetry.gpu1.csv").is_file()
+    s = samplers.summary()
+    per_gpu = {g["device_index"]: g for g in s["gpus"]}
+    assert set(per_gpu) == {1, 2}
+    assert s["samples"] == sum(g["samples"] for g in s["gpus"])
+    assert per_gpu[1]["suspect"] is False and per_gpu[2]["suspect"] is True
+    assert s["suspect"] is True
+    assert s["reasons"] == [
+        f"GPU 2: GPU idle in all {per_gpu[2]['samples']} samples: was the right GPU watched?"
+    ]
+
+
+def test_one_gpu_summary_is_that_gpus(tmp_path: Path) -> None:
+    with PointSamplers(tmp_path / "t.csv", 0.01, [0], nvml=FakeNVML()) as samplers:
+        wait_for_rows(samplers.samplers[0], 2)
+    s = samplers.summary()
+    assert "gpus" not in s and s["device_index"] == 0 and s["suspect"] is False
+
+
+def test_a_gpu_that_cannot_be_watched_makes_the_point_suspect(tmp_path: Path) -> None:
+    with PointSamplers(tmp_path / "t.csv", 0.01, [0, 7], nvml=FakeNVML(devices=2)) as samplers:
+        wait_for_rows(samplers.samplers[0], 2)
+    s = samplers.summary()
+    assert s["available"] and s["suspect"]
+    assert s["reasons"] == ["GPU 7: not watched (no GPU 7 in NVML: Invalid Argument)"]
