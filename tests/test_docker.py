@@ -159,6 +159,12 @@ def test_docker_all_shares_the_hosts_cache_or_turns_it_off() -> None:
     out = make_n("docker-all", "CACHE_DIR=/srv/cache", env=env_without_token())
     assert "-v /srv/cache:/workspace/trtllm-repro/cache " in out
     assert out.rstrip().endswith("CACHE_DIR=/workspace/trtllm-repro/cache")
+    # the default, inside WORK_DIR: through work/'s mount, so hard links stay on one mount
+    env = {k: v for k, v in env_without_token().items() if k != "CACHE_DIR"}
+    default = make_n("docker-all", "WORK_DIR=/data/work", env=env)
+    assert "/workspace/trtllm-repro/cache" not in default
+    assert "-v /data/work:/workspace/trtllm-repro/work " in default
+    assert default.rstrip().endswith("CACHE_DIR=/workspace/trtllm-repro/work/.cache")
     off = make_n("docker-all", "CACHE_DIR=", env=env_without_token())
     assert "/workspace/trtllm-repro/cache" not in off
     assert off.rstrip().endswith("CACHE_DIR=")
