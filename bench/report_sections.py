@@ -383,7 +383,9 @@ def section_telemetry(records: Sequence[PointResult]) -> str:
             [
                 r.isl,
                 r.osl,
-                t.get("samples"),
+                f"{t.get('samples')} over {len(t['gpus'])} GPUs"
+                if t.get("gpus")
+                else t.get("samples"),
                 f"{num(t.get('power_w_mean'), 1)} / {num(t.get('power_w_max'), 1)}",
                 num(t.get("sm_clock_mhz_mean"), 0),
                 num(t.get("app_clock_mhz"), 0),

@@ -367,7 +367,8 @@ def test_telemetry_section_shows_samples_and_flags_suspect_points():
     assert "Not recorded: no NVML here." in missing
     assert "Points on several GPUs" not in text
     tp2 = calm | {"gpus": [{"device_index": 0}, {"device_index": 1}]}
-    assert "Points on several GPUs" in section_telemetry([point(128, tp2)])
+    pooled = section_telemetry([point(128, tp2)])
+    assert "Points on several GPUs" in pooled and "| 128 | 64 | 12 over 2 GPUs |" in pooled
 
 
 def test_reference_runner_on_cuda_names_the_gpu(roots: Path) -> None:
