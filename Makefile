@@ -127,7 +127,7 @@ clean-run:
 
 ## delete the shared checkpoint/engine cache (runs keep their own copies; the next build remakes it)
 clean-cache:
-	$(if $(CACHE_DIR),rm -rf -- "$(CACHE_DIR)",@echo "CACHE_DIR is empty: no cache")
+	$(if $(CACHE_DIR),rm -rf -- "$(CACHE_DIR)/quantize" "$(CACHE_DIR)/build",@echo "CACHE_DIR is empty: no cache")
 
 # ============================================================================== Checks
 .PHONY: test lint bench info

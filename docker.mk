@@ -19,14 +19,14 @@ DOCKER_RUN = $(DOCKER) run --rm --gpus $(DOCKER_GPUS) --ipc=host --ulimit memloc
 	-v $(abspath $(RESULTS_DIR)):$(WORKSPACE)/results -v $(abspath $(REPORTS_DIR)):$(WORKSPACE)/reports \
 	-v $(abspath $(WORK_DIR)):$(WORKSPACE)/work -v $(abspath $(MODELS_DIR)):$(WORKSPACE)/models \
 	-v $(CURDIR)/manifests:$(WORKSPACE)/manifests:ro \
-	$(CACHE_MOUNT)
+	$(CACHE_MOUNT) -e CACHE_DIR=$(IN_CONTAINER_CACHE)
 # The shared checkpoint/engine cache is the host's CACHE_DIR, or off when that is empty. Inside
 # WORK_DIR (the default) it is reached through work/'s mount: runs hard-link its files, and a link
 # across two bind mounts fails (EXDEV), which would copy every engine. Elsewhere it is mounted.
 CACHE_ABS = $(if $(CACHE_DIR),$(abspath $(CACHE_DIR)))
 CACHE_IN_WORK = $(patsubst $(abspath $(WORK_DIR))/%,%,$(filter $(abspath $(WORK_DIR))/%,$(CACHE_ABS)))
 CACHE_MOUNT = $(if $(CACHE_ABS),$(if $(CACHE_IN_WORK),,-v $(CACHE_ABS):$(WORKSPACE)/cache))
-IN_CONTAINER_CACHE = CACHE_DIR=$(if $(CACHE_ABS),$(if $(CACHE_IN_WORK),$(WORKSPACE)/work/$(CACHE_IN_WORK),$(WORKSPACE)/cache))
+IN_CONTAINER_CACHE = $(if $(CACHE_ABS),$(if $(CACHE_IN_WORK),$(WORKSPACE)/work/$(CACHE_IN_WORK),$(WORKSPACE)/cache))
 
 .PHONY: docker-build docker-all docker-shell pin-image _docker-dirs
 
@@ -39,7 +39,7 @@ docker-build:
 ## `make all` for MANIFEST in the image on all GPUs (IMAGE_TAG -> results/ reports/ work/ models/ cache)
 docker-all: _docker-dirs
 	$(DOCKER_RUN) $(IMAGE_TAG) make all MANIFEST=$(MANIFEST) RUN=$(RUN) \
-	  $(if $(SHARD),SHARD=$(SHARD)) $(if $(REFERENCE),REFERENCE=$(REFERENCE)) $(IN_CONTAINER_CACHE)
+	  $(if $(SHARD),SHARD=$(SHARD)) $(if $(REFERENCE),REFERENCE=$(REFERENCE))
 
 ## interactive shell in the image, same mounts and flags as docker-all
 docker-shell: _docker-dirs

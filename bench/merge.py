@@ -88,7 +88,9 @@ def merge(name: str, shards: list[Path]) -> int:
                     fix="finish the shard's sweep (rerun it: it resumes) before merging",
                 )
     if problems := disagreements(shards):
-        made_their_own = any(" work:" in p for p in problems)
+        # Only shards that differ in nothing but work: files (checkpoint, engine) made them apart;
+        # a different manifest, image or GPU model changes the cache key, so sharing would not help.
+        made_their_own = all(" work:" in p for p in problems)
         raise KitError(
             "shards do not describe the same measurement:\n  " + "\n  ".join(problems),
             fix=(

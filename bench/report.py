@@ -99,7 +99,12 @@ def load_provenance(paths: RunPaths) -> tuple[dict | None, str, tuple[str, ...],
     """
     if paths.provenance.is_file():
         return read_json(paths.provenance), "provenance.json", (), [paths.provenance]
-    files = sorted((paths.root / "shards").glob("*/provenance.json"))
+    merged = Artifacts(paths).stages.get("merge", {}).get("details", {}).get("shards", [])
+    order = {name: position for position, name in enumerate(merged)}  # as merge was given them
+    files = sorted(
+        (paths.root / "shards").glob("*/provenance.json"),
+        key=lambda f: (order.get(f.parent.name, len(order)), f.parent.name),
+    )
     if not files:
         return None, "none recorded", (), []
     shards = [(f.parent.name, read_json(f)) for f in files]

@@ -18,10 +18,12 @@ Entries are immutable; removing the cache folder at any time only costs the rebu
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,17 +31,19 @@ from typing import Any
 
 from bench.errors import KitError
 from bench.fileio import atomic_write_json, read_json, sha256_bytes, sha256_file
+from bench.gpu_info import visible_gpus
 
 # What in provenance.json changes the bytes a stage makes.
 ENVIRONMENT_PACKAGES = ("tensorrt_llm", "tensorrt", "modelopt", "torch", "transformers")
 
 
 def environment_of(provenance: dict[str, Any]) -> dict[str, Any]:
-    """The part of a run's provenance that decides its checkpoint and engine bytes."""
+    """The part of a run's provenance that decides its checkpoint and engine bytes: the GPUs CUDA
+    used (not every GPU of the host), the image and the software that makes the files."""
     software = provenance.get("software", {})
     packages = software.get("packages", {})
     return {
-        "gpus": [gpu.get("name") for gpu in provenance.get("gpus", [])],
+        "gpus": [gpu.get("name") for gpu in visible_gpus(provenance)],
         "image_digest": software.get("container", {}).get("digest"),
         "packages": {name: packages.get(name) for name in ENVIRONMENT_PACKAGES},
     }
@@ -72,22 +76,51 @@ def _link_or_copy(source: str, target: str) -> None:
     try:
         os.link(source, target)
     except OSError:
+        _say_copying(Path(target).parent)
         shutil.copy2(source, target)
 
 
+@functools.cache
+def _say_copying(folder: Path) -> None:
+    print(
+        f"[cache] cannot hard-link into {folder} (another filesystem or mount): copying, which "
+        "takes the space twice; put CACHE_DIR beside WORK_DIR to avoid it",
+        file=sys.stderr,
+    )
+
+
 @contextmanager
-def _locked(lock_path: Path, stage: str) -> Iterator[None]:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+b") as lock:
+def _locked(lock_path: Path, stage: str, *, shared: bool) -> Iterator[None]:
+    """flock on lock_path: shared to read an entry (many at once), exclusive to make one."""
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "a+b")  # noqa: SIM115 - closed below, after the lock is released
+    except OSError as exc:
+        raise KitError(
+            f"cannot use the stage cache: {exc}",
+            path=str(lock_path.parent),
+            fix="make CACHE_DIR writable, or run with CACHE_DIR= to turn the cache off",
+        ) from None
+    with lock:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(
-                f"[{stage}] waiting for {lock_path}: another run is making the same outputs",
-                file=sys.stderr,
-                flush=True,
-            )
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(lock, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                busy = "making the same outputs" if shared else "reading or making them"
+                print(
+                    f"[{stage}] waiting for {lock_path}: another run is {busy}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                fcntl.flock(lock, mode)
+        except OSError as exc:
+            raise KitError(
+                f"the filesystem of CACHE_DIR does not support file locks (flock): {exc}",
+                path=str(lock_path.parent),
+                fix="mount it with flock support (Lustre: -o flock), put CACHE_DIR on local "
+                "storage, or run with CACHE_DIR= (then shards make their own, unmergeable engines)",
+            ) from None
         try:
             yield
         finally:
@@ -105,13 +138,31 @@ def _damaged(entry: Path, index: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _staging_of(target: Path) -> Path:
+    return target.with_name(target.name + ".from-cache")
+
+
 def _materialize(entry: Path, target: Path) -> None:
     """Replace target by the entry's files, all at once (a crash leaves no half-made target)."""
-    staging = target.with_name(target.name + ".from-cache")
+    staging = _staging_of(target)
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(entry, staging, copy_function=_link_or_copy)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
+
+
+def _reuse(stage: str, entry: Path, index_path: Path, target: Path) -> tuple[list[Path], dict]:
+    index = read_json(index_path)
+    if problems := _damaged(entry, index):
+        raise KitError(
+            f"the {stage} cache entry is damaged:\n  " + "\n  ".join(problems),
+            path=str(entry),
+            fix=f"remove {entry} and {index_path}, then rerun (it will be made again)",
+        )
+    _materialize(entry, target)
+    print(f"[{stage}] reused {entry} (same inputs and environment)", file=sys.stderr)
+    origin = {"entry": entry.name, "made_by": index["made_by"], "reused": True}
+    return _files_under(target), {"cache": origin}
 
 
 def make_or_reuse(
@@ -128,24 +179,18 @@ def make_or_reuse(
     make() writes the outputs under target and returns them (every file must be under target).
     With no cache or no known environment, make() just runs.
     """
+    shutil.rmtree(_staging_of(target), ignore_errors=True)  # left by a crash in _materialize
     if cache is None or environment is None:
         return make(), {"cache": None}
     key = cache_key(inputs, environment)
     folder = cache / stage
-    entry, index_path = folder / key, folder / f"{key}.json"
-    with _locked(folder / f"{key}.lock", stage):
+    entry, index_path, lock_path = folder / key, folder / f"{key}.json", folder / f"{key}.lock"
+    with _locked(lock_path, stage, shared=True):  # readers of a finished entry run side by side
         if index_path.is_file():
-            index = read_json(index_path)
-            if problems := _damaged(entry, index):
-                raise KitError(
-                    f"the {stage} cache entry is damaged:\n  " + "\n  ".join(problems),
-                    path=str(entry),
-                    fix=f"remove {entry} and {index_path}, then rerun (it will be made again)",
-                )
-            _materialize(entry, target)
-            print(f"[{stage}] reused {entry} (same inputs and environment)", file=sys.stderr)
-            origin = {"entry": key, "made_by": index["made_by"], "reused": True}
-            return _files_under(target), {"cache": origin}
+            return _reuse(stage, entry, index_path, target)
+    with _locked(lock_path, stage, shared=False):
+        if index_path.is_file():  # made while this run waited
+            return _reuse(stage, entry, index_path, target)
         files = make()
         outside = [str(p) for p in files if not p.resolve().is_relative_to(target.resolve())]
         if outside:
@@ -153,8 +198,8 @@ def make_or_reuse(
         # Left by a maker that died holding the lock: staging copies, or an entry without index.
         for stale in [*folder.glob(f"{key}.tmp-*"), entry]:
             shutil.rmtree(stale, ignore_errors=True)
-        staging = folder / f"{key}.tmp-{os.getpid()}"
-        shutil.copytree(target, staging, copy_function=_link_or_copy)
+        staging = Path(tempfile.mkdtemp(prefix=f"{key}.tmp-", dir=folder))
+        shutil.copytree(target, staging, dirs_exist_ok=True, copy_function=_link_or_copy)
         staging.rename(entry)
         atomic_write_json(
             index_path,

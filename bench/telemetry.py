@@ -271,9 +271,12 @@ class Sampler:
             return self
         try:
             self._handle = self._find(nvml)
+            missing = "no device has this UUID" if self._handle is None else None
         except nvml.NVMLError as exc:
+            missing = str(exc)
+        if missing is not None:
             nvml.nvmlShutdown()
-            self._reason = f"no GPU {self.device} in NVML: {exc}"
+            self._reason = f"no GPU {self.device} in NVML: {missing}"
             return self
         self._nvml, self._reason = nvml, None
         index = self._query("nvmlDeviceGetIndex")
@@ -324,14 +327,19 @@ class Sampler:
     # -- sampling -----------------------------------------------------------------------------
 
     def _find(self, nvml: Any) -> Any:
+        """The device's handle; None when no device has the UUID prefix (devices that cannot
+        be read, e.g. lost ones, are passed over)."""
         if isinstance(self.device, int):
             return nvml.nvmlDeviceGetHandleByIndex(self.device)
         for index in range(nvml.nvmlDeviceGetCount()):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            uuid = nvml.nvmlDeviceGetUUID(handle)
+            try:
+                handle = nvml.nvmlDeviceGetHandleByIndex(index)
+                uuid = nvml.nvmlDeviceGetUUID(handle)
+            except nvml.NVMLError:
+                continue
             if (uuid.decode() if isinstance(uuid, bytes) else uuid).startswith(self.device):
                 return handle
-        raise nvml.NVMLError("no device has this UUID")
+        return None
 
     def _query(self, fn_name: str, *args: Any) -> Any:
         """One NVML reading; None where unsupported (or missing from an older pynvml)."""

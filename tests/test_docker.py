@@ -156,18 +156,20 @@ def test_docker_all_passes_shard_and_reference_only_when_set() -> None:
 
 
 def test_docker_all_shares_the_hosts_cache_or_turns_it_off() -> None:
-    out = make_n("docker-all", "CACHE_DIR=/srv/cache", env=env_without_token())
-    assert "-v /srv/cache:/workspace/trtllm-repro/cache " in out
-    assert out.rstrip().endswith("CACHE_DIR=/workspace/trtllm-repro/cache")
+    out = make_n("docker-all", "docker-shell", "CACHE_DIR=/srv/cache", env=env_without_token())
+    runs = [line for line in out.splitlines() if line.startswith("docker run")]
+    assert len(runs) == 2  # docker-shell too: `make` typed inside finds the same cache
+    for run in runs:
+        assert "-v /srv/cache:/workspace/trtllm-repro/cache " in run
+        assert "-e CACHE_DIR=/workspace/trtllm-repro/cache " in run
     # the default, inside WORK_DIR: through work/'s mount, so hard links stay on one mount
     env = {k: v for k, v in env_without_token().items() if k != "CACHE_DIR"}
     default = make_n("docker-all", "WORK_DIR=/data/work", env=env)
     assert "/workspace/trtllm-repro/cache" not in default
     assert "-v /data/work:/workspace/trtllm-repro/work " in default
-    assert default.rstrip().endswith("CACHE_DIR=/workspace/trtllm-repro/work/.cache")
+    assert "-e CACHE_DIR=/workspace/trtllm-repro/work/.cache " in default
     off = make_n("docker-all", "CACHE_DIR=", env=env_without_token())
-    assert "/workspace/trtllm-repro/cache" not in off
-    assert off.rstrip().endswith("CACHE_DIR=")
+    assert "/workspace/trtllm-repro/cache" not in off and "-e CACHE_DIR= " in off
 
 
 def test_docker_build_passes_the_pinned_base() -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench import merge
+from bench.errors import KitError
 from bench.fileio import atomic_write_json
 
 H100 = {"name": "NVIDIA H100 80GB HBM3", "index": 0}
@@ -26,6 +29,8 @@ def shard(
             "stages": {"build": {"inputs": {}, "outputs": [key], "details": {}}},
         },
     )
+    (folder / ".stamps").mkdir()
+    (folder / ".stamps" / "sweep.ok").write_text("")
     environment = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
     atomic_write_json(folder / "provenance.json", {"gpus": gpus, "environment": environment})
     return folder
@@ -50,3 +55,17 @@ def test_shards_with_their_own_engines_are_refused(tmp_path):
     b = shard(tmp_path, "b", gpus=[H100], visible=None, engine="f" * 64)
     (problem,) = merge.disagreements([a, b])
     assert problem.startswith("b: work:engine/rank0.engine sha256 ffff")
+
+
+def test_the_fix_offered_matches_what_differs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
+    a = shard(tmp_path, "a", gpus=[H100, H100_PCIE], visible="0")
+    own_engine = shard(tmp_path, "b", gpus=[H100, H100_PCIE], visible="0", engine="f" * 64)
+    with pytest.raises(KitError) as err:
+        merge.merge("m", [a, own_engine])
+    assert "CACHE_DIR" in err.value.fix  # same machine kind: sharing the cache would have helped
+    other_gpu = shard(tmp_path, "c", gpus=[H100, H100_PCIE], visible="1", engine="f" * 64)
+    with pytest.raises(KitError) as err:
+        merge.merge("m", [a, other_gpu])
+    assert "CACHE_DIR" not in err.value.fix and "GPU model" in err.value.fix
+    assert not (tmp_path / "results" / "m").exists()

@@ -288,18 +288,21 @@ def test_the_gpu_named_is_the_one_cuda_used(roots: Path) -> None:
 
 def test_a_merged_run_names_its_shards_gpus(roots: Path) -> None:
     paths = make_run(roots, [ok(128, 128, 20000.0, identity=GPU_ID)], manifest=False, name="m")
-    for shard, index in (("m-shard1of2", 0), ("m-shard2of2", 1)):
+    shards = [f"m-shard{i}of10" for i in range(1, 11)]
+    for index, shard in enumerate(shards):
         prov = {
             "gpus": [{**H200, "index": 0}, {**H200, "index": 1}],
-            "environment": {"CUDA_VISIBLE_DEVICES": str(index)},
+            "environment": {"CUDA_VISIBLE_DEVICES": str(index % 2)},
         }
         atomic_write_json(paths.root / "shards" / shard / "provenance.json", prov)
+    Artifacts(paths).record("merge", {}, [], {"shards": shards})
     text = report.make_report("m").read_text()
     assert "| GPU | NVIDIA H200 x 1 (TP x PP as recorded) |" in text
-    assert "| Provenance from | shards/m-shard1of2/provenance.json (first of 2 shards;" in text
+    # the first shard is merge's first, not the first by name (shard10of10)
+    assert "| Provenance from | shards/m-shard1of10/provenance.json (first of 10 shards;" in text
     assert (
-        "| Shards ran on | m-shard1of2: NVIDIA H200 (GPU 0), driver 580.1; "
-        "m-shard2of2: NVIDIA H200 (GPU 1), driver 580.1 |"
+        "| Shards ran on | m-shard1of10: NVIDIA H200 (GPU 0), driver 580.1; "
+        "m-shard2of10: NVIDIA H200 (GPU 1), driver 580.1; m-shard3of10"
     ) in text
 
 

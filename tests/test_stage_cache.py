@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import multiprocessing
 import os
@@ -138,6 +140,44 @@ def test_concurrent_shards_make_once_and_share(tmp_path):
     assert len(log.read_text().split()) == 1
     engines = {(tmp_path / f"s{i}" / "engine" / "rank0.engine").read_bytes() for i in range(3)}
     assert len(engines) == 1
+
+
+def test_the_environment_is_the_gpu_cuda_used_not_the_hosts_others():
+    """Shards of a mixed host must not share an engine built for another GPU model."""
+    gpus = [{"name": "NVIDIA H100 80GB HBM3", "index": 0}, {"name": "NVIDIA H100 PCIe", "index": 1}]
+    on = {
+        visible: environment_of({"gpus": gpus, "environment": {"CUDA_VISIBLE_DEVICES": visible}})
+        for visible in ("0", "1")
+    }
+    assert on["0"]["gpus"] == ["NVIDIA H100 80GB HBM3"] and on["1"]["gpus"] == ["NVIDIA H100 PCIe"]
+    assert cache_key(INPUTS, on["0"]) != cache_key(INPUTS, on["1"])
+
+
+def test_a_filesystem_without_locks_is_a_clear_error(tmp_path, monkeypatch):
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    target = tmp_path / "engine"
+    with pytest.raises(KitError) as err:
+        make_or_reuse(tmp_path / "cache", "build", INPUTS, ENV, target, maker(target, b"x"), "a")
+    assert "does not support file locks" in str(err.value) and "CACHE_DIR=" in err.value.fix
+
+
+def test_a_cache_that_cannot_be_created_is_a_clear_error(tmp_path):
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    target = tmp_path / "engine"
+    with pytest.raises(KitError) as err:
+        make_or_reuse(tmp_path / "cache", "build", INPUTS, ENV, target, maker(target, b"x"), "a")
+    assert "cannot use the stage cache" in str(err.value) and "CACHE_DIR=" in err.value.fix
+
+
+def test_a_half_materialized_target_is_cleared_even_with_the_cache_off(tmp_path):
+    target = tmp_path / "engine"
+    (tmp_path / "engine.from-cache").mkdir()
+    (tmp_path / "engine.from-cache" / "rank0.engine").write_bytes(b"half")
+    make_or_reuse(None, "build", INPUTS, ENV, target, maker(target, b"x"), "a")
+    assert not (tmp_path / "engine.from-cache").exists()
 
 
 def test_environment_is_what_changes_the_bytes():

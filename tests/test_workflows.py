@@ -215,6 +215,9 @@ def test_early_close_pipes_are_found_with_file_and_line(tmp_path):
     )
     makefile = "x:\n\tpip freeze | grep -q torch\n\tpip freeze | sed -n 1p\n"
     (tmp_path / "Makefile").write_text(makefile)
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    workflow = "steps:\n  - run: |\n      grep -q needle file\n  - run: >-\n      grep -q x y\n"
+    (tmp_path / ".github" / "workflows" / "w.yml").write_text(workflow)  # block scalars, no pipe
     assert lint_extra.early_close_pipes(tmp_path) == [
         ".ci/run:3: make --version | head -n 1",
         ".ci/run:5: make -n x | grep -qE y || fail",
