@@ -252,6 +252,10 @@ def repeat_stats(records: Sequence[PointResult]) -> list[RepeatStats]:
     return out
 
 
+# Identity fields every record of one run must share; report and verify both judge by this.
+MUST_AGREE = ("model", "backend", "tp_size", "pp_size", "engine_version")
+
+
 def distinct_identity(records: Sequence[PointResult]) -> dict[str, list[Any]]:
     """Each identity field -> the distinct values the records state (unknown left out)."""
     return {
@@ -266,7 +270,7 @@ def identity_problems(records: Sequence[PointResult], manifest: Manifest | None)
     problems = [
         f"records disagree on {f}: {', '.join(map(str, v))}"
         for f, v in seen.items()
-        if len(v) > 1 and f in ("model", "backend", "tp_size", "pp_size", "engine_version")
+        if len(v) > 1 and f in MUST_AGREE
     ]
     if manifest is not None:
         declared = {

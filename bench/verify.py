@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import reference as refmod
+from bench import tables
 from bench.artifacts import Artifacts, Problem
 from bench.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
 from bench.fileio import atomic_write_text
@@ -90,17 +91,13 @@ def check_files(arts: Artifacts, scope: str) -> FileCheck:
     return FileCheck(rehashed, from_record, tuple(problems))
 
 
-def _distinct(records: Sequence[PointResult], field: str) -> list:
-    return sorted({getattr(r.identity, field) for r in records} - {None}, key=str)
-
-
 def identity_verdicts(
     records: Sequence[PointResult], manifest: Manifest | None, ref: refmod.Reference | None
 ) -> list[Verdict]:
     """Recorded identity vs the manifest's declaration and the reference's claim."""
     out = []
-    models, tps = _distinct(records, "model"), _distinct(records, "tp_size")
-    pps = _distinct(records, "pp_size")
+    seen = tables.distinct_identity(records)
+    models, tps, pps = seen["model"], seen["tp_size"], seen["pp_size"]
     gpus = sorted(
         {
             t * (p or 1)
@@ -119,8 +116,8 @@ def identity_verdicts(
         else:
             out.append(Verdict(claim, FAIL, note=f"recorded {shown}, declared {wanted}"))
 
-    for field in ("model", "backend", "tp_size", "pp_size"):
-        values = _distinct(records, field)
+    for field in tables.MUST_AGREE:
+        values = seen[field]
         if len(values) > 1:
             out.append(Verdict(f"records agree on {field}", FAIL, note=", ".join(map(str, values))))
     if manifest is not None:
@@ -128,7 +125,7 @@ def identity_verdicts(
         compare("model = manifest model.repo", models, m.model.repo, lambda v: v == m.model.repo)
         compare(
             "backend = manifest engine.backend",
-            _distinct(records, "backend"),
+            seen["backend"],
             m.engine.backend,
             lambda v: v == m.engine.backend,
         )

@@ -128,6 +128,17 @@ def test_identity_mismatch_with_manifest_fails(roots: Path, capsys) -> None:
     assert "recorded meta-llama/Llama-3.1-8B-Instruct, declared trtllm-repro/tiny-llama-3.1" in out
 
 
+def test_records_of_two_engine_versions_fail_as_the_report_says() -> None:
+    first = ok(128, 128, 1000.0)
+    other = dataclasses.replace(first.identity, engine_version="other")
+    mixed = [first, dataclasses.replace(ok(128, 256, 900.0), identity=other)]
+    assert any("engine_version" in p for p in tables.identity_problems(mixed, None))
+    (verdict,) = [
+        v for v in verify.identity_verdicts(mixed, None, None) if v.verdict == verify.FAIL
+    ]
+    assert verdict.claim == "records agree on engine_version"
+
+
 def test_reference_verdicts() -> None:
     ref = parse_reference(tomllib.loads(REFERENCE))
     verdicts = {v.claim: v for v in verify.point_verdicts(RECORDS, ref)}
