@@ -112,10 +112,13 @@ import: $(ENV_READY)
 	@test -n "$(LOGS)" || { echo "make import: set LOGS=<folder of result_<ISL>_<OSL>_<N>.txt>" >&2; exit 2; }
 	$(PYTHON) -m bench.import_logs --logs $(LOGS) --run $(RUN)
 
+# An audit is named after its logs (audit-<folder>) unless RUN= is given: the default RUN is the
+# manifest's, which has nothing to do with the logs.
+RUN_IF_GIVEN = $(if $(filter-out file,$(origin RUN)),--run $(RUN))
 ## import LOGS, report and verify against REFERENCE in one step
 audit: $(ENV_READY)
 	@test -n "$(LOGS)" || { echo "make audit: set LOGS=<folder> [REFERENCE=manifests/published/...]" >&2; exit 2; }
-	$(PYTHON) -m bench.audit --logs $(LOGS) --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))
+	$(PYTHON) -m bench.audit --logs $(LOGS) $(RUN_IF_GIVEN) $(if $(REFERENCE),--reference $(REFERENCE))
 
 ## combine shard runs into one run (RUN=<merged> SHARDS="results/a results/b ...")
 merge: $(ENV_READY)

@@ -76,12 +76,7 @@ def audit(logs: Path, ref_path: Path | None, run: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.audit", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--logs",
-        type=Path,
-        required=True,
-        help="folder of result_<ISL>_<OSL>_<requests>.txt|.json files",
-    )
+    import_logs.add_logs_arg(parser)
     parser.add_argument("--reference", type=Path, help="claims or published numbers (TOML)")
     parser.add_argument("--run", help="run name (default: audit-<logs folder name>)")
     args = parser.parse_args(argv)

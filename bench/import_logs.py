@@ -231,14 +231,19 @@ def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench.import_logs", description=__doc__.splitlines()[0])
+def add_logs_arg(parser: argparse.ArgumentParser) -> None:
+    """--logs, as `make import` and `make audit` take it."""
     parser.add_argument(
         "--logs",
         type=Path,
         required=True,
         help="folder of result_<ISL>_<OSL>_<requests>.txt|.json files",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.import_logs", description=__doc__.splitlines()[0])
+    add_logs_arg(parser)
     parser.add_argument("--run", required=True, help="run name: results/<run>/")
     parser.add_argument(
         "--manifest", type=Path, help="the manifest the logs were measured with (optional)"

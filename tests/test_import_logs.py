@@ -13,9 +13,9 @@ import pytest
 from bench.errors import EXIT_BAD_INPUT
 from bench.import_logs import main, plan_points
 from bench.record import read_record
+from tests.conftest import ROOT, SHARED
 
 DATA = Path(__file__).parent / "data" / "trtllm"
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 SEED_LOGS = SHARED / "fixtures" / "trtllm-bench-0.16-logs"
 MANIFEST = """\
 name = "imported"
@@ -247,3 +247,18 @@ def test_import_seed_logs(roots):
         "throughput_summary.csv",
     ]
     assert info["identity"]["models"] == ["meta-llama/Llama-3.1-70B-Instruct"]
+
+
+def test_make_audit_names_the_run_after_the_logs_unless_run_is_given():
+    """The default RUN is the manifest's: an audit must not import into that run's folder."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "RUN"}
+
+    def dry_run(*args: str) -> str:
+        argv = ["make", "-n", "-C", str(ROOT), "audit", "LOGS=logs", *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+
+    assert "--run" not in dry_run()
+    assert "--run mine" in dry_run("RUN=mine")
