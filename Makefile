@@ -29,6 +29,9 @@ DEMO_MANIFEST := manifests/demo.toml
 export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 
 R := $(RESULTS_DIR)/$(RUN)
+# Any change to the kit's code makes Make ask every stage again; each stage then decides by the
+# digest of the code that does its work (bench.artifacts.code_digest) whether to rerun or skip.
+CODE := $(wildcard bench/*.py)
 STAMP := $(R)/.stamps
 ARGS := --manifest $(MANIFEST) --run $(RUN)
 STARTED := $(shell date +%s.%N)# GNU date: nanoseconds; BSD prints a literal N, and status keeps the seconds
@@ -59,7 +62,7 @@ plan: $(ENV_READY)
 
 ## GPU, host and software provenance (manifest -> results/<run>/provenance.json)
 env: $(STAMP)/env.ok
-$(STAMP)/env.ok: $(MANIFEST) bench/provenance.py bench/gpu_info.py | _toolcheck $(ENV_READY)
+$(STAMP)/env.ok: $(MANIFEST) $(CODE) | _toolcheck $(ENV_READY)
 	$(PYTHON) -m bench.provenance $(ARGS)
 
 ## pre-run checks: GPU model, power, clocks, MIG, free disk, HF_TOKEN (reports; prints nvidia-smi advice)
@@ -68,30 +71,30 @@ preflight: $(STAMP)/env.ok
 
 ## model files at the pinned revision, sha256-checked (manifest -> models/<repo>/<rev>/)
 fetch: $(STAMP)/fetch.ok
-$(STAMP)/fetch.ok: $(STAMP)/env.ok bench/fetch.py bench/demo_model.py | preflight
+$(STAMP)/fetch.ok: $(STAMP)/env.ok $(CODE) | preflight
 	$(PYTHON) -m bench.fetch $(ARGS)
 
 ## FP8 post-training quantization with ModelOpt (model -> work/<run>/checkpoint/)
 quantize: $(STAMP)/quantize.ok
-$(STAMP)/quantize.ok: $(STAMP)/fetch.ok bench/quantize.py
+$(STAMP)/quantize.ok: $(STAMP)/fetch.ok $(CODE)
 	$(PYTHON) -m bench.quantize $(ARGS)
 
 ## TensorRT engine with trtllm-build; a recorded no-op for engine-less backends (-> work/<run>/engine/)
 build: $(STAMP)/build.ok
-$(STAMP)/build.ok: $(STAMP)/quantize.ok bench/build.py bench/trtllm.py
+$(STAMP)/build.ok: $(STAMP)/quantize.ok $(CODE)
 	$(PYTHON) -m bench.build $(ARGS)
 
 ## synthetic requests per point, trtllm-bench JSONL (-> results/<run>/datasets/)
 datasets: $(STAMP)/datasets.ok
-$(STAMP)/datasets.ok: $(STAMP)/build.ok bench/datasets.py
+$(STAMP)/datasets.ok: $(STAMP)/build.ok $(CODE)
 	$(PYTHON) -m bench.datasets $(ARGS)
 
 ## every point (SHARD=i/N for a share), resumable (-> results/<run>/points/, summary.csv)
 sweep: $(STAMP)/sweep.ok
-$(STAMP)/sweep.ok: $(STAMP)/datasets.ok bench/sweep.py bench/reference_runner.py bench/parse_trtllm.py
+$(STAMP)/sweep.ok: $(STAMP)/datasets.ok $(CODE)
 	$(PYTHON) -m bench.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))
 
-$(STAMP)/report.ok: $(STAMP)/sweep.ok bench/report.py bench/report_sections.py bench/tables.py bench/figures.py
+$(STAMP)/report.ok: $(STAMP)/sweep.ok $(CODE)
 	$(PYTHON) -m bench.report --run $(RUN)
 
 # report and verify read only results/<run>/, so they work on any run, anywhere (imported and
@@ -163,7 +166,7 @@ info: $(ENV_READY)
 _toolcheck:
 	@python3 -m bench.toolcheck $(MANIFEST)
 
-$(VENV)/.installed: requirements/demo.lock
+$(VENV)/.installed: requirements/demo.lock requirements/demo-nodeps.lock
 	python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements/demo.lock
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements/demo-nodeps.lock

@@ -35,6 +35,8 @@ from bench.record import FAILURE, RESULT, PointResult, judge, load_records, writ
 from bench.run import Run, add_run_args, open_run, point_id
 
 PARTIAL = ".partial"
+# What measures a demo point: its code is part of the sweep's (not imported here: it needs torch).
+REFERENCE_RUNNER = str(Path(__file__).with_name("reference_runner.py"))
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
         atomic_write_text(extra_options_path(run), yaml_text)
     inputs = arts.input_digests(
         [run.paths.resolved_manifest, *sorted(run.paths.datasets.glob("*.jsonl"))],
-        {"code": code_digest(__file__, trtllm.__file__, parse_trtllm.__file__)},
+        {"code": code_digest(__file__, trtllm.__file__, parse_trtllm.__file__, REFERENCE_RUNNER)},
     )
     previous = arts.stages.get("sweep")
     if (
