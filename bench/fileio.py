@@ -9,8 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-HASH_CHUNK = 1 << 20
-
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, streamed: hashlib.file_digest reads chunks, never the whole file."""

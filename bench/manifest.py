@@ -49,7 +49,6 @@ class Model(Strict):
     repo: str = Field(min_length=1)
     revision: str = Field(min_length=1)
     gated: bool = False
-    architecture: str = "LlamaForCausalLM"
     files: dict[str, SHA256] = Field(default_factory=dict)
 
     @model_validator(mode="after")
