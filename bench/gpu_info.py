@@ -423,24 +423,43 @@ def open_nvml(nvml: Any = None) -> tuple[Any | None, str | None]:
     return nvml, None
 
 
+def cuda_visible_entries(spec: str | None) -> list[int | str] | None:
+    """CUDA_VISIBLE_DEVICES as CUDA reads it: indices or UUID prefixes, up to the first entry it
+    cannot read; None when it is unset."""
+    if spec is None:
+        return None
+    entries: list[int | str] = []
+    for item in (s.strip() for s in spec.split(",")):
+        if item.isdigit():
+            entries.append(int(item))
+        elif item.startswith(("GPU-", "MIG-")):
+            entries.append(item)
+        else:
+            break
+    return entries
+
+
 def visible_gpus(prov: dict[str, Any]) -> list[dict[str, Any]]:
     """The GPUs CUDA will use: NVML sees all, CUDA_VISIBLE_DEVICES narrows them.
 
-    Entries are indices or UUID prefixes; CUDA stops at the first invalid one. Indices are taken
-    in NVML (PCI) order, which is CUDA's order with CUDA_DEVICE_ORDER=PCI_BUS_ID.
+    Indices are taken in NVML (PCI) order, which is CUDA's order with CUDA_DEVICE_ORDER=PCI_BUS_ID;
+    CUDA stops at the first entry that names no GPU.
     """
     gpus = prov.get("gpus") or []
-    spec = (prov.get("environment") or {}).get("CUDA_VISIBLE_DEVICES")
-    if spec is None:
+    entries = cuda_visible_entries((prov.get("environment") or {}).get("CUDA_VISIBLE_DEVICES"))
+    if entries is None:
         return gpus
     chosen: list[dict[str, Any]] = []
-    for item in (s.strip() for s in spec.split(",")):
+    for entry in entries:
         match = next(
             (
                 g
                 for g in gpus
-                if (item.isdigit() and g.get("index") == int(item))
-                or (item.startswith("GPU-") and (g.get("uuid") or "").startswith(item))
+                if (
+                    g.get("index") == entry
+                    if isinstance(entry, int)
+                    else (g.get("uuid") or "").startswith(entry)
+                )
             ),
             None,
         )

@@ -32,6 +32,7 @@ from bench.gpu_info import (
     NVML_CLOCK_MEM,
     NVML_CLOCK_SM,
     NVML_TEMPERATURE_GPU,
+    cuda_visible_entries,
     decode_clock_event_reasons,
     open_nvml,
 )
@@ -63,8 +64,9 @@ LIMITING_REASONS = (
 #    than SUSPECT_UNEXPLAINED_FRACTION of busy time (clocks locked low, or limited unseen);
 #  - power capping under a power limit below the board's default.
 # Power capping at the default limit is not suspect: compute-bound work at 700 W runs into it
-# (a bf16 GEMM on a lent H200 did 83% of the time, at ~1580 MHz), and NVIDIA's published runs
-# ran under the same cap. It is reported in throttled_s and below_application_clock_s.
+# (a bf16 GEMM on a lent H200 drew 630-692 W at a mean SM clock of 1465-1499 MHz against 1980;
+# docs/gpu-demo-run.md), and NVIDIA's published runs ran under the same cap. It is reported in
+# throttled_s and below_application_clock_s.
 PROTECTIVE_REASONS = (
     "hw_slowdown",
     "hw_thermal_slowdown",
@@ -209,18 +211,10 @@ def watched_gpus(cuda_visible_devices: str | None, count: int = 1) -> list[int |
     order with CUDA_DEVICE_ORDER=PCI_BUS_ID) or UUID prefixes; CUDA stops at the first entry it
     cannot read. Unset or empty: GPUs 0 .. count-1.
     """
-    entries = [e.strip() for e in (cuda_visible_devices or "").split(",") if e.strip()]
-    if not entries:
+    entries = cuda_visible_entries(cuda_visible_devices or None)
+    if entries is None:
         return list(range(count))
-    chosen: list[int | str] = []
-    for entry in entries[:count]:
-        if entry.isdigit():
-            chosen.append(int(entry))
-        elif entry.startswith(("GPU-", "MIG-")):
-            chosen.append(entry)
-        else:
-            break
-    return chosen or [0]
+    return entries[:count] or [0]
 
 
 def watched_gpu(cuda_visible_devices: str | None) -> int | str:
@@ -456,7 +450,7 @@ class PointSamplers:
         summaries = [s.summary() for s in self.samplers]
         if len(summaries) == 1:
             return summaries[0]
-        watched = [s for s in self.samplers if s.summary()["available"]]
+        watched = [s for s, one in zip(self.samplers, summaries, strict=True) if one["available"]]
         if not watched:
             return summaries[0]
         first = watched[0]
