@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bench import preflight
+from bench import gpus, preflight
 from bench.gpu_info import parse_nvidia_smi_xml, visible_gpus
 from bench.manifest import Manifest, parse_manifest
 from bench.preflight import (
@@ -25,9 +25,9 @@ from bench.preflight import (
     recommended_commands,
 )
 from bench.run import RunPaths
-from tests.conftest import CPU_MANIFEST_TOML
+from tests.conftest import CPU_MANIFEST_TOML, SHARED
 
-SXM_XML = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nvidia-smi" / "h100-sxm"
+SXM_XML = SHARED / "fixtures" / "nvidia-smi" / "h100-sxm"
 SXM_XML = SXM_XML / "nvidia-smi-q.xml"
 PCIE_XML = (
     Path(__file__).parent / "data" / "nvidia-smi" / "h100-pcie-constructed" / "nvidia-smi-q.xml"
@@ -241,11 +241,21 @@ def test_recommended_commands_use_the_boards_max_power() -> None:
 # ----------------------------------------------------------------------------- disk and token
 
 
+LLAMA_31_8B_CONFIG = {  # the keys of meta-llama/Llama-3.1-8B-Instruct's config.json that count
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+    "tie_word_embeddings": False,
+}
+
+
 def test_model_params_of_llama_31() -> None:
-    assert model_params(preflight.KNOWN_MODELS["meta-llama/Llama-3.1-8B-Instruct"]) == 8_030_261_248
-    assert (
-        model_params(preflight.KNOWN_MODELS["meta-llama/Llama-3.1-70B-Instruct"]) == 70_553_706_496
-    )
+    assert model_params(LLAMA_31_8B_CONFIG) == 8_030_261_248
+    assert gpus.MODELS["meta-llama/Llama-3.1-8B-Instruct"].all_params == 8_030_261_248
+    assert gpus.MODELS["meta-llama/Llama-3.1-70B-Instruct"].all_params == 70_553_706_496
     assert model_params({"hidden_size": 8}) is None
 
 
@@ -268,7 +278,7 @@ def test_disk_estimate_for_llama_8b(tmp_path: Path) -> None:
         }
     )
     assert {n.what: n.bytes for n in estimate_disk(trt, paths, None)[0]}["engine"] == 8_030_261_248
-    config = {**preflight.KNOWN_MODELS["meta-llama/Llama-3.1-8B-Instruct"], "num_hidden_layers": 1}
+    config = {**LLAMA_31_8B_CONFIG, "num_hidden_layers": 1}
     assert estimate_disk(manifest(), paths, config)[1].endswith("from config.json")
     needs, basis = estimate_disk(cpu_manifest(), paths, None)
     assert [n.what for n in needs] == ["datasets"]
