@@ -16,6 +16,7 @@ Both are seeded from the manifest; the dataset's sha256 is recorded either way.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -28,7 +29,7 @@ import numpy as np
 from bench import trtllm
 from bench.artifacts import Artifacts, code_digest
 from bench.errors import KitError, StageFailed, run_main
-from bench.fileio import atomic_write_text, read_json
+from bench.fileio import atomic_write_text, read_json, temp_beside
 from bench.manifest import Point
 from bench.proc import run_logged
 from bench.run import Run, add_run_args, open_run, point_id
@@ -132,13 +133,18 @@ def model_files_dir(run: Run) -> Path:
     return run.paths.model_dir(m.repo, m.revision)
 
 
-def write_builtin(run: Run, point: Point, out: Path) -> None:
-    model_dir = model_files_dir(run)
+@functools.cache
+def model_vocabulary(model_dir: Path) -> Vocabulary:
+    """The model's usable token ids, read once per stage (tokenizer.json is ~9 MB for Llama 3)."""
     tokenizer_file = model_dir / "tokenizer.json"
-    vocab = vocabulary_of(
+    return vocabulary_of(
         read_json(model_dir / "config.json"),
         read_json(tokenizer_file) if tokenizer_file.exists() else None,
     )
+
+
+def write_builtin(run: Run, point: Point, out: Path) -> None:
+    vocab = model_vocabulary(model_files_dir(run))
     d = run.manifest.dataset
     atomic_write_text(
         out,
@@ -150,7 +156,7 @@ def write_builtin(run: Run, point: Point, out: Path) -> None:
 
 def write_prepare_dataset(run: Run, point: Point, out: Path) -> None:
     argv = trtllm.prepare_dataset_argv(run.manifest, point, tokenizer=model_files_dir(run))
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = temp_beside(out)
     result = run_logged(argv, out.with_suffix(".log"), timeout_s=3600, stdout_path=tmp, echo=False)
     if result.exit_code != 0:
         tmp.unlink(missing_ok=True)

@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import KitError
 from bench.fileio import atomic_write_text
-from bench.manifest import Manifest, load_manifest, parse_manifest, resolved_toml
+from bench.manifest import Manifest, load_manifest, resolved_toml
 
 STAGES = ("fetch", "quantize", "build", "datasets", "sweep", "report", "verify")
 
@@ -164,6 +163,5 @@ def load_run(run_name: str) -> Run:
             path=str(paths.root),
             fix="name a folder under results/ with RUN=, or run the pipeline first",
         )
-    text = paths.resolved_manifest.read_text(encoding="utf-8")
-    manifest = parse_manifest(tomllib.loads(text), str(paths.resolved_manifest))
+    manifest = load_manifest(paths.resolved_manifest)
     return Run(paths=paths, manifest=manifest, manifest_path=paths.resolved_manifest)

@@ -16,7 +16,12 @@ import sys
 import tomllib
 from pathlib import Path
 
+# NVIDIA's dataset tool inside the release image; TRTLLM_PREPARE_DATASET overrides it.
 PREPARE_DATASET = "/app/tensorrt_llm/benchmarks/cpp/prepare_dataset.py"
+
+
+def prepare_dataset_script() -> str:
+    return os.environ.get("TRTLLM_PREPARE_DATASET", PREPARE_DATASET)
 
 
 def missing_tools(
@@ -34,7 +39,7 @@ def missing_tools(
     if backend == "tensorrt" and not which("trtllm-build"):
         missing.append("trtllm-build (TensorRT-LLM) is not on PATH")
     if manifest.get("dataset", {}).get("generator") == "prepare_dataset":
-        script = os.environ.get("TRTLLM_PREPARE_DATASET", PREPARE_DATASET)
+        script = prepare_dataset_script()
         if not exists(script):
             missing.append(f"NVIDIA's prepare_dataset.py is not at {script}")
     if needs_gpu and not (gpu_ok or _nvidia_gpu_present)():

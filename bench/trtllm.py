@@ -8,23 +8,17 @@ docs/trtllm-interface.md lists them with the source they were checked against.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import yaml
 
 from bench.manifest import Manifest, Point
+from bench.toolcheck import prepare_dataset_script
 
 TRTLLM_BENCH = "trtllm-bench"
 TRTLLM_BUILD = "trtllm-build"
-# NVIDIA's dataset tool inside the release image; TRTLLM_PREPARE_DATASET overrides it.
-PREPARE_DATASET = "/app/tensorrt_llm/benchmarks/cpp/prepare_dataset.py"
 EOS_IGNORED = -1  # trtllm-bench --eos_id -1: generate exactly output_tokens per request
-
-
-def prepare_dataset_script() -> str:
-    return os.environ.get("TRTLLM_PREPARE_DATASET", PREPARE_DATASET)
 
 
 def prepare_dataset_argv(manifest: Manifest, point: Point, *, tokenizer: Path) -> list[str]:
@@ -141,7 +135,7 @@ def throughput_argv(
         "--report_json",
         str(report_json),
     ]
-    if e.backend == "tensorrt":
+    if e.needs_build:
         argv += ["--engine_dir", str(engine_dir)]
     if e.backend != "hf-reference":
         argv += [
