@@ -30,9 +30,10 @@ BUILD_TIMEOUT_S = 3 * 3600
 def build_stage(run: Run) -> int:
     m = run.manifest
     arts = Artifacts(run.paths)
+    # A no-op reads no checkpoint, so it hashes none.
     checkpoint_files = (
         sorted(p for p in run.paths.checkpoint.rglob("*") if p.is_file())
-        if run.paths.checkpoint.is_dir()
+        if m.engine.needs_build and run.paths.checkpoint.is_dir()
         else []
     )
     inputs = arts.input_digests(

@@ -36,7 +36,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 def export_format_for(manifest: Manifest) -> ExportFormat:
-    return "tensorrt_llm" if manifest.engine.backend == "tensorrt" else "hf"
+    return "tensorrt_llm" if manifest.engine.needs_build else "hf"
 
 
 # ----------------------------------------------------------------------------- ModelOpt
@@ -187,13 +187,15 @@ def quantize_stage(run: Run) -> int:
         raise KitError(
             "the model has not been fetched", path=str(model_dir), fix="run `make fetch`"
         )
+    q = m.quantization
+    # A no-op reads no model file, so it hashes none (the 16 GB of an 8B model take ~10 s).
+    read = model_files if q.method == "modelopt" else []
     inputs = arts.input_digests(
-        [run.paths.resolved_manifest, *model_files], {"code": code_digest(__file__)}
+        [run.paths.resolved_manifest, *read], {"code": code_digest(__file__)}
     )
     if arts.stage_is_current("quantize", inputs):
         arts.skip("quantize", "checkpoint")
         return 0
-    q = m.quantization
     if q.method != "modelopt":
         print(
             f"[quantize] no-op: quantization.method = {q.method!r} "
