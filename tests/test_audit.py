@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from bench import audit
+from tests.conftest import SHARED
 
 KIT = Path(__file__).resolve().parents[1]
-LOGS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "trtllm-bench-0.16-logs"
+LOGS = SHARED / "fixtures" / "trtllm-bench-0.16-logs"
 CLAIMS = KIT / "manifests" / "published" / "seed-report-claims.toml"
 
 pytestmark = pytest.mark.skipif(

@@ -18,9 +18,9 @@ from bench.parse_trtllm import (
     parse_file,
     parse_report_json,
 )
+from tests.conftest import SHARED
 
 DATA = Path(__file__).parent / "data" / "trtllm"
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 SEED_LOGS = SHARED / "fixtures" / "trtllm-bench-0.16-logs"
 POINT = dict(isl=128, osl=128, requests=200)
 

@@ -34,9 +34,9 @@ from bench.provenance import (
     scrub_argv,
 )
 from bench.run import open_run
-from tests.conftest import CPU_MANIFEST_TOML
+from tests.conftest import CPU_MANIFEST_TOML, SHARED
 
-SXM = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nvidia-smi" / "h100-sxm"
+SXM = SHARED / "fixtures" / "nvidia-smi" / "h100-sxm"
 PCIE_CONSTRUCTED = Path(__file__).parent / "data" / "nvidia-smi" / "h100-pcie-constructed"
 SECRET = "hf_TESTSECRETabcdefghij0123456789"
 REAL_RUN_TOOL = provenance._run_tool  # before any test replaces it

@@ -291,11 +291,9 @@ def dataset(path: Path, isl: int, osl: int, n: int = 8) -> Path:
     return path
 
 
-@pytest.fixture
-def engine(tmp_path):
-    ckpt = tiny_checkpoint(tmp_path / "ckpt")
-    out = tmp_path / "engine"
-    proc = run(
+def build_small_engine(ckpt: Path, out: Path) -> subprocess.CompletedProcess:
+    """The fake trtllm-build on ckpt with small, fixed limits."""
+    return run(
         BIN / "trtllm-build",
         "--checkpoint_dir",
         str(ckpt),
@@ -312,6 +310,12 @@ def engine(tmp_path):
         "--use_fp8_context_fmha",
         "enable",
     )
+
+
+@pytest.fixture
+def engine(tmp_path):
+    out = tmp_path / "engine"
+    proc = build_small_engine(tiny_checkpoint(tmp_path / "ckpt"), out)
     assert proc.returncode == 0, proc.stderr
     assert "Total time of building all engines" in proc.stdout
     return out
@@ -335,23 +339,7 @@ def test_trtllm_build_writes_the_engine_layout(engine, tmp_path):
     assert b["plugin_config"]["use_fp8_context_fmha"] is True
     first = (engine / "rank0.engine").read_bytes()
     again = tmp_path / "again"
-    run(
-        BIN / "trtllm-build",
-        "--checkpoint_dir",
-        str(tmp_path / "ckpt"),
-        "--output_dir",
-        str(again),
-        "--max_batch_size",
-        "8",
-        "--max_num_tokens",
-        "256",
-        "--max_seq_len",
-        "128",
-        "--max_input_len",
-        "64",
-        "--use_fp8_context_fmha",
-        "enable",
-    )
+    build_small_engine(tmp_path / "ckpt", again)
     # like TensorRT: the same inputs give the same engine but for its timing-chosen tactics
     second = (again / "rank0.engine").read_bytes()
     assert len(second) == len(first) and second != first
