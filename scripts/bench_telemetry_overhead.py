@@ -11,7 +11,7 @@ Three measures, since a shared machine's run-to-run noise is larger than the eff
   cost:   time of one sample (all NVML reads + one CSV row + flush), from a sampler run flat
           out; the sampler's share of one core is cost / interval;
   fixed:  one start and stop (thread, CSV open, rename; with the real NVML also nvmlInit and
-          nvmlShutdown, about 24 ms on a lent H200), paid once per sweep point: noise next to a
+          nvmlShutdown), paid once per sweep point, as this script prints: noise next to a
           point of minutes, but a visible share of this script's second-long runs.
 Configurations: a fake NVML (pure Python, no driver time) at 1 s and 0.1 s, and the real NVML at
 the same intervals where a GPU is present. ctypes releases the GIL during a real NVML call, so
