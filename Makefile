@@ -25,6 +25,7 @@ MODELS_DIR ?= models## model snapshots, shared by runs
 CACHE_DIR ?= $(WORK_DIR)/.cache## checkpoints/engines shared by runs and shards with equal inputs (empty: off)
 REPORTS_DIR ?= reports## reports/<run>/report.md, verify.md, figures
 HF_HOME ?= $(HOME)/.cache/huggingface## Hugging Face cache mounted into the container
+TEST_WORKERS ?= auto## pytest-xdist workers for `make test` (auto: one per core)
 DEMO_MANIFEST := manifests/demo.toml
 export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 
@@ -136,11 +137,15 @@ clean-cache:
 	$(if $(CACHE_DIR),rm -rf -- "$(CACHE_DIR)/quantize" "$(CACHE_DIR)/build",@echo "CACHE_DIR is empty: no cache")
 
 # ============================================================================== Checks
-.PHONY: test lint bench info
+.PHONY: test test-fast lint bench info
 
-## the test suite (creates .venv if needed)
+## the whole suite, one file per worker so the end-to-end pipelines run side by side (creates .venv)
 test: $(ENV_READY)
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+## the suite without the end-to-end pipelines (`slow`): the loop while editing
+test-fast: $(ENV_READY)
+	$(PYTHON) -m pytest -q -m "not slow"
 
 ## ruff, shellcheck, hadolint, workflow checks
 lint: $(ENV_READY)
@@ -176,9 +181,16 @@ $(VENV)/.installed: requirements/demo.lock requirements/demo-nodeps.lock
 .PHONY: help
 ## this list
 help:
-	@awk 'BEGIN {FS = ":"} /^## / {doc = substr($$0, 4); next} \
-	     /^[a-z][a-zA-Z_-]*:/ && doc != "" {printf "  \033[36m%-12s\033[0m %s\n", $$1, doc} {doc = ""}' \
+	@if [ -t 1 ]; then on=$$'\033[36m'; off=$$'\033[0m'; else on=; off=; fi; \
+	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":"} /^## / {doc = substr($$0, 4); next} \
+	     /^[a-z][a-zA-Z_-]*:/ && doc != "" {printf "  %s%-12s%s %s\n", on, $$1, off, doc} {doc = ""}' \
 	     $(MAKEFILE_LIST)
-	@echo; echo "Variables (make VAR=value ...):"
-	@grep -hE '^[A-Z_]+ \?=.*## ' $(MAKEFILE_LIST) | \
-	  sed -E 's/^([A-Z_]+) \?= ?([^#]*)## (.*)/\1|\3 [\2]/' | awk -F'|' '{printf "  %-12s %s\n", $$1, $$2}'
+	@echo; echo "Variables (make VAR=value ...; the value in force in brackets):"
+	@$(foreach v,$(HELP_VARS),$(v)=$(call shell_quote,$($(v)))) \
+	  awk '/^[A-Z_]+ \?=.*## / {name = $$1; sub(/^[^#]*## /, ""); \
+	       printf "  %-12s %s [%s]\n", name, $$0, ENVIRON[name]}' $(MAKEFILE_LIST)
+
+# Documented variables (`VAR ?= default## doc`), read only when help runs.
+HELP_VARS = $(shell sed -nE 's/^([A-Z_]+) \?=.*## .*/\1/p' $(MAKEFILE_LIST))
+# A value as one single-quoted shell word, whatever it holds.
+shell_quote = '$(subst ','\'',$(1))'

@@ -1,15 +1,20 @@
 """Run one external command the way a benchmark needs: logged, bounded, and never left behind.
 
-The command runs in its own process group with the parent-death signal set, so a timeout, a
-Ctrl-C or a SIGKILL of the kit takes the whole tree down with it. Its output is kept whole in a
-log file and echoed to stderr, and the exact command is printed before it starts.
+The command runs in its own session (so its own process group) with the parent-death signal
+set, so a timeout, a Ctrl-C or a SIGKILL of the kit takes the whole tree down with it. Its output
+is kept whole in a log file and echoed to stderr, and the exact command is printed before it starts.
+
+The parent-death signal is set by a tiny trampoline that then execs the command, not by a
+`preexec_fn`: CPython documents `preexec_fn` as unsafe while other threads run (the telemetry
+sampler and the log pump do), and a child that deadlocks before exec would surface as a point
+timeout hours later.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,8 +25,17 @@ from pathlib import Path
 
 from bench.errors import KitError
 
-PR_SET_PDEATHSIG = 1
 GRACE_S = 10.0
+# Runs in the child, single-threaded, before exec: ask for SIGKILL when the parent dies, and exit
+# at once if the parent is already gone (it died between the spawn and the prctl).
+_DEATHSIG_TRAMPOLINE = """\
+import ctypes, os, signal, sys
+if sys.platform.startswith("linux"):
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(137)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
 
 
 @dataclass(frozen=True)
@@ -32,11 +46,9 @@ class ProcResult:
     seconds: float
 
 
-def _own_group_and_die_with_parent() -> None:
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def guarded_argv(argv: list[str]) -> list[str]:
+    """argv wrapped in the trampoline that ties the command's life to this process."""
+    return [sys.executable, "-I", "-c", _DEATHSIG_TRAMPOLINE, str(os.getpid()), *argv]
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -74,24 +86,27 @@ def run_logged(
     print("+ " + shlex.join(argv), file=sys.stderr, flush=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
+    search_path = (env if env is not None else os.environ).get("PATH", os.defpath)
+    if shutil.which(argv[0], path=search_path) is None:
+        raise KitError(
+            f"command not found: {argv[0]}",
+            fix="run inside the pinned container (`make docker-all`) or install the tool",
+        )
     read_end, write_end = os.pipe()
     stdout_file = open(stdout_path, "wb") if stdout_path else None  # noqa: SIM115
     try:
         proc = subprocess.Popen(
-            argv,
+            guarded_argv(argv),
             stdin=subprocess.DEVNULL,
             stdout=stdout_file or write_end,
             stderr=write_end,
             env=env,
-            preexec_fn=_own_group_and_die_with_parent,
+            start_new_session=True,
         )
-    except FileNotFoundError:
+    except BaseException:
         os.close(read_end)
         os.close(write_end)
-        raise KitError(
-            f"command not found: {argv[0]}",
-            fix="run inside the pinned container (`make docker-all`) or install the tool",
-        ) from None
+        raise
     finally:
         if stdout_file:
             stdout_file.close()

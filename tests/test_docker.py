@@ -207,6 +207,21 @@ def test_help_lists_the_container_targets() -> None:
     assert "_docker-dirs" not in out
 
 
+def test_help_off_a_terminal_has_no_colour_codes_and_shows_values() -> None:
+    """Piped help is plain text, and variables show the value in force, not Make code."""
+    out = subprocess.run(
+        ["make", "--no-print-directory", "help", "MANIFEST=manifests/demo.toml", "RUN=it's"],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert "\033" not in out and "\x1b" not in out
+    assert "$(" not in out
+    assert re.search(r"^  RUN +run name .*\[it's\]$", out, re.M)
+    assert re.search(r"^  PYTHON +.*\[\.venv/bin/python\]$", out, re.M)
+
+
 def test_make_pin_image_calls_the_pins_tool() -> None:
     out = make_n("pin-image", "DOCKER=podman")
     ref = pins.load_pins()["image"]["ref"]
