@@ -28,6 +28,18 @@ HF_HOME ?= $(HOME)/.cache/huggingface## Hugging Face cache mounted into the cont
 DEMO_MANIFEST := manifests/demo.toml
 export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 
+# ============================================================================== Edge check
+# Every user variable is checked once, here, before any recipe runs (bench/edge.py). A value is
+# handed over unexpanded ($(value ...)) and single-quoted, so neither Make nor the shell evaluates
+# it; anything but `ok` stops make with one line and exit 2. RUN and CACHE_DIR default to values
+# built from other variables, so they are expanded only after those passed.
+EDGE = python3 -m bench.edge
+edge_word = '$(1)=$(subst ','\'',$(if $(filter file default,$(origin $(1))),$($(1)),$(value $(1))))'
+edge_stop = $(if $(filter ok,$(1)),,$(error $(or $(1),bench.edge did not run: run make from the kit's folder)))
+$(call edge_stop,$(shell $(EDGE) $(foreach v,MANIFEST SHARD REFERENCE LOGS SHARDS RESULTS_DIR WORK_DIR REPORTS_DIR MODELS_DIR,$(call edge_word,$(v)))))
+$(call edge_stop,$(shell $(EDGE) $(call edge_word,RUN) $(call edge_word,CACHE_DIR) $(call edge_word,RESULTS_DIR) \
+  $(if $(filter clean-run,$(MAKECMDGOALS)),--clean-run=$(firstword $(origin RUN)))))
+
 R := $(RESULTS_DIR)/$(RUN)
 # Any change to the kit's code makes Make ask every stage again; each stage then decides by the
 # digest of the code that does its work (bench.artifacts.code_digest) whether to rerun or skip.
