@@ -35,7 +35,7 @@ PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
 Fraction = Annotated[float, Field(gt=0, le=1)]
 
-# ----------------------------------------------------------------------------- strings used as paths
+# ------------------------------------------------------------------------ strings used as paths
 # models/<org>--<name>/<revision>/<file>: each part is checked so no manifest can name a path
 # outside models/ (`revision = "../../x"`), start with a dash, or hold a shell character. A part
 # starts with a letter, digit or underscore, so it is never "." or "..".
