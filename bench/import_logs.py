@@ -44,6 +44,7 @@ from bench.parse_trtllm import (
 )
 from bench.record import PointResult
 from bench.run import RunPaths, open_run, point_id
+from bench.runlock import locked
 
 STAGE = "import"
 SCHEMA = "trtllm-repro/import/1"
@@ -300,7 +301,11 @@ def main(argv: list[str] | None = None) -> int:
         "--manifest", type=Path, help="the manifest the logs were measured with (optional)"
     )
     args = parser.parse_args(argv)
-    return run_main(lambda: run_import(args.logs, args.run, args.manifest), "bench.import_logs")
+
+    def stage() -> int:
+        return run_import(args.logs, args.run, args.manifest)
+
+    return run_main(locked(args.run, "import", stage), "bench.import_logs")
 
 
 if __name__ == "__main__":
