@@ -38,6 +38,7 @@ def writer_lock(paths: RunPaths, stage: str, *, create: bool = True) -> Iterator
     if not create and not paths.root.is_dir():
         yield
         return
+    created = not paths.root.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -60,6 +61,11 @@ def writer_lock(paths: RunPaths, stage: str, *, create: bool = True) -> Iterator
             os.ftruncate(fd, 0)  # still held: a finished holder is never named
     finally:
         os.close(fd)  # releases the lock
+        if created:  # a stage that refused before writing leaves no empty run behind
+            with contextlib.suppress(OSError):
+                path.unlink()
+                path.parent.rmdir()
+                paths.root.rmdir()
 
 
 def locked(

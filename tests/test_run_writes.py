@@ -13,8 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from bench import audit, build, datasets, fetch, import_logs, provenance, quantize, report, sweep
-from bench import verify
+from bench import (
+    audit,
+    build,
+    datasets,
+    fetch,
+    import_logs,
+    provenance,
+    quantize,
+    report,
+    sweep,
+    verify,
+)
 from bench.errors import EXIT_BAD_INPUT, EXIT_FAILED
 from bench.record import Metrics, PointResult
 from bench.run import RunPaths, open_run
@@ -169,7 +179,18 @@ def stage_calls(manifest: Path, logs: Path) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     "stage",
-    ["env", "fetch", "quantize", "build", "datasets", "sweep", "report", "verify", "import", "audit"],
+    [
+        "env",
+        "fetch",
+        "quantize",
+        "build",
+        "datasets",
+        "sweep",
+        "report",
+        "verify",
+        "import",
+        "audit",
+    ],
 )
 def test_every_stage_that_writes_a_run_takes_the_lock(manifest, tmp_path, capsys, stage):
     logs = tmp_path / "logs"
