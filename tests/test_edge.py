@@ -72,6 +72,7 @@ REFUSED = [
     (["audit", "LOGS=logs", "REFERENCE=x'y"], "REFERENCE="),
     (["merge", "RUN=m", "SHARDS=results/a $(touch pwned)"], "SHARDS="),
     (["clean-cache", "CACHE_DIR=$(shell touch pwned)"], "CACHE_DIR="),
+    (["clean-cache", "WORK_DIR=$(shell touch pwned)"], "WORK_DIR="),  # CACHE_DIR's default
     (["clean-run", "RUN=keep", "RESULTS_DIR=/ `touch pwned`"], "RESULTS_DIR="),
 ]
 
