@@ -34,6 +34,10 @@ Rules (each one decided here, once):
   appended to the same log) keeps its last value. A PERFORMANCE OVERVIEW without any known output
   throughput label is an error naming the labels seen, so a new label set is one table line.
 - Only `trtllm-bench throughput` output is read; `trtllm-bench latency` prints other blocks.
+- A parsed point is evidence only when every REQUIRED value is printed, finite and positive, the
+  log is not cut mid-report, and the rate is below CEILING_MARGIN x bench.gpus' ceiling; else it
+  is "invalid" with the reason ("incomplete", "implausible"). A JSON and a log of one point that
+  disagree are "disagreement" (bench.import_logs compares them with `disagreements`).
 """
 
 from __future__ import annotations
