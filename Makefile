@@ -29,6 +29,21 @@ TEST_WORKERS ?= auto## pytest-xdist workers for `make test` (auto: one per core)
 DEMO_MANIFEST := manifests/demo.toml
 export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 
+# ============================================================================== Edge check
+# Every user variable is checked once, here, before any recipe runs (bench/edge.py). A value the
+# user gave is handed over unexpanded ($(value ...)) and single-quoted, so neither Make nor the
+# shell evaluates it; anything but `ok` stops make with one line and exit 2. Defaults (RUN and
+# CACHE_DIR are built from other variables) are expanded only when no given value holds a `$`
+# (such a value is refused anyway).
+EDGE_VARS := MANIFEST SHARD REFERENCE LOGS SHARDS RESULTS_DIR WORK_DIR REPORTS_DIR MODELS_DIR CACHE_DIR RUN
+edge_given = $(filter-out file default,$(origin $(1)))
+EDGE_DOLLAR := $(findstring $$,$(foreach v,$(EDGE_VARS),$(if $(call edge_given,$(v)),$(value $(v)))))
+edge_raw = $(if $(call edge_given,$(1)),$(value $(1)),$(if $(and $(EDGE_DOLLAR),$(filter RUN CACHE_DIR,$(1))),,$($(1))))
+edge_word = '$(1)=$(subst ','\'',$(call edge_raw,$(1)))'
+EDGE := $(shell python3 -m bench.edge $(foreach v,$(EDGE_VARS),$(call edge_word,$(v))) \
+  $(if $(filter clean-run,$(MAKECMDGOALS)),--clean-run=$(firstword $(origin RUN))))
+$(if $(filter ok,$(EDGE)),,$(error $(or $(EDGE),bench.edge did not run: run make from the kit's folder)))
+
 R := $(RESULTS_DIR)/$(RUN)
 # Any change to the kit's code makes Make ask every stage again; each stage then decides by the
 # digest of the code that does its work (bench.artifacts.code_digest) whether to rerun or skip.

@@ -22,6 +22,7 @@ from bench.artifacts import Artifacts, code_digest
 from bench.errors import EXIT_OK, KitError, StageFailed, run_main
 from bench.record import PointResult, load_records
 from bench.run import RunPaths
+from bench.runlock import locked
 
 
 def summary_lines(run: str, records: list[PointResult], outcome: verify.Outcome) -> list[str]:
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 "not a folder", path=str(args.logs), fix="pass LOGS=<folder of result_* files>"
             )
         run = args.run or f"audit-{args.logs.resolve().name}"
-        return audit(args.logs, args.reference, run)
+        return locked(run, "audit", lambda: audit(args.logs, args.reference, run))()
 
     return run_main(stage, "bench.audit")
 

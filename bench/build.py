@@ -22,6 +22,7 @@ from bench.errors import KitError, StageFailed, run_main
 from bench.fileio import read_json
 from bench.proc import run_logged
 from bench.run import Run, add_run_args, open_run
+from bench.runlock import locked
 from bench.stage_cache import cache_root, make_or_reuse, run_environment
 
 BUILD_TIMEOUT_S = 3 * 3600
@@ -107,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.build", description=__doc__.splitlines()[0])
     add_run_args(parser)
     args = parser.parse_args(argv)
-    return run_main(lambda: build_stage(open_run(args.manifest, args.run)), "bench.build")
+
+    def stage() -> int:
+        return build_stage(open_run(args.manifest, args.run))
+
+    return run_main(locked(args.run or args.manifest.stem, "build", stage), "bench.build")
 
 
 if __name__ == "__main__":

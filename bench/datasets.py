@@ -33,6 +33,7 @@ from bench.fileio import atomic_write_text, read_json, temp_beside
 from bench.manifest import Point
 from bench.proc import run_logged
 from bench.run import Run, add_run_args, open_run, point_id
+from bench.runlock import locked
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         arts.record("datasets", inputs, outputs, {"generator": generator, "stats": stats})
         return 0
 
-    return run_main(stage, "bench.datasets")
+    return run_main(locked(args.run or args.manifest.stem, "datasets", stage), "bench.datasets")
 
 
 if __name__ == "__main__":

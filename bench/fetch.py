@@ -26,6 +26,7 @@ from bench.errors import KitError, run_main
 from bench.fileio import sha256_file
 from bench.manifest import Model
 from bench.run import Run, add_run_args, open_run
+from bench.runlock import locked
 
 # Meta's repos also hold the original consolidated checkpoint (16 GB) that no runtime here reads.
 DEFAULT_IGNORE = ["original/*", "*.pth"]
@@ -216,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.fetch", description=__doc__.splitlines()[0])
     add_run_args(parser)
     args = parser.parse_args(argv)
-    return run_main(lambda: fetch_stage(open_run(args.manifest, args.run)), "bench.fetch")
+
+    def stage() -> int:
+        return fetch_stage(open_run(args.manifest, args.run))
+
+    return run_main(locked(args.run or args.manifest.stem, "fetch", stage), "bench.fetch")
 
 
 if __name__ == "__main__":

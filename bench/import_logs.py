@@ -31,10 +31,20 @@ from bench import parse_trtllm, record
 from bench.artifacts import Artifacts, code_digest
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_bytes, atomic_write_json
-from bench.manifest import load_manifest
-from bench.parse_trtllm import memory_from_log, parse_file
+from bench.manifest import MAX_REQUESTS, MAX_TOKENS, load_manifest
+from bench.parse_trtllm import (
+    disagreements,
+    has_performance_section,
+    invalid,
+    memory_from_log,
+    parse_console,
+    parse_file,
+    read_bytes,
+    read_log,
+)
 from bench.record import PointResult
 from bench.run import RunPaths, open_run, point_id
+from bench.runlock import locked
 
 STAGE = "import"
 SCHEMA = "trtllm-repro/import/1"
@@ -62,8 +72,21 @@ class PointFiles:
 # ----------------------------------------------------------------------------- pure planning
 
 
+def name_problem(isl: int, osl: int, requests: int) -> str | None:
+    """Why a file name's numbers cannot be a point (the manifest's own bounds), or None."""
+    for what, value, most in (
+        ("ISL", isl, MAX_TOKENS),
+        ("OSL", osl, MAX_TOKENS),
+        ("requests", requests, MAX_REQUESTS),
+    ):
+        if not 1 <= value <= most:
+            return f"{what} {value} is not a point (1 to {most:,})"
+    return None
+
+
 def plan_points(names: list[str], folder: Path) -> tuple[list[PointFiles], list[dict[str, str]]]:
-    """Group file names into points (sorted by ISL, OSL) and list the ignored ones with why."""
+    """Group file names into points (sorted by ISL, OSL) and list the ignored ones with why.
+    Two files of one kind for one point (result_128_... and result_0128_...) are refused."""
     grouped: dict[tuple[int, int], list[tuple[int, str]]] = {}
     ignored = []
     for name in sorted(names):
@@ -71,8 +94,20 @@ def plan_points(names: list[str], folder: Path) -> tuple[list[PointFiles], list[
         if not match:
             ignored.append({"name": name, "reason": NAME_RULE})
             continue
-        key = (int(match["isl"]), int(match["osl"]))
-        grouped.setdefault(key, []).append((int(match["requests"]), name))
+        isl, osl, requests = int(match["isl"]), int(match["osl"]), int(match["requests"])
+        why = name_problem(isl, osl, requests)
+        if why:
+            ignored.append({"name": name, "reason": why})
+            continue
+        key = (isl, osl)
+        for _, other in grouped.get(key, []):
+            if Path(other).suffix == Path(name).suffix:
+                raise KitError(
+                    f"two files for point ISL {isl} / OSL {osl}: {other} and {name}",
+                    path=str(folder),
+                    fix="keep one of them (the one the run wrote), move the other away",
+                )
+        grouped.setdefault(key, []).append((requests, name))
     points = []
     for (isl, osl), entries in sorted(grouped.items()):
         counts = sorted({requests for requests, _ in entries})
@@ -126,13 +161,20 @@ def import_summary(
 
 
 def read_point(point: PointFiles, raw_files: tuple[str, ...]) -> PointResult:
-    """Parse one point: the JSON report if there is one (sizes from the log), else the log."""
+    """Parse one point: the JSON report if there is one (sizes from the log), else the log.
+    With both, the log's own report must agree with the JSON, or the point is invalid."""
     report, log = point.with_suffix(".json"), point.with_suffix(".txt")
     args = dict(isl=point.isl, osl=point.osl, requests=point.requests)
     result = parse_file(report or log, **args)
     if report and log and result.status != "failed":
-        memory = memory_from_log(log.read_text(encoding="utf-8", errors="replace"))
-        result = dataclasses.replace(result, memory=memory)
+        text = read_log(log)
+        result = dataclasses.replace(result, memory=memory_from_log(text))
+        if has_performance_section(text):
+            from_log = parse_console(text, source_file=str(log), **args)
+            differ = disagreements(result, from_log)
+            if differ:
+                detail = f"{report.name} vs {log.name} disagree: {'; '.join(differ)}"
+                result = invalid(result, "disagreement", detail)
     return dataclasses.replace(result, raw_files=raw_files)
 
 
@@ -163,6 +205,13 @@ def _remove_previous(arts: Artifacts) -> None:
     arts.forget(keys)
 
 
+def not_a_file(entry: Path) -> str:
+    """Why an entry of the logs folder is not read: links are never followed."""
+    if entry.is_symlink():
+        return "a symbolic link (not followed: copy the file itself into the folder)"
+    return "a folder" if entry.is_dir() else "not a regular file"
+
+
 def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
     if not folder.is_dir():
         raise KitError("not a folder", path=str(folder), fix="pass LOGS=<folder of result_* files>")
@@ -170,9 +219,12 @@ def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
         load_manifest(manifest)  # a bad manifest stops the import before anything is written
     folder = folder.resolve()
     entries = sorted(folder.iterdir())
-    points, ignored = plan_points([e.name for e in entries if e.is_file()], folder)
-    ignored += [{"name": e.name, "reason": "a folder"} for e in entries if e.is_dir()]
+    files = [e for e in entries if e.is_file() and not e.is_symlink()]
+    points, ignored = plan_points([e.name for e in files], folder)
+    ignored += [{"name": e.name, "reason": not_a_file(e)} for e in entries if e not in files]
     ignored.sort(key=lambda e: e["name"])
+    for entry in ignored:
+        print(f"import: ignored {entry['name']}: {entry['reason']}", file=sys.stderr)
     if not points:
         raise KitError(
             "no result_<ISL>_<OSL>_<requests>.txt|.json files",
@@ -182,7 +234,7 @@ def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
 
     paths = RunPaths.for_run(run_name)
     arts = Artifacts(paths)
-    sources = [e for e in entries if e.is_file()]
+    sources = files
     inputs = arts.input_digests(
         sources + ([manifest] if manifest else []), {"code": code_digest(*CODE)}
     )
@@ -210,7 +262,7 @@ def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
     outputs = []
     for point, result in zip(points, records, strict=True):
         for source in point.files:
-            atomic_write_bytes(raw[source], source.read_bytes())
+            atomic_write_bytes(raw[source], read_bytes(source))
             outputs.append(raw[source])
         name = "failure.json" if result.status == "failed" else "result.json"
         target = paths.points / point.name / name
@@ -249,7 +301,11 @@ def main(argv: list[str] | None = None) -> int:
         "--manifest", type=Path, help="the manifest the logs were measured with (optional)"
     )
     args = parser.parse_args(argv)
-    return run_main(lambda: run_import(args.logs, args.run, args.manifest), "bench.import_logs")
+
+    def stage() -> int:
+        return run_import(args.logs, args.run, args.manifest)
+
+    return run_main(locked(args.run, "import", stage), "bench.import_logs")
 
 
 if __name__ == "__main__":

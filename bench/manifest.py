@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import tomli_w
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -34,6 +35,44 @@ PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
 Fraction = Annotated[float, Field(gt=0, le=1)]
 
+# ------------------------------------------------------------------------ strings used as paths
+# models/<org>--<name>/<revision>/<file>: each part is checked so no manifest can name a path
+# outside models/ (`revision = "../../x"`), start with a dash, or hold a shell character. A part
+# starts with a letter, digit or underscore, so it is never "." or "..".
+_PART = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,95}"
+_PART_RULE = "parts of letters, digits, '.', '_', '-' (not starting with '.' or '-', <= 96 long)"
+
+
+def _path_string(pattern: str, what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"must be {what}: {_PART_RULE}")
+        return value
+
+    return AfterValidator(check)
+
+
+HUB_REPO = Annotated[str, _path_string(rf"{_PART}/{_PART}", "a Hub repo id org/name")]
+SAFE_REF = Annotated[str, _path_string(_PART, "a 40-hex commit or a tag without '/'")]
+REPO_FILE = Annotated[str, _path_string(rf"{_PART}(/{_PART}){{0,7}}", "a file path in the repo")]
+
+# ----------------------------------------------------------------------------- upper bounds
+# From what a real H100 sweep needs, with room to spare; past them a typo (an extra three zeros)
+# would run for days or overflow a tool, so the manifest is refused instead.
+MAX_TOKENS = 131_072  # Llama 3.1's context window (128K), the longest of any model the kit knows
+MAX_REQUESTS = 1_000_000  # NVIDIA's largest published point is 30,000 requests (128/128)
+MAX_REPEATS = 100  # variance needs 3-10 repeats; 100 x a full 8B grid is already weeks of GPU
+MAX_POINTS = 1_000  # the flagship grid has 64 points
+MAX_GPUS = 64  # 8 nodes of 8 GPUs: far beyond the single-node sweeps the kit drives
+MAX_BATCH = 65_536  # trtllm-bench's largest max_batch_size default is 2,048
+MAX_NUM_TOKENS = 1_048_576  # 128x the 8,192 default: the engine's per-step token budget
+MAX_TIMEOUT_S = 172_800  # 48 h; the slowest flagship point is estimated at 30 min
+MAX_WARMUP = 10_000  # warm-up requests; the flagship uses 2
+MAX_CALIBRATION = 65_536  # samples; ModelOpt's recipe uses 512
+MAX_SEED = 2**32 - 1  # numpy's and prepare_dataset's seeds are 32-bit
+Tokens = Annotated[int, Field(strict=True, gt=0, le=MAX_TOKENS)]
+Gpus = Annotated[int, Field(strict=True, gt=0, le=MAX_GPUS)]
+
 Backend = Literal["hf-reference", "pytorch", "tensorrt"]
 ENGINE_BACKENDS: tuple[str, ...] = ("tensorrt",)  # backends that need `trtllm-build`
 
@@ -46,10 +85,10 @@ class Strict(BaseModel):
 
 class Model(Strict):
     source: Literal["builtin", "hf"]
-    repo: str = Field(min_length=1)
-    revision: str = Field(min_length=1)
+    repo: HUB_REPO
+    revision: SAFE_REF
     gated: bool = False
-    files: dict[str, SHA256] = Field(default_factory=dict)
+    files: dict[REPO_FILE, SHA256] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _hub_revision_is_a_commit(self) -> Model:
@@ -63,11 +102,11 @@ class Model(Strict):
 
 class Calibration(Strict):
     source: Literal["synthetic", "hf-dataset"]
-    size: PositiveInt = 512
-    seq_len: PositiveInt = 512
-    dataset: str | None = None
+    size: Annotated[int, Field(strict=True, gt=0, le=MAX_CALIBRATION)] = 512
+    seq_len: Tokens = 512
+    dataset: HUB_REPO | None = None
     revision: GIT_REVISION | None = None
-    file: str | None = None
+    file: REPO_FILE | None = None
     sha256: SHA256 | None = None
     text_column: str = "article"
 
@@ -96,11 +135,11 @@ class Quantization(Strict):
 
 class Engine(Strict):
     backend: Backend
-    tp_size: PositiveInt = 1
-    pp_size: PositiveInt = 1
-    max_seq_len: PositiveInt
-    max_batch_size: PositiveInt | None = None
-    max_num_tokens: PositiveInt | None = None
+    tp_size: Gpus = 1
+    pp_size: Gpus = 1
+    max_seq_len: Annotated[int, Field(strict=True, gt=0, le=2 * MAX_TOKENS)]
+    max_batch_size: Annotated[int, Field(strict=True, gt=0, le=MAX_BATCH)] | None = None
+    max_num_tokens: Annotated[int, Field(strict=True, gt=0, le=MAX_NUM_TOKENS)] | None = None
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
 
     @property
@@ -120,8 +159,8 @@ class Runtime(Strict):
     device: Literal["cpu", "cuda"] = "cuda"
     kv_cache_free_gpu_mem_fraction: Fraction = 0.95
     kv_cache_fallbacks: list[Fraction] = Field(default_factory=lambda: [0.90, 0.85])
-    warmup: NonNegativeInt = 2
-    point_timeout_s: PositiveInt = 7200
+    warmup: Annotated[int, Field(strict=True, ge=0, le=MAX_WARMUP)] = 2
+    point_timeout_s: Annotated[int, Field(strict=True, gt=0, le=MAX_TIMEOUT_S)] = 7200
     telemetry_interval_s: Annotated[float, Field(gt=0)] = 1.0
     batch_size: PositiveInt = 8
     streaming: bool = False
@@ -142,25 +181,25 @@ class Dataset(Strict):
 
 
 class Point(Strict):
-    isl: PositiveInt
-    osl: PositiveInt
-    requests: PositiveInt
-    concurrency: PositiveInt | None = None
+    isl: Tokens
+    osl: Tokens
+    requests: Annotated[int, Field(strict=True, gt=0, le=MAX_REQUESTS)]
+    concurrency: Annotated[int, Field(strict=True, gt=0, le=MAX_REQUESTS)] | None = None
 
 
 class Sweep(Strict):
-    seed: NonNegativeInt = 420
-    repeats: PositiveInt = 1
-    points: list[Point] = Field(min_length=1)
+    seed: Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)] = 420
+    repeats: Annotated[int, Field(strict=True, gt=0, le=MAX_REPEATS)] = 1
+    points: list[Point] = Field(min_length=1, max_length=MAX_POINTS)
 
 
 class Hardware(Strict):
     gpu: str = "H100-SXM"
-    gpus: PositiveInt = 1
+    gpus: Gpus = 1
 
 
 class Manifest(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)  # a run name
     description: str = ""
     reference: str | None = None
     model: Model

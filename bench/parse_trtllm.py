@@ -34,6 +34,10 @@ Rules (each one decided here, once):
   appended to the same log) keeps its last value. A PERFORMANCE OVERVIEW without any known output
   throughput label is an error naming the labels seen, so a new label set is one table line.
 - Only `trtllm-bench throughput` output is read; `trtllm-bench latency` prints other blocks.
+- A parsed point is evidence only when every REQUIRED value is printed, finite and positive, the
+  log is not cut mid-report, and the rate is below CEILING_MARGIN x bench.gpus' ceiling; else it
+  is "invalid" with the reason ("incomplete", "implausible"). A JSON and a log of one point that
+  disagree are "disagreement" (bench.import_logs compares them with `disagreements`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import gpus
 from bench.errors import KitError
 from bench.record import FailureKind, Identity, Memory, Metrics, PointResult, judge
 
@@ -209,7 +214,7 @@ def _json_value(raw: Any, target: str) -> Any:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise ValueError(f"expected a number, got {raw!r}")
     if not math.isfinite(raw):
-        return None  # the tool could not compute it: unknown
+        return float(raw)  # judged by value_problems: unknown, or invalid where required
     if kind is int:
         if raw != int(raw):
             raise ValueError(f"expected a whole number, got {raw!r}")
@@ -228,7 +233,7 @@ def _text_value(text: str, target: str) -> Any:
         return text
     number = float(text)
     if not math.isfinite(number):
-        return None
+        return number  # judged by value_problems: unknown, or invalid where required
     if kind is int:
         if number != int(number):
             raise ValueError(f"expected a whole number, got {text!r}")
@@ -236,8 +241,14 @@ def _text_value(text: str, target: str) -> Any:
     return number
 
 
-def _build(values: dict[str, Any], base: dict[str, Any]) -> PointResult:
-    """An "ok" PointResult from {"group.field": value}, judged for length mismatch."""
+def _build(
+    values: dict[str, Any], base: dict[str, Any], where: dict[str, str], cut_off: str | None = None
+) -> PointResult:
+    """A PointResult from {"group.field": value}: invalid when a value is missing, cut off,
+    impossible or above the GPU's ceiling (see check_evidence), else judged for lengths."""
+    problems = value_problems(values, where)  # sets the bad values to None
+    if cut_off:
+        problems.insert(0, ("incomplete", cut_off))
     groups: dict[str, dict[str, Any]] = {g: {} for g in _GROUPS}
     for target, value in values.items():
         group, name = target.split(".")
@@ -249,7 +260,141 @@ def _build(values: dict[str, Any], base: dict[str, Any]) -> PointResult:
         memory=Memory(**groups["memory"]),
         **base,
     )
+    ceiling = None if problems else over_ceiling(result)
+    if ceiling:
+        problems.append(("implausible", ceiling))
+    if problems:
+        return invalid(result, problems[0][0], "; ".join(why for _, why in problems))
     return judge(result)
+
+
+def invalid(result: PointResult, kind: FailureKind, detail: str) -> PointResult:
+    return dataclasses.replace(result, status="invalid", failure=kind, failure_detail=detail)
+
+
+# ----------------------------------------------------------------------------- evidence checks
+# What makes a parsed number evidence: every required field present, finite and positive, and
+# the rate physically possible on the GPUs the point ran on.
+REQUIRED: dict[str, str] = {
+    "metrics.output_tok_s": "output throughput",
+    "metrics.req_s": "request throughput",
+    "metrics.num_requests": "request count",
+    "metrics.avg_input_len": "average input length",
+    "metrics.avg_output_len": "average output length",
+}
+POSITIVE = (*REQUIRED, "metrics.total_tok_s", "metrics.total_latency_ms")
+# A measured rate may exceed the optimistic ceilings of bench.gpus by this factor before it is
+# called impossible: the ceilings leave out no work a real run could skip, but the batch and the
+# GPU are guesses for imported logs, so the margin is wide. 1.28e30 tok/s is far outside it.
+CEILING_MARGIN = 2.0
+# For a model the kit has no shape for: the fastest GPU's FP8 dense peak over 2 FLOPs per
+# parameter per token of a 100M-parameter model (smaller than anything served this way).
+SMALLEST_PARAMS = 100e6
+# When the log does not say how many GPUs ran the point: one full node.
+GPUS_IF_UNKNOWN = 8
+
+
+def value_problems(values: dict[str, Any], where: dict[str, str]) -> list[tuple[FailureKind, str]]:
+    """Missing, non-finite, negative or zero values; bad ones are set to None in place.
+    A non-finite value outside REQUIRED stays "unknown" (None), as the tool means it."""
+    problems: list[tuple[FailureKind, str]] = []
+    for target, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        shown = f"{where.get(target, target)} = {value!r}"
+        if not math.isfinite(value):
+            values[target] = None
+            if target in POSITIVE:
+                problems.append(("implausible", f"{shown} is not a finite number"))
+        elif value < 0 or (value == 0 and target in POSITIVE):
+            values[target] = None
+            problems.append(("implausible", f"{shown} is impossible (must be > 0)"))
+    missing = [name for target, name in REQUIRED.items() if values.get(target) is None]
+    if missing and not problems:
+        problems.append(("incomplete", f"not reported: {', '.join(missing)}"))
+    return problems
+
+
+def over_ceiling(result: PointResult) -> str | None:
+    """Why the point's rate is physically impossible, or None (bench.gpus' ceilings x margin)."""
+    m, ident = result.metrics, result.identity
+    if m.req_s is None or m.output_tok_s is None:
+        return None
+    n_gpus = (ident.tp_size or GPUS_IF_UNKNOWN) * (ident.pp_size or 1)
+    fastest = max(gpus.GPUS.values(), key=lambda g: (g.fp8_dense_tflops, g.hbm_tb_s))
+    shape = gpus.MODELS.get(ident.model or "")
+    if shape is None:
+        limit = fastest.fp8_dense_tflops * 1e12 * n_gpus / (2 * SMALLEST_PARAMS) * CEILING_MARGIN
+        if m.output_tok_s > limit:
+            return (
+                f"{m.output_tok_s:.4g} output tok/s is above {limit:.3g}, what {n_gpus} "
+                f"{fastest.key} GPU(s) could reach on a 100M-parameter model"
+            )
+        return None
+    eff = gpus.efficiency(
+        shape,
+        fastest,
+        n_gpus,
+        isl=result.isl,
+        osl=result.osl,
+        requests=result.requests,
+        req_s=m.req_s,
+        output_tok_s=m.output_tok_s,
+        weight_dtype=ident.quantization or ident.dtype,
+        kv_dtype=ident.kv_cache_dtype,
+        max_batch_size=ident.max_batch_size,
+        kv_cache_max_tokens=result.memory.kv_cache_max_tokens,
+    )
+    worst = max(eff.compute_pct, eff.bandwidth_pct)
+    if worst > 100 * CEILING_MARGIN:
+        return (
+            f"{m.output_tok_s:.4g} output tok/s at {m.req_s:.4g} req/s is {worst:.3g}% of the "
+            f"{eff.bound} ceiling of {n_gpus} {fastest.key} GPU(s) for {ident.model} "
+            f"(more than {CEILING_MARGIN:g}x: impossible)"
+        )
+    return None
+
+
+# Fields two sources of one point must agree on; numbers within the console's 4 decimals.
+AGREEING_IDENTITY = (
+    "model",
+    "backend",
+    "engine_version",
+    "tp_size",
+    "pp_size",
+    "dtype",
+    "kv_cache_dtype",
+    "quantization",
+    "max_batch_size",
+    "max_num_tokens",
+)
+AGREEING_METRICS = (
+    "num_requests",
+    "avg_input_len",
+    "avg_output_len",
+    "output_tok_s",
+    "total_tok_s",
+    "req_s",
+    "total_latency_ms",
+)
+AGREEMENT_TOLERANCE = 1e-3
+
+
+def disagreements(a: PointResult, b: PointResult) -> list[str]:
+    """ "field: a-value vs b-value" for every field both sources report and differ on."""
+    out = []
+    for group, fields in (("identity", AGREEING_IDENTITY), ("metrics", AGREEING_METRICS)):
+        for name in fields:
+            x, y = getattr(getattr(a, group), name), getattr(getattr(b, group), name)
+            if x is None or y is None:
+                continue
+            if isinstance(x, str) or isinstance(y, str):
+                same = str(x).casefold() == str(y).casefold()
+            else:
+                same = math.isclose(x, y, rel_tol=AGREEMENT_TOLERANCE, abs_tol=1e-4)
+            if not same:
+                out.append(f"{name} {x!r} vs {y!r}")
+    return out
 
 
 # ----------------------------------------------------------------------------- report JSON
@@ -271,6 +416,7 @@ def parse_report_json(
             "not a trtllm-bench report (the top level is not an object)", path=source_file
         )
     values: dict[str, Any] = {}
+    where: dict[str, str] = {}
     for (section, key), target in REPORT_JSON_FIELDS.items():
         block = data.get(section)
         if block is None:
@@ -281,8 +427,9 @@ def parse_report_json(
             values[target] = _json_value(block.get(key), target)
         except ValueError as exc:
             raise KitError(str(exc), path=source_file, key=f"{section}.{key}") from None
+        where[target] = f"{section}.{key}"
     section, key = REPORT_JSON_HEADLINE
-    if values.get("metrics.output_tok_s") is None:
+    if section not in data or key not in data[section] or data[section][key] is None:
         raise KitError(
             "no output throughput: not a finished trtllm-bench throughput report",
             path=source_file,
@@ -297,7 +444,7 @@ def parse_report_json(
         repeat=repeat,
         source=SOURCE_JSON,
     )
-    return _build(values, base)
+    return _build(values, base, where)
 
 
 # ----------------------------------------------------------------------------- console log
@@ -369,6 +516,7 @@ def parse_console(
             fix="classify it with classify_failure (parse_file does this)",
         )
     values: dict[str, Any] = {}
+    where: dict[str, str] = {}
     seen: list[str] = []
     for section, number, line in lines:
         backend = CONSOLE_SECTIONS[section]
@@ -389,7 +537,8 @@ def parse_console(
             values[target] = _text_value(raw, target)
         except ValueError as exc:
             raise KitError(f"{exc} (line {number})", path=source_file, key=label) from None
-    if values.get("metrics.output_tok_s") is None:
+        where[target] = f"{label} (line {number})"
+    if "metrics.output_tok_s" not in values:
         raise KitError(
             f"PERFORMANCE OVERVIEW has no known output throughput label; it printed: "
             f"{', '.join(seen) or 'nothing'}",
@@ -407,7 +556,17 @@ def parse_console(
         repeat=repeat,
         source=SOURCE_CONSOLE,
     )
-    return _build(values, base)
+    return _build(values, base, where, cut_off(text, lines))
+
+
+def cut_off(text: str, lines: list[tuple[str, int, str]]) -> str | None:
+    """Why the log looks cut mid-report (its last line is a report line with no newline)."""
+    if not lines or text.endswith("\n") or text.count("\n") + 1 != lines[-1][1]:
+        return None
+    return (
+        f"the log ends mid-line at line {lines[-1][1]} ({lines[-1][2].strip()!r}): "
+        "cut off, its last value may be partial"
+    )
 
 
 # ----------------------------------------------------------------------------- failures
@@ -512,6 +671,30 @@ def failed_result(
 # ----------------------------------------------------------------------------- I/O edge
 
 
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise KitError(f"cannot read: {exc.strerror}", path=str(path)) from None
+
+
+def decode_log(data: bytes) -> str:
+    """A console log's text: UTF-16 when it says so with a BOM (PowerShell's `>` writes that) or
+    when every other byte is NUL; else UTF-8, undecodable bytes replaced."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace")
+    head = data[:512]
+    if len(head) >= 4 and head[1::2].count(0) > len(head) // 4:
+        return data.decode("utf-16-le", errors="replace")
+    if len(head) >= 4 and head[0::2].count(0) > len(head) // 4:
+        return data.decode("utf-16-be", errors="replace")
+    return data.decode("utf-8-sig", errors="replace")
+
+
+def read_log(path: Path) -> str:
+    return decode_log(read_bytes(path))
+
+
 def parse_file(
     path: Path,
     *,
@@ -526,15 +709,15 @@ def parse_file(
     point = dict(isl=isl, osl=osl, requests=requests, concurrency=concurrency, repeat=repeat)
     if path.suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = json.loads(read_bytes(path))  # bytes: UTF-8, -16 or -32, BOM or not
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise KitError(
                 f"not valid JSON: {exc}",
                 path=str(path),
                 fix="import the point's console log instead",
             ) from None
         return parse_report_json(data, source_file=str(path), **point)
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = read_log(path)
     if has_performance_section(text):
         return parse_console(text, source_file=str(path), **point)
     kind, detail = classify_failure(text, exit_code=None, timed_out=False)

@@ -36,6 +36,7 @@ from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_json, read_json
 from bench.gpu_info import cross_check, open_nvml, parse_nvidia_smi_xml, parse_topology, read_nvml
 from bench.run import Run, add_run_args, open_run
+from bench.runlock import locked
 
 SCHEMA = "trtllm-repro/provenance/1"
 KIT_ROOT = Path(__file__).resolve().parents[1]
@@ -432,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.provenance: {describe(data)} -> {opened.paths.provenance}", file=sys.stderr)
         return 0
 
-    return run_main(run, "bench.provenance")
+    return run_main(locked(args.run or args.manifest.stem, "env", run), "bench.provenance")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from bench.errors import KitError, run_main
 from bench.fileio import read_json, sha256_file
 from bench.manifest import Calibration, Manifest
 from bench.run import Run, add_run_args, open_run
+from bench.runlock import locked
 from bench.stage_cache import cache_root, make_or_reuse, run_environment
 
 ExportFormat = Literal["hf", "tensorrt_llm"]
@@ -263,7 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.quantize", description=__doc__.splitlines()[0])
     add_run_args(parser)
     args = parser.parse_args(argv)
-    return run_main(lambda: quantize_stage(open_run(args.manifest, args.run)), "bench.quantize")
+
+    def stage() -> int:
+        return quantize_stage(open_run(args.manifest, args.run))
+
+    return run_main(locked(args.run or args.manifest.stem, "quantize", stage), "bench.quantize")
 
 
 if __name__ == "__main__":

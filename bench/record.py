@@ -24,7 +24,19 @@ RESULT, FAILURE = "result.json", "failure.json"
 
 Status = Literal["ok", "invalid", "failed"]
 # Why a point has no valid number. "silent": the tool exited without printing a result.
-FailureKind = Literal["oom", "timeout", "crash", "silent", "length_mismatch", "interrupted"]
+# Imported evidence: "incomplete" (a required field missing, the log cut off), "implausible"
+# (non-finite, zero, negative or above the GPU's ceiling), "disagreement" (two files of one point).
+FailureKind = Literal[
+    "oom",
+    "timeout",
+    "crash",
+    "silent",
+    "length_mismatch",
+    "interrupted",
+    "incomplete",
+    "implausible",
+    "disagreement",
+]
 LENGTH_TOLERANCE = 0.01  # a result whose average ISL/OSL is off target by more than 1% is invalid
 
 

@@ -34,6 +34,7 @@ from bench.manifest import Manifest
 from bench.record import PointResult, load_records
 from bench.report_sections import Context, render
 from bench.run import RunPaths, load_run
+from bench.runlock import locked
 from bench.tables import grid, is_suspect, point_rows
 
 STAGE = "report"
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         make_report(args.run)
         return 0
 
-    return run_main(stage, "bench.report")
+    return run_main(locked(args.run, "report", stage, create=False), "bench.report")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.edge import run_name_problem, shown
 from bench.errors import KitError
 from bench.fileio import atomic_write_text
 from bench.manifest import Manifest, load_manifest, resolved_toml
@@ -35,7 +36,14 @@ class RunPaths:
 
     @classmethod
     def for_run(cls, name: str) -> RunPaths:
-        """Roots come from RESULTS_DIR/WORK_DIR/MODELS_DIR/REPORTS_DIR (set by the Makefile)."""
+        """Roots come from RESULTS_DIR/WORK_DIR/MODELS_DIR/REPORTS_DIR (set by the Makefile).
+
+        The name is checked here too, so no caller (CLI, audit's default name) can reach outside
+        results/ with a name like `../x`.
+        """
+        why = run_name_problem(name)
+        if why:
+            raise KitError(f"run name {shown(name)} {why}", key="--run", fix="RUN=my-run")
         env = os.environ.get
         return cls(
             name=name,

@@ -33,6 +33,7 @@ from bench.manifest import Point
 from bench.proc import run_logged
 from bench.record import FAILURE, RESULT, PointResult, judge, load_records, write_summary
 from bench.run import Run, add_run_args, open_run, point_id
+from bench.runlock import locked
 
 PARTIAL = ".partial"
 # What measures a demo point: its code is part of the sweep's (not imported here: it needs torch).
@@ -198,6 +199,27 @@ def clean_interrupted(run: Run, arts: Artifacts) -> None:
             )
 
 
+def check_points_folder(run: Run) -> None:
+    """points/ holds only this manifest's point folders (finished or .partial): a stray file,
+    link or folder would be swept up by resume and recorded as if measured, so it stops here."""
+    if not run.paths.points.is_dir():
+        return
+    names = {t.name for t in tasks_of(run)}
+    names |= {name + PARTIAL for name in names}
+    stray = sorted(
+        e.name + ("/" if e.is_dir() else "")
+        for e in run.paths.points.iterdir()
+        if e.name not in names or e.is_symlink() or not e.is_dir()
+    )
+    if stray:
+        shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
+        raise KitError(
+            f"not a point of this manifest: {shown}",
+            path=str(run.paths.points),
+            fix="move it out of the run (the sweep writes only point folders there), then rerun",
+        )
+
+
 def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
     arts = Artifacts(run.paths)
     if not run.paths.stamp("datasets").exists():
@@ -206,6 +228,7 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
             path=str(run.paths.datasets),
             fix=f"run `make datasets MANIFEST={run.manifest_path}` first",
         )
+    check_points_folder(run)
     run.paths.points.mkdir(parents=True, exist_ok=True)
     if (yaml_text := trtllm.extra_options_yaml(run.manifest)) is not None:
         atomic_write_text(extra_options_path(run), yaml_text)
@@ -310,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         gpus = watched_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), engine.tp_size * engine.pp_size)
         return sweep(run, parse_shard(args.shard), lambda path: PointSamplers(path, interval, gpus))
 
-    return run_main(stage, "bench.sweep")
+    return run_main(locked(args.run or args.manifest.stem, "sweep", stage), "bench.sweep")
 
 
 if __name__ == "__main__":

@@ -90,6 +90,26 @@ def read_toml(path: str | Path, what: str, fix: str) -> dict[str, Any]:
     if not path.is_file():
         raise KitError(f"{what} file not found", path=str(path), fix=fix)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KitError(f"cannot read the {what}: {exc.strerror}", path=str(path)) from None
+    return parse_toml_bytes(data, str(path), what)
+
+
+def parse_toml_bytes(data: bytes, path: str, what: str) -> dict[str, Any]:
+    """TOML from bytes: UTF-8 with or without a BOM (editors add one); anything else, a binary
+    file included, is one KitError naming the first bad byte."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise KitError(
+            f"the {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            path=path,
+            fix="save it as UTF-8 (Latin-1 and UTF-16 are not TOML), or pass the right file",
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise KitError(f"not valid TOML: {exc}", path=str(path)) from None
+        raise KitError(f"not valid TOML: {exc}", path=path) from None
+    except RecursionError:
+        raise KitError("not valid TOML: nested too deeply", path=path) from None

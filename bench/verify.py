@@ -31,6 +31,7 @@ from bench.fileio import atomic_write_text
 from bench.manifest import Manifest
 from bench.record import PointResult, load_records
 from bench.run import RunPaths, load_run
+from bench.runlock import locked
 from bench.tables import PointRow, is_suspect, md_table, num, point_rows
 
 STAGE = "verify"
@@ -560,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(outcome.text)
         return outcome.exit_code
 
-    return run_main(stage, "bench.verify")
+    return run_main(locked(args.run, "verify", stage, create=False), "bench.verify")
 
 
 if __name__ == "__main__":

@@ -185,10 +185,14 @@ def test_pins_are_read_only_by_targets_that_need_them(tmp_path: Path) -> None:
     """BASE_IMAGE/BASE_DIGEST are lazy: `make clean-run` never runs the pins reader."""
     marker = tmp_path / "ran"
     fake = tmp_path / "python3"
-    fake.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    real = shutil.which("python3")
+    fake.write_text(
+        f'#!/bin/sh\ncase "$*" in *bench.pins*) touch {marker}; exit 1;; esac\nexec {real} "$@"\n'
+    )
     fake.chmod(0o755)
     env = env_without_token(PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    make_n("clean-run", "RUN=x", env=env)
+    (tmp_path / "results" / "x").mkdir(parents=True)  # clean-run names an existing run
+    make_n("clean-run", "RUN=x", f"RESULTS_DIR={tmp_path}/results", env=env)
     assert not marker.exists()
     make_n("docker-build", env=env)
     assert marker.exists()
