@@ -343,7 +343,7 @@ def resume_command(sweep: SlurmSweep) -> list[str]:
     ]
     if sweep.partition:
         words.append(f"PARTITION={sweep.partition}")
-    if sweep.image:
+    if sweep.image and sweep.container != "none":
         words.append(f"SLURM_IMAGE={sweep.image}")
     if sweep.reference:
         words.append(f"REFERENCE={sweep.reference}")
@@ -495,10 +495,11 @@ def finish(run: str, shards: int, reference: Path | None) -> int:
     its report and verdict with it (all copies or products of the shards' files, so nothing is
     lost): a resumed shard may hold new points.
     """
-    from bench import merge, report, verify
+    from bench import merge, report, verify  # here: submission needs none of them (plots)
 
     names = [shard_run(run, k, shards) for k in range(1, shards + 1)]
     merged = RunPaths.for_run(run)
+    previous = merged.root.with_name(merged.root.name + ".previous-merge")
     if merged.root.exists():
         if merged_from(merged) != names:
             raise KitError(
@@ -507,9 +508,18 @@ def finish(run: str, shards: int, reference: Path | None) -> int:
                 fix=f"choose another RUN=, or make clean-run RUN={run} if it can go",
             )
         print(f"[slurm] {merged.root} came from these shards: merging them again", file=sys.stderr)
-        shutil.rmtree(merged.root)
-        shutil.rmtree(merged.reports, ignore_errors=True)  # its report and verdict, remade below
-    merge.merge(run, [RunPaths.for_run(name).root for name in names])
+        shutil.rmtree(previous, ignore_errors=True)
+        merged.root.rename(previous)  # put back if the merge fails
+    try:
+        merge.merge(run, [RunPaths.for_run(name).root for name in names])
+    except BaseException:
+        if previous.exists():
+            shutil.rmtree(merged.root, ignore_errors=True)  # a half-made merge
+            previous.rename(merged.root)
+        raise
+    if previous.exists():
+        shutil.rmtree(previous)
+        shutil.rmtree(merged.reports, ignore_errors=True)  # the old run's report and verdict
     if code := report.main(["--run", run]):
         return code
     return verify.main(["--run", run, *(["--reference", str(reference)] if reference else [])])
