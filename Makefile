@@ -156,7 +156,7 @@ slurm: $(ENV_READY)
 ## stand up a one-node Slurm if none runs (root + apt), run the demo through `make slurm` on it
 test-slurm: $(ENV_READY)
 	scripts/slurm/install-debian.sh
-	SLURM_E2E=1 $(PYTHON) -m pytest -q -rs -p no:cacheprovider tests/test_slurm_e2e.py
+	SLURM_E2E=1 $(PYTHON) -m pytest -q -s -rs -p no:cacheprovider tests/test_slurm_e2e.py
 
 # ============================================================================== Checks
 .PHONY: test lint bench info
