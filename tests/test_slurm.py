@@ -321,3 +321,33 @@ def test_slurm_logs_are_ignored_by_git():
             ["git", "-C", str(ROOT), "check-ignore", "-q", "--no-index", path], check=False
         )
         assert out.returncode == 0, f"{path} is not ignored"
+
+
+# ----------------------------------------------------------------------------- test-slurm's harness
+
+
+def test_test_slurm_skips_with_the_reason(monkeypatch):
+    from tests import test_slurm_e2e as e2e
+
+    monkeypatch.delenv("SLURM_E2E", raising=False)
+    assert "make test-slurm" in e2e.why_not()
+    monkeypatch.setenv("SLURM_E2E", "1")
+    monkeypatch.setattr(e2e, "tool", lambda name: None)
+    assert "no Slurm here (munged, slurmctld" in e2e.why_not()
+    monkeypatch.setattr(e2e, "tool", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(e2e, "slurm_answers", lambda env: False)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert e2e.why_not() == "not root: cannot start munged, slurmctld and slurmd"
+
+
+def test_the_local_cluster_stops_every_daemon_it_started(tmp_path):
+    from tests import test_slurm_e2e as e2e
+
+    cluster = e2e.LocalSlurm(tmp_path)  # no slurm.conf: nothing to scancel, daemons to end
+    for name in e2e.DAEMONS:
+        cluster.spawn(name, ["sleep", "300"])
+    with pytest.raises(RuntimeError, match="waiting for the node: died"):
+        cluster.procs[0].terminate()
+        cluster.wait_for(lambda: False, 5, "the node")
+    cluster.stop()
+    assert [p.poll() is not None for p in cluster.procs] == [True, True, True]

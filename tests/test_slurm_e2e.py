@@ -158,9 +158,12 @@ class LocalSlurm:
 
     def stop(self) -> None:
         """Cancel what is still queued, then end the daemons newest first, each by its PID."""
-        if any(p.poll() is None for p in self.procs[1:]):
-            subprocess.run(["scancel", "--full", "--user=root"], env=self.env, check=False)
-            with contextlib.suppress(RuntimeError):
+        controller_up = len(self.procs) > 1 and self.procs[1].poll() is None
+        if controller_up and (self.folder / "slurm.conf").exists():
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                subprocess.run(
+                    ["scancel", "--full", "--user=root"], env=self.env, check=False, timeout=30
+                )
                 self.wait_for(lambda: not squeue_ids(self.env), 30, "cancelled jobs to end")
         for proc in reversed(self.procs):
             if proc.poll() is None:
@@ -174,7 +177,7 @@ class LocalSlurm:
 
 def squeue_ids(env: dict[str, str]) -> list[str]:
     out = subprocess.run(
-        ["squeue", "--noheader", "--format=%i"], env=env, capture_output=True, text=True
+        ["squeue", "--noheader", "--format=%i"], env=env, capture_output=True, text=True, timeout=30
     )
     return out.stdout.split()
 
