@@ -385,8 +385,17 @@ def parse_request(values: dict[str, object], env: dict[str, str], cwd: Path) -> 
 
 
 def check_files(sweep: SlurmSweep) -> None:
-    """The manifest must load and, in a container, sit under manifests/ (the only mount)."""
-    load_manifest(sweep.manifest)
+    """The manifest must load, have a point for every shard and, in a container, sit under
+    manifests/ (the only mount)."""
+    manifest = load_manifest(sweep.manifest)
+    tasks = len(manifest.sweep.points) * manifest.sweep.repeats
+    if sweep.shards > tasks:
+        raise KitError(
+            f"SHARDS={sweep.shards} is more than the manifest's {tasks} point runs: "
+            "some shards would have nothing to run",
+            path=str(sweep.manifest),
+            fix=f"SHARDS={tasks} or fewer",
+        )
     for key, path in (("MANIFEST", sweep.manifest), ("REFERENCE", sweep.reference)):
         if path is None:
             continue
