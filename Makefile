@@ -35,7 +35,11 @@ export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 # shell evaluates it; anything but `ok` stops make with one line and exit 2. Defaults (RUN and
 # CACHE_DIR are built from other variables) are expanded only when no given value holds a `$`
 # (such a value is refused anyway).
-EDGE_VARS := MANIFEST SHARD REFERENCE LOGS SHARDS RESULTS_DIR WORK_DIR REPORTS_DIR MODELS_DIR CACHE_DIR RUN
+# Variables defined further down (docker.mk, Slurm) are checked here only when the user gives them;
+# RUN comes last, since its default is left unexpanded (so empty) when another value holds a `$`.
+EDGE_VARS := MANIFEST SHARD REFERENCE LOGS SHARDS RESULTS_DIR WORK_DIR REPORTS_DIR MODELS_DIR \
+  CACHE_DIR VENV PYTHON HF_HOME TEST_WORKERS DOCKER DOCKER_GPUS IMAGE_TAG PARTITION TIME \
+  GPUS_PER_TASK CPUS_PER_TASK CONTAINER SLURM_IMAGE RUN
 edge_given = $(filter-out file default,$(origin $(1)))
 EDGE_DOLLAR := $(findstring $$,$(foreach v,$(EDGE_VARS),$(if $(call edge_given,$(v)),$(value $(v)))))
 edge_raw = $(if $(call edge_given,$(1)),$(value $(1)),$(if $(and $(EDGE_DOLLAR),$(filter RUN CACHE_DIR,$(1))),,$($(1))))
@@ -150,6 +154,29 @@ clean-run:
 ## delete the shared checkpoint/engine cache (runs keep their own copies; the next build remakes it)
 clean-cache:
 	$(if $(CACHE_DIR),rm -rf -- "$(CACHE_DIR)/quantize" "$(CACHE_DIR)/build",@echo "CACHE_DIR is empty: no cache")
+
+# ============================================================================== Slurm
+# `make slurm` submits MANIFEST as SHARDS array tasks plus a dependent merge + report + verify job
+# (bench/slurm.py); resources are these variables, passed to sbatch (no #SBATCH line to fight).
+.PHONY: slurm test-slurm
+PARTITION ?=## Slurm partition(s) for `make slurm` (empty: the cluster's default)
+TIME ?= 24:00:00## Slurm time limit of each `make slurm` job (D-HH:MM:SS)
+GPUS_PER_TASK ?= 1## GPUs per `make slurm` shard task (0 on nodes without GPUs)
+CPUS_PER_TASK ?= 16## CPU cores per `make slurm` shard task
+CONTAINER ?= pyxis## how `make slurm` tasks run: pyxis, apptainer, or none (this checkout's PYTHON on the node)
+SLURM_IMAGE ?=## image for CONTAINER=pyxis/apptainer (default: trtllm-repro.sqsh / .sif in the checkout)
+
+## submit MANIFEST as SHARDS=N Slurm array tasks + a dependent merge/report/verify job (logs: work/.slurm/<run>/)
+slurm: $(ENV_READY)
+	$(PYTHON) -m bench.slurm submit --manifest "$(MANIFEST)" --shards "$(SHARDS)" \
+	  $(RUN_IF_GIVEN) --partition "$(PARTITION)" --time "$(TIME)" \
+	  --gpus-per-task "$(GPUS_PER_TASK)" --cpus-per-task "$(CPUS_PER_TASK)" \
+	  --container "$(CONTAINER)" --image "$(SLURM_IMAGE)" --python "$(PYTHON)" --reference "$(REFERENCE)"
+
+## stand up a one-node Slurm if none runs (root + apt), run the demo through `make slurm` on it
+test-slurm: $(ENV_READY)
+	scripts/slurm/install-debian.sh
+	SLURM_E2E=1 $(PYTHON) -m pytest -q -s -rs -p no:cacheprovider tests/test_slurm_e2e.py
 
 # ============================================================================== Checks
 .PHONY: test test-fast lint bench info

@@ -24,6 +24,8 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # leading dash (it would read as an option).
 PATH_MAX = 1024
 SAFE_PATH = re.compile(r"[A-Za-z0-9._+/@=][A-Za-z0-9._+/@=-]*")
+# A tool option's value (a Slurm partition list or time, a core count, an image tag, a GPU list).
+SAFE_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:,/+=@-]{0,199}")
 SHARD_SPEC = re.compile(r"(?P<index>[1-9][0-9]{0,3})/(?P<count>[1-9][0-9]{0,3})")
 
 # Variable -> (may be empty, kind). SHARDS is a space-separated list of paths.
@@ -39,12 +41,26 @@ VARIABLES: dict[str, tuple[bool, str]] = {
     "REPORTS_DIR": (False, "path"),
     "MODELS_DIR": (False, "path"),
     "CACHE_DIR": (True, "path"),
+    "VENV": (True, "path"),
+    "PYTHON": (True, "path"),
+    "HF_HOME": (True, "path"),
+    "TEST_WORKERS": (True, "word"),
+    "DOCKER": (True, "path"),
+    "DOCKER_GPUS": (True, "word"),
+    "IMAGE_TAG": (True, "word"),
+    "PARTITION": (True, "word"),
+    "TIME": (True, "word"),
+    "GPUS_PER_TASK": (True, "word"),
+    "CPUS_PER_TASK": (True, "word"),
+    "CONTAINER": (True, "word"),
+    "SLURM_IMAGE": (True, "path"),
 }
 EXAMPLES = {
     "run": "RUN=my-run (letters, digits, . _ -; at most 100 characters)",
     "path": "a relative or absolute path of letters, digits and . _ + / @ = -",
     "paths": 'SHARDS="results/a-shard1of2 results/a-shard2of2"',
     "shard": "SHARD=1/3 (shard i of N, 1 <= i <= N)",
+    "word": "one word of letters, digits and . _ : , / + = @ - (no space, quote, $ or backtick)",
 }
 
 
@@ -85,6 +101,8 @@ def problem(name: str, value: str) -> str | None:
         return run_name_problem(value)
     if kind == "shard":
         return _shard_problem(value)
+    if kind == "word":
+        return None if SAFE_WORD.fullmatch(value) else "is not one plain word"
     if kind == "paths":
         return next(filter(None, map(_path_problem, value.split(" "))), None)
     return _path_problem(value)

@@ -214,7 +214,7 @@ def test_help_lists_the_container_targets() -> None:
 def test_help_off_a_terminal_has_no_colour_codes_and_shows_values() -> None:
     """Piped help is plain text, and variables show the value in force, not Make code."""
     out = subprocess.run(
-        ["make", "--no-print-directory", "help", "MANIFEST=manifests/demo.toml", "RUN=it's"],
+        ["make", "--no-print-directory", "help", "MANIFEST=manifests/demo.toml", "RUN=my.run-1"],
         cwd=ROOT,
         text=True,
         capture_output=True,
@@ -222,7 +222,7 @@ def test_help_off_a_terminal_has_no_colour_codes_and_shows_values() -> None:
     ).stdout
     assert "\033" not in out and "\x1b" not in out
     assert "$(" not in out
-    assert re.search(r"^  RUN +run name .*\[it's\]$", out, re.M)
+    assert re.search(r"^  RUN +run name .*\[my\.run-1\]$", out, re.M)
     assert re.search(r"^  PYTHON +.*\[\.venv/bin/python\]$", out, re.M)
 
 

@@ -74,6 +74,11 @@ REFUSED = [
     (["clean-cache", "CACHE_DIR=$(shell touch pwned)"], "CACHE_DIR="),
     (["clean-cache", "WORK_DIR=$(shell touch pwned)"], "WORK_DIR="),  # CACHE_DIR's default
     (["clean-run", "RUN=keep", "RESULTS_DIR=/ `touch pwned`"], "RESULTS_DIR="),
+    (["slurm", "SHARDS=2", "PARTITION=`touch pwned`"], "PARTITION="),
+    (["slurm", "SHARDS=2", 'TIME=1:00:00"; touch pwned; "'], "TIME="),
+    (["slurm", "SHARDS=2", "CONTAINER=none $(touch pwned)"], "CONTAINER="),
+    (["test", "TEST_WORKERS=2 --pdb"], "TEST_WORKERS="),
+    (["docker-all", "DOCKER_GPUS=all' --privileged '"], "DOCKER_GPUS="),
 ]
 
 

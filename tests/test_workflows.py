@@ -190,7 +190,7 @@ def test_actionlint_passes():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("script", [".ci/run", "scripts/slurm/sweep.sbatch"])
+@pytest.mark.parametrize("script", [".ci/run", "scripts/slurm/install-debian.sh"])
 def test_shellcheck_passes(script):
     exe = _tool("shellcheck")
     out = subprocess.run([exe, script], cwd=ROOT, capture_output=True, text=True, check=False)
@@ -199,7 +199,7 @@ def test_shellcheck_passes(script):
 
 def test_lint_extra_lists_the_shell_files():
     check = next(c for c in lint_extra.checks(ROOT) if c.tool == "shellcheck")
-    assert {".ci/run", "scripts/slurm/sweep.sbatch"} <= set(check.files)
+    assert {".ci/run", "scripts/slurm/install-debian.sh"} <= set(check.files)
 
 
 def test_no_pipe_into_an_early_reader_in_the_kit():
