@@ -50,9 +50,12 @@ def max_input_len(manifest: Manifest) -> int:
 
 
 def build_argv(manifest: Manifest, *, checkpoint_dir: Path, engine_dir: Path) -> list[str]:
-    """trtllm-build for the tensorrt backend: limits cover every point; FP8 context FMHA on.
+    """trtllm-build for the tensorrt backend, set up as `trtllm-bench build` sets up its own
+    engines (tensorrt_llm/bench/build/build.py): multiple optimization profiles, paged context
+    FMHA (which chunked context needs) and, for FP8, FP8 context FMHA.
 
-    --max_input_len matters: its default (1024) would reject every longer prompt at run time.
+    --max_input_len is the engine's profile limit (its default 1024 would be too small); the
+    runtime's prompt limit is runtime_max_input_len's.
     """
     e = manifest.engine
     argv = [
@@ -71,12 +74,25 @@ def build_argv(manifest: Manifest, *, checkpoint_dir: Path, engine_dir: Path) ->
         str(max_input_len(manifest)),
         "--use_paged_context_fmha",
         "enable",
+        "--multiple_profiles",
+        "enable",
         "--workers",
         str(e.tp_size * e.pp_size),
     ]
     if manifest.quantization.format == "fp8":
         argv += ["--use_fp8_context_fmha", "enable"]
     return argv
+
+
+def runtime_max_input_len(manifest: Manifest) -> int | None:
+    """The longest prompt the TensorRT runtime accepts (1.0, TrtGptModel): max_seq_len - 1 with
+    chunked context, else min(max_seq_len - 1, max_num_tokens). None for other backends."""
+    e = manifest.engine
+    if not e.needs_build:
+        return None
+    if manifest.runtime.enable_chunked_context:
+        return e.max_seq_len - 1
+    return min(e.max_seq_len - 1, e.max_num_tokens or e.max_seq_len)
 
 
 def extra_options_yaml(manifest: Manifest) -> str | None:
@@ -157,6 +173,8 @@ def throughput_argv(
                 argv += [flag, str(value)]
     if extra_options is not None:
         argv += ["--extra_llm_api_options", str(extra_options)]
+    if r.enable_chunked_context and e.backend != "hf-reference":
+        argv += ["--enable_chunked_context"]
     if point.concurrency is not None:
         argv += ["--concurrency", str(point.concurrency)]
     if r.streaming:
