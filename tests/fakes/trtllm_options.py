@@ -581,7 +581,9 @@ def _print_help(command: Command) -> int:
     lines = [f"Usage: {command.prog} [OPTIONS]", "", "Options:"]
     for name, opt in command.options.items():
         shown = ", ".join((*opt.aliases, name))
-        extra = f" [{'|'.join(opt.choices)}]" if opt.choices else f" {opt.kind.upper()}"
+        listed = "|".join(opt.choices) if command.style == CLICK else ",".join(opt.choices)
+        shape = "[{}]" if command.style == CLICK else "{{{}}}"
+        extra = " " + shape.format(listed) if opt.choices else f" {opt.kind.upper()}"
         lines.append(
             f"  {shown}{'' if opt.kind == 'flag' else extra}"
             + ("  [required]" if opt.required else "")
