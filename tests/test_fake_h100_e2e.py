@@ -52,10 +52,16 @@ def path_without_fakes() -> str:
     )
 
 
-def pipeline_env(tmp_path: Path, *, fakes: bool, inject: dict[str, str]) -> dict[str, str]:
+def pipeline_env(
+    tmp_path: Path, *, fakes: bool, inject: dict[str, str], release: str = "1.0"
+) -> dict[str, str]:
+    """The fakes of one TensorRT-LLM release first on PATH, its packages' metadata (the versions
+    `make doctor` checks) first on PYTHONPATH, and every run root under tmp_path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FAKE_TRTLLM_", "MAKE"))}
     path = path_without_fakes()
     env["PATH"] = f"{FAKES / 'bin'}{os.pathsep}{path}" if fakes else path
+    env["FAKE_TRTLLM_RELEASE"] = release
+    env["PYTHONPATH"] = str(FAKES / "site" / release)
     env["TRTLLM_PREPARE_DATASET"] = str(FAKES / "prepare_dataset.py")
     for name in ("RESULTS_DIR", "WORK_DIR", "MODELS_DIR", "REPORTS_DIR"):
         env[name] = str(tmp_path / name.removesuffix("_DIR").lower())
