@@ -21,10 +21,12 @@ TRTLLM_BUILD = "trtllm-build"
 EOS_IGNORED = -1  # trtllm-bench --eos_id -1: generate exactly output_tokens per request
 
 
-def prepare_dataset_argv(manifest: Manifest, point: Point, *, tokenizer: Path) -> list[str]:
+def prepare_dataset_argv(
+    manifest: Manifest, point: Point, *, tokenizer: Path, python: str = sys.executable
+) -> list[str]:
     d = manifest.dataset
     return [
-        sys.executable,
+        python,
         prepare_dataset_script(),
         "--tokenizer",
         str(tokenizer),
