@@ -88,9 +88,10 @@ def readiness(manifest: Manifest, smoke: Manifest, points_dir: Path) -> tuple[bo
     if not ready:
         missing = len(smoke.sweep.points) - len(ok)
         lines.append(f"NOT READY: {missing} of {len(smoke.sweep.points)} smoke point(s) not ok")
+    device = "CPU" if manifest.engine.backend == "hf-reference" else "GPU"
     estimate = total_seconds(manifest)
     lines.append(
-        f"full sweep, cost model: {cost.hms(estimate)} GPU time for "
+        f"full sweep, cost model: {cost.hms(estimate)} {device} time for "
         f"{len(manifest.sweep.points) * manifest.sweep.repeats} points"
     )
     estimator = cost.Estimator(smoke)
@@ -104,7 +105,7 @@ def readiness(manifest: Manifest, smoke: Manifest, points_dir: Path) -> tuple[bo
         ratio = sum(m for m, _ in measured) / sum(e - start for _, e in measured)
         lines.append(
             f"full sweep, scaled by the smoke points (measured/estimated = {ratio:.2f}): "
-            f"{cost.hms(scaled_total(manifest, ratio))} GPU time"
+            f"{cost.hms(scaled_total(manifest, ratio))} {device} time"
         )
     lines.append("READY: run the full sweep" if ready else "fix the failures above first")
     return ready, lines

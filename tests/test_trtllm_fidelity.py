@@ -22,7 +22,7 @@ from test_trtllm_commands import (
     tokenizer_dir,
 )
 
-from bench import trtllm
+from bench import parse_trtllm, record, trtllm
 from bench.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,3 +181,20 @@ def test_small_engine_limit_is_min_of_seq_len_and_tokens(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "maxInputLen: 127 = min(maxSequenceLen - 1, maxNumTokens)" in proc.stdout
+
+
+def test_short_outputs_on_the_pytorch_backend_are_invalid(tmp_path, monkeypatch):
+    """trtllm-bench passes --eos_id as SamplingParams(end_id=...), and the LLM API adds the EOS
+    ids of generation_config.json only when end_id is None (llmapi/llm.py,
+    _prepare_sampling_params): -1 therefore overrides them on the PyTorch backend too. Should a
+    release change that, outputs come back short, and the kit must refuse the number."""
+    monkeypatch.setenv("FAKE_TRTLLM_SHORT", "32/64")
+    data = dataset(tmp_path / "d.jsonl", isl=32, osl=64)
+    proc = pytorch_throughput(tmp_path, data, "--eos_id", str(trtllm.EOS_IGNORED))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "r.json").read_text())
+    result = record.judge(
+        parse_trtllm.parse_report_json(doc, isl=32, osl=64, requests=8, source_file="r.json")
+    )
+    assert result.status == "invalid" and result.failure == "length_mismatch"
+    assert result.identity.backend == "pytorch"
