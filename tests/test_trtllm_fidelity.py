@@ -198,3 +198,12 @@ def test_short_outputs_on_the_pytorch_backend_are_invalid(tmp_path, monkeypatch)
     )
     assert result.status == "invalid" and result.failure == "length_mismatch"
     assert result.identity.backend == "pytorch"
+
+
+def test_report_says_whether_chunked_context_was_on():
+    from bench.report_sections import chunked_context_note
+
+    assert chunked_context_note(load_manifest(H100)).startswith("; chunked context on (off by")
+    assert "0.16" in chunked_context_note(load_manifest(H100))
+    assert chunked_context_note(load_manifest(NVIDIA)).startswith("; chunked context off")
+    assert chunked_context_note(load_manifest(REPO / "manifests" / "demo.toml")) == ""
