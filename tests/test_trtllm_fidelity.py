@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
+import tomli_w
 import yaml
 from test_trtllm_commands import (
     BIN,
@@ -207,3 +209,26 @@ def test_report_says_whether_chunked_context_was_on():
     assert "0.16" in chunked_context_note(load_manifest(H100))
     assert chunked_context_note(load_manifest(NVIDIA)).startswith("; chunked context off")
     assert chunked_context_note(load_manifest(REPO / "manifests" / "demo.toml")) == ""
+
+
+@pytest.mark.slow
+def test_fake_make_all_runs_all_64_seed_points_including_isl_16384(tmp_path):
+    """The H100 manifest's engine and runtime tables as they are, on the demo's tiny model with
+    2 requests per point: every one of the 64 points runs under 1.0's real prompt-length rule."""
+    from test_fake_h100_e2e import make, pipeline_env, records
+
+    data = tomllib.loads(H100.read_text())
+    tiny = tomllib.loads(
+        (REPO / "tests" / "data" / "manifests" / "fake-h100-tensorrt.toml").read_text()
+    )
+    data |= {"model": tiny["model"], "quantization": tiny["quantization"], "name": "grid-64"}
+    data.pop("reference")
+    data["sweep"]["points"] = [{**p, "requests": 2} for p in data["sweep"]["points"]]
+    manifest = tmp_path / "grid-64.toml"
+    manifest.write_text(tomli_w.dumps(data))
+    code, out = make(pipeline_env(tmp_path, fakes=True, inject={}), "all", f"MANIFEST={manifest}")
+    got = records(tmp_path / "results" / "grid-64")
+    assert len(got) == 64
+    assert {k: r["status"] for k, r in got.items() if r["status"] != "ok"} == {}, out[-3000:]
+    assert got[(16384, 16384)]["identity"]["max_seq_len"] == 32768
+    assert code == 0, out[-3000:]
