@@ -3,7 +3,7 @@
 Pure functions: they run nothing, so `make plan` prints exactly what the pipeline will run and the
 tests check each flag against the pinned release's options (tests/fakes/). Flags follow
 TensorRT-LLM 1.0 (trtllm-bench throughput/build, trtllm-build, benchmarks/cpp/prepare_dataset.py);
-docs/trtllm-interface.md lists them with the source they were checked against.
+tests/fakes/trtllm_options.py tables them per release with the source commit each was read at.
 """
 
 from __future__ import annotations
