@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -215,7 +217,7 @@ def test_report_says_whether_chunked_context_was_on():
 def test_fake_make_all_runs_all_64_seed_points_including_isl_16384(tmp_path):
     """The H100 manifest's engine and runtime tables as they are, on the demo's tiny model with
     2 requests per point: every one of the 64 points runs under 1.0's real prompt-length rule."""
-    from test_fake_h100_e2e import make, pipeline_env, records
+    from test_fake_h100_e2e import pipeline_env, records
 
     data = tomllib.loads(H100.read_text())
     tiny = tomllib.loads(
@@ -226,7 +228,15 @@ def test_fake_make_all_runs_all_64_seed_points_including_isl_16384(tmp_path):
     data["sweep"]["points"] = [{**p, "requests": 2} for p in data["sweep"]["points"]]
     manifest = tmp_path / "grid-64.toml"
     manifest.write_text(tomli_w.dumps(data))
-    code, out = make(pipeline_env(tmp_path, fakes=True, inject={}), "all", f"MANIFEST={manifest}")
+    proc = subprocess.run(  # 64 points: longer than test_fake_h100_e2e.make's 170 s allows
+        ["make", "all", f"MANIFEST={manifest}", f"PYTHON={sys.executable}"],
+        cwd=REPO,
+        env=pipeline_env(tmp_path, fakes=True, inject={}),
+        text=True,
+        capture_output=True,
+        timeout=1500,
+    )
+    code, out = proc.returncode, proc.stdout + proc.stderr
     got = records(tmp_path / "results" / "grid-64")
     assert len(got) == 64
     assert {k: r["status"] for k, r in got.items() if r["status"] != "ok"} == {}, out[-3000:]
