@@ -82,7 +82,7 @@ plan: $(ENV_READY)
 
 ## GPU, host and software provenance (manifest -> results/<run>/provenance.json)
 env: $(STAMP)/env.ok
-$(STAMP)/env.ok: $(MANIFEST) $(CODE) | _toolcheck $(ENV_READY)
+$(STAMP)/env.ok: $(MANIFEST) $(CODE) | _toolcheck _doctor $(ENV_READY)
 	$(PYTHON) -m bench.provenance $(ARGS)
 
 ## pre-run checks: GPU model, power, clocks, MIG, free disk, HF_TOKEN (reports; prints nvidia-smi advice)
@@ -126,6 +126,24 @@ report: $(ENV_READY)
 ## re-hash every artifact, check identity, compare with REFERENCE (-> reports/<run>/verify.md)
 verify: $(ENV_READY)
 	$(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))
+
+# ============================================================================== First run on a GPU
+# `make doctor` then `make smoke`, before the full sweep (README, "On an H100"). `all` runs doctor
+# first (env.ok's order-only prerequisite), so a mismatch stops the pipeline before any GPU time.
+.PHONY: doctor smoke _doctor
+
+## the installed TensorRT-LLM's options and versions vs everything the plan passes (exit 2 names it)
+doctor: _toolcheck $(ENV_READY)
+	$(PYTHON) -m bench.doctor --manifest $(MANIFEST)
+
+_doctor: _toolcheck $(ENV_READY)
+	@$(PYTHON) -m bench.doctor --manifest $(MANIFEST) >/dev/null
+
+## every stage on the cheapest and the most demanding point, few requests (RUN=<manifest>-smoke)
+smoke: $(ENV_READY)
+	$(PYTHON) -m bench.smoke --manifest $(MANIFEST)
+	@$(MAKE) --no-print-directory all MANIFEST=$(WORK_DIR)/smoke/$(notdir $(MANIFEST)) RUN=$(RUN)-smoke STARTED=$(STARTED)
+	$(PYTHON) -m bench.smoke --manifest $(MANIFEST) --readiness --run $(RUN)-smoke
 
 # ============================================================================== Runs
 .PHONY: import audit merge clean-run clean-cache

@@ -165,6 +165,9 @@ class Runtime(Strict):
     batch_size: PositiveInt = 8
     streaming: bool = False
     extra_llm_api_options: dict[str, Any] | None = None
+    # trtllm-bench --enable_chunked_context (issue 10): off by default in 1.0, when the TensorRT
+    # runtime caps prompts at min(max_seq_len - 1, max_num_tokens); 0.16 had it on.
+    enable_chunked_context: bool = False
 
     @model_validator(mode="after")
     def _fallbacks_decrease(self) -> Runtime:
@@ -201,6 +204,7 @@ class Hardware(Strict):
 class Manifest(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)  # a run name
     description: str = ""
+    release: Literal["1.0", "1.2"] = "1.0"  # the TensorRT-LLM pin set in manifests/pins.toml
     reference: str | None = None
     model: Model
     quantization: Quantization

@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 
 from bench.artifacts import Artifacts, code_digest
-from bench.errors import KitError, run_main
+from bench.errors import KitError, StageFailed, run_main
 from bench.fileio import read_json, sha256_file
 from bench.manifest import Calibration, Manifest
 from bench.run import Run, add_run_args, open_run
@@ -177,6 +177,53 @@ def dataset_calibration(cal: Calibration, model_dir: Path) -> tuple[list[list[in
 # ----------------------------------------------------------------------------- stage
 
 
+def checkpoint_config_problems(
+    source: dict, exported: dict, export_format: ExportFormat
+) -> list[str]:
+    """What the exported config.json lost that the source model's has: the model type the next
+    tool reads (trtllm-build: `architecture`; the PyTorch backend: `model_type`) and Llama 3.1's
+    RoPE scaling (type llama3, its factor) and base. A ModelOpt/transformers pair can drop RoPE
+    silently (ModelOpt 0.47 with transformers 5); the model then runs, with wrong positions."""
+    problems = []
+    rope = source.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type") or rope.get("type")
+    if export_format == "tensorrt_llm":
+        want_arch = (source.get("architectures") or ["LlamaForCausalLM"])[0]
+        if exported.get("architecture") != want_arch:
+            problems.append(f"architecture is {exported.get('architecture')!r}, not {want_arch!r}")
+        got_rope = exported.get("rotary_scaling") or {}
+        got_type, base_key = got_rope.get("type") or got_rope.get("rope_type"), "rotary_base"
+    else:
+        if exported.get("model_type") != source.get("model_type"):
+            problems.append(
+                f"model_type is {exported.get('model_type')!r}, not {source.get('model_type')!r}"
+            )
+        got_rope = exported.get("rope_scaling") or {}
+        got_type, base_key = got_rope.get("rope_type") or got_rope.get("type"), "rope_theta"
+    if rope_type and (got_type != rope_type or got_rope.get("factor") != rope.get("factor")):
+        problems.append(
+            f"RoPE scaling is {got_type!r} with factor {got_rope.get('factor')}, the model's is "
+            f"{rope_type!r} with factor {rope.get('factor')}"
+        )
+    if source.get("rope_theta") is not None and exported.get(base_key) != source["rope_theta"]:
+        problems.append(f"{base_key} is {exported.get(base_key)}, not {source['rope_theta']}")
+    return problems
+
+
+def check_checkpoint_config(model_dir: Path, checkpoint: Path, export_format: ExportFormat) -> None:
+    problems = checkpoint_config_problems(
+        read_json(model_dir / "config.json"), read_json(checkpoint / "config.json"), export_format
+    )
+    if problems:
+        raise StageFailed(
+            "the exported checkpoint's config.json differs from the model's: "
+            + "; ".join(problems),
+            path=str(checkpoint / "config.json"),
+            fix="use the ModelOpt/transformers pair of the pinned image (manifests/pins.toml); "
+            "some pairs drop RoPE scaling on export",
+        )
+
+
 def quantize_stage(run: Run) -> int:
     m = run.manifest
     arts = Artifacts(run.paths)
@@ -221,7 +268,7 @@ def quantize_stage(run: Run) -> int:
             f"{len(calib)} calibration sequences -> {fmt} checkpoint",
             file=sys.stderr,
         )
-        return quantize_fp8(
+        files = quantize_fp8(
             model_dir,
             run.paths.checkpoint,
             export_format=fmt,
@@ -231,6 +278,8 @@ def quantize_stage(run: Run) -> int:
             tp_size=m.engine.tp_size,
             pp_size=m.engine.pp_size,
         )
+        check_checkpoint_config(model_dir, run.paths.checkpoint, fmt)  # never cache a bad one
+        return files
 
     files, origin = make_or_reuse(
         cache_root(),

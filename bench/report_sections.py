@@ -126,6 +126,17 @@ def section_import_note(ctx: Context) -> str:
     )
 
 
+def chunked_context_note(manifest: Manifest | None) -> str:
+    """Chunked context decides which prompts the TensorRT runtime accepts; its default changed."""
+    if manifest is None or manifest.engine.backend not in ("pytorch", "tensorrt"):
+        return ""
+    state = "on" if manifest.runtime.enable_chunked_context else "off"
+    return (
+        f"; chunked context {state} (off by default in TensorRT-LLM 1.0, on by default in 0.16, "
+        "which the seed logs ran)"
+    )
+
+
 def section_executive_summary(
     records: Sequence[PointResult], rows: Sequence[PointRow], ctx: Context, reference: bool
 ) -> str:
@@ -177,7 +188,8 @@ def section_executive_summary(
         ),
         (
             "Engine",
-            f"backend {_values(seen, 'backend')}, version {_values(seen, 'engine_version')}",
+            f"backend {_values(seen, 'backend')}, version {_values(seen, 'engine_version')}"
+            + chunked_context_note(ctx.manifest),
         ),
         ("GPU", gpu),
         ("TP / PP", f"{_values(seen, 'tp_size')} / {_values(seen, 'pp_size')}"),

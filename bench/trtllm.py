@@ -3,7 +3,7 @@
 Pure functions: they run nothing, so `make plan` prints exactly what the pipeline will run and the
 tests check each flag against the pinned release's options (tests/fakes/). Flags follow
 TensorRT-LLM 1.0 (trtllm-bench throughput/build, trtllm-build, benchmarks/cpp/prepare_dataset.py);
-docs/trtllm-interface.md lists them with the source they were checked against.
+tests/fakes/trtllm_options.py tables them per release with the source commit each was read at.
 """
 
 from __future__ import annotations
@@ -18,13 +18,20 @@ from bench.toolcheck import prepare_dataset_script
 
 TRTLLM_BENCH = "trtllm-bench"
 TRTLLM_BUILD = "trtllm-build"
-EOS_IGNORED = -1  # trtllm-bench --eos_id -1: generate exactly output_tokens per request
+# trtllm-bench --eos_id -1: generate exactly output_tokens per request, on both backends. It
+# becomes SamplingParams(end_id=-1, pad_id=-1); the LLM API adds generation_config.json's EOS ids
+# only when end_id is None (tensorrt_llm/llmapi/llm.py _prepare_sampling_params, read at the
+# stored 4c05a748; SamplingParams._setup at 000a01de, 1.0.0rc4). Short outputs are still caught:
+# record.judge marks a point whose average output length misses the target invalid.
+EOS_IGNORED = -1
 
 
-def prepare_dataset_argv(manifest: Manifest, point: Point, *, tokenizer: Path) -> list[str]:
+def prepare_dataset_argv(
+    manifest: Manifest, point: Point, *, tokenizer: Path, python: str = sys.executable
+) -> list[str]:
     d = manifest.dataset
     return [
-        sys.executable,
+        python,
         prepare_dataset_script(),
         "--tokenizer",
         str(tokenizer),
@@ -50,9 +57,12 @@ def max_input_len(manifest: Manifest) -> int:
 
 
 def build_argv(manifest: Manifest, *, checkpoint_dir: Path, engine_dir: Path) -> list[str]:
-    """trtllm-build for the tensorrt backend: limits cover every point; FP8 context FMHA on.
+    """trtllm-build for the tensorrt backend, set up as `trtllm-bench build` sets up its own
+    engines (tensorrt_llm/bench/build/build.py): multiple optimization profiles, paged context
+    FMHA (which chunked context needs) and, for FP8, FP8 context FMHA.
 
-    --max_input_len matters: its default (1024) would reject every longer prompt at run time.
+    --max_input_len is the engine's profile limit (its default 1024 would be too small); the
+    runtime's prompt limit is runtime_max_input_len's.
     """
     e = manifest.engine
     argv = [
@@ -71,12 +81,25 @@ def build_argv(manifest: Manifest, *, checkpoint_dir: Path, engine_dir: Path) ->
         str(max_input_len(manifest)),
         "--use_paged_context_fmha",
         "enable",
+        "--multiple_profiles",
+        "enable",
         "--workers",
         str(e.tp_size * e.pp_size),
     ]
     if manifest.quantization.format == "fp8":
         argv += ["--use_fp8_context_fmha", "enable"]
     return argv
+
+
+def runtime_max_input_len(manifest: Manifest) -> int | None:
+    """The longest prompt the TensorRT runtime accepts (1.0, TrtGptModel): max_seq_len - 1 with
+    chunked context, else min(max_seq_len - 1, max_num_tokens). None for other backends."""
+    e = manifest.engine
+    if not e.needs_build:
+        return None
+    if manifest.runtime.enable_chunked_context:
+        return e.max_seq_len - 1
+    return min(e.max_seq_len - 1, e.max_num_tokens or e.max_seq_len)
 
 
 def extra_options_yaml(manifest: Manifest) -> str | None:
@@ -157,6 +180,8 @@ def throughput_argv(
                 argv += [flag, str(value)]
     if extra_options is not None:
         argv += ["--extra_llm_api_options", str(extra_options)]
+    if r.enable_chunked_context and e.backend != "hf-reference":
+        argv += ["--enable_chunked_context"]
     if point.concurrency is not None:
         argv += ["--concurrency", str(point.concurrency)]
     if r.streaming:

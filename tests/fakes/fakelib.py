@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-VERSION = "1.0.0"
+# The release the fakes play (FAKE_TRTLLM_RELEASE, see trtllm_options.RELEASES).
+VERSION = {"1.0": "1.0.0", "1.2": "1.2.1"}[os.environ.get("FAKE_TRTLLM_RELEASE", "1.0")]
 ENGINE_BYTES = 4096
 TACTICS_BYTES = 32  # the part of an engine that differs between two builds of one checkpoint
 LEVELS = {"I": "INFO", "W": "WARNING", "E": "ERROR"}

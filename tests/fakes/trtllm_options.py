@@ -46,14 +46,14 @@ LOG_LEVELS = ("internal_error", "error", "warning", "info", "verbose", "debug", 
 ENABLE = ("enable", "disable")
 
 # ----------------------------------------------------------------------------- trtllm-bench
-# Group: tensorrt_llm/commands/bench.py @ 0c9a37db1f06912c2109c13272029bd7a13cb248 (1.0 line;
-# `--revision` present there, not confirmed at the tag).
+# Group: tensorrt_llm/commands/bench.py of the 1.0.0rc4 era (the 000a01de line): --model/-m,
+# --model_path, --workspace/-w, --log_level. `--revision` came later (it is in the stored
+# 0c9a37db1f06912c2109c13272029bd7a13cb248, a post-1.0 commit): 1.0 rejects it.
 BENCH_GROUP = {
     "--model": Opt("str", required=True, aliases=("-m",)),
     "--model_path": Opt("path"),
     "--workspace": Opt("path", default="/tmp", aliases=("-w",)),
     "--log_level": Opt("choice", choices=LOG_LEVELS, default="info"),
-    "--revision": Opt("str"),
 }
 
 # tensorrt_llm/bench/benchmark/throughput.py @ 000a01de66f0eab4ab05640711f0253f50f5209c (1.0.0rc4).
@@ -94,6 +94,69 @@ BENCH_THROUGHPUT = {
         "choice", choices=("guaranteed_no_evict", "max_utilization"), default="guaranteed_no_evict"
     ),
 }
+
+# The LLM arguments `--extra_llm_api_options` may set, as trtllm-bench 1.0 validates them: the LLM
+# arguments are pydantic models with extra="forbid" (StrictBaseModel), so an unknown key at any
+# level is a ValidationError. Top-level names: the fields of BaseLlmArgs + TorchLlmArgs in
+# tensorrt_llm/llmapi/llm_args.py of the 1.0 line (source index id 1090804222); nested tables: the
+# sub-models the kit may set, their fields read at the same file (CudaGraphConfig: batch_sizes,
+# max_batch_size, enable_padding; 0.21's top-level `use_cuda_graph` is gone).
+_LLM_API_SCALARS = (
+    "model tokenizer tokenizer_mode skip_tokenizer_init trust_remote_code "
+    "tensor_parallel_size dtype revision tokenizer_revision pipeline_parallel_size "
+    "context_parallel_size gpus_per_node moe_cluster_parallel_size moe_tensor_parallel_size "
+    "moe_expert_parallel_size enable_attention_dp cp_config load_format enable_lora "
+    "lora_config quant_config enable_chunked_prefill guided_decoding_backend "
+    "batched_logits_processor iter_stats_max_iterations request_stats_max_iterations "
+    "peft_cache_config scheduler_config cache_transceiver_config speculative_config "
+    "batching_type normalize_log_probs max_batch_size max_input_len max_seq_len "
+    "max_beam_width max_num_tokens gather_generation_logits num_postprocess_workers "
+    "postprocess_tokenizer_dir reasoning_parser garbage_collection_gen0_threshold backend "
+    "build_config disable_overlap_scheduler moe_config attn_backend enable_mixed_sampler "
+    "enable_trtllm_sampler kv_cache_dtype enable_iter_perf_stats enable_iter_req_stats "
+    "print_iter_log torch_compile_config enable_autotuner enable_layerwise_nvtx_marker "
+    "enable_min_latency stream_interval force_dynamic_quantization allreduce_strategy "
+    "checkpoint_loader checkpoint_format"
+)
+LLM_API_1_0: dict[str, frozenset[str] | None] = dict.fromkeys(_LLM_API_SCALARS.split()) | {
+    "cuda_graph_config": frozenset({"batch_sizes", "max_batch_size", "enable_padding"}),
+    "kv_cache_config": frozenset(
+        {
+            "enable_block_reuse",
+            "max_tokens",
+            "max_attention_window",
+            "sink_token_length",
+            "free_gpu_memory_fraction",
+            "host_cache_size",
+            "onboard_blocks",
+            "cross_kv_cache_fraction",
+            "secondary_offload_min_priority",
+            "event_buffer_max_size",
+            "enable_partial_reuse",
+            "copy_on_partial_reuse",
+            "use_uvm",
+            "dtype",
+        }
+    ),
+}
+
+
+def llm_api_errors(options: dict, table: dict[str, frozenset[str] | None]) -> list[str]:
+    """pydantic's 'Extra inputs are not permitted' locations for every unknown key, nested too."""
+    errors = []
+    for key, value in options.items():
+        if key not in table:
+            errors.append(f"{key}\n  Extra inputs are not permitted [type=extra_forbidden]")
+            continue
+        nested = table[key]
+        if nested is not None and isinstance(value, dict):
+            errors += [
+                f"{key}.{sub}\n  Extra inputs are not permitted [type=extra_forbidden]"
+                for sub in value
+                if sub not in nested
+            ]
+    return errors
+
 
 # tensorrt_llm/bench/build/build.py @ 000a01de66f0eab4ab05640711f0253f50f5209c (1.0.0rc4).
 # VALID_QUANT_ALGOS: only the tuned names the notes confirm; the release may accept more QuantAlgo
@@ -254,6 +317,91 @@ PREPARE_DATASET = Command(
         "token-unif-dist": Command("prepare_dataset.py token-unif-dist", CLICK, TOKEN_UNIF_DIST),
     },
 )
+
+
+# ----------------------------------------------------------------------------- releases
+
+
+@dataclass(frozen=True)
+class Release:
+    """One TensorRT-LLM release as the fakes and `make doctor` see it: data, not code branches.
+
+    chunked_context_default: trtllm-bench throughput's chunking when no flag is given; the
+    TensorRT runtime then caps a prompt at max_seq_len - 1, else at min(max_seq_len - 1,
+    max_num_tokens).
+    """
+
+    version: str
+    read_at: str
+    tools: dict[str, Command]
+    llm_api: dict[str, frozenset[str] | None]
+    chunked_context_default: bool
+
+
+RELEASE_1_0 = Release(
+    "1.0.0",
+    "1.0.0rc4-era commits named above each table (the v1.0.0 tag ae8270b7 is not stored)",
+    {
+        "trtllm-bench": TRTLLM_BENCH,
+        "trtllm-build": TRTLLM_BUILD,
+        "prepare_dataset.py": PREPARE_DATASET,
+    },
+    LLM_API_1_0,
+    chunked_context_default=False,
+)
+
+# A later 1.x whose trtllm-bench still has the tensorrt backend. trtllm-bench throughput read at
+# tensorrt_llm/bench/benchmark/throughput.py @ 56851033051a6f9bd50e22219db64d68722a6f01 (the
+# newest stored version; ALL_SUPPORTED_BACKENDS still lists "tensorrt" in the stored
+# bench/benchmark/utils/general.py): chunked context became a flag pair, on by default; new
+# --custom_module_dirs, --sampler_options, --no_skip_tokenizer_init, --image_data_format,
+# --data_device. Group options @ 0c9a37db1f06912c2109c13272029bd7a13cb248 (adds --revision).
+# trtllm-build, prepare_dataset.py and the LLM arguments are taken as 1.0's (not re-read).
+BENCH_THROUGHPUT_1_2 = {
+    **{k: v for k, v in BENCH_THROUGHPUT.items() if k != "--enable_chunked_context"},
+    "--custom_module_dirs": Opt("path", exists=True),
+    "--sampler_options": Opt("path", exists=True),
+    "--no_skip_tokenizer_init": Opt("flag"),
+    "--image_data_format": Opt("choice", choices=("pt", "pil"), default="pt"),
+    "--data_device": Opt("choice", choices=("cuda", "cpu"), default="cuda"),
+    "--enable_chunked_context": Opt("flag", default=True),
+    "--disable_chunked_context": Opt("flag"),
+}
+TRTLLM_BENCH_1_2 = Command(
+    "trtllm-bench",
+    CLICK,
+    {**BENCH_GROUP, "--revision": Opt("str")},
+    {
+        "throughput": Command("trtllm-bench throughput", CLICK, BENCH_THROUGHPUT_1_2),
+        "build": Command("trtllm-bench build", CLICK, BENCH_BUILD),
+    },
+)
+RELEASE_1_2 = Release(
+    "1.2.1",
+    "trtllm-bench @ 56851033 (newest stored); the rest as 1.0",
+    {
+        "trtllm-bench": TRTLLM_BENCH_1_2,
+        "trtllm-build": TRTLLM_BUILD,
+        "prepare_dataset.py": PREPARE_DATASET,
+    },
+    LLM_API_1_0,
+    chunked_context_default=True,
+)
+RELEASES = {"1.0": RELEASE_1_0, "1.2": RELEASE_1_2}
+
+
+def release_from_env() -> Release:
+    """The release a fake plays: FAKE_TRTLLM_RELEASE (1.0 or 1.2), 1.0 by default."""
+    import os
+
+    return RELEASES[os.environ.get("FAKE_TRTLLM_RELEASE", "1.0")]
+
+
+def chunked_context(release: Release, values: dict[str, object]) -> bool:
+    """Whether trtllm-bench throughput chunks the context, from its parsed options."""
+    if values.get("disable_chunked_context"):
+        return False
+    return bool(values.get("enable_chunked_context")) or release.chunked_context_default
 
 
 # ----------------------------------------------------------------------------- strict parser
@@ -424,7 +572,7 @@ def _check_required(command: Command, values: dict[str, object]) -> None:
 def _with_defaults(command: Command, values: dict[str, object]) -> dict[str, object]:
     out = {
         _name_of(n): (False if o.kind == "flag" else o.default) for n, o in command.options.items()
-    }
+    }  # a flag's table default (1.2's --enable_chunked_context) is the release's, not the user's
     out.update(values)
     return out
 
@@ -433,7 +581,9 @@ def _print_help(command: Command) -> int:
     lines = [f"Usage: {command.prog} [OPTIONS]", "", "Options:"]
     for name, opt in command.options.items():
         shown = ", ".join((*opt.aliases, name))
-        extra = f" [{'|'.join(opt.choices)}]" if opt.choices else f" {opt.kind.upper()}"
+        listed = "|".join(opt.choices) if command.style == CLICK else ",".join(opt.choices)
+        shape = "[{}]" if command.style == CLICK else "{{{}}}"
+        extra = " " + shape.format(listed) if opt.choices else f" {opt.kind.upper()}"
         lines.append(
             f"  {shown}{'' if opt.kind == 'flag' else extra}"
             + ("  [required]" if opt.required else "")
