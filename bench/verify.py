@@ -23,11 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import gpus, tables
 from bench import reference as refmod
-from bench import tables
 from bench.artifacts import Artifacts, Problem
 from bench.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
-from bench.fileio import atomic_write_text
+from bench.fileio import atomic_write_text, read_json
+from bench.gpu_info import visible_gpus
 from bench.manifest import Manifest
 from bench.record import PointResult, load_records
 from bench.run import RunPaths, load_run
@@ -38,6 +39,8 @@ VERIFY_NAME = "verify.md"
 OWN_ROOTS = ("run", "reports")  # the run's own folders; --scope run re-hashes only these
 RATE_TOLERANCE = refmod.RATE_TOLERANCE
 PASS, FAIL, NOT_RUN, NOT_PUBLISHED, SUSPECT = "PASS", "FAIL", "NOT RUN", "NOT PUBLISHED", "SUSPECT"
+NOT_COMPARABLE = "NOT COMPARABLE"  # a different method: never PASS or FAIL
+CROSS_METHOD = "Cross-method comparison (not a reproduction: different method)"
 FAILING = (FAIL, SUSPECT)
 
 
@@ -218,12 +221,7 @@ def point_verdicts(records: Sequence[PointResult], ref: refmod.Reference) -> lis
                     )
                 )
         else:
-            diff = abs(row.output_tok_s - p.output_tok_s) / p.output_tok_s * 100
-            verdict = SUSPECT if row.suspect else (PASS if diff <= tol else FAIL)
-            note = "telemetry marks it suspect" if row.suspect else ""
-            if p.requests is not None and row.requests != p.requests:
-                note = (note + "; " if note else "") + f"requests {row.requests} vs {p.requests}"
-            out.append(Verdict(claim, verdict, row.output_tok_s, p.output_tok_s, tol, note))
+            out.append(_measured_point_verdict(claim, p, row, got, ref))
     listed = {(p.isl, p.osl) for p in ref.points}
     for r in sorted({(r.isl, r.osl) for r in records} - listed):
         row = rows.get(r)
@@ -231,6 +229,26 @@ def point_verdicts(records: Sequence[PointResult], ref: refmod.Reference) -> lis
             Verdict(f"ISL {r[0]} / OSL {r[1]}", NOT_PUBLISHED, row.output_tok_s if row else None)
         )
     return out
+
+
+def _measured_point_verdict(
+    claim: str, p: refmod.RefPoint, row: PointRow, got: Sequence[PointResult], ref: refmod.Reference
+) -> Verdict:
+    """A measured point against a published one. A published reference's point measured with
+    another request count is another dataset: NOT COMPARABLE. A KV fraction the reference
+    declares minor is named and the number still compared."""
+    tol = ref.tolerance(p)
+    diff = abs(row.output_tok_s - p.output_tok_s) / p.output_tok_s * 100
+    verdict = SUSPECT if row.suspect else (PASS if diff <= tol else FAIL)
+    notes = ["telemetry marks it suspect"] if row.suspect else []
+    major = sorted({n for r in got for n in refmod.point_method_notes(ref.identity, p, r)[0]})
+    minor = sorted({n for r in got for n in refmod.point_method_notes(ref.identity, p, r)[1]})
+    if ref.kind == "published" and major:
+        return Verdict(
+            claim, NOT_COMPARABLE, None, p.output_tok_s, None, "differs: " + "; ".join(major)
+        )
+    notes += major + [f"{n} (declared minor: still compared)" for n in minor]
+    return Verdict(claim, verdict, row.output_tok_s, p.output_tok_s, tol, "; ".join(notes))
 
 
 def best_verdicts(rows: Sequence[PointRow], ref: refmod.Reference, axis: str) -> list[Verdict]:
@@ -374,6 +392,92 @@ def suspect_verdicts(records: Sequence[PointResult]) -> list[Verdict]:
     return out
 
 
+def not_comparable_verdicts(ref: refmod.Reference, check: refmod.MethodCheck) -> list[Verdict]:
+    """Every claim of a reference of another method: NOT COMPARABLE, naming what differs."""
+    why = "differs: " + "; ".join(f.describe() for f in check.differences)
+    claims = [f"ISL {p.isl} / OSL {p.osl}" for p in ref.points]
+    claims += [f"best at ISL {r.isl}: OSL {r.osl}, {num(r.output_tok_s)}" for r in ref.best_per_isl]
+    claims += [f"best at OSL {r.osl}: ISL {r.isl}, {num(r.output_tok_s)}" for r in ref.best_per_osl]
+    if ref.peak is not None:
+        claims.append("peak")
+    return [Verdict(c, NOT_COMPARABLE, note=why) for c in claims]
+
+
+def cross_method_verdicts(rows: Sequence[PointRow], ref: refmod.Reference) -> list[Verdict]:
+    """The numbers side by side for readers who want them, with no verdict: not a reproduction."""
+    measured = {(r.isl, r.osl): r for r in sorted(rows, key=lambda r: r.output_tok_s)}
+    return [
+        Verdict(
+            f"ISL {p.isl} / OSL {p.osl}",
+            NOT_COMPARABLE,
+            measured[p.isl, p.osl].output_tok_s,
+            p.output_tok_s,
+            note="different method",
+        )
+        for p in ref.points
+        if (p.isl, p.osl) in measured
+    ]
+
+
+def method_table(check: refmod.MethodCheck) -> str:
+    """The method, field by field: what the reference states, what this run recorded."""
+
+    def shown(value: object) -> str:
+        return "-" if value is None else str(value)
+
+    rows = [
+        [
+            f.field,
+            shown(f.reference) if f.outcome != refmod.OPEN else "(left open)",
+            shown(f.run) + (f" ({f.run_source})" if f.run_source else ""),
+            f"**{f.outcome}**" if f.outcome == refmod.DIFFERS else f.outcome,
+        ]
+        for f in check.fields
+    ]
+    stated = sum(f.outcome != refmod.OPEN for f in check.fields)
+    head = (
+        f"The reference states {stated} of {len(check.fields)} method fields and leaves "
+        f"{len(check.fields) - stated} open; {len(check.differences)} of the {stated} stated "
+        f"differ, {len(check.minor_differences)} only in a knob the reference declares minor.\n\n"
+    )
+    if check.comparable:
+        tail = "Same method: the numbers below are compared.\n\n"
+    else:
+        tail = (
+            "**Different method: NOT COMPARABLE.** No reference number is judged PASS or FAIL; "
+            f'the numbers side by side are under "{CROSS_METHOD}".\n\n'
+        )
+    return (
+        head
+        + md_table(["Field", "Reference", "This run", "Outcome"], rows, [False] * 4)
+        + "\n"
+        + tail
+    )
+
+
+def reference_summary(sections: Sequence[tuple[str, Sequence[Verdict]]]) -> str:
+    """How many reference claims were judged, of how many, and why the others were not."""
+    verdicts = [
+        v
+        for title, vs in sections
+        if "vs reference" in title or title.startswith("Reference claims")
+        for v in vs
+        if v.verdict != NOT_PUBLISHED
+    ]
+    if not verdicts:
+        return ""
+    judged = [v for v in verdicts if v.verdict in (PASS, FAIL, SUSPECT)]
+    counts = {k: sum(v.verdict == k for v in verdicts) for k in (PASS, FAIL, SUSPECT)}
+    others = {k: sum(v.verdict == k for v in verdicts) for k in (NOT_RUN, NOT_COMPARABLE)}
+    return (
+        f"Reference claims judged: {len(judged)} of {len(verdicts)} ("
+        + ", ".join(f"{k} {n}" for k, n in counts.items())
+        + "); not judged: "
+        + ", ".join(f"{k} {n}" for k, n in others.items())
+        + ".\n\n"
+    )
+
+
 # ----------------------------------------------------------------------------- markdown (pure)
 
 
@@ -407,10 +511,12 @@ def render(
     ref_path: str | None,
     ref_problems: list[str],
     failed: bool,
+    method: refmod.MethodCheck | None = None,
 ) -> str:
     out = [
         f"# Verification: {run}\n\n",
         f"**Result: {'FAILED' if failed else 'PASSED'}**\n\n",
+        reference_summary(sections),
         "## Files\n\n",
         f"Re-hashed on this machine: {len(files.rehashed)} file(s). Not re-hashed (recorded "
         f"digest taken from the record): {len(files.from_record)} file(s).\n\n",
@@ -453,6 +559,14 @@ def render(
             )
         else:
             out.append("The reference is internally consistent as far as it can be checked.\n\n")
+        if method is not None:
+            out.append("## Method vs reference\n\n" + method_table(method))
+        elif ref.kind == "claims":
+            out.append(
+                "A report's claims, held to the logs they were copied from whatever method those "
+                "logs record: an identity that differs is a finding (FAIL), not a reason to "
+                "skip the numbers.\n\n"
+            )
     for title, verdicts in sections:
         if not verdicts:
             continue
@@ -488,6 +602,14 @@ def render(
 # ----------------------------------------------------------------------------- I/O edge
 
 
+def recorded_gpu(paths: RunPaths) -> str | None:
+    """The GPU provenance recorded for the run (bench.gpus' key, e.g. "H100-SXM"), or None."""
+    if not paths.provenance.is_file():
+        return None
+    first = next(iter(visible_gpus(read_json(paths.provenance))), {})
+    return gpus.gpu_key(first.get("name"), first.get("form_factor"))
+
+
 def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     paths = RunPaths.for_run(run_name)
     if not paths.artifacts.is_file():
@@ -507,28 +629,49 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     except KitError as exc:  # a tampered record: the file check above names the file
         records, unreadable = [], exc.render().replace("\n", " ")
     rows = point_rows(records)
+    claims = ref is not None and ref.kind == "claims"  # published: the method table instead
     sections = [
-        ("Identity", identity_verdicts(records, manifest, ref)),
+        ("Identity", identity_verdicts(records, manifest, ref if claims else None)),
         ("Consistency: output tok/s = req/s x average OSL", consistency_verdicts(records)),
         ("Suspect points", suspect_verdicts(records)),
     ]
-    ref_problems = []
+    ref_problems: list[str] = []
+    method = None
     if ref is not None:
         ref_problems = refmod.consistency_problems(ref)
-        sections += [
-            ("Points vs reference", point_verdicts(records, ref)),
-            ("Best per ISL vs reference", best_verdicts(rows, ref, "isl")),
-            ("Best per OSL vs reference", best_verdicts(rows, ref, "osl")),
-            ("Peak vs reference", peak_verdicts(rows, ref)),
-            ("Top-N table vs reference", ranking_verdicts(rows, ref)),
-        ]
+        if ref.kind == "published":
+            run = refmod.run_method(manifest, records, recorded_gpu(paths))
+            method = refmod.compare_method(ref.identity, run)
+        if method is not None and not method.comparable:
+            sections += [
+                (
+                    "Reference claims (NOT COMPARABLE: different method)",
+                    not_comparable_verdicts(ref, method),
+                ),
+                (CROSS_METHOD, cross_method_verdicts(rows, ref)),
+            ]
+        else:
+            sections += [
+                ("Points vs reference", point_verdicts(records, ref)),
+                ("Best per ISL vs reference", best_verdicts(rows, ref, "isl")),
+                ("Best per OSL vs reference", best_verdicts(rows, ref, "osl")),
+                ("Peak vs reference", peak_verdicts(rows, ref)),
+                ("Top-N table vs reference", ranking_verdicts(rows, ref)),
+            ]
     if unreadable:
         sections.insert(0, ("Records", [Verdict("point records readable", FAIL, note=unreadable)]))
     failed = bool(files.problems or ref_problems) or any(
         v.verdict in FAILING for _, vs in sections for v in vs
     )
     text = render(
-        run_name, files, sections, ref, str(reference) if reference else None, ref_problems, failed
+        run_name,
+        files,
+        sections,
+        ref,
+        str(reference) if reference else None,
+        ref_problems,
+        failed,
+        method,
     )
     target = paths.reports / VERIFY_NAME
     atomic_write_text(target, text)
