@@ -42,9 +42,7 @@ isl = 256
 osl = 256
 output_tok_s = 10.0
 tolerance_pct = 1.0
-""".replace(
-    "{OPEN}", ", ".join(f'"{f}"' for f in METHOD_FIELDS if f not in ("model", "tp_size"))
-)
+""".replace("{OPEN}", ", ".join(f'"{f}"' for f in METHOD_FIELDS if f not in ("model", "tp_size")))
 
 
 @pytest.fixture
