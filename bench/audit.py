@@ -39,10 +39,10 @@ def summary_lines(run: str, records: list[PointResult], outcome: verify.Outcome)
     ]
     for title, verdicts in outcome.sections:
         for v in verdicts:
-            if v.verdict in verify.FAILING:
+            if v.verdict in verify.FAILING or v.basis == "summary":
                 measured = f" (measured {tables.num(v.measured)})" if v.measured is not None else ""
                 note = f"; {v.note}" if v.note else ""
-                out.append(f"  {v.verdict}: {title}: {v.claim}{measured}{note}")
+                out.append(f"  {v.shown.replace('**', '')}: {title}: {v.claim}{measured}{note}")
     out += [f"  FAIL: reference contradicts itself: {p}" for p in outcome.ref_problems]
     return out
 

@@ -85,6 +85,7 @@ class PointRow:
     total_tokens: float
     output_tok_s_per_gpu: float | None
     suspect: bool
+    evidence: str = "raw"  # or the summary file it comes from: bench.secondary
 
 
 @dataclass(frozen=True)

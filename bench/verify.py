@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import gpus, tables
+from bench import gpus, secondary, tables
 from bench import reference as refmod
 from bench.artifacts import Artifacts, Problem
 from bench.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
@@ -41,6 +41,7 @@ RATE_TOLERANCE = refmod.RATE_TOLERANCE
 PASS, FAIL, NOT_RUN, NOT_PUBLISHED, SUSPECT = "PASS", "FAIL", "NOT RUN", "NOT PUBLISHED", "SUSPECT"
 NOT_COMPARABLE = "NOT COMPARABLE"  # a different method: never PASS or FAIL
 CROSS_METHOD = "Cross-method comparison (not a reproduction: different method)"
+EVIDENCE_AGREEMENT = "Summary files vs raw logs"
 FAILING = (FAIL, SUSPECT)
 
 
@@ -67,6 +68,12 @@ class Verdict:
     published: float | None = None
     tolerance_pct: float | None = None
     note: str = ""
+    basis: str = "raw"  # "summary": the verdict rests on secondary evidence alone
+
+    @property
+    def shown(self) -> str:
+        mark = f" ({secondary.SUMMARY_ONLY})" if self.basis == "summary" else ""
+        return (f"**{self.verdict}**" if self.verdict in FAILING else self.verdict) + mark
 
     @property
     def diff_pct(self) -> float | None:
@@ -189,17 +196,37 @@ def _measured(records: Sequence[PointResult], isl: int, osl: int) -> list[PointR
     return [r for r in records if (r.isl, r.osl) == (isl, osl)]
 
 
-def point_verdicts(records: Sequence[PointResult], ref: refmod.Reference) -> list[Verdict]:
-    """Every reference point, then every run point the reference does not list."""
+def point_verdicts(
+    records: Sequence[PointResult],
+    ref: refmod.Reference,
+    summary: Sequence[PointRow] = (),
+) -> list[Verdict]:
+    """Every reference point, then every run point the reference does not list. A point with
+    no raw record is judged from a summary file's number when there is one, marked so."""
     rows = {(r.isl, r.osl): r for r in sorted(point_rows(records), key=lambda r: r.output_tok_s)}
+    summarized = {(r.isl, r.osl): r for r in summary}
     out = []
     for p in ref.points:
         claim = f"ISL {p.isl} / OSL {p.osl}" + (f" (rank {p.rank})" if p.rank else "")
         tol = ref.tolerance(p)
         got = _measured(records, p.isl, p.osl)
         row = rows.get((p.isl, p.osl))
-        if not got:
-            out.append(Verdict(claim, NOT_RUN, None, p.output_tok_s, tol, "not in this run"))
+        if not got and (p.isl, p.osl) in summarized:
+            s = summarized[p.isl, p.osl]
+            within = abs(s.output_tok_s - p.output_tok_s) <= tol / 100 * p.output_tok_s
+            out.append(
+                Verdict(
+                    claim,
+                    PASS if within else FAIL,
+                    s.output_tok_s,
+                    p.output_tok_s,
+                    tol,
+                    f"from {s.evidence}; no raw log",
+                    basis="summary",
+                )
+            )
+        elif not got:
+            out.append(Verdict(claim, NOT_RUN, None, p.output_tok_s, tol, "in no evidence"))
         elif row is None:
             bad = got[0]
             value = bad.metrics.output_tok_s
@@ -251,8 +278,30 @@ def _measured_point_verdict(
     return Verdict(claim, verdict, row.output_tok_s, p.output_tok_s, tol, "; ".join(notes))
 
 
+def _from_summary(r: PointRow) -> bool:
+    return r.evidence != "raw"
+
+
+def _where_from(r: PointRow) -> str:
+    """Where a row's number comes from, said only when it is not a raw log."""
+    return f" ({secondary.SUMMARY_ONLY}; {r.evidence})" if _from_summary(r) else ""
+
+
+def coverage(rows: Sequence[PointRow], scope: str = "") -> str:
+    """ "checked against 47 of 63 points; 16 points have summary evidence only"."""
+    raw = sum(not _from_summary(r) for r in rows)
+    text = f"checked against {len(rows)} points{scope}: {raw} with raw logs"
+    if raw < len(rows):
+        text += f", {len(rows) - raw} with summary evidence only"
+    return text
+
+
 def best_verdicts(rows: Sequence[PointRow], ref: refmod.Reference, axis: str) -> list[Verdict]:
-    """Each "best per ISL/OSL" claim against the best the run measured for that ISL/OSL."""
+    """Each "best per ISL/OSL" claim against the best the evidence holds for that ISL/OSL.
+
+    rows: the raw rows and any summary-only rows (bench.secondary); a verdict that rests on
+    summary rows alone is marked so, and every verdict states its coverage.
+    """
     other = "osl" if axis == "isl" else "isl"
     out = []
     for claim_row in getattr(ref, f"best_per_{axis}"):
@@ -271,43 +320,42 @@ def best_verdicts(rows: Sequence[PointRow], ref: refmod.Reference, axis: str) ->
                     None,
                     claim_row.output_tok_s,
                     tol,
-                    f"no valid point with {axis.upper()} {value}",
+                    f"no valid point with {axis.upper()} {value} in any evidence",
                 )
             )
             continue
+        cover = coverage(same, f" with {axis.upper()} {value}")
         best = max(same, key=lambda r: (r.output_tok_s, -getattr(r, other)))
         at_claim = [r for r in same if getattr(r, other) == getattr(claim_row, other)]
         where_best = (
-            f"best measured: {other.upper()} {getattr(best, other)} at {num(best.output_tok_s)}"
+            f"best measured: {other.upper()} {getattr(best, other)} at "
+            f"{num(best.output_tok_s)}{_where_from(best)}"
         )
-        within = (
-            abs(best.output_tok_s - claim_row.output_tok_s) <= tol / 100 * claim_row.output_tok_s
-        )
+        claimed = claim_row.output_tok_s
+        within = abs(best.output_tok_s - claimed) <= tol / 100 * claimed
         if getattr(best, other) == getattr(claim_row, other) and within:
-            out.append(
-                Verdict(
-                    claim,
-                    PASS,
-                    best.output_tok_s,
-                    claim_row.output_tok_s,
-                    tol,
-                    f"of {len(same)} measured points",
+            basis = "summary" if _from_summary(best) else "raw"
+            out.append(Verdict(claim, PASS, best.output_tok_s, claimed, tol, cover, basis=basis))
+        elif at_claim or best.output_tok_s > claimed * (1 + tol / 100):
+            if at_claim:
+                measured_at = (
+                    f"; the claimed point measured {num(at_claim[0].output_tok_s)}"
+                    f"{_where_from(at_claim[0])}"
                 )
-            )
-        elif at_claim or best.output_tok_s > claim_row.output_tok_s * (1 + tol / 100):
-            measured_at = (
-                f"; the claimed point measured {num(at_claim[0].output_tok_s)}"
-                if at_claim
-                else "; the claimed point is not in this run"
-            )
+            else:
+                measured_at = "; the claimed point is in no evidence"
+            beaten = best.output_tok_s > claimed * (1 + tol / 100)
+            cited = [best] if beaten else [best, *at_claim]
+            basis = "summary" if all(map(_from_summary, cited)) else "raw"
             out.append(
                 Verdict(
                     claim,
                     FAIL,
                     best.output_tok_s,
-                    claim_row.output_tok_s,
+                    claimed,
                     tol,
-                    where_best + measured_at,
+                    f"{where_best}{measured_at}; {cover}",
+                    basis=basis,
                 )
             )
         else:
@@ -316,9 +364,9 @@ def best_verdicts(rows: Sequence[PointRow], ref: refmod.Reference, axis: str) ->
                     claim,
                     NOT_RUN,
                     best.output_tok_s,
-                    claim_row.output_tok_s,
+                    claimed,
                     tol,
-                    f"the claimed point is not in this run; {where_best}",
+                    f"the claimed point is in no evidence; {where_best}; {cover}",
                 )
             )
     return out
@@ -346,14 +394,16 @@ def peak_verdicts(rows: Sequence[PointRow], ref: refmod.Reference) -> list[Verdi
                 got,
                 claimed,
                 tol,
-                f"measured at ISL {best.isl} / OSL {best.osl}",
+                f"measured at ISL {best.isl} / OSL {best.osl}{_where_from(best)}; "
+                + coverage(known, f" stating {label}"),
+                basis="summary" if _from_summary(best) else "raw",
             )
         )
     return out
 
 
 def ranking_verdicts(rows: Sequence[PointRow], ref: refmod.Reference) -> list[Verdict]:
-    """A "top N" claim: no measured point outside it beats its lowest row."""
+    """A "top N" claim: no point outside it, in any evidence, beats its lowest row."""
     ranked = [p for p in ref.points if p.rank is not None]
     if not ranked:
         return []
@@ -370,10 +420,76 @@ def ranking_verdicts(rows: Sequence[PointRow], ref: refmod.Reference) -> list[Ve
                 claim,
                 FAIL,
                 note="omits "
-                + ", ".join(f"ISL {r.isl} / OSL {r.osl} ({num(r.output_tok_s)})" for r in missing),
+                + ", ".join(
+                    f"ISL {r.isl} / OSL {r.osl} ({num(r.output_tok_s)}{_where_from(r)})"
+                    for r in missing
+                )
+                + f"; {coverage(rows)}",
+                basis="summary" if all(map(_from_summary, missing)) else "raw",
             )
         ]
-    return [Verdict(claim, PASS, note=f"checked against {len(rows)} measured points")]
+    return [Verdict(claim, PASS, note=coverage(rows))]
+
+
+# ----------------------------------------------------------------------------- secondary evidence
+
+
+def summary_only_rows(
+    records: Sequence[PointResult], files: Sequence[secondary.SecondaryFile]
+) -> list[PointRow]:
+    """Points no raw record covers that a summary file gives a number for, each marked with
+    the file and line it comes from (the first file of secondary.PREFERENCE that has it)."""
+    covered = {(r.isl, r.osl) for r in records}
+    chosen: dict[tuple[int, int], PointRow] = {}
+    for f in sorted(files, key=lambda f: secondary.PREFERENCE.index(f.name)):
+        for row in f.rows:
+            if row.output_tok_s is None or (row.isl, row.osl) in covered:
+                continue
+            chosen.setdefault(
+                (row.isl, row.osl),
+                PointRow(
+                    isl=row.isl,
+                    osl=row.osl,
+                    concurrency=None,
+                    requests=row.requests,
+                    n=0,
+                    output_tok_s=row.output_tok_s,
+                    req_s=row.req_s,
+                    total_tok_s=None,
+                    total_derived=False,
+                    total_tokens=row.requests * (row.isl + row.osl),
+                    output_tok_s_per_gpu=None,
+                    suspect=False,
+                    evidence=f"{f.name}:{row.line}",
+                ),
+            )
+    return [chosen[k] for k in sorted(chosen)]
+
+
+def evidence_agreement(
+    records: Sequence[PointResult], files: Sequence[secondary.SecondaryFile]
+) -> list[Verdict]:
+    """Each point stated by two or more pieces of evidence (raw log, summaries): do they agree?
+    A disagreement is a finding (FAIL): one of them is not what was measured."""
+    stated: dict[tuple[int, int], list[tuple[str, float | None]]] = {}
+    for r in records:
+        stated.setdefault((r.isl, r.osl), []).append(("raw log", r.metrics.output_tok_s))
+    for f in files:
+        for row in f.rows:
+            stated.setdefault((row.isl, row.osl), []).append(
+                (f"{f.name}:{row.line}", row.output_tok_s)
+            )
+    out = []
+    for (isl, osl), values in sorted(stated.items()):
+        if len(values) < 2:
+            continue
+        numbers = [v for _, v in values if v is not None]
+        agree = len(numbers) in (0, len(values)) and (
+            not numbers or max(numbers) - min(numbers) <= max(0.01, 1e-5 * max(numbers))
+        )
+        said = "; ".join(f"{w}: {'failed' if v is None else num(v, 4)}" for w, v in values)
+        out.append(Verdict(f"ISL {isl} / OSL {osl}", PASS if agree else FAIL, note=said))
+    return out
 
 
 def suspect_verdicts(records: Sequence[PointResult]) -> list[Verdict]:
@@ -455,6 +571,19 @@ def method_table(check: refmod.MethodCheck) -> str:
     )
 
 
+def evidence_agreement_head(verdicts: Sequence[Verdict]) -> str:
+    with_raw = [v for v in verdicts if "raw log" in v.note]
+    agree = sum(v.verdict == PASS for v in verdicts)
+    return (
+        f"{agree} of {len(verdicts)} points stated by two or more of the raw logs and the "
+        f"summary files agree (to 0.01 tok/s), {len(verdicts) - agree} disagree; "
+        f"{len(with_raw)} of the {len(verdicts)} have a raw log, "
+        f"{sum(v.verdict == PASS for v in with_raw)} of those agree with it. Summary files are "
+        "secondary evidence (what a script or an author wrote about the run): a disagreement "
+        "with a raw log is a finding, FAIL.\n\n"
+    )
+
+
 def reference_summary(sections: Sequence[tuple[str, Sequence[Verdict]]]) -> str:
     """How many reference claims were judged, of how many, and why the others were not."""
     verdicts = [
@@ -490,7 +619,7 @@ def _verdict_table(verdicts: Sequence[Verdict]) -> str:
         [
             [
                 v.claim,
-                f"**{v.verdict}**" if v.verdict in FAILING else v.verdict,
+                v.shown,
                 num(v.measured),
                 num(v.published),
                 pct(v.diff_pct),
@@ -575,9 +704,13 @@ def render(
         if title.startswith("Consistency"):
             passed = sum(v.verdict == PASS for v in verdicts)
             out.append(
-                f"{passed} of {len(verdicts)} valid records PASS (within "
-                f'{RATE_TOLERANCE:.1%}); "Published" below is req/s x average OSL.\n\n'
+                f"{passed} of {len(verdicts)} records that state output tok/s, req/s and average "
+                f"OSL PASS (within {RATE_TOLERANCE:.1%}); "
+                f'"Published" below is req/s x average OSL.\n\n'
             )
+            shown = [v for v in verdicts if v.verdict != PASS]
+        if title == EVIDENCE_AGREEMENT:
+            out.append(evidence_agreement_head(verdicts))
             shown = [v for v in verdicts if v.verdict != PASS]
         if shown:
             out.append(_verdict_table(shown) + "\n")
@@ -629,11 +762,14 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     except KitError as exc:  # a tampered record: the file check above names the file
         records, unreadable = [], exc.render().replace("\n", " ")
     rows = point_rows(records)
+    summaries = secondary.load(paths.root)
+    summary_rows = summary_only_rows(records, summaries)
     claims = ref is not None and ref.kind == "claims"  # published: the method table instead
     sections = [
         ("Identity", identity_verdicts(records, manifest, ref if claims else None)),
         ("Consistency: output tok/s = req/s x average OSL", consistency_verdicts(records)),
         ("Suspect points", suspect_verdicts(records)),
+        (EVIDENCE_AGREEMENT, evidence_agreement(records, summaries)),
     ]
     ref_problems: list[str] = []
     method = None
@@ -651,12 +787,13 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
                 (CROSS_METHOD, cross_method_verdicts(rows, ref)),
             ]
         else:
+            every = rows + summary_rows
             sections += [
-                ("Points vs reference", point_verdicts(records, ref)),
-                ("Best per ISL vs reference", best_verdicts(rows, ref, "isl")),
-                ("Best per OSL vs reference", best_verdicts(rows, ref, "osl")),
-                ("Peak vs reference", peak_verdicts(rows, ref)),
-                ("Top-N table vs reference", ranking_verdicts(rows, ref)),
+                ("Points vs reference", point_verdicts(records, ref, summary_rows)),
+                ("Best per ISL vs reference", best_verdicts(every, ref, "isl")),
+                ("Best per OSL vs reference", best_verdicts(every, ref, "osl")),
+                ("Peak vs reference", peak_verdicts(every, ref)),
+                ("Top-N table vs reference", ranking_verdicts(every, ref)),
             ]
     if unreadable:
         sections.insert(0, ("Records", [Verdict("point records readable", FAIL, note=unreadable)]))
