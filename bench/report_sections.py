@@ -16,6 +16,7 @@ from bench.gpus import ModelShape
 from bench.manifest import Manifest
 from bench.record import PointResult
 from bench.tables import (
+    KV_FLAG,
     TOP_N,
     PointRow,
     best_per,
@@ -27,12 +28,15 @@ from bench.tables import (
     identity_problems,
     is_reference_run,
     is_suspect,
+    kv_fallback,
+    kv_fallback_note,
     md_table,
     num,
     point_rows,
     recommendations,
     repeat_stats,
     run_gpus,
+    shown_rate,
     top_rows,
     where,
 )
@@ -93,6 +97,31 @@ def _spread(values: Iterable[float | int | None], unit: str) -> str:
         f"{num(known[0])} {unit}"
         if len(known) == 1
         else f"{num(known[0])}-{num(known[-1])} {unit} (varies by point)"
+    )
+
+
+def _kv_fractions(records: Sequence[PointResult]) -> str:
+    """Each KV fraction with the points that ran at it (and from what it fell back)."""
+    by_fraction: dict[float, list[str]] = {}
+    for r in records:
+        if r.identity.kv_cache_fraction is not None:
+            fell = kv_fallback(r)
+            label = f"ISL {r.isl} / OSL {r.osl}" + (f" (fell back {fell})" if fell else "")
+            by_fraction.setdefault(r.identity.kv_cache_fraction, []).append(label)
+    if not by_fraction:
+        return NOT_RECORDED
+    if len(by_fraction) == 1:
+        ((fraction, points),) = by_fraction.items()
+        return f"{fraction:g} of free memory, all {len(points)} valid points"
+    return "; ".join(
+        f"{fraction:g} of free memory: "
+        + (
+            ", ".join(points)
+            if len(points) <= 5
+            else ", ".join([f"{len(points)} points", *(x for x in points if "fell back" in x)])
+        )
+        + f" ({len(points)} of {len(records)})"
+        for fraction, points in sorted(by_fraction.items(), reverse=True)
     )
 
 
@@ -212,7 +241,7 @@ def section_top_points(rows: Sequence[PointRow]) -> str:
             r.isl,
             r.osl,
             num(r.requests),
-            num(r.output_tok_s) + (" (suspect)" if r.suspect else ""),
+            shown_rate(r),
             num(r.total_tok_s) + ("*" if r.total_derived else ""),
             num(r.req_s),
             num(round(r.total_tokens)),
@@ -223,7 +252,13 @@ def section_top_points(rows: Sequence[PointRow]) -> str:
     body = (
         md_table(headers, table, [True] * len(headers)) + "\n" if table else "No valid point.\n\n"
     )
-    return f"## Top {TOP_N} points by output tok/s\n\n" + body
+    shown = top_rows(rows)
+    return (
+        f"## Top {TOP_N} points by output tok/s\n\n"
+        + (f"{len(shown)} of {len(rows)} valid points.\n\n" if rows else "")
+        + body
+        + kv_fallback_note(shown)
+    )
 
 
 def section_best_per(rows: Sequence[PointRow], axis: str) -> str:
@@ -232,7 +267,7 @@ def section_best_per(rows: Sequence[PointRow], axis: str) -> str:
     table = [
         [
             getattr(r, axis),
-            num(r.output_tok_s),
+            shown_rate(r),
             f"{other.upper()} {getattr(r, other)}",
             num(r.requests),
             num(r.req_s),
@@ -247,24 +282,29 @@ def section_best_per(rows: Sequence[PointRow], axis: str) -> str:
             [True, True, False, True, True],
         )
         + "\n"
+        + kv_fallback_note(best_per(rows, axis))
     )
 
 
 def section_grid(rows: Sequence[PointRow], records: Sequence[PointResult]) -> str:
     """The whole sweep at a glance, failures in place, then links to its two figures."""
     isls, osls, cells = grid(rows, records)
+    fell_back = {(r.isl, r.osl) for r in rows if r.kv_fallback}
     table = []
     for isl in isls:
         row = []
         for osl in osls:
             c = cells.get((isl, osl))
             row.append("" if c is None else (num(c) if isinstance(c, float) else f"**{c}**"))
+            if (isl, osl) in fell_back:
+                row[-1] += f" {KV_FLAG}"
         table.append([f"**{isl}**", *row])
     heatmap, vs_osl = figures.FIGURES
     return (
         "## Output tok/s over ISL x OSL\n\n"
         + md_table(["ISL \\ OSL", *map(str, osls)], table, [False] + [True] * len(osls))
         + "\nEmpty: not run; bold word: the point's failure.\n\n"
+        + kv_fallback_note([r for r in rows if r.kv_fallback])
         + f"![output tok/s heatmap]({heatmap})\n\n![output tok/s vs OSL]({vs_osl})\n\n"
     )
 
@@ -348,10 +388,7 @@ def section_memory(records: Sequence[PointResult], ctx: Context, reference: bool
             "KV cache capacity",
             _spread((r.memory.kv_cache_max_tokens for r in ok_records), "tokens"),
         ),
-        (
-            "KV cache fraction",
-            _spread((r.identity.kv_cache_fraction for r in ok_records), "of free memory"),
-        ),
+        ("KV cache fraction", _kv_fractions(ok_records)),
         ("GPU memory total", total),
     ]
     return "## Memory\n\n" + md_table(["", ""], table, [False, False]) + "\n"

@@ -42,6 +42,7 @@ PASS, FAIL, NOT_RUN, NOT_PUBLISHED, SUSPECT = "PASS", "FAIL", "NOT RUN", "NOT PU
 NOT_COMPARABLE = "NOT COMPARABLE"  # a different method: never PASS or FAIL
 CROSS_METHOD = "Cross-method comparison (not a reproduction: different method)"
 EVIDENCE_AGREEMENT = "Summary files vs raw logs"
+INVALID_MARK = "(invalid)"  # a record the kit judged invalid (e.g. lengths off target)
 FAILING = (FAIL, SUSPECT)
 
 
@@ -181,7 +182,9 @@ def consistency_verdicts(records: Sequence[PointResult]) -> list[Verdict]:
         ok = abs(m.output_tok_s - implied) <= RATE_TOLERANCE * implied
         out.append(
             Verdict(
-                f"ISL {r.isl} / OSL {r.osl}" + (f" r{r.repeat}" if r.repeat else ""),
+                f"ISL {r.isl} / OSL {r.osl}"
+                + (f" r{r.repeat}" if r.repeat else "")
+                + (f" {INVALID_MARK}" if r.status == "invalid" else ""),
                 PASS if ok else FAIL,
                 m.output_tok_s,
                 implied,
@@ -703,10 +706,11 @@ def render(
         shown = [v for v in verdicts if v.verdict != NOT_PUBLISHED]
         if title.startswith("Consistency"):
             passed = sum(v.verdict == PASS for v in verdicts)
+            invalid = sum(v.claim.endswith(INVALID_MARK) for v in verdicts)
             out.append(
                 f"{passed} of {len(verdicts)} records that state output tok/s, req/s and average "
-                f"OSL PASS (within {RATE_TOLERANCE:.1%}); "
-                f'"Published" below is req/s x average OSL.\n\n'
+                f"OSL ({len(verdicts) - invalid} valid, {invalid} invalid) PASS (within "
+                f'{RATE_TOLERANCE:.1%}); "Published" below is req/s x average OSL.\n\n'
             )
             shown = [v for v in verdicts if v.verdict != PASS]
         if title == EVIDENCE_AGREEMENT:

@@ -52,7 +52,10 @@ def test_seed_audit_finds_70b_tp8_and_the_wrong_claims(roots: Path, capsys) -> N
 
     verify_md = (roots / "reports" / "seed" / "verify.md").read_text()
     # output = req/s x OSL
-    assert "47 of 47 records that state output tok/s, req/s and average OSL PASS" in verify_md
+    assert (
+        "47 of 47 records that state output tok/s, req/s and average OSL (47 valid, 0 invalid) PASS"
+        in verify_md
+    )
     assert "| peak output tok/s 19,787.00 | PASS | 19,787.63 |" in verify_md
     # no OSL 512 log in the fixture: judged from the summary files, marked so
     assert (
