@@ -15,6 +15,7 @@ from bench.gpu_info import visible_gpus
 from bench.gpus import ModelShape
 from bench.manifest import Manifest
 from bench.record import PointResult
+from bench.secondary import SecondaryFile
 from bench.tables import (
     KV_FLAG,
     TOP_N,
@@ -74,6 +75,7 @@ class Context:
     shape_source: str
     results_digest: str
     recorded_at: str | None
+    secondary: tuple[SecondaryFile, ...] = ()  # an imported run's summary files (bench.secondary)
 
 
 def _get(data: dict[str, Any] | None, *keys: str) -> Any:
@@ -286,9 +288,49 @@ def section_best_per(rows: Sequence[PointRow], axis: str) -> str:
     )
 
 
-def section_grid(rows: Sequence[PointRow], records: Sequence[PointResult]) -> str:
-    """The whole sweep at a glance, failures in place, then links to its two figures."""
-    isls, osls, cells = grid(rows, records)
+def run_identity(records: Sequence[PointResult], ctx: Context) -> str:
+    """One line naming what a figure shows: model, TP x PP = GPUs, backend release, GPU, run."""
+    seen = distinct_identity(records)
+    n_gpus = run_gpus(records)
+    if ctx.manifest is not None and ctx.manifest.runtime.device == "cpu":
+        gpu = "no GPU: ran on the CPU"
+    else:
+        gpu = first_gpu(ctx).get("name") or (
+            f"{ctx.manifest.hardware.gpu} (declared)" if ctx.manifest else "GPU not recorded"
+        )
+    return (
+        f"{_values(seen, 'model')}; TP {_values(seen, 'tp_size')} x PP {_values(seen, 'pp_size')}"
+        f" = {n_gpus if n_gpus else '?'} GPU(s); {_values(seen, 'backend')} "
+        f"{_values(seen, 'engine_version')}; {gpu}; run {ctx.run}"
+    )
+
+
+def figure_grid(
+    records: Sequence[PointResult], ctx: Context
+) -> tuple[list[int], list[int], dict[tuple[int, int], float | str], str]:
+    """The whole grid the run set out to measure (the manifest's points, else every point the
+    records and summary files name), each cell a number or why it has none; and the identity."""
+    isls, osls, cells = grid(point_rows(records), records)
+    planned = {(p.isl, p.osl) for p in ctx.manifest.sweep.points} if ctx.manifest else set()
+    summarized = {(r.isl, r.osl): r for f in ctx.secondary for r in f.rows}
+    for isl, osl in planned | set(summarized):
+        if (isl, osl) not in cells:
+            row = summarized.get((isl, osl))
+            cells[isl, osl] = (
+                "not run"
+                if row is None
+                else ("summary only" if row.output_tok_s is not None else "failed (summary)")
+            )
+    isls = sorted({k[0] for k in cells} | set(isls))
+    osls = sorted({k[1] for k in cells} | set(osls))
+    for key in [(i, o) for i in isls for o in osls if (i, o) not in cells]:
+        cells[key] = "not in grid" if planned or summarized else "not run"
+    return isls, osls, cells, run_identity(records, ctx)
+
+
+def section_grid(rows: Sequence[PointRow], records: Sequence[PointResult], ctx: Context) -> str:
+    """The whole sweep at a glance, failures and missing points in place, then its figures."""
+    isls, osls, cells, _ = figure_grid(records, ctx)
     fell_back = {(r.isl, r.osl) for r in rows if r.kv_fallback}
     table = []
     for isl in isls:
@@ -300,10 +342,13 @@ def section_grid(rows: Sequence[PointRow], records: Sequence[PointResult]) -> st
                 row[-1] += f" {KV_FLAG}"
         table.append([f"**{isl}**", *row])
     heatmap, vs_osl = figures.FIGURES
+    counted = sum(isinstance(c, float) for c in cells.values())
     return (
         "## Output tok/s over ISL x OSL\n\n"
+        + f"{counted} of {len(cells)} cells have a number from a raw result.\n\n"
         + md_table(["ISL \\ OSL", *map(str, osls)], table, [False] + [True] * len(osls))
-        + "\nEmpty: not run; bold word: the point's failure.\n\n"
+        + "\nBold: why a cell has no number (not run; the point's failure; summary only: a "
+        "summary file states it but no raw log is here; not in grid: no point planned).\n\n"
         + kv_fallback_note([r for r in rows if r.kv_fallback])
         + f"![output tok/s heatmap]({heatmap})\n\n![output tok/s vs OSL]({vs_osl})\n\n"
     )
@@ -591,7 +636,7 @@ def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, li
             section_top_points(rows),
             section_best_per(rows, "isl"),
             section_best_per(rows, "osl"),
-            section_grid(rows, records),
+            section_grid(rows, records, ctx),
             section_efficiency(rows, records, ctx, reference),
             section_memory(records, ctx, reference),
             section_telemetry(records),
