@@ -220,8 +220,30 @@ def section_executive_summary(
             + (f"; not valid: {', '.join(failed_kinds)}" if failed_kinds else ""),
         ),
         ("Results recorded", ctx.recorded_at or NOT_RECORDED),
+        *_import_dating(ctx),
     ]
     return "## Executive summary\n\n" + md_table(["", ""], table, [False, False]) + "\n"
+
+
+def _import_dating(ctx: Context) -> list[tuple[str, str]]:
+    """An imported run: when its logs say it was measured, and which kit commit imported it."""
+    summary = ctx.import_summary or {}
+    measured, kit = summary.get("measured"), summary.get("imported_by_kit") or {}
+    if not measured:
+        return []
+    logs = (
+        f"{measured['console_logs_first']} to {measured['console_logs_last']} (console log "
+        f"timestamps, time zone {measured.get('time_zone', 'not stated')})"
+        if measured.get("console_logs_first")
+        else "no timestamps in the console logs"
+    )
+    if measured.get("summary_start_time"):
+        logs += f"; summary log start: {measured['summary_start_time']}"
+    commit = kit.get("commit") or NOT_RECORDED
+    return [
+        ("Measured (by the logs)", logs),
+        ("Imported by kit commit", commit + (" (dirty)" if kit.get("dirty") else "")),
+    ]
 
 
 def section_top_points(rows: Sequence[PointRow]) -> str:

@@ -109,3 +109,10 @@ def test_seed_audit_judges_osl_512_and_8192_from_the_summaries(roots: Path, caps
     verify_md = (roots / "reports" / "seed" / "verify.md").read_text()
     assert "checked against 63 points: 47 with raw logs, 16 with summary evidence only" in verify_md
     assert "48 of the 64 have a raw log, 48 of those agree with it" in verify_md
+    report_md = (roots / "reports" / "seed" / "report.md").read_text()
+    assert (
+        "| Measured (by the logs) | 2025-07-11T04:27:38 to 2025-07-11T11:40:45 (console log "
+        "timestamps, time zone not stated by the logs); summary log start: Fri Jul 11 04:27:26 "
+        "UTC 2025 |"
+    ) in report_md
+    assert "| Imported by kit commit | " in report_md
