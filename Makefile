@@ -47,8 +47,8 @@ include docker.mk
 # The stage summary is printed whatever verify says; then verify's exit decides (make exits 2).
 all: $(STAMP)/report.ok
 	@echo "$(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))"
-	@$(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)); \
-	verdict=$$?; $(PYTHON) -m bench.status --run $(RUN) --since $(STARTED); exit $$verdict
+	@verdict=0; $(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)) \
+	  || verdict=$$?; $(PYTHON) -m bench.status --run $(RUN) --since $(STARTED); exit $$verdict
 
 ## the whole pipeline on the embedded CPU demo (creates .venv; no GPU, no Hub)
 demo: $(ENV_READY)

@@ -4,12 +4,16 @@ where their numbers are shown."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 from test_report import CPU_ID, make_run, ok
 
 from bench import report, tables, verify
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -62,3 +66,36 @@ def test_kv_fallback_is_flagged_where_the_number_is_shown(roots: Path) -> None:
     memory = text.split("## Memory")[1].split("##")[0]
     assert "0.9 of free memory: ISL 128 / OSL 256 (fell back 0.95 -> 0.9) (1 of 2)" in memory
     assert "varies by point" not in memory
+
+
+def test_make_all_prints_the_stage_summary_before_verifys_exit(tmp_path: Path) -> None:
+    """A FAIL or SUSPECT verdict must not hide the stage summary (make then exits 2)."""
+    python = tmp_path / "python"
+    python.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *bench.verify*) echo "**Result: FAILED**"; exit 1;; esac\n'
+        'case "$*" in *bench.status*) echo "run r: stages";; esac\n'
+    )
+    python.chmod(0o755)
+    results = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    proc = subprocess.run(
+        [
+            "make",
+            "-s",
+            "all",
+            "ENV_READY=",
+            f"PYTHON={python}",
+            "RUN=r",
+            f"RESULTS_DIR={results}",
+            "-o",
+            f"{results}/r/.stamps/report.ok",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.stdout.splitlines()[-2:] == ["**Result: FAILED**", "run r: stages"], proc.stdout
+    assert proc.returncode == 2
