@@ -39,11 +39,15 @@ def summary_lines(run: str, records: list[PointResult], outcome: verify.Outcome)
     ]
     for title, verdicts in outcome.sections:
         for v in verdicts:
-            if v.verdict in verify.FAILING or v.basis == "summary":
+            headline = title in ("Peak vs reference", "Top-N table vs reference")
+            if v.verdict in verify.FAILING or v.basis == "summary" or headline:
                 measured = f" (measured {tables.num(v.measured)})" if v.measured is not None else ""
                 note = f"; {v.note}" if v.note else ""
                 out.append(f"  {v.shown.replace('**', '')}: {title}: {v.claim}{measured}{note}")
     out += [f"  FAIL: reference contradicts itself: {p}" for p in outcome.ref_problems]
+    agreement = dict(outcome.sections).get(verify.EVIDENCE_AGREEMENT)
+    if agreement:
+        out.append("  evidence: " + verify.evidence_agreement_head(agreement).strip())
     return out
 
 

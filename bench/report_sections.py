@@ -217,12 +217,23 @@ def section_executive_summary(
         (
             "Points",
             f"{ok}/{len(records)} valid"
-            + (f"; not valid: {', '.join(failed_kinds)}" if failed_kinds else ""),
+            + (f"; not valid: {', '.join(failed_kinds)}" if failed_kinds else "")
+            + _summary_only_count(records, ctx),
         ),
         ("Results recorded", ctx.recorded_at or NOT_RECORDED),
         *_import_dating(ctx),
     ]
     return "## Executive summary\n\n" + md_table(["", ""], table, [False, False]) + "\n"
+
+
+def _summary_only_count(records: Sequence[PointResult], ctx: Context) -> str:
+    """ "; 16 more points in summary files only (no raw log)", or "" when there are none."""
+    raw = {(r.isl, r.osl) for r in records}
+    more = {(r.isl, r.osl) for f in ctx.secondary for r in f.rows} - raw
+    if not more:
+        return ""
+    names = ", ".join(f.name for f in ctx.secondary)
+    return f"; {len(more)} more points in summary files only, no raw log ({names})"
 
 
 def _import_dating(ctx: Context) -> list[tuple[str, str]]:

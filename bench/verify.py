@@ -601,9 +601,11 @@ def reference_summary(sections: Sequence[tuple[str, Sequence[Verdict]]]) -> str:
     judged = [v for v in verdicts if v.verdict in (PASS, FAIL, SUSPECT)]
     counts = {k: sum(v.verdict == k for v in verdicts) for k in (PASS, FAIL, SUSPECT)}
     others = {k: sum(v.verdict == k for v in verdicts) for k in (NOT_RUN, NOT_COMPARABLE)}
+    on_summary = sum(v.basis == "summary" for v in judged)
     return (
         f"Reference claims judged: {len(judged)} of {len(verdicts)} ("
         + ", ".join(f"{k} {n}" for k, n in counts.items())
+        + (f"; {on_summary} of the {len(judged)} on summary evidence only" if on_summary else "")
         + "); not judged: "
         + ", ".join(f"{k} {n}" for k, n in others.items())
         + ".\n\n"
