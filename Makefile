@@ -43,8 +43,8 @@ include docker.mk
 # ============================================================================== Pipeline
 .PHONY: all demo env preflight fetch quantize build datasets sweep report verify plan validate
 
-## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> datasets -> sweep -> report -> verify
 # The stage summary is printed whatever verify says; then verify's exit decides (make exits 2).
+## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> datasets -> sweep -> report -> verify
 all: $(STAMP)/report.ok
 	@echo "$(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))"
 	@verdict=0; $(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)) \
