@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -116,3 +117,17 @@ def test_seed_audit_judges_osl_512_and_8192_from_the_summaries(roots: Path, caps
         "UTC 2025 |"
     ) in report_md
     assert "| Imported by kit commit | " in report_md
+
+
+def test_repeats_are_not_a_disagreement_but_a_wrong_summary_is() -> None:
+    from test_report import ok
+
+    repeats = [ok(128, 128, 1000.0, repeat=1), ok(128, 128, 1100.0, repeat=2)]
+    assert verify.evidence_agreement(repeats, []) == []  # no summary: nothing to compare
+    rows = (secondary.SecondaryRow("s.csv", 2, 128, 128, 100, 1100.0, None, "ok"),)
+    summary = secondary.SecondaryFile("throughput_summary.csv", "t", "0" * 64, None, rows)
+    (agrees,) = verify.evidence_agreement(repeats, [summary])
+    assert agrees.verdict == "PASS"
+    wrong = dataclasses.replace(summary, rows=(dataclasses.replace(rows[0], output_tok_s=900.0),))
+    (finding,) = verify.evidence_agreement(repeats, [wrong])
+    assert finding.verdict == "FAIL" and "csv:2: 900.0000" in finding.note
