@@ -1,6 +1,7 @@
 """Audit a folder of trtllm-bench logs in one step: import them, report on them, verify a claim.
 
-Reads:  <logs>/result_<ISL>_<OSL>_<requests>.txt|.json, the reference TOML (optional)
+Reads:  <logs>/result_<ISL>_<OSL>_<requests>.txt|.json, the summary files beside them
+        (secondary evidence, bench.secondary), the reference TOML (optional)
 Writes: results/<run>/ (bench.import_logs), reports/<run>/report.md + figures (bench.report),
         reports/<run>/verify.md (bench.verify); prints a short summary of what the logs are and
         which claims they contradict

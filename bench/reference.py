@@ -9,6 +9,10 @@ A reference says where its numbers come from (source, date), what they claim to 
 (identity: model, TP, GPUs, ...), and the numbers: measured points (output tok/s, optionally
 req/s, requests, total tokens, rank in a "top N" table), "best per ISL/OSL" rows and a peak.
 A run's point that the reference does not list is NOT PUBLISHED there.
+
+Its [identity] states or leaves open (`leaves_open`) every field of METHOD_FIELDS; a published
+reference is compared only with a run of the same method (compare_method), where `minor` knobs
+may differ and are named. kind = "claims" marks a report's claims, held to the logs they came from.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 its numbers agree with a published reference.
 
 Reads:  results/<run>/artifacts.json and every file it names, the run's records, its manifest
-        (when it has one), the reference TOML (--reference, else the manifest's `reference` key)
+        (when it has one), its secondary evidence (secondary/evidence.json, bench.secondary),
+        the reference TOML (--reference, else the manifest's `reference` key)
 Writes: reports/<run>/verify.md (also printed), recorded as stage "verify" after all checks
 Usage:  python -m bench.verify --run demo [--scope all|run]
             [--reference manifests/published/nvidia-perf-overview-1.0.toml]
@@ -10,6 +11,10 @@ Usage:  python -m bench.verify --run demo [--scope all|run]
 
 Exit 0 only when everything passes; 1 on a missing, changed or unexpected file, an identity
 mismatch, a FAIL or SUSPECT point, or an inconsistent reference; 2 on bad input.
+A published reference of another method (bench.reference.compare_method) gives NOT COMPARABLE
+rows naming what differs and a cross-method section, never PASS or FAIL; a claim whose number
+only a summary file states is marked "(summary only: raw log absent)"; each claim about the
+whole run (best per ISL/OSL, peak, top N) says how many points it was checked against.
 --scope run re-hashes only the run's own files (results/<run>/, reports/<run>/); files of the
 shared roots (models/, work/) are then reported with the digest taken from the record, as they are
 whenever their root does not exist on this machine (e.g. after merging shards elsewhere).
