@@ -347,7 +347,7 @@ def run_method(
             "backend": m.engine.backend,
             "tp_size": m.engine.tp_size,
             "pp_size": m.engine.pp_size,
-            "gpu": f"{m.hardware.gpu} (declared by the manifest)",
+            "gpu": m.hardware.gpu,
             "dataset_generator": m.dataset.generator,
             "input_stdev": m.dataset.input_stdev,
             "output_stdev": m.dataset.output_stdev,
@@ -359,7 +359,8 @@ def run_method(
         }
         for field, value in declared.items():
             if value is not None:
-                out.setdefault(field, (value, "manifest"))
+                where = "manifest, declared: no provenance" if field == "gpu" else "manifest"
+                out.setdefault(field, (value, where))
     if "tp_size" in out:
         tp, pp = out["tp_size"][0], out.get("pp_size", (1, ""))[0]
         if isinstance(tp, int) and isinstance(pp, int):
@@ -379,8 +380,7 @@ def _same(field: str, ref: Any, run: Any, model_ids: set[str]) -> bool:
     if field == "model":
         return run in model_ids
     if field == "gpu":  # "H100" states no form factor: any H100 form matches it
-        run_gpu = str(run).removesuffix(" (declared by the manifest)").lower()
-        ref_gpu = str(ref).lower()
+        run_gpu, ref_gpu = str(run).lower(), str(ref).lower()
         return run_gpu == ref_gpu or ("-" not in ref_gpu and run_gpu.startswith(ref_gpu + "-"))
     if isinstance(ref, bool) or isinstance(run, bool):
         return ref is run
