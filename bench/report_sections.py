@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench import figures, gpus, record
+from bench import figures, gpus, record, secondary
 from bench.gpu_info import visible_gpus
 from bench.gpus import ModelShape
 from bench.manifest import Manifest
@@ -365,12 +365,19 @@ def section_grid(rows: Sequence[PointRow], records: Sequence[PointResult], ctx: 
     """The whole sweep at a glance, failures and missing points in place, then its figures."""
     isls, osls, cells, _ = figure_grid(records, ctx)
     fell_back = {(r.isl, r.osl) for r in rows if r.kv_fallback}
+    summarized = {
+        (r.isl, r.osl): r.output_tok_s
+        for f in sorted(ctx.secondary, key=lambda f: -secondary.PREFERENCE.index(f.name))
+        for r in f.rows
+    }  # the preferred file's number last, so it wins
     table = []
     for isl in isls:
         row = []
         for osl in osls:
             c = cells.get((isl, osl))
             row.append("" if c is None else (num(c) if isinstance(c, float) else f"**{c}**"))
+            if c == "summary only":
+                row[-1] += f": {num(summarized.get((isl, osl)))}"
             if (isl, osl) in fell_back:
                 row[-1] += f" {KV_FLAG}"
         table.append([f"**{isl}**", *row])

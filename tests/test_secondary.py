@@ -117,6 +117,7 @@ def test_seed_audit_judges_osl_512_and_8192_from_the_summaries(roots: Path, caps
         "UTC 2025 |"
     ) in report_md
     assert "| Imported by kit commit | " in report_md
+    assert "| **summary only**: 19,327.08 |" in report_md  # 128/512 in the grid table
 
 
 def test_repeats_are_not_a_disagreement_but_a_wrong_summary_is() -> None:
