@@ -357,7 +357,7 @@ def figure_grid(
     isls = sorted({k[0] for k in cells} | set(isls))
     osls = sorted({k[1] for k in cells} | set(osls))
     for key in [(i, o) for i in isls for o in osls if (i, o) not in cells]:
-        cells[key] = "not in grid" if planned or summarized else "not run"
+        cells[key] = figures.NOT_PLANNED if planned or summarized else "not run"
     return isls, osls, cells, run_identity(records, ctx)
 
 
