@@ -276,8 +276,9 @@ def _measured_point_verdict(
     diff = abs(row.output_tok_s - p.output_tok_s) / p.output_tok_s * 100
     verdict = SUSPECT if row.suspect else (PASS if diff <= tol else FAIL)
     notes = ["telemetry marks it suspect"] if row.suspect else []
-    major = sorted({n for r in got for n in refmod.point_method_notes(ref.identity, p, r)[0]})
-    minor = sorted({n for r in got for n in refmod.point_method_notes(ref.identity, p, r)[1]})
+    found = [refmod.point_method_notes(ref.identity, p, r) for r in got if r.status == "ok"]
+    major = sorted({n for differs, _ in found for n in differs})
+    minor = sorted({n for _, declared_minor in found for n in declared_minor})
     if ref.kind == "published" and major:
         return Verdict(
             claim, NOT_COMPARABLE, None, p.output_tok_s, None, "differs: " + "; ".join(major)
@@ -296,7 +297,8 @@ def _where_from(r: PointRow) -> str:
 
 
 def coverage(rows: Sequence[PointRow], scope: str = "") -> str:
-    """ "checked against 47 of 63 points; 16 points have summary evidence only"."""
+    """What a claim about several points was checked against, e.g. "checked against 63
+    points: 47 with raw logs, 16 with summary evidence only"."""
     raw = sum(not _from_summary(r) for r in rows)
     text = f"checked against {len(rows)} points{scope}: {raw} with raw logs"
     if raw < len(rows):
