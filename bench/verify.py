@@ -746,8 +746,9 @@ def render(
             counts[v.verdict] = counts.get(v.verdict, 0) + 1
     out.append(
         "## Totals\n\n"
+        + f"{sum(counts.values())} verdicts: "
         + ", ".join(f"{k}: {counts[k]}" for k in sorted(counts))
-        + f"; file problems: {len(files.problems)}.\n"
+        + f"; file problems: {len(files.problems)} (of {len(files.rehashed)} files re-hashed).\n"
     )
     return "".join(out)
 
