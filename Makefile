@@ -63,10 +63,12 @@ include docker.mk
 # ============================================================================== Pipeline
 .PHONY: all demo env preflight fetch quantize build datasets sweep report verify plan validate
 
+# The stage summary is printed whatever verify says; then verify's exit decides (make exits 2).
 ## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> datasets -> sweep -> report -> verify
 all: $(STAMP)/report.ok
-	$(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))
-	@$(PYTHON) -m bench.status --run $(RUN) --since $(STARTED)
+	@echo "$(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))"
+	@verdict=0; $(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)) \
+	  || verdict=$$?; $(PYTHON) -m bench.status --run $(RUN) --since $(STARTED); exit $$verdict
 
 ## the whole pipeline on the embedded CPU demo (creates .venv; no GPU, no Hub)
 demo: $(ENV_READY)

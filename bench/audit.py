@@ -1,6 +1,7 @@
 """Audit a folder of trtllm-bench logs in one step: import them, report on them, verify a claim.
 
-Reads:  <logs>/result_<ISL>_<OSL>_<requests>.txt|.json, the reference TOML (optional)
+Reads:  <logs>/result_<ISL>_<OSL>_<requests>.txt|.json, the summary files beside them
+        (secondary evidence, bench.secondary), the reference TOML (optional)
 Writes: results/<run>/ (bench.import_logs), reports/<run>/report.md + figures (bench.report),
         reports/<run>/verify.md (bench.verify); prints a short summary of what the logs are and
         which claims they contradict
@@ -40,11 +41,15 @@ def summary_lines(run: str, records: list[PointResult], outcome: verify.Outcome)
     ]
     for title, verdicts in outcome.sections:
         for v in verdicts:
-            if v.verdict in verify.FAILING:
+            headline = title in ("Peak vs reference", "Top-N table vs reference")
+            if v.verdict in verify.FAILING or v.basis == "summary" or headline:
                 measured = f" (measured {tables.num(v.measured)})" if v.measured is not None else ""
                 note = f"; {v.note}" if v.note else ""
-                out.append(f"  {v.verdict}: {title}: {v.claim}{measured}{note}")
+                out.append(f"  {v.shown.replace('**', '')}: {title}: {v.claim}{measured}{note}")
     out += [f"  FAIL: reference contradicts itself: {p}" for p in outcome.ref_problems]
+    agreement = dict(outcome.sections).get(verify.EVIDENCE_AGREEMENT)
+    if agreement:
+        out.append("  evidence: " + verify.evidence_agreement_head(agreement).strip())
     return out
 
 

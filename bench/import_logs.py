@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import parse_trtllm, record
+from bench import parse_trtllm, record, secondary
 from bench.artifacts import Artifacts, code_digest
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_bytes, atomic_write_json
@@ -51,7 +51,7 @@ SCHEMA = "trtllm-repro/import/1"
 RESULT_NAME = re.compile(r"^result_(?P<isl>\d+)_(?P<osl>\d+)_(?P<requests>\d+)\.(?P<ext>txt|json)$")
 NAME_RULE = "not named result_<ISL>_<OSL>_<requests>.txt|.json"
 OWN_STAGES = ("init", STAGE)  # what an imported run may already hold
-CODE = (__file__, parse_trtllm.__file__, record.__file__)  # a change re-imports
+CODE = (__file__, parse_trtllm.__file__, record.__file__, secondary.__file__)  # a change re-imports
 
 
 @dataclass(frozen=True)
@@ -222,6 +222,8 @@ def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
     files = [e for e in entries if e.is_file() and not e.is_symlink()]
     points, ignored = plan_points([e.name for e in files], folder)
     ignored += [{"name": e.name, "reason": not_a_file(e)} for e in entries if e not in files]
+    evidence = secondary.collect(folder)  # summaries: records of their own kind, not ignored
+    ignored = [e for e in ignored if e["name"] not in {f.name for f in evidence}]
     ignored.sort(key=lambda e: e["name"])
     for entry in ignored:
         print(f"import: ignored {entry['name']}: {entry['reason']}", file=sys.stderr)
@@ -270,7 +272,10 @@ def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
         outputs.append(target)
     record.write_summary(paths.summary, records)
     outputs.append(paths.summary)
-    summary = import_summary(folder, points, records, ignored)
+    outputs += secondary.write(paths.root, folder, evidence)
+    summary = import_summary(folder, points, records, ignored) | secondary.import_fields(
+        folder, evidence
+    )
     if manifest is None:
         atomic_write_json(paths.root / "import.json", summary)
         outputs.append(paths.root / "import.json")

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import figures, gpus, record, report_sections, tables
+from bench import figures, gpus, record, report_sections, secondary, tables
 from bench.artifacts import Artifacts, code_digest
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_bytes, atomic_write_text, read_json, sha256_bytes
@@ -35,7 +35,7 @@ from bench.record import PointResult, load_records
 from bench.report_sections import Context, render
 from bench.run import RunPaths, load_run
 from bench.runlock import locked
-from bench.tables import grid, is_suspect, point_rows
+from bench.tables import is_suspect
 
 STAGE = "report"
 REPORT_NAME = "report.md"
@@ -176,7 +176,10 @@ def load_context(run_name: str) -> tuple[RunPaths, Context, list[PointResult], l
         shape_source=shape_source,
         results_digest=results_digest(arts),
         recorded_at=recorded_at(arts),
+        secondary=tuple(secondary.load(paths.root)),
     )
+    if ctx.secondary:
+        inputs.append(paths.root / secondary.FOLDER / secondary.EVIDENCE)
     inputs += record_files(paths)
     if paths.summary.is_file():
         inputs.append(paths.summary)
@@ -218,7 +221,7 @@ def make_report(run_name: str) -> Path:
         return report
     text = render(records, ctx, read_log_tails(paths, records))
     outputs = []
-    for name, data in figures.draw(*grid(point_rows(records), records)).items():
+    for name, data in figures.draw(*report_sections.figure_grid(records, ctx)).items():
         atomic_write_bytes(paths.reports / name, data)
         outputs.append(paths.reports / name)
     atomic_write_text(report, text)

@@ -10,12 +10,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench import figures, gpus, record
+from bench import figures, gpus, record, secondary
 from bench.gpu_info import visible_gpus
 from bench.gpus import ModelShape
 from bench.manifest import Manifest
 from bench.record import PointResult
+from bench.secondary import SecondaryFile
 from bench.tables import (
+    KV_FLAG,
     TOP_N,
     PointRow,
     best_per,
@@ -27,12 +29,15 @@ from bench.tables import (
     identity_problems,
     is_reference_run,
     is_suspect,
+    kv_fallback,
+    kv_fallback_note,
     md_table,
     num,
     point_rows,
     recommendations,
     repeat_stats,
     run_gpus,
+    shown_rate,
     top_rows,
     where,
 )
@@ -70,6 +75,7 @@ class Context:
     shape_source: str
     results_digest: str
     recorded_at: str | None
+    secondary: tuple[SecondaryFile, ...] = ()  # an imported run's summary files (bench.secondary)
 
 
 def _get(data: dict[str, Any] | None, *keys: str) -> Any:
@@ -93,6 +99,31 @@ def _spread(values: Iterable[float | int | None], unit: str) -> str:
         f"{num(known[0])} {unit}"
         if len(known) == 1
         else f"{num(known[0])}-{num(known[-1])} {unit} (varies by point)"
+    )
+
+
+def _kv_fractions(records: Sequence[PointResult]) -> str:
+    """Each KV fraction with the points that ran at it (and from what it fell back)."""
+    by_fraction: dict[float, list[str]] = {}
+    for r in records:
+        if r.identity.kv_cache_fraction is not None:
+            fell = kv_fallback(r)
+            label = f"ISL {r.isl} / OSL {r.osl}" + (f" (fell back {fell})" if fell else "")
+            by_fraction.setdefault(r.identity.kv_cache_fraction, []).append(label)
+    if not by_fraction:
+        return NOT_RECORDED
+    if len(by_fraction) == 1:
+        ((fraction, points),) = by_fraction.items()
+        return f"{fraction:g} of free memory, all {len(points)} valid points"
+    return "; ".join(
+        f"{fraction:g} of free memory: "
+        + (
+            ", ".join(points)
+            if len(points) <= 5
+            else ", ".join([f"{len(points)} points", *(x for x in points if "fell back" in x)])
+        )
+        + f" ({len(points)} of {len(records)})"
+        for fraction, points in sorted(by_fraction.items(), reverse=True)
     )
 
 
@@ -198,11 +229,44 @@ def section_executive_summary(
         (
             "Points",
             f"{ok}/{len(records)} valid"
-            + (f"; not valid: {', '.join(failed_kinds)}" if failed_kinds else ""),
+            + (f"; not valid: {', '.join(failed_kinds)}" if failed_kinds else "")
+            + _summary_only_count(records, ctx),
         ),
         ("Results recorded", ctx.recorded_at or NOT_RECORDED),
+        *_import_dating(ctx),
     ]
     return "## Executive summary\n\n" + md_table(["", ""], table, [False, False]) + "\n"
+
+
+def _summary_only_count(records: Sequence[PointResult], ctx: Context) -> str:
+    """ "; 16 more points in summary files only (no raw log)", or "" when there are none."""
+    raw = {(r.isl, r.osl) for r in records}
+    more = {(r.isl, r.osl) for f in ctx.secondary for r in f.rows} - raw
+    if not more:
+        return ""
+    names = ", ".join(f.name for f in ctx.secondary)
+    return f"; {len(more)} more points in summary files only, no raw log ({names})"
+
+
+def _import_dating(ctx: Context) -> list[tuple[str, str]]:
+    """An imported run: when its logs say it was measured, and which kit commit imported it."""
+    summary = ctx.import_summary or {}
+    measured, kit = summary.get("measured"), summary.get("imported_by_kit") or {}
+    if not measured:
+        return []
+    logs = (
+        f"{measured['console_logs_first']} to {measured['console_logs_last']} (console log "
+        f"timestamps, time zone {measured.get('time_zone', 'not stated')})"
+        if measured.get("console_logs_first")
+        else "no timestamps in the console logs"
+    )
+    if measured.get("summary_start_time"):
+        logs += f"; summary log start: {measured['summary_start_time']}"
+    commit = kit.get("commit") or NOT_RECORDED
+    return [
+        ("Measured (by the logs)", logs),
+        ("Imported by kit commit", commit + (" (dirty)" if kit.get("dirty") else "")),
+    ]
 
 
 def section_top_points(rows: Sequence[PointRow]) -> str:
@@ -224,7 +288,7 @@ def section_top_points(rows: Sequence[PointRow]) -> str:
             r.isl,
             r.osl,
             num(r.requests),
-            num(r.output_tok_s) + (" (suspect)" if r.suspect else ""),
+            shown_rate(r),
             num(r.total_tok_s) + ("*" if r.total_derived else ""),
             num(r.req_s),
             num(round(r.total_tokens)),
@@ -235,7 +299,13 @@ def section_top_points(rows: Sequence[PointRow]) -> str:
     body = (
         md_table(headers, table, [True] * len(headers)) + "\n" if table else "No valid point.\n\n"
     )
-    return f"## Top {TOP_N} points by output tok/s\n\n" + body
+    shown = top_rows(rows)
+    return (
+        f"## Top {TOP_N} points by output tok/s\n\n"
+        + (f"{len(shown)} of {len(rows)} valid points.\n\n" if rows else "")
+        + body
+        + kv_fallback_note(shown)
+    )
 
 
 def section_best_per(rows: Sequence[PointRow], axis: str) -> str:
@@ -244,7 +314,7 @@ def section_best_per(rows: Sequence[PointRow], axis: str) -> str:
     table = [
         [
             getattr(r, axis),
-            num(r.output_tok_s),
+            shown_rate(r),
             f"{other.upper()} {getattr(r, other)}",
             num(r.requests),
             num(r.req_s),
@@ -259,24 +329,79 @@ def section_best_per(rows: Sequence[PointRow], axis: str) -> str:
             [True, True, False, True, True],
         )
         + "\n"
+        + kv_fallback_note(best_per(rows, axis))
     )
 
 
-def section_grid(rows: Sequence[PointRow], records: Sequence[PointResult]) -> str:
-    """The whole sweep at a glance, failures in place, then links to its two figures."""
-    isls, osls, cells = grid(rows, records)
+def run_identity(records: Sequence[PointResult], ctx: Context) -> str:
+    """One line naming what a figure shows: model, TP x PP = GPUs, backend release, GPU, run."""
+    seen = distinct_identity(records)
+    n_gpus = run_gpus(records)
+    if ctx.manifest is not None and ctx.manifest.runtime.device == "cpu":
+        gpu = "no GPU: ran on the CPU"
+    else:
+        gpu = first_gpu(ctx).get("name") or (
+            f"{ctx.manifest.hardware.gpu} (declared)" if ctx.manifest else "GPU not recorded"
+        )
+    return (
+        f"{_values(seen, 'model')}; TP {_values(seen, 'tp_size')} x PP {_values(seen, 'pp_size')}"
+        f" = {n_gpus if n_gpus else '?'} GPU(s); {_values(seen, 'backend')} "
+        f"{_values(seen, 'engine_version')}; {gpu}; run {ctx.run}"
+    )
+
+
+def figure_grid(
+    records: Sequence[PointResult], ctx: Context
+) -> tuple[list[int], list[int], dict[tuple[int, int], float | str], str]:
+    """The whole grid the run set out to measure (the manifest's points, else every point the
+    records and summary files name), each cell a number or why it has none; and the identity."""
+    isls, osls, cells = grid(point_rows(records), records)
+    planned = {(p.isl, p.osl) for p in ctx.manifest.sweep.points} if ctx.manifest else set()
+    summarized = {(r.isl, r.osl): r for f in ctx.secondary for r in f.rows}
+    for isl, osl in planned | set(summarized):
+        if (isl, osl) not in cells:
+            row = summarized.get((isl, osl))
+            cells[isl, osl] = (
+                "not run"
+                if row is None
+                else ("summary only" if row.output_tok_s is not None else "failed (summary)")
+            )
+    isls = sorted({k[0] for k in cells} | set(isls))
+    osls = sorted({k[1] for k in cells} | set(osls))
+    for key in [(i, o) for i in isls for o in osls if (i, o) not in cells]:
+        cells[key] = figures.NOT_PLANNED if planned or summarized else "not run"
+    return isls, osls, cells, run_identity(records, ctx)
+
+
+def section_grid(rows: Sequence[PointRow], records: Sequence[PointResult], ctx: Context) -> str:
+    """The whole sweep at a glance, failures and missing points in place, then its figures."""
+    isls, osls, cells, _ = figure_grid(records, ctx)
+    fell_back = {(r.isl, r.osl) for r in rows if r.kv_fallback}
+    summarized = {
+        (r.isl, r.osl): r.output_tok_s
+        for f in sorted(ctx.secondary, key=lambda f: -secondary.PREFERENCE.index(f.name))
+        for r in f.rows
+    }  # the preferred file's number last, so it wins
     table = []
     for isl in isls:
         row = []
         for osl in osls:
             c = cells.get((isl, osl))
             row.append("" if c is None else (num(c) if isinstance(c, float) else f"**{c}**"))
+            if c == "summary only":
+                row[-1] += f": {num(summarized.get((isl, osl)))}"
+            if (isl, osl) in fell_back:
+                row[-1] += f" {KV_FLAG}"
         table.append([f"**{isl}**", *row])
     heatmap, vs_osl = figures.FIGURES
+    counted = sum(isinstance(c, float) for c in cells.values())
     return (
         "## Output tok/s over ISL x OSL\n\n"
+        + f"{counted} of {len(cells)} cells have a number from a raw result.\n\n"
         + md_table(["ISL \\ OSL", *map(str, osls)], table, [False] + [True] * len(osls))
-        + "\nEmpty: not run; bold word: the point's failure.\n\n"
+        + "\nBold: why a cell has no number (not run; the point's failure; summary only: a "
+        "summary file states it but no raw log is here; not in grid: no point planned).\n\n"
+        + kv_fallback_note([r for r in rows if r.kv_fallback])
         + f"![output tok/s heatmap]({heatmap})\n\n![output tok/s vs OSL]({vs_osl})\n\n"
     )
 
@@ -360,10 +485,7 @@ def section_memory(records: Sequence[PointResult], ctx: Context, reference: bool
             "KV cache capacity",
             _spread((r.memory.kv_cache_max_tokens for r in ok_records), "tokens"),
         ),
-        (
-            "KV cache fraction",
-            _spread((r.identity.kv_cache_fraction for r in ok_records), "of free memory"),
-        ),
+        ("KV cache fraction", _kv_fractions(ok_records)),
         ("GPU memory total", total),
     ]
     return "## Memory\n\n" + md_table(["", ""], table, [False, False]) + "\n"
@@ -566,7 +688,7 @@ def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, li
             section_top_points(rows),
             section_best_per(rows, "isl"),
             section_best_per(rows, "osl"),
-            section_grid(rows, records),
+            section_grid(rows, records, ctx),
             section_efficiency(rows, records, ctx, reference),
             section_memory(records, ctx, reference),
             section_telemetry(records),

@@ -85,6 +85,41 @@ class PointRow:
     total_tokens: float
     output_tok_s_per_gpu: float | None
     suspect: bool
+    evidence: str = "raw"  # or the summary file it comes from: bench.secondary
+    kv_fallback: str = ""  # e.g. "0.95 -> 0.9": measured only after the KV fraction fell back
+
+
+KV_FLAG = "†"  # marks a number measured after the KV fraction fell back (see kv_fallback)
+
+
+def kv_fallback(r: PointResult) -> str:
+    """ "0.95 -> 0.9" when the record's KV fraction is not the one its first try used, else ""."""
+    first = r.attempts[0].get("kv_cache_fraction") if r.attempts else None
+    final = r.identity.kv_cache_fraction
+    if first is None or final is None or abs(first - final) < 1e-9:
+        return ""
+    return f"{first:g} -> {final:g}"
+
+
+def shown_rate(r: PointRow) -> str:
+    """A row's output tok/s as every table prints it: flagged when suspect or fallen back."""
+    return (
+        num(r.output_tok_s)
+        + (" (suspect)" if r.suspect else "")
+        + (f" {KV_FLAG}" if r.kv_fallback else "")
+    )
+
+
+def kv_fallback_note(rows: Sequence[PointRow]) -> str:
+    """The footnote for KV_FLAG: which points, from which fraction to which; "" when none."""
+    fell = [r for r in rows if r.kv_fallback]
+    if not fell:
+        return ""
+    return (
+        f"{KV_FLAG} Measured only after the KV cache fraction fell back (out of memory at the "
+        f"first): {'; '.join(f'{where(r)}: {r.kv_fallback}' for r in fell)} "
+        f"({len(fell)} of {len(rows)} valid points).\n\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -179,6 +214,7 @@ def point_rows(records: Sequence[PointResult]) -> list[PointRow]:
                 total_tokens=rs[0].requests * tokens_each,
                 output_tok_s_per_gpu=out / n_gpus if n_gpus else None,
                 suspect=any(is_suspect(r) for r in rs),
+                kv_fallback=", ".join(sorted({f for r in rs if (f := kv_fallback(r))})),
             )
         )
     return rows
@@ -367,21 +403,26 @@ def recommendations(rows: Sequence[PointRow], records: Sequence[PointResult]) ->
         return ["No valid point: nothing to recommend; see Failures."]
     out = []
     best = top_rows(rows, 1)[0]
-    near = [r for r in rows if r.output_tok_s >= NEAR_BEST * best.output_tok_s]
+    near = [r for r in rows if r is not best and r.output_tok_s >= NEAR_BEST * best.output_tok_s]
     out.append(
-        f"Highest output throughput: {where(best)} at {num(best.output_tok_s)} tok/s; "
-        f"{len(near)} point(s) within {1 - NEAR_BEST:.0%} of it span ISL "
-        f"{_span(r.isl for r in near)} and OSL {_span(r.osl for r in near)}."
+        f"Highest output throughput: {where(best)} at {shown_rate(best)} tok/s; "
+        f"{len(near)} of the other {len(rows) - 1} valid point(s) within {1 - NEAR_BEST:.0%} "
+        "of it"
+        + (
+            f", spanning ISL {_span(r.isl for r in near)} and OSL {_span(r.osl for r in near)}."
+            if near
+            else "."
+        )
     )
     fast = fastest(rows)
     if fast is not None:
-        near_rate = [
-            r for r in rows if r.req_s is not None and r.req_s >= NEAR_BEST * (fast.req_s or 0)
-        ]
+        rated = [r for r in rows if r.req_s is not None and r is not fast]
+        near_rate = [r for r in rated if (r.req_s or 0) >= NEAR_BEST * (fast.req_s or 0)]
         out.append(
             f"Highest request rate: {where(fast)} at {num(fast.req_s)} req/s "
-            f"({num(fast.output_tok_s)} output tok/s); within {1 - NEAR_BEST:.0%}: "
-            f"{', '.join(where(r) for r in near_rate)}."
+            f"({shown_rate(fast)} output tok/s); {len(near_rate)} of the other {len(rated)} "
+            f"point(s) with a request rate within {1 - NEAR_BEST:.0%}"
+            + (f": {', '.join(where(r) for r in near_rate)}." if near_rate else ".")
         )
     worst = min(rows, key=lambda r: (r.output_tok_s, r.isl, r.osl))
     out.append(

@@ -2,7 +2,8 @@
 its numbers agree with a published reference.
 
 Reads:  results/<run>/artifacts.json and every file it names, the run's records, its manifest
-        (when it has one), the reference TOML (--reference, else the manifest's `reference` key)
+        (when it has one), its secondary evidence (secondary/evidence.json, bench.secondary),
+        the reference TOML (--reference, else the manifest's `reference` key)
 Writes: reports/<run>/verify.md (also printed), recorded as stage "verify" after all checks
 Usage:  python -m bench.verify --run demo [--scope all|run]
             [--reference manifests/published/nvidia-perf-overview-1.0.toml]
@@ -10,6 +11,10 @@ Usage:  python -m bench.verify --run demo [--scope all|run]
 
 Exit 0 only when everything passes; 1 on a missing, changed or unexpected file, an identity
 mismatch, a FAIL or SUSPECT point, or an inconsistent reference; 2 on bad input.
+A published reference of another method (bench.reference.compare_method) gives NOT COMPARABLE
+rows naming what differs and a cross-method section, never PASS or FAIL; a claim whose number
+only a summary file states is marked "(summary only: raw log absent)"; each claim about the
+whole run (best per ISL/OSL, peak, top N) says how many points it was checked against.
 --scope run re-hashes only the run's own files (results/<run>/, reports/<run>/); files of the
 shared roots (models/, work/) are then reported with the digest taken from the record, as they are
 whenever their root does not exist on this machine (e.g. after merging shards elsewhere).
@@ -23,11 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import gpus, secondary, tables
 from bench import reference as refmod
-from bench import tables
 from bench.artifacts import Artifacts, Problem
 from bench.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
-from bench.fileio import atomic_write_text
+from bench.fileio import atomic_write_text, read_json
+from bench.gpu_info import visible_gpus
 from bench.manifest import Manifest
 from bench.record import PointResult, load_records
 from bench.run import RunPaths, load_run
@@ -39,6 +45,10 @@ VERIFY_NAME = "verify.md"
 OWN_ROOTS = ("run", "reports")  # the run's own folders; --scope run re-hashes only these
 RATE_TOLERANCE = refmod.RATE_TOLERANCE
 PASS, FAIL, NOT_RUN, NOT_PUBLISHED, SUSPECT = "PASS", "FAIL", "NOT RUN", "NOT PUBLISHED", "SUSPECT"
+NOT_COMPARABLE = "NOT COMPARABLE"  # a different method: never PASS or FAIL
+CROSS_METHOD = "Cross-method comparison (not a reproduction: different method)"
+EVIDENCE_AGREEMENT = "Summary files vs raw logs"
+INVALID_MARK = "(invalid)"  # a record the kit judged invalid (e.g. lengths off target)
 FAILING = (FAIL, SUSPECT)
 
 
@@ -65,6 +75,12 @@ class Verdict:
     published: float | None = None
     tolerance_pct: float | None = None
     note: str = ""
+    basis: str = "raw"  # "summary": the verdict rests on secondary evidence alone
+
+    @property
+    def shown(self) -> str:
+        mark = f" ({secondary.SUMMARY_ONLY})" if self.basis == "summary" else ""
+        return (f"**{self.verdict}**" if self.verdict in FAILING else self.verdict) + mark
 
     @property
     def diff_pct(self) -> float | None:
@@ -172,7 +188,9 @@ def consistency_verdicts(records: Sequence[PointResult]) -> list[Verdict]:
         ok = abs(m.output_tok_s - implied) <= RATE_TOLERANCE * implied
         out.append(
             Verdict(
-                f"ISL {r.isl} / OSL {r.osl}" + (f" r{r.repeat}" if r.repeat else ""),
+                f"ISL {r.isl} / OSL {r.osl}"
+                + (f" r{r.repeat}" if r.repeat else "")
+                + (f" {INVALID_MARK}" if r.status == "invalid" else ""),
                 PASS if ok else FAIL,
                 m.output_tok_s,
                 implied,
@@ -187,17 +205,37 @@ def _measured(records: Sequence[PointResult], isl: int, osl: int) -> list[PointR
     return [r for r in records if (r.isl, r.osl) == (isl, osl)]
 
 
-def point_verdicts(records: Sequence[PointResult], ref: refmod.Reference) -> list[Verdict]:
-    """Every reference point, then every run point the reference does not list."""
+def point_verdicts(
+    records: Sequence[PointResult],
+    ref: refmod.Reference,
+    summary: Sequence[PointRow] = (),
+) -> list[Verdict]:
+    """Every reference point, then every run point the reference does not list. A point with
+    no raw record is judged from a summary file's number when there is one, marked so."""
     rows = {(r.isl, r.osl): r for r in sorted(point_rows(records), key=lambda r: r.output_tok_s)}
+    summarized = {(r.isl, r.osl): r for r in summary}
     out = []
     for p in ref.points:
         claim = f"ISL {p.isl} / OSL {p.osl}" + (f" (rank {p.rank})" if p.rank else "")
         tol = ref.tolerance(p)
         got = _measured(records, p.isl, p.osl)
         row = rows.get((p.isl, p.osl))
-        if not got:
-            out.append(Verdict(claim, NOT_RUN, None, p.output_tok_s, tol, "not in this run"))
+        if not got and (p.isl, p.osl) in summarized:
+            s = summarized[p.isl, p.osl]
+            within = abs(s.output_tok_s - p.output_tok_s) <= tol / 100 * p.output_tok_s
+            out.append(
+                Verdict(
+                    claim,
+                    PASS if within else FAIL,
+                    s.output_tok_s,
+                    p.output_tok_s,
+                    tol,
+                    f"from {s.evidence}; no raw log",
+                    basis="summary",
+                )
+            )
+        elif not got:
+            out.append(Verdict(claim, NOT_RUN, None, p.output_tok_s, tol, "in no evidence"))
         elif row is None:
             bad = got[0]
             value = bad.metrics.output_tok_s
@@ -219,12 +257,7 @@ def point_verdicts(records: Sequence[PointResult], ref: refmod.Reference) -> lis
                     )
                 )
         else:
-            diff = abs(row.output_tok_s - p.output_tok_s) / p.output_tok_s * 100
-            verdict = SUSPECT if row.suspect else (PASS if diff <= tol else FAIL)
-            note = "telemetry marks it suspect" if row.suspect else ""
-            if p.requests is not None and row.requests != p.requests:
-                note = (note + "; " if note else "") + f"requests {row.requests} vs {p.requests}"
-            out.append(Verdict(claim, verdict, row.output_tok_s, p.output_tok_s, tol, note))
+            out.append(_measured_point_verdict(claim, p, row, got, ref))
     listed = {(p.isl, p.osl) for p in ref.points}
     for r in sorted({(r.isl, r.osl) for r in records} - listed):
         row = rows.get(r)
@@ -234,8 +267,52 @@ def point_verdicts(records: Sequence[PointResult], ref: refmod.Reference) -> lis
     return out
 
 
+def _measured_point_verdict(
+    claim: str, p: refmod.RefPoint, row: PointRow, got: Sequence[PointResult], ref: refmod.Reference
+) -> Verdict:
+    """A measured point against a published one. A published reference's point measured with
+    another request count is another dataset: NOT COMPARABLE. A KV fraction the reference
+    declares minor is named and the number still compared."""
+    tol = ref.tolerance(p)
+    diff = abs(row.output_tok_s - p.output_tok_s) / p.output_tok_s * 100
+    verdict = SUSPECT if row.suspect else (PASS if diff <= tol else FAIL)
+    notes = ["telemetry marks it suspect"] if row.suspect else []
+    found = [refmod.point_method_notes(ref.identity, p, r) for r in got if r.status == "ok"]
+    major = sorted({n for differs, _ in found for n in differs})
+    minor = sorted({n for _, declared_minor in found for n in declared_minor})
+    if ref.kind == "published" and major:
+        return Verdict(
+            claim, NOT_COMPARABLE, None, p.output_tok_s, None, "differs: " + "; ".join(major)
+        )
+    notes += major + [f"{n} (declared minor: still compared)" for n in minor]
+    return Verdict(claim, verdict, row.output_tok_s, p.output_tok_s, tol, "; ".join(notes))
+
+
+def _from_summary(r: PointRow) -> bool:
+    return r.evidence != "raw"
+
+
+def _where_from(r: PointRow) -> str:
+    """Where a row's number comes from, said only when it is not a raw log."""
+    return f" ({secondary.SUMMARY_ONLY}; {r.evidence})" if _from_summary(r) else ""
+
+
+def coverage(rows: Sequence[PointRow], scope: str = "") -> str:
+    """What a claim about several points was checked against, e.g. "checked against 63
+    points: 47 with raw logs, 16 with summary evidence only"."""
+    raw = sum(not _from_summary(r) for r in rows)
+    text = f"checked against {len(rows)} points{scope}: {raw} with raw logs"
+    if raw < len(rows):
+        text += f", {len(rows) - raw} with summary evidence only"
+    return text
+
+
 def best_verdicts(rows: Sequence[PointRow], ref: refmod.Reference, axis: str) -> list[Verdict]:
-    """Each "best per ISL/OSL" claim against the best the run measured for that ISL/OSL."""
+    """Each "best per ISL/OSL" claim against the best the evidence holds for that ISL/OSL.
+
+    rows: the raw rows and any summary-only rows (bench.secondary); a verdict that rests on
+    summary rows alone is marked so, and every verdict states its coverage.
+    """
     other = "osl" if axis == "isl" else "isl"
     out = []
     for claim_row in getattr(ref, f"best_per_{axis}"):
@@ -254,43 +331,42 @@ def best_verdicts(rows: Sequence[PointRow], ref: refmod.Reference, axis: str) ->
                     None,
                     claim_row.output_tok_s,
                     tol,
-                    f"no valid point with {axis.upper()} {value}",
+                    f"no valid point with {axis.upper()} {value} in any evidence",
                 )
             )
             continue
+        cover = coverage(same, f" with {axis.upper()} {value}")
         best = max(same, key=lambda r: (r.output_tok_s, -getattr(r, other)))
         at_claim = [r for r in same if getattr(r, other) == getattr(claim_row, other)]
         where_best = (
-            f"best measured: {other.upper()} {getattr(best, other)} at {num(best.output_tok_s)}"
+            f"best measured: {other.upper()} {getattr(best, other)} at "
+            f"{num(best.output_tok_s)}{_where_from(best)}"
         )
-        within = (
-            abs(best.output_tok_s - claim_row.output_tok_s) <= tol / 100 * claim_row.output_tok_s
-        )
+        claimed = claim_row.output_tok_s
+        within = abs(best.output_tok_s - claimed) <= tol / 100 * claimed
         if getattr(best, other) == getattr(claim_row, other) and within:
-            out.append(
-                Verdict(
-                    claim,
-                    PASS,
-                    best.output_tok_s,
-                    claim_row.output_tok_s,
-                    tol,
-                    f"of {len(same)} measured points",
+            basis = "summary" if _from_summary(best) else "raw"
+            out.append(Verdict(claim, PASS, best.output_tok_s, claimed, tol, cover, basis=basis))
+        elif at_claim or best.output_tok_s > claimed * (1 + tol / 100):
+            if at_claim:
+                measured_at = (
+                    f"; the claimed point measured {num(at_claim[0].output_tok_s)}"
+                    f"{_where_from(at_claim[0])}"
                 )
-            )
-        elif at_claim or best.output_tok_s > claim_row.output_tok_s * (1 + tol / 100):
-            measured_at = (
-                f"; the claimed point measured {num(at_claim[0].output_tok_s)}"
-                if at_claim
-                else "; the claimed point is not in this run"
-            )
+            else:
+                measured_at = "; the claimed point is in no evidence"
+            beaten = best.output_tok_s > claimed * (1 + tol / 100)
+            cited = [best] if beaten else [best, *at_claim]
+            basis = "summary" if all(map(_from_summary, cited)) else "raw"
             out.append(
                 Verdict(
                     claim,
                     FAIL,
                     best.output_tok_s,
-                    claim_row.output_tok_s,
+                    claimed,
                     tol,
-                    where_best + measured_at,
+                    f"{where_best}{measured_at}; {cover}",
+                    basis=basis,
                 )
             )
         else:
@@ -299,9 +375,9 @@ def best_verdicts(rows: Sequence[PointRow], ref: refmod.Reference, axis: str) ->
                     claim,
                     NOT_RUN,
                     best.output_tok_s,
-                    claim_row.output_tok_s,
+                    claimed,
                     tol,
-                    f"the claimed point is not in this run; {where_best}",
+                    f"the claimed point is in no evidence; {where_best}; {cover}",
                 )
             )
     return out
@@ -329,14 +405,16 @@ def peak_verdicts(rows: Sequence[PointRow], ref: refmod.Reference) -> list[Verdi
                 got,
                 claimed,
                 tol,
-                f"measured at ISL {best.isl} / OSL {best.osl}",
+                f"measured at ISL {best.isl} / OSL {best.osl}{_where_from(best)}; "
+                + coverage(known, f" stating {label}"),
+                basis="summary" if _from_summary(best) else "raw",
             )
         )
     return out
 
 
 def ranking_verdicts(rows: Sequence[PointRow], ref: refmod.Reference) -> list[Verdict]:
-    """A "top N" claim: no measured point outside it beats its lowest row."""
+    """A "top N" claim: no point outside it, in any evidence, beats its lowest row."""
     ranked = [p for p in ref.points if p.rank is not None]
     if not ranked:
         return []
@@ -353,10 +431,83 @@ def ranking_verdicts(rows: Sequence[PointRow], ref: refmod.Reference) -> list[Ve
                 claim,
                 FAIL,
                 note="omits "
-                + ", ".join(f"ISL {r.isl} / OSL {r.osl} ({num(r.output_tok_s)})" for r in missing),
+                + ", ".join(
+                    f"ISL {r.isl} / OSL {r.osl} ({num(r.output_tok_s)}{_where_from(r)})"
+                    for r in missing
+                )
+                + f"; {coverage(rows)}",
+                basis="summary" if all(map(_from_summary, missing)) else "raw",
             )
         ]
-    return [Verdict(claim, PASS, note=f"checked against {len(rows)} measured points")]
+    return [Verdict(claim, PASS, note=coverage(rows))]
+
+
+# ----------------------------------------------------------------------------- secondary evidence
+
+
+def summary_only_rows(
+    records: Sequence[PointResult], files: Sequence[secondary.SecondaryFile]
+) -> list[PointRow]:
+    """Points no raw record covers that a summary file gives a number for, each marked with
+    the file and line it comes from (the first file of secondary.PREFERENCE that has it)."""
+    covered = {(r.isl, r.osl) for r in records}
+    chosen: dict[tuple[int, int], PointRow] = {}
+    for f in sorted(files, key=lambda f: secondary.PREFERENCE.index(f.name)):
+        for row in f.rows:
+            if row.output_tok_s is None or (row.isl, row.osl) in covered:
+                continue
+            chosen.setdefault(
+                (row.isl, row.osl),
+                PointRow(
+                    isl=row.isl,
+                    osl=row.osl,
+                    concurrency=None,
+                    requests=row.requests,
+                    n=0,
+                    output_tok_s=row.output_tok_s,
+                    req_s=row.req_s,
+                    total_tok_s=None,
+                    total_derived=False,
+                    total_tokens=row.requests * (row.isl + row.osl),
+                    output_tok_s_per_gpu=None,
+                    suspect=False,
+                    evidence=f"{f.name}:{row.line}",
+                ),
+            )
+    return [chosen[k] for k in sorted(chosen)]
+
+
+def _same_number(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= max(0.01, 1e-5 * max(a, b))
+
+
+def evidence_agreement(
+    records: Sequence[PointResult], files: Sequence[secondary.SecondaryFile]
+) -> list[Verdict]:
+    """Each point a summary file states, when a raw record or another summary states it too:
+    do they agree? A disagreement is a finding (FAIL): one of them is not what was measured.
+    Raw records are not compared with each other (repeats and concurrencies differ by nature);
+    a summary's number must match one of them."""
+    summaries: dict[tuple[int, int], list[tuple[str, float | None]]] = {}
+    for f in files:
+        for row in f.rows:
+            summaries.setdefault((row.isl, row.osl), []).append(
+                (f"{f.name}:{row.line}", row.output_tok_s)
+            )
+    out = []
+    for (isl, osl), said in sorted(summaries.items()):
+        raw = [r.metrics.output_tok_s for r in records if (r.isl, r.osl) == (isl, osl)]
+        if len(raw) + len(said) < 2:
+            continue
+        agree = all(_same_number(v, said[0][1]) for _, v in said) and (
+            not raw or all(any(_same_number(v, x) for x in raw) for _, v in said)
+        )
+        stated = [*(("raw log", x) for x in raw), *said]
+        note = "; ".join(f"{w}: {'failed' if v is None else num(v, 4)}" for w, v in stated)
+        out.append(Verdict(f"ISL {isl} / OSL {osl}", PASS if agree else FAIL, note=note))
+    return out
 
 
 def suspect_verdicts(records: Sequence[PointResult]) -> list[Verdict]:
@@ -375,6 +526,107 @@ def suspect_verdicts(records: Sequence[PointResult]) -> list[Verdict]:
     return out
 
 
+def not_comparable_verdicts(ref: refmod.Reference, check: refmod.MethodCheck) -> list[Verdict]:
+    """Every claim of a reference of another method: NOT COMPARABLE, naming what differs."""
+    why = "differs: " + "; ".join(f.describe() for f in check.differences)
+    claims = [f"ISL {p.isl} / OSL {p.osl}" for p in ref.points]
+    claims += [f"best at ISL {r.isl}: OSL {r.osl}, {num(r.output_tok_s)}" for r in ref.best_per_isl]
+    claims += [f"best at OSL {r.osl}: ISL {r.isl}, {num(r.output_tok_s)}" for r in ref.best_per_osl]
+    if ref.peak is not None:
+        claims.append("peak")
+    return [Verdict(c, NOT_COMPARABLE, note=why) for c in claims]
+
+
+def cross_method_verdicts(rows: Sequence[PointRow], ref: refmod.Reference) -> list[Verdict]:
+    """The numbers side by side for readers who want them, with no verdict: not a reproduction."""
+    measured = {(r.isl, r.osl): r for r in sorted(rows, key=lambda r: r.output_tok_s)}
+    return [
+        Verdict(
+            f"ISL {p.isl} / OSL {p.osl}",
+            NOT_COMPARABLE,
+            measured[p.isl, p.osl].output_tok_s,
+            p.output_tok_s,
+            note="different method",
+        )
+        for p in ref.points
+        if (p.isl, p.osl) in measured
+    ]
+
+
+def method_table(check: refmod.MethodCheck) -> str:
+    """The method, field by field: what the reference states, what this run recorded."""
+
+    def shown(value: object) -> str:
+        return "-" if value is None else str(value)
+
+    rows = [
+        [
+            f.field,
+            shown(f.reference) if f.outcome != refmod.OPEN else "(left open)",
+            shown(f.run) + (f" ({f.run_source})" if f.run_source else ""),
+            f"**{f.outcome}**" if f.outcome == refmod.DIFFERS else f.outcome,
+        ]
+        for f in check.fields
+    ]
+    stated = sum(f.outcome != refmod.OPEN for f in check.fields)
+    head = (
+        f"The reference states {stated} of {len(check.fields)} method fields and leaves "
+        f"{len(check.fields) - stated} open; {len(check.differences)} of the {stated} stated "
+        f"differ, {len(check.minor_differences)} only in a knob the reference declares minor.\n\n"
+    )
+    if check.comparable:
+        tail = "Same method: the numbers below are compared.\n\n"
+    else:
+        tail = (
+            "**Different method: NOT COMPARABLE.** No reference number is judged PASS or FAIL; "
+            f'the numbers side by side are under "{CROSS_METHOD}".\n\n'
+        )
+    return (
+        head
+        + md_table(["Field", "Reference", "This run", "Outcome"], rows, [False] * 4)
+        + "\n"
+        + tail
+    )
+
+
+def evidence_agreement_head(verdicts: Sequence[Verdict]) -> str:
+    with_raw = [v for v in verdicts if "raw log" in v.note]
+    agree = sum(v.verdict == PASS for v in verdicts)
+    return (
+        f"{agree} of {len(verdicts)} points stated by two or more of the raw logs and the "
+        f"summary files agree (to 0.01 tok/s), {len(verdicts) - agree} disagree; "
+        f"{len(with_raw)} of the {len(verdicts)} have a raw log, "
+        f"{sum(v.verdict == PASS for v in with_raw)} of those agree with it. Summary files are "
+        "secondary evidence (what a script or an author wrote about the run): a disagreement "
+        "with a raw log is a finding, FAIL.\n\n"
+    )
+
+
+def reference_summary(sections: Sequence[tuple[str, Sequence[Verdict]]]) -> str:
+    """How many reference claims were judged, of how many, and why the others were not."""
+    verdicts = [
+        v
+        for title, vs in sections
+        if "vs reference" in title or title.startswith("Reference claims")
+        for v in vs
+        if v.verdict != NOT_PUBLISHED
+    ]
+    if not verdicts:
+        return ""
+    judged = [v for v in verdicts if v.verdict in (PASS, FAIL, SUSPECT)]
+    counts = {k: sum(v.verdict == k for v in verdicts) for k in (PASS, FAIL, SUSPECT)}
+    others = {k: sum(v.verdict == k for v in verdicts) for k in (NOT_RUN, NOT_COMPARABLE)}
+    on_summary = sum(v.basis == "summary" for v in judged)
+    return (
+        f"Reference claims judged: {len(judged)} of {len(verdicts)} ("
+        + ", ".join(f"{k} {n}" for k, n in counts.items())
+        + (f"; {on_summary} of the {len(judged)} on summary evidence only" if on_summary else "")
+        + "); not judged: "
+        + ", ".join(f"{k} {n}" for k, n in others.items())
+        + ".\n\n"
+    )
+
+
 # ----------------------------------------------------------------------------- markdown (pure)
 
 
@@ -387,7 +639,7 @@ def _verdict_table(verdicts: Sequence[Verdict]) -> str:
         [
             [
                 v.claim,
-                f"**{v.verdict}**" if v.verdict in FAILING else v.verdict,
+                v.shown,
                 num(v.measured),
                 num(v.published),
                 pct(v.diff_pct),
@@ -408,10 +660,12 @@ def render(
     ref_path: str | None,
     ref_problems: list[str],
     failed: bool,
+    method: refmod.MethodCheck | None = None,
 ) -> str:
     out = [
         f"# Verification: {run}\n\n",
         f"**Result: {'FAILED' if failed else 'PASSED'}**\n\n",
+        reference_summary(sections),
         "## Files\n\n",
         f"Re-hashed on this machine: {len(files.rehashed)} file(s). Not re-hashed (recorded "
         f"digest taken from the record): {len(files.from_record)} file(s).\n\n",
@@ -454,6 +708,14 @@ def render(
             )
         else:
             out.append("The reference is internally consistent as far as it can be checked.\n\n")
+        if method is not None:
+            out.append("## Method vs reference\n\n" + method_table(method))
+        elif ref.kind == "claims":
+            out.append(
+                "A report's claims, held to the logs they were copied from whatever method those "
+                "logs record: an identity that differs is a finding (FAIL), not a reason to "
+                "skip the numbers.\n\n"
+            )
     for title, verdicts in sections:
         if not verdicts:
             continue
@@ -461,10 +723,15 @@ def render(
         shown = [v for v in verdicts if v.verdict != NOT_PUBLISHED]
         if title.startswith("Consistency"):
             passed = sum(v.verdict == PASS for v in verdicts)
+            invalid = sum(v.claim.endswith(INVALID_MARK) for v in verdicts)
             out.append(
-                f"{passed} of {len(verdicts)} valid records PASS (within "
+                f"{passed} of {len(verdicts)} records that state output tok/s, req/s and average "
+                f"OSL ({len(verdicts) - invalid} valid, {invalid} invalid) PASS (within "
                 f'{RATE_TOLERANCE:.1%}); "Published" below is req/s x average OSL.\n\n'
             )
+            shown = [v for v in verdicts if v.verdict != PASS]
+        if title == EVIDENCE_AGREEMENT:
+            out.append(evidence_agreement_head(verdicts))
             shown = [v for v in verdicts if v.verdict != PASS]
         if shown:
             out.append(_verdict_table(shown) + "\n")
@@ -480,13 +747,22 @@ def render(
             counts[v.verdict] = counts.get(v.verdict, 0) + 1
     out.append(
         "## Totals\n\n"
+        + f"{sum(counts.values())} verdicts: "
         + ", ".join(f"{k}: {counts[k]}" for k in sorted(counts))
-        + f"; file problems: {len(files.problems)}.\n"
+        + f"; file problems: {len(files.problems)} (of {len(files.rehashed)} files re-hashed).\n"
     )
     return "".join(out)
 
 
 # ----------------------------------------------------------------------------- I/O edge
+
+
+def recorded_gpu(paths: RunPaths) -> str | None:
+    """The GPU provenance recorded for the run (bench.gpus' key, e.g. "H100-SXM"), or None."""
+    if not paths.provenance.is_file():
+        return None
+    first = next(iter(visible_gpus(read_json(paths.provenance))), {})
+    return gpus.gpu_key(first.get("name"), first.get("form_factor"))
 
 
 def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
@@ -508,28 +784,53 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     except KitError as exc:  # a tampered record: the file check above names the file
         records, unreadable = [], exc.render().replace("\n", " ")
     rows = point_rows(records)
+    summaries = secondary.load(paths.root)
+    summary_rows = summary_only_rows(records, summaries)
+    claims = ref is not None and ref.kind == "claims"  # published: the method table instead
     sections = [
-        ("Identity", identity_verdicts(records, manifest, ref)),
+        ("Identity", identity_verdicts(records, manifest, ref if claims else None)),
         ("Consistency: output tok/s = req/s x average OSL", consistency_verdicts(records)),
         ("Suspect points", suspect_verdicts(records)),
+        (EVIDENCE_AGREEMENT, evidence_agreement(records, summaries)),
     ]
-    ref_problems = []
+    ref_problems: list[str] = []
+    method = None
     if ref is not None:
         ref_problems = refmod.consistency_problems(ref)
-        sections += [
-            ("Points vs reference", point_verdicts(records, ref)),
-            ("Best per ISL vs reference", best_verdicts(rows, ref, "isl")),
-            ("Best per OSL vs reference", best_verdicts(rows, ref, "osl")),
-            ("Peak vs reference", peak_verdicts(rows, ref)),
-            ("Top-N table vs reference", ranking_verdicts(rows, ref)),
-        ]
+        if ref.kind == "published":
+            run = refmod.run_method(manifest, records, recorded_gpu(paths))
+            method = refmod.compare_method(ref.identity, run)
+        if method is not None and not method.comparable:
+            sections += [
+                (
+                    "Reference claims (NOT COMPARABLE: different method)",
+                    not_comparable_verdicts(ref, method),
+                ),
+                (CROSS_METHOD, cross_method_verdicts(rows, ref)),
+            ]
+        else:
+            every = rows + summary_rows
+            sections += [
+                ("Points vs reference", point_verdicts(records, ref, summary_rows)),
+                ("Best per ISL vs reference", best_verdicts(every, ref, "isl")),
+                ("Best per OSL vs reference", best_verdicts(every, ref, "osl")),
+                ("Peak vs reference", peak_verdicts(every, ref)),
+                ("Top-N table vs reference", ranking_verdicts(every, ref)),
+            ]
     if unreadable:
         sections.insert(0, ("Records", [Verdict("point records readable", FAIL, note=unreadable)]))
     failed = bool(files.problems or ref_problems) or any(
         v.verdict in FAILING for _, vs in sections for v in vs
     )
     text = render(
-        run_name, files, sections, ref, str(reference) if reference else None, ref_problems, failed
+        run_name,
+        files,
+        sections,
+        ref,
+        str(reference) if reference else None,
+        ref_problems,
+        failed,
+        method,
     )
     target = paths.reports / VERIFY_NAME
     atomic_write_text(target, text)

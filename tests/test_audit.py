@@ -51,9 +51,16 @@ def test_seed_audit_finds_70b_tp8_and_the_wrong_claims(roots: Path, capsys) -> N
     assert "best at OSL 16384: ISL 128, 4,557.74 (measured 4,591.19)" in out
 
     verify_md = (roots / "reports" / "seed" / "verify.md").read_text()
-    assert "47 of 47 valid records PASS (within 0.1%)" in verify_md  # output = req/s x OSL
+    # output = req/s x OSL
+    assert (
+        "47 of 47 records that state output tok/s, req/s and average OSL (47 valid, 0 invalid) PASS"
+        in verify_md
+    )
     assert "| peak output tok/s 19,787.00 | PASS | 19,787.63 |" in verify_md
-    assert "| ISL 128 / OSL 512 (rank 2) | NOT RUN |" in verify_md  # no OSL 512 log in the fixture
+    # no OSL 512 log in the fixture: judged from the summary files, marked so
+    assert (
+        "| ISL 128 / OSL 512 (rank 2) | PASS (summary only: raw log absent) | 19,327.08 |"
+    ) in verify_md
 
     report_md = (roots / "reports" / "seed" / "report.md").read_text()
     assert "| 128 | 14,389.80 | ISL 128 | 30,000 | 112.42 |" in report_md  # best per OSL 128

@@ -173,11 +173,21 @@ def test_tensorrt_pipeline_with_injected_failures(tmp_path):
     run = TENSORRT.stem
     assert code != 0, "verify must fail a run whose points failed or are invalid"
     verify_out = out[out.rindex("bench.verify") :]
+    assert f"run {run}:" in verify_out, "make all prints the stage summary after a failed verify"
     assert point_named(verify_out, 128, 32), verify_out[-3000:]  # the invalid (short) point
     report = (tmp_path / "reports" / run / "report.md").read_text()
     for (isl, osl), (status, kind) in EXPECTED.items():
         if status == "failed":
             assert point_named(report, isl, osl) and kind in report, (isl, osl, kind)
+
+    # NVIDIA's 1.0 numbers are another method (PyTorch backend, NVIDIA's checkpoint)
+    nvidia = "manifests/published/nvidia-perf-overview-1.0.toml"
+    _, verify_out = make(env, "verify", f"RUN={run}", f"REFERENCE={nvidia}")
+    claims = verify_out.split("## Reference claims")[1].split("## Cross-method")[0]
+    rows = [line for line in claims.splitlines() if line.startswith("| ISL ")]
+    assert len(rows) == 10 and all("| NOT COMPARABLE |" in line for line in rows)
+    assert "backend tensorrt vs pytorch" in rows[0] and "checkpoint " in rows[0]
+    assert "| PASS |" not in claims and "FAIL" not in claims
 
 
 def point_named(text: str, isl: int, osl: int) -> bool:

@@ -244,11 +244,9 @@ def test_import_seed_logs(roots):
         assert key in arts["stages"]["import"]["outputs"]
         assert arts["stages"]["import"]["inputs"][str(source)] == sha256(source)
     info = json.loads((run / "import.json").read_text())
-    assert [i["name"] for i in info["ignored"]] == [
-        "summary_results.log",
-        "sweep_config.csv",
-        "throughput_summary.csv",
-    ]
+    # the summaries are secondary evidence now (bench.secondary), not ignored files
+    assert [i["name"] for i in info["ignored"]] == ["sweep_config.csv"]
+    assert info["secondary_evidence"] == ["summary_results.log", "throughput_summary.csv"]
     assert info["identity"]["models"] == ["meta-llama/Llama-3.1-70B-Instruct"]
 
 

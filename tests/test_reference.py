@@ -8,10 +8,22 @@ from pathlib import Path
 import pytest
 
 from bench.errors import KitError
-from bench.reference import consistency_problems, load_reference, main, parse_reference
+from bench.reference import (
+    METHOD_FIELDS,
+    consistency_problems,
+    load_reference,
+    main,
+    parse_reference,
+)
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "manifests" / "published"
-BASE = {"schema": "trtllm-repro/reference/1", "title": "t", "source": "s", "date": "2026-01-01"}
+BASE = {
+    "schema": "trtllm-repro/reference/1",
+    "title": "t",
+    "source": "s",
+    "date": "2026-01-01",
+    "identity": {"leaves_open": list(METHOD_FIELDS)},
+}
 
 
 def ref(**extra):

@@ -12,7 +12,7 @@ from test_report import GPU_ID, RECORDS, failed, make_run, ok
 from bench import report, tables, verify
 from bench.artifacts import Artifacts
 from bench.errors import KitError
-from bench.reference import parse_reference
+from bench.reference import METHOD_FIELDS, parse_reference
 from bench.run import RunPaths
 
 REFERENCE = """\
@@ -24,6 +24,7 @@ tolerance_pct = 5.0
 [identity]
 model = "trtllm-repro/tiny-llama-3.1"
 tp_size = 1
+leaves_open = [{OPEN}]
 [[points]]
 isl = 128
 osl = 128
@@ -41,7 +42,7 @@ isl = 256
 osl = 256
 output_tok_s = 10.0
 tolerance_pct = 1.0
-"""
+""".replace("{OPEN}", ", ".join(f'"{f}"' for f in METHOD_FIELDS if f not in ("model", "tp_size")))
 
 
 @pytest.fixture
@@ -165,7 +166,8 @@ def test_reference_file_and_suspect_points_fail(roots: Path, capsys) -> None:
     assert "| ISL 128 / OSL 128 | **SUSPECT** | 1,000.00 |" in out
     assert "thermal: 12 s" in out
     assert "| ISL 128 / OSL 256 | PASS | 1,790.00 | 1,800.00 |" in out
-    assert "| model = reference (trtllm-repro/tiny-llama-3.1) | PASS |" in out
+    tiny = "trtllm-repro/tiny-llama-3.1"
+    assert f"| model | {tiny} | {tiny} (records) | same |" in out
 
 
 def test_invalid_point_is_suspect() -> None:

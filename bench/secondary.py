@@ -1,0 +1,226 @@
+"""Secondary evidence: summary tables and logs that a sweep's scripts or its author wrote beside
+the tool's raw outputs. Kept as records of their own kind, never mixed with the raw results.
+
+Reads:  <logs>/throughput_summary.csv (ISL,OSL,Requests,Token_Throughput,Request_Throughput,...)
+        <logs>/summary_results.log ("Start Time: ...", then ISL,OSL,Requests,Throughput,...,Status)
+        the console logs' own timestamps ([MM/DD/YYYY-HH:MM:SS]), to date the measurements
+Writes: results/<run>/secondary/evidence.json and secondary/raw/<file>, byte for byte
+        (bench.import_logs calls collect() and write(); bench.verify reads load())
+
+A number found only here is judged "(summary only: raw log absent)"; where a summary and a raw
+log disagree on a point, that disagreement is itself a finding (bench.verify).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import provenance
+from bench.errors import KitError
+from bench.fileio import atomic_write_bytes, atomic_write_json, read_json
+
+SCHEMA = "trtllm-repro/secondary-evidence/1"
+FOLDER = "secondary"
+EVIDENCE = "evidence.json"
+SUMMARY_ONLY = "summary only: raw log absent"
+LOG_STAMP = re.compile(r"^\[(\d\d)/(\d\d)/(\d{4})-(\d\d:\d\d:\d\d)\]", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class SecondaryRow:
+    """One point as a summary states it; output_tok_s None when it states a failure."""
+
+    source: str  # file name
+    line: int  # 1-based line in that file
+    isl: int
+    osl: int
+    requests: int
+    output_tok_s: float | None
+    req_s: float | None
+    status: str  # "ok" or the summary's own word for a failure
+
+
+@dataclass(frozen=True)
+class SecondaryFile:
+    name: str
+    kind: str  # what wrote it, as far as its format says
+    sha256: str
+    stated_start: str | None  # a "Start Time:" line, as written
+    rows: tuple[SecondaryRow, ...]
+
+
+# ----------------------------------------------------------------------------- parsers (pure)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _bad(name: str, line: int, what: str) -> KitError:
+    return KitError(
+        what,
+        path=f"{name}:{line}",
+        fix="fix or remove the summary file; the raw logs import without it",
+    )
+
+
+def parse_throughput_csv(text: str, name: str) -> tuple[SecondaryRow, ...]:
+    """throughput_summary.csv: one row per successful point; Token_Throughput is output tok/s."""
+    rows = []
+    reader = csv.DictReader(io.StringIO(text))
+    need = {"ISL", "OSL", "Requests", "Token_Throughput", "Request_Throughput"}
+    if not need <= set(reader.fieldnames or ()):
+        raise _bad(
+            name, 1, f"header lacks {', '.join(sorted(need - set(reader.fieldnames or ())))}"
+        )
+    for i, row in enumerate(reader, start=2):
+        try:
+            isl, osl, requests = int(row["ISL"]), int(row["OSL"]), int(row["Requests"])
+        except ValueError:
+            raise _bad(name, i, "ISL, OSL and Requests must be whole numbers") from None
+        out = _number(row["Token_Throughput"])
+        rows.append(
+            SecondaryRow(name, i, isl, osl, requests, out, _number(row["Request_Throughput"]), "ok")
+        )
+    return tuple(rows)
+
+
+def parse_summary_log(text: str, name: str) -> tuple[str | None, tuple[SecondaryRow, ...]]:
+    """summary_results.log: its stated start time and its table (Status SUCCESS or a failure)."""
+    start = re.search(r"^Start Time:\s*(.+?)\s*$", text, re.MULTILINE)
+    lines = text.splitlines()
+    header = next((i for i, ln in enumerate(lines) if ln.startswith("ISL,OSL,Requests,")), None)
+    if header is None:
+        raise _bad(name, 1, "no ISL,OSL,Requests,... table")
+    rows = []
+    for i, line in enumerate(lines[header + 1 :], start=header + 2):
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        if len(cells) < 6:
+            raise _bad(name, i, f"expected 6 columns, found {len(cells)}")
+        try:
+            isl, osl, requests = int(cells[0]), int(cells[1]), int(cells[2])
+        except ValueError:
+            raise _bad(name, i, "ISL, OSL and Requests must be whole numbers") from None
+        status = cells[5].strip()
+        out = _number(cells[3]) if status == "SUCCESS" else None
+        rows.append(
+            SecondaryRow(name, i, isl, osl, requests, out, None, "ok" if out else status or "?")
+        )
+    return (start.group(1) if start else None), tuple(rows)
+
+
+def log_span(texts: list[str]) -> tuple[str, str] | None:
+    """The first and last timestamp the console logs print (ISO form, time zone not stated)."""
+    stamps = sorted(f"{y}-{m}-{d}T{t}" for text in texts for m, d, y, t in LOG_STAMP.findall(text))
+    return (stamps[0], stamps[-1]) if stamps else None
+
+
+# Where two summaries both give a point, the number is taken from the first (req/s included).
+PREFERENCE = ("throughput_summary.csv", "summary_results.log")
+PARSERS = {
+    "throughput_summary.csv": "summary table written by the sweep's scripts",
+    "summary_results.log": "summary log written by the sweep's scripts",
+}
+
+
+def parse_file(name: str, data: bytes) -> SecondaryFile:
+    text = data.decode("utf-8", errors="replace")
+    digest = hashlib.sha256(data).hexdigest()
+    if name == "summary_results.log":
+        start, rows = parse_summary_log(text, name)
+    else:
+        start, rows = None, parse_throughput_csv(text, name)
+    return SecondaryFile(name, PARSERS[name], digest, start, rows)
+
+
+# ----------------------------------------------------------------------------- I/O edge
+
+
+def collect(folder: Path) -> list[SecondaryFile]:
+    """The known summary files in a logs folder, parsed (bad ones stop the import, named)."""
+    return [
+        parse_file(name, (folder / name).read_bytes())
+        for name in sorted(PARSERS)
+        if (folder / name).is_file() and not (folder / name).is_symlink()  # links: never followed
+    ]
+
+
+def write(root: Path, folder: Path, files: list[SecondaryFile]) -> list[Path]:
+    """Copy each file byte for byte and write evidence.json; returns the written paths."""
+    out = []
+    for f in files:
+        target = root / FOLDER / "raw" / f.name
+        atomic_write_bytes(target, (folder / f.name).read_bytes())
+        out.append(target)
+    if files:
+        target = root / FOLDER / EVIDENCE
+        atomic_write_json(
+            target,
+            {
+                "schema": SCHEMA,
+                "files": [
+                    {
+                        **{k: v for k, v in asdict(f).items() if k != "rows"},
+                        "rows": [asdict(r) for r in f.rows],
+                    }
+                    for f in files
+                ],
+            },
+        )
+        out.append(target)
+    return out
+
+
+def load(root: Path) -> list[SecondaryFile]:
+    """A run's secondary evidence; [] when it has none."""
+    path = root / FOLDER / EVIDENCE
+    if not path.is_file():
+        return []
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise KitError(f"not {SCHEMA}", path=str(path), fix="import the logs again")
+    return [
+        SecondaryFile(
+            f["name"],
+            f["kind"],
+            f["sha256"],
+            f["stated_start"],
+            tuple(SecondaryRow(**r) for r in f["rows"]),
+        )
+        for f in data["files"]
+    ]
+
+
+def import_fields(folder: Path, files: list[SecondaryFile]) -> dict[str, Any]:
+    """What an import records besides the points: its secondary files, when the logs say they
+    were measured, and the kit commit that imported them."""
+    return {
+        "secondary_evidence": [f.name for f in files],
+        "measured": dating(folder, files),
+        "imported_by_kit": provenance.git_state(provenance._run_tool),
+    }
+
+
+def dating(folder: Path, files: list[SecondaryFile]) -> dict[str, Any]:
+    """When the logs say they were measured (not when they were imported)."""
+    texts = [
+        p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.glob("result_*.txt"))
+    ]
+    span = log_span(texts)
+    return {
+        "console_logs_first": span[0] if span else None,
+        "console_logs_last": span[1] if span else None,
+        "time_zone": "not stated by the logs",
+        "summary_start_time": next((f.stated_start for f in files if f.stated_start), None),
+    }

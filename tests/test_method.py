@@ -1,0 +1,143 @@
+"""Compare like with like: a reference's numbers are judged only against a run of its method."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+from test_report import ok
+
+from bench import reference as refmod
+from bench import verify
+from bench.artifacts import Artifacts
+from bench.errors import KitError
+from bench.fileio import atomic_write_json
+from bench.manifest import load_manifest
+from bench.record import RESULT, Identity, PointResult, write_summary
+from bench.run import RunPaths, open_run, point_id
+
+REPO = Path(__file__).resolve().parents[1]
+PUBLISHED = REPO / "manifests" / "published"
+NVIDIA_1_0 = PUBLISHED / "nvidia-perf-overview-1.0.toml"
+NVIDIA_MANIFEST = REPO / "manifests" / "nvidia-perf-overview-1.0.toml"
+FAKE_TRT = REPO / "tests" / "data" / "manifests" / "fake-h100-tensorrt.toml"
+NVIDIA_ID = Identity(
+    model="nvidia/Llama-3.1-8B-Instruct-FP8",
+    backend="pytorch",
+    engine_version="1.0.0",
+    tp_size=1,
+    pp_size=1,
+    quantization="FP8",
+    kv_cache_fraction=0.95,
+)
+TRT_ID = dataclasses.replace(
+    NVIDIA_ID, model="trtllm-repro/tiny-llama-3.1", backend="tensorrt", kv_cache_fraction=0.95
+)
+
+
+@pytest.fixture
+def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for var in ("RESULTS_DIR", "WORK_DIR", "MODELS_DIR", "REPORTS_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / var.removesuffix("_DIR").lower()))
+    return tmp_path
+
+
+def run_of(manifest: Path, records: list[PointResult], name: str) -> RunPaths:
+    """A finished run of `manifest` holding `records`."""
+    paths = open_run(manifest, name).paths
+    outputs = []
+    for r in records:
+        target = paths.points / point_id(r.isl, r.osl) / RESULT
+        atomic_write_json(target, r.to_json())
+        outputs.append(target)
+    write_summary(paths.summary, records)
+    Artifacts(paths).record("sweep", {}, [*outputs, paths.summary])
+    return paths
+
+
+def nvidia_points(identity: Identity, factor: float) -> list[PointResult]:
+    ref = refmod.load_reference(NVIDIA_1_0)
+    return [
+        ok(p.isl, p.osl, p.output_tok_s * factor, identity=identity, requests=p.requests or 1)
+        for p in ref.points
+    ]
+
+
+def test_fake_h100_tensorrt_run_vs_nvidia_1_0_is_not_comparable(roots: Path, capsys) -> None:
+    run_of(FAKE_TRT, nvidia_points(TRT_ID, 1.0), "trt")
+    assert verify.main(["--run", "trt", "--reference", str(NVIDIA_1_0)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ISL 128 / OSL 128 |")]
+    assert rows and all("NOT COMPARABLE" in line for line in rows)
+    assert "backend tensorrt vs pytorch" in rows[0]
+    assert "checkpoint trtllm-repro/tiny-llama-3.1 quantized by this kit" in rows[0]
+    for verdict in ("| PASS |", "| FAIL |", "| **FAIL** |"):
+        claims = out[out.index("## Reference claims") :]
+        assert verdict not in claims
+    assert verify.CROSS_METHOD in out  # the numbers, side by side, labelled as such
+    assert "Reference claims judged: 0 of 10 (PASS 0, FAIL 0, SUSPECT 0)" in out
+
+
+def test_nvidia_method_manifest_still_gets_pass_and_fail(roots: Path, capsys) -> None:
+    records = nvidia_points(NVIDIA_ID, 1.01)
+    records[0] = dataclasses.replace(
+        records[0],
+        metrics=dataclasses.replace(
+            records[0].metrics, output_tok_s=records[0].metrics.output_tok_s * 0.8
+        ),
+    )
+    slow = dataclasses.replace(NVIDIA_ID, kv_cache_fraction=0.9)
+    records[1] = dataclasses.replace(records[1], identity=slow)
+    run_of(NVIDIA_MANIFEST, records, "nv")
+    verify.main(["--run", "nv", "--reference", str(NVIDIA_1_0)])
+    out = capsys.readouterr().out
+    assert "Same method: the numbers below are compared." in out
+    assert "| ISL 128 / OSL 128 | **FAIL** |" in out
+    assert "| ISL 500 / OSL 2000 | PASS |" in out
+    kv_row = next(line for line in out.splitlines() if line.startswith("| ISL 128 / OSL 2048 |"))
+    assert "| PASS |" in kv_row and "KV fraction 0.9 vs 0.95 (declared minor" in kv_row
+    assert "NOT COMPARABLE" not in out.split("## Points vs reference")[1].split("## Best")[0]
+
+
+def test_request_count_of_another_dataset_is_not_comparable() -> None:
+    ref = refmod.load_reference(NVIDIA_1_0)
+    (got,) = [ok(128, 128, 28312.0, identity=NVIDIA_ID, requests=1000)]
+    (v, *_) = verify.point_verdicts([got], ref)
+    assert v.verdict == "NOT COMPARABLE" and "requests 1000 vs 30000" in v.note
+
+
+def test_every_manifest_names_a_reference_of_its_own_method() -> None:
+    for path in sorted((REPO / "manifests").glob("*.toml")):
+        if path.name == "pins.toml":
+            continue
+        manifest = load_manifest(path)
+        if manifest.reference is None:
+            continue
+        ref = refmod.load_reference(REPO / manifest.reference)
+        check = refmod.compare_method(ref.identity, refmod.run_method(manifest, [], None))
+        # the release is what the records state (the image's); the manifest cannot say it
+        known = [f.describe() for f in check.differences if f.run is not None]
+        unknown = [f.field for f in check.differences if f.run is None]
+        assert not known and set(unknown) <= {"engine_version"}, (path.name, known, unknown)
+
+
+def test_benchmark_workflow_defaults_to_the_manifests_own_reference() -> None:
+    text = (REPO / ".github" / "workflows" / "benchmark.yml").read_text()
+    assert "nvidia-perf-overview-1.0.toml" not in text.split("jobs:")[0]
+
+
+def test_reference_must_state_or_leave_open_every_method_field() -> None:
+    data = tomllib.loads(NVIDIA_1_0.read_text())
+    del data["identity"]["backend"]
+    with pytest.raises(KitError, match=r"identity\.backend is neither stated nor in"):
+        refmod.parse_reference(data)
+    data = tomllib.loads(NVIDIA_1_0.read_text())
+    data["identity"]["leaves_open"].append("backend")
+    with pytest.raises(KitError, match=r"identity\.backend is both stated and in"):
+        refmod.parse_reference(data)
+    data = tomllib.loads(NVIDIA_1_0.read_text())
+    data["identity"]["minor"] = ["kv_cache_dtype"]
+    with pytest.raises(KitError, match="minor names kv_cache_dtype, which the reference does not"):
+        refmod.parse_reference(data)
