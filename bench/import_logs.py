@@ -273,8 +273,9 @@ def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
     record.write_summary(paths.summary, records)
     outputs.append(paths.summary)
     outputs += secondary.write(paths.root, folder, evidence)
+    logs = [f for p in points for f in p.files if f.suffix == ".txt"]
     summary = import_summary(folder, points, records, ignored) | secondary.import_fields(
-        folder, evidence
+        logs, evidence
     )
     if manifest is None:
         atomic_write_json(paths.root / "import.json", summary)

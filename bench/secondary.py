@@ -24,6 +24,7 @@ from typing import Any
 from bench import provenance
 from bench.errors import KitError
 from bench.fileio import atomic_write_bytes, atomic_write_json, read_json
+from bench.parse_trtllm import decode_log
 
 SCHEMA = "trtllm-repro/secondary-evidence/1"
 FOLDER = "secondary"
@@ -202,21 +203,20 @@ def load(root: Path) -> list[SecondaryFile]:
     ]
 
 
-def import_fields(folder: Path, files: list[SecondaryFile]) -> dict[str, Any]:
-    """What an import records besides the points: its secondary files, when the logs say they
-    were measured, and the kit commit that imported them."""
+def import_fields(logs: list[Path], files: list[SecondaryFile]) -> dict[str, Any]:
+    """What an import records besides the points: its secondary files, when the logs (the
+    imported console logs, never an ignored entry) say they were measured, and the kit commit
+    that imported them."""
     return {
         "secondary_evidence": [f.name for f in files],
-        "measured": dating(folder, files),
+        "measured": dating(logs, files),
         "imported_by_kit": provenance.git_state(provenance._run_tool),
     }
 
 
-def dating(folder: Path, files: list[SecondaryFile]) -> dict[str, Any]:
+def dating(logs: list[Path], files: list[SecondaryFile]) -> dict[str, Any]:
     """When the logs say they were measured (not when they were imported)."""
-    texts = [
-        p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.glob("result_*.txt"))
-    ]
+    texts = [decode_log(p.read_bytes()) for p in sorted(logs)]
     span = log_span(texts)
     return {
         "console_logs_first": span[0] if span else None,
