@@ -17,6 +17,7 @@ RUN ?= $(basename $(notdir $(MANIFEST)))$(if $(SHARD),-shard$(subst /,of,$(SHARD
 REFERENCE ?=## published numbers to verify against (manifests/published/*.toml)
 LOGS ?=## folder of raw trtllm-bench logs for `make import` / `make audit`
 SHARDS ?=## shard run folders for `make merge`
+PARTIAL ?=## PARTIAL=1: let `make merge` take a subset of the shards (report and verify say PARTIAL)
 VENV ?= .venv## virtualenv that `make demo`/`make test` create (unused in the container)
 PYTHON ?= $(VENV)/bin/python## interpreter for the stages (the image sets PYTHON=python3)
 RESULTS_DIR ?= results## where runs live
@@ -123,9 +124,9 @@ audit: $(ENV_READY)
 	@test -n "$(LOGS)" || { echo "make audit: set LOGS=<folder> [REFERENCE=manifests/published/...]" >&2; exit 2; }
 	$(PYTHON) -m bench.audit --logs $(LOGS) $(RUN_IF_GIVEN) $(if $(REFERENCE),--reference $(REFERENCE))
 
-## combine shard runs into one run (RUN=<merged> SHARDS="results/a results/b ...")
+## combine shard runs into one run (RUN=<merged> SHARDS="results/a results/b ..." [PARTIAL=1])
 merge: $(ENV_READY)
-	$(PYTHON) -m bench.merge --run $(RUN) $(SHARDS)
+	$(PYTHON) -m bench.merge --run $(RUN) $(if $(PARTIAL),--allow-partial) $(SHARDS)
 
 ## delete one run's results, work files and report (RUN=<run>)
 clean-run:

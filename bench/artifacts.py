@@ -128,6 +128,13 @@ class Artifacts:
         else:
             self.files, self.stages = {}, {}
 
+    @classmethod
+    def of_shard(cls, folder: Path) -> Artifacts:
+        """A shard's own record, read where the shard lies: only its run: files are checked
+        here (its work/ and models/ stay on its runner), so the other roots lead nowhere."""
+        nowhere = folder / ".stamps" / "not-here"
+        return cls(RunPaths(folder.name, folder, nowhere, nowhere, nowhere))
+
     # -- naming -------------------------------------------------------------------------------
 
     def key(self, path: Path) -> str:
