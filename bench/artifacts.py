@@ -168,12 +168,15 @@ class Artifacts:
         """Digests of a stage's inputs; files outside every root are named by absolute path."""
         out: dict[str, str] = dict(extra or {})
         for p in inputs:
-            try:
-                name = self.key(p)
-            except KitError:
-                name = str(p.resolve())
-            out[name] = self.digest(p)
+            out[self.input_name(p)] = self.digest(p)
         return out
+
+    def input_name(self, path: Path) -> str:
+        """How input_digests names a file: its key, or its absolute path outside every root."""
+        try:
+            return self.key(path)
+        except KitError:
+            return str(path.resolve())
 
     def record(
         self,
