@@ -147,7 +147,7 @@ def absent_verdicts(files: FileCheck) -> list[Verdict]:
         how = RESTORE.get(root, f"restore the {root} folder from the machine that ran it")
         out.append(
             Verdict(
-                f"{len(keys)} recorded file(s) under {root}: re-hashed",
+                f"{len(keys)} recorded file(s) under {root}/ re-hashed here",
                 INCOMPLETE,
                 note=f"{root} is absent on this machine: {shown}{more}; to restore, {how}",
             )
