@@ -1,10 +1,9 @@
 """`make merge`: combine shard runs into one run that report and verify read like any other.
 
-Usage: python -m bench.merge --run NAME results/<run>-shard1of3 results/<run>-shard2of3 ...
+Usage: python -m bench.merge --run NAME [--allow-partial] results/<run>-shard1of3 ...
+       (make merge RUN=NAME SHARDS="..." [PARTIAL=1])
 Writes: results/<NAME>/ with manifest.resolved.toml, points/ (every point exactly once),
         datasets/, summary.csv, shards/<shard>/{artifacts.json, provenance.json}, artifacts.json
-
-Usage: python -m bench.merge --run NAME [--allow-partial] SHARD...   (make merge ... [PARTIAL=1])
 
 Every file merge takes from a shard is first re-hashed against that shard's own artifacts.json: a
 shard whose verify would say "changed", "missing" or "unexpected" is refused, naming shard and

@@ -34,13 +34,12 @@ from pathlib import Path
 from bench import reference as refmod
 from bench import tables
 from bench.artifacts import Artifacts, Problem
-from bench.cost import Estimator, shard_tasks
 from bench.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
-from bench.fileio import atomic_write_text
+from bench.fileio import atomic_write_text, read_json
 from bench.manifest import Manifest
 from bench.record import FAILURE, RESULT, PointResult, load_records
 from bench.run import RunPaths, load_run
-from bench.sweep import Task, parse_shard
+from bench.sweep import Task
 from bench.tables import PointRow, is_suspect, md_table, num, point_rows
 
 STAGE = "verify"
@@ -192,11 +191,8 @@ def completeness(arts: Artifacts, manifest: Manifest) -> Completeness:
     basis = f"the manifest's {len(everything)} point(s)"
     expected = everything
     shard = sweep_details.get("shard")
-    if shard and "merge" not in arts.stages:
-        index, count = parse_shard(str(shard))
-        wanted = {t.name for t in shard_tasks(tasks, index, count, Estimator(manifest))}
-        if isinstance(recorded := sweep_details.get("shard_points"), list):  # the sweep's own plan
-            wanted = set(map(str, recorded))
+    if shard and "merge" not in arts.stages:  # the sweep recorded its shard's plan
+        wanted = set(map(str, sweep_details.get("shard_points") or []))
         expected = [name for name in everything if name in wanted]
         basis = f"shard {shard} of the manifest's {len(everything)} point(s)"
     elif merge_details:
@@ -233,6 +229,18 @@ def overall(files: FileCheck, sections, ref_problems: list[str]) -> tuple[str, i
     return next((word, code) for word, code in RESULTS if hit.get(word, True))
 
 
+def imported_point_count(paths: RunPaths) -> int | None:
+    """How many points import.json (a recorded, re-hashed file) says the import wrote."""
+    summary = paths.root / "import.json"
+    if not summary.is_file():
+        return None
+    try:
+        count = read_json(summary).get("points")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        raise KitError("unreadable import summary", path=str(summary)) from None
+    return count if isinstance(count, int) else None
+
+
 def integrity_sections(
     arts: Artifacts, files: FileCheck, manifest: Manifest | None
 ) -> list[tuple[str, list[Verdict]]]:
@@ -240,6 +248,11 @@ def integrity_sections(
     out = []
     if manifest is not None:
         out.append(("Points vs manifest", completeness_verdicts(completeness(arts, manifest))))
+    elif (imported := imported_point_count(arts.paths)) is not None:
+        have = len(finished_points(arts.paths.points))
+        verdict = PASS if have >= imported else FAIL
+        claim = f"{imported} imported point(s) (import.json) are all here"
+        out.append(("Points vs import", [Verdict(claim, verdict, note=f"{have} found")]))
     if files.absent:
         out.append(("Files not on this machine", absent_verdicts(files)))
     return out

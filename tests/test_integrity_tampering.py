@@ -59,9 +59,9 @@ def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 # ----------------------------------------------------------------------------- building runs
 
 
-def verified_run(roots: Path) -> RunPaths:
+def verified_run(roots: Path, *, manifest: bool = True) -> RunPaths:
     """A finished run with a report and a PASSED verify.md and stamp (to see them go)."""
-    paths = make_run(roots, RECORDS)
+    paths = make_run(roots, RECORDS, manifest=manifest)
     report.make_report("t")
     assert verify.main(["--run", "t"]) == 0
     assert paths.stamp("verify").is_file()
@@ -162,6 +162,7 @@ class VerifyCase:
     tamper: Callable[[RunPaths], None]
     exit_code: int
     says: tuple[str, ...]  # each must appear in stdout + stderr
+    manifest: bool = True  # False: an imported run, held to its import.json
 
 
 VERIFY_CASES = [
@@ -202,6 +203,13 @@ VERIFY_CASES = [
         ("| point isl128_osl128 of the manifest's 1 point(s) | **FAIL** |", "Result: FAILED"),
     ),
     VerifyCase(
+        "an imported point deleted with its entries",
+        lambda p: drop_point(p, "isl256_osl128"),
+        1,
+        ("| 4 imported point(s) (import.json) are all here | **FAIL** |", "3 found"),
+        manifest=False,
+    ),
+    VerifyCase(
         "models root removed",
         record_model_then_remove_root,
         3,
@@ -234,7 +242,7 @@ VERIFY_CASES = [
 
 @pytest.mark.parametrize("case", VERIFY_CASES, ids=lambda c: c.name)
 def test_verify_fails_closed(roots: Path, capsys, case: VerifyCase) -> None:
-    paths = verified_run(roots)
+    paths = verified_run(roots, manifest=case.manifest)
     capsys.readouterr()
     case.tamper(paths)
     assert verify.main(["--run", "t"]) == case.exit_code
