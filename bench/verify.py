@@ -131,6 +131,7 @@ RESTORE = {
     "that ran it)",
     "work": "copy work/<run>/ from the machine that ran it (or verify only the run's own files: "
     "--scope run)",
+    "reports": "run `make report RUN=<run>` (or copy reports/<run>/ from the machine that ran it)",
 }
 
 
