@@ -17,6 +17,7 @@ RUN ?= $(basename $(notdir $(MANIFEST)))$(if $(SHARD),-shard$(subst /,of,$(SHARD
 REFERENCE ?=## published numbers to verify against (manifests/published/*.toml)
 LOGS ?=## folder of raw trtllm-bench logs for `make import` / `make audit`
 SHARDS ?=## shard run folders for `make merge`
+PARTIAL ?=## PARTIAL=1: let `make merge` take a subset of the shards (report and verify say PARTIAL)
 VENV ?= .venv## virtualenv that `make demo`/`make test` create (unused in the container)
 PYTHON ?= $(VENV)/bin/python## interpreter for the stages (the image sets PYTHON=python3)
 RESULTS_DIR ?= results## where runs live
@@ -39,7 +40,7 @@ export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 # RUN comes last, since its default is left unexpanded (so empty) when another value holds a `$`.
 EDGE_VARS := MANIFEST SHARD REFERENCE LOGS SHARDS RESULTS_DIR WORK_DIR REPORTS_DIR MODELS_DIR \
   CACHE_DIR VENV PYTHON HF_HOME TEST_WORKERS DOCKER DOCKER_GPUS IMAGE_TAG PARTITION TIME \
-  GPUS_PER_TASK CPUS_PER_TASK CONTAINER SLURM_IMAGE RUN
+  GPUS_PER_TASK CPUS_PER_TASK CONTAINER SLURM_IMAGE PARTIAL RUN
 edge_given = $(filter-out file default,$(origin $(1)))
 EDGE_DOLLAR := $(findstring $$,$(foreach v,$(EDGE_VARS),$(if $(call edge_given,$(v)),$(value $(v)))))
 edge_raw = $(if $(call edge_given,$(1)),$(value $(1)),$(if $(and $(EDGE_DOLLAR),$(filter RUN CACHE_DIR,$(1))),,$($(1))))
@@ -163,9 +164,9 @@ audit: $(ENV_READY)
 	@test -n "$(LOGS)" || { echo "make audit: set LOGS=<folder> [REFERENCE=manifests/published/...]" >&2; exit 2; }
 	$(PYTHON) -m bench.audit --logs $(LOGS) $(RUN_IF_GIVEN) $(if $(REFERENCE),--reference $(REFERENCE))
 
-## combine shard runs into one run (RUN=<merged> SHARDS="results/a results/b ...")
+## combine shard runs into one run (RUN=<merged> SHARDS="results/a results/b ..." [PARTIAL=1])
 merge: $(ENV_READY)
-	$(PYTHON) -m bench.merge --run $(RUN) $(SHARDS)
+	$(PYTHON) -m bench.merge --run $(RUN)$(if $(PARTIAL), --allow-partial) $(SHARDS)
 
 ## delete one run's results, work files and report (RUN=<run>)
 clean-run:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from bench.errors import KitError
 from bench.fileio import (
     atomic_write_json,
@@ -45,8 +47,58 @@ class FileEntry:
 @dataclass(frozen=True)
 class Problem:
     key: str
-    kind: str  # "missing", "changed", "unexpected", "not re-hashed"
+    kind: str  # "missing", "changed", "unexpected", "symlink", "unknown root", "outside its root"
     detail: str = ""
+
+
+# ----------------------------------------------------------------------------- the file's schema
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _EntryModel(_Strict):
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    stage: str
+
+
+class _StageModel(_Strict):
+    inputs: dict[str, str]
+    outputs: list[str]
+    details: dict[str, Any] = {}
+    finished_at: str | None = None
+
+
+class _ArtifactsModel(BaseModel):
+    """artifacts.json as read: a broken record stops its reader, naming the key."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    schema_: str = Field(alias="schema")
+    files: dict[str, _EntryModel]
+    stages: dict[str, _StageModel]
+
+
+def _load_artifacts(path: Path) -> tuple[dict[str, FileEntry], dict[str, dict[str, Any]]]:
+    fix = "restore artifacts.json from a copy of the run, or rerun the run's stages in a new run"
+    try:
+        data = read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise KitError(f"unreadable: {exc}", path=str(path), fix=fix) from None
+    if isinstance(data, dict) and data.get("schema") != SCHEMA:
+        raise KitError(f"unknown schema {data.get('schema')!r}", path=str(path), fix=fix)
+    try:
+        model = _ArtifactsModel.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "top level"
+        raise KitError(
+            f"not an artifact record: {where}: {first['msg']}", path=str(path), fix=fix
+        ) from None
+    files = {k: FileEntry(**v.model_dump()) for k, v in model.files.items()}
+    stages = {k: v.model_dump() for k, v in model.stages.items()}
+    return files, stages
 
 
 def code_digest(*module_files: str) -> str:
@@ -69,14 +121,19 @@ class Artifacts:
             "models": paths.models,
             "reports": paths.reports,
         }
+        self.files: dict[str, FileEntry]
+        self.stages: dict[str, dict[str, Any]]
         if paths.artifacts.exists():
-            data = read_json(paths.artifacts)
-            if data.get("schema") != SCHEMA:
-                raise KitError(f"unknown schema {data.get('schema')!r}", path=str(paths.artifacts))
-            self.files = {k: FileEntry(**v) for k, v in data["files"].items()}
-            self.stages: dict[str, dict[str, Any]] = data["stages"]
+            self.files, self.stages = _load_artifacts(paths.artifacts)
         else:
             self.files, self.stages = {}, {}
+
+    @classmethod
+    def of_shard(cls, folder: Path) -> Artifacts:
+        """A shard's own record, read where the shard lies: only its run: files are checked
+        here (its work/ and models/ stay on its runner), so the other roots lead nowhere."""
+        nowhere = folder / ".stamps" / "not-here"
+        return cls(RunPaths(folder.name, folder, nowhere, nowhere, nowhere))
 
     # -- naming -------------------------------------------------------------------------------
 
@@ -111,12 +168,15 @@ class Artifacts:
         """Digests of a stage's inputs; files outside every root are named by absolute path."""
         out: dict[str, str] = dict(extra or {})
         for p in inputs:
-            try:
-                name = self.key(p)
-            except KitError:
-                name = str(p.resolve())
-            out[name] = self.digest(p)
+            out[self.input_name(p)] = self.digest(p)
         return out
+
+    def input_name(self, path: Path) -> str:
+        """How input_digests names a file: its key, or its absolute path outside every root."""
+        try:
+            return self.key(path)
+        except KitError:
+            return str(path.resolve())
 
     def record(
         self,
@@ -130,7 +190,8 @@ class Artifacts:
     ) -> dict[str, FileEntry]:
         """Hash outputs, record them under `stage`, save, and write the stage's stamp last.
 
-        replace=False adds to the stage's outputs (the sweep records point by point).
+        replace=False adds to the stage's outputs (the sweep records point by point) and keeps
+        the stage's details unless new ones are given.
         """
         entries = {}
         for p in outputs:
@@ -146,10 +207,12 @@ class Artifacts:
         else:
             keys = sorted(set(previous.get("outputs", [])) | set(entries))
         self.files.update(entries)
+        if details is None:
+            details = {} if replace else previous.get("details", {})
         self.stages[stage] = {
             "inputs": inputs,
             "outputs": keys,
-            "details": details or {},
+            "details": details,
             "finished_at": _now(),
         }
         self.save()
@@ -196,9 +259,33 @@ class Artifacts:
             return False
         return not self.check(recorded["outputs"])
 
+    def placement_problem(self, key: str) -> Problem | None:
+        """A key under no known root, leading out of its root, or through a symlink: the file
+        would not be the run's own even when its bytes match."""
+        root_name, _, rel = key.partition(":")
+        if root_name not in self.roots:
+            return Problem(key, "unknown root", f"roots are {', '.join(self.roots)}")
+        root = self.roots[root_name]
+        parts = Path(rel).parts
+        if not parts or Path(rel).is_absolute() or ".." in parts:
+            return Problem(key, "outside its root", f"the path leaves {root_name}:")
+        for depth in range(1, len(parts) + 1):
+            step = root.joinpath(*parts[:depth])
+            if step.is_symlink():
+                return Problem(
+                    key,
+                    "symlink",
+                    f"{root_name}:{Path(*parts[:depth]).as_posix()} -> {os.readlink(step)}",
+                )
+        return None
+
     def check(self, keys: Iterable[str]) -> list[Problem]:
+        """Each key's file against its recorded size and sha256; where it lies checked first."""
         problems = []
         for key in keys:
+            if (misplaced := self.placement_problem(key)) is not None:
+                problems.append(misplaced)
+                continue
             entry, path = self.files.get(key), self.path(key)
             if entry is None:
                 problems.append(Problem(key, "missing", "not in artifacts.json"))
@@ -225,6 +312,11 @@ class Artifacts:
                 rel_dir = Path(dirpath).relative_to(root)
                 if rel_dir == Path("."):
                     dirnames[:] = [d for d in dirnames if d not in UNTRACKED]
+                for name in dirnames:  # os.walk does not enter them: say so
+                    if (Path(dirpath) / name).is_symlink():
+                        key = f"{root_name}:{(rel_dir / name).as_posix()}"
+                        target = os.readlink(Path(dirpath) / name)
+                        found.append(Problem(key, "symlink", f"a folder linked to {target}"))
                 for name in filenames:
                     rel = (rel_dir / name).as_posix()
                     if rel_dir == Path(".") and name in UNTRACKED:

@@ -54,6 +54,7 @@ VARIABLES: dict[str, tuple[bool, str]] = {
     "CPUS_PER_TASK": (True, "word"),
     "CONTAINER": (True, "word"),
     "SLURM_IMAGE": (True, "path"),
+    "PARTIAL": (True, "word"),
 }
 EXAMPLES = {
     "run": "RUN=my-run (letters, digits, . _ -; at most 100 characters)",

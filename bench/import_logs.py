@@ -30,7 +30,7 @@ from typing import Any
 from bench import parse_trtllm, record, secondary
 from bench.artifacts import Artifacts, code_digest
 from bench.errors import KitError, run_main
-from bench.fileio import atomic_write_bytes, atomic_write_json
+from bench.fileio import atomic_write_bytes, atomic_write_json, sha256_bytes
 from bench.manifest import MAX_REQUESTS, MAX_TOKENS, load_manifest
 from bench.parse_trtllm import (
     disagreements,
@@ -264,7 +264,14 @@ def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
     outputs = []
     for point, result in zip(points, records, strict=True):
         for source in point.files:
-            atomic_write_bytes(raw[source], read_bytes(source))
+            data = read_bytes(source)
+            if sha256_bytes(data) != inputs[arts.input_name(source)]:  # recorded means verified
+                raise KitError(
+                    "changed while it was being imported: the copy would not be what was read",
+                    path=str(source),
+                    fix="import again once nothing writes into the folder",
+                )
+            atomic_write_bytes(raw[source], data)
             outputs.append(raw[source])
         name = "failure.json" if result.status == "failed" else "result.json"
         target = paths.points / point.name / name

@@ -1,9 +1,15 @@
 """`make merge`: combine shard runs into one run that report and verify read like any other.
 
-Usage: python -m bench.merge --run NAME results/<run>-shard1of3 results/<run>-shard2of3 ...
+Usage: python -m bench.merge --run NAME [--allow-partial] results/<run>-shard1of3 ...
+       (make merge RUN=NAME SHARDS="..." [PARTIAL=1])
 Writes: results/<NAME>/ with manifest.resolved.toml, points/ (every point exactly once),
         datasets/, summary.csv, shards/<shard>/{artifacts.json, provenance.json}, artifacts.json
 
+Every file merge takes from a shard is first re-hashed against that shard's own artifacts.json: a
+shard whose verify would say "changed", "missing" or "unexpected" is refused, naming shard and
+file. The shards together must hold every point of their manifest (a result or a recorded failure)
+and come from one split (one N): a subset is refused unless --allow-partial, and then the merged
+run records itself as partial, which report and verify say (verify: PARTIAL, exit 4).
 Shards must agree on everything that defines the measurement: the resolved manifest, the image
 digest, the GPU model, and the sha256 of every model, checkpoint and engine file; otherwise the
 merge is refused naming what differs. Shards get one checkpoint and engine through the shared
@@ -24,8 +30,10 @@ from bench.artifacts import Artifacts, FileEntry
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_text, read_json
 from bench.gpu_info import visible_gpus
+from bench.manifest import load_manifest
 from bench.record import load_records, write_summary
 from bench.run import RunPaths
+from bench.verify import finished_points, manifest_tasks
 
 SHARED_STAGES = ("fetch", "quantize", "build")  # their outputs must be identical in every shard
 
@@ -76,7 +84,68 @@ def disagreements(shards: list[Path]) -> list[str]:
     return problems
 
 
-def merge(name: str, shards: list[Path]) -> int:
+def taken_files(shard: Path) -> list[Path]:
+    """The shard files merge copies: finished points, datasets, manifest and provenance."""
+    out = [shard / "manifest.resolved.toml"]
+    if (shard / "provenance.json").exists():
+        out.append(shard / "provenance.json")
+    points = sorted((shard / "points").iterdir()) if (shard / "points").is_dir() else []
+    for folder in [*points, shard / "datasets"]:
+        if folder.name.endswith(".partial") or not folder.exists():
+            continue
+        out += [folder] if folder.is_symlink() else sorted(folder.rglob("*"))
+    return [p for p in out if p.is_symlink() or p.is_file()]
+
+
+def shard_file_problems(shard: Path) -> list[str]:
+    """Every taken file against the shard's own record, and every recorded point or dataset
+    file the shard no longer has: what the shard's verify would call a problem."""
+    arts = Artifacts.of_shard(shard)
+    taken = {
+        arts.key(p) if not p.is_symlink() else f"run:{p.relative_to(shard).as_posix()}"
+        for p in taken_files(shard)
+    }
+    recorded = {
+        k
+        for k in arts.files
+        if k.startswith(("run:points/", "run:datasets/"))
+        and not k.partition("/")[2].split("/")[0].endswith(".partial")
+    }
+    problems = []
+    for problem in arts.check(sorted(taken | recorded)):
+        detail = (
+            "not in its artifacts.json"
+            if problem.detail == "not in artifacts.json"
+            else problem.detail
+        )
+        problems.append(f"{shard.name}: {problem.key} {problem.kind} ({detail})")
+    return problems
+
+
+def split_problems(shards: list[Path]) -> list[str]:
+    """Why these shards are not one whole split of their manifest: missing points, several Ns."""
+    manifest = load_manifest(shards[0] / "manifest.resolved.toml")
+    have = set().union(*(finished_points(s / "points") for s in shards))
+    missing = [t.name for t in manifest_tasks(manifest) if t.name not in have]
+    problems = []
+    if missing:
+        shown = ", ".join(missing[:8]) + (
+            f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        )
+        problems.append(f"{len(missing)} point(s) of the manifest are in no shard: {shown}")
+    splits = {}
+    for s in shards:
+        spec = Artifacts.of_shard(s).stages.get("sweep", {}).get("details", {}).get("shard")
+        splits[s.name] = str(spec) if spec else "all points"
+    counts = {spec.rpartition("/")[2] for spec in splits.values()}
+    if len(counts) > 1:
+        problems.append(
+            "shards of different splits: " + ", ".join(f"{k} ran {v}" for k, v in splits.items())
+        )
+    return problems
+
+
+def merge(name: str, shards: list[Path], *, allow_partial: bool = False) -> int:
     if not shards:
         raise KitError("no shards given", fix='make merge RUN=<name> SHARDS="results/a results/b"')
     for shard in shards:
@@ -87,6 +156,11 @@ def merge(name: str, shards: list[Path]) -> int:
                     path=str(shard),
                     fix="finish the shard's sweep (rerun it: it resumes) before merging",
                 )
+    if tampered := [p for s in shards for p in shard_file_problems(s)]:
+        raise KitError(
+            "shard files differ from their shard's record:\n  " + "\n  ".join(tampered),
+            fix="restore those files in the shard (or rerun its sweep in a new run), then merge",
+        )
     if problems := disagreements(shards):
         # Only shards that differ in nothing but work: files (checkpoint, engine) made them apart;
         # a different manifest, image or GPU model changes the cache key, so sharing would not help.
@@ -108,6 +182,13 @@ def merge(name: str, shards: list[Path]) -> int:
             "the merged run already exists",
             path=str(paths.root),
             fix="choose another RUN= or remove that folder",
+        )
+    partial = split_problems(shards)
+    if partial and not allow_partial:
+        raise KitError(
+            "the shards are not a whole split of their manifest:\n  " + "\n  ".join(partial),
+            fix="merge every shard of one SHARD=i/N split; to merge a subset on purpose, "
+            "add PARTIAL=1 (--allow-partial): report and verify then say PARTIAL",
         )
     seen: dict[str, str] = {}
     for shard in shards:
@@ -149,17 +230,27 @@ def merge(name: str, shards: list[Path]) -> int:
     write_summary(paths.summary, load_records(paths.points))
     copied = sorted(p for p in paths.root.rglob("*") if p.is_file() and p != paths.artifacts)
     inputs = arts.input_digests([s / "artifacts.json" for s in shards])
-    arts.record("merge", inputs, copied, {"shards": [s.name for s in shards]})
+    details = {"shards": [s.name for s in shards], "partial": partial}
+    arts.record("merge", inputs, copied, details)
     print(f"[merge] {len(seen)} points from {len(shards)} shards -> {paths.root}", file=sys.stderr)
+    for problem in partial:
+        print(f"[merge] PARTIAL: {problem}", file=sys.stderr)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.merge", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="name of the merged run")
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="merge shards that miss points of the manifest (the run is then marked PARTIAL)",
+    )
     parser.add_argument("shards", nargs="*", type=Path, help="shard run folders")
     args = parser.parse_args(argv)
-    return run_main(lambda: merge(args.run, args.shards), "bench.merge")
+    return run_main(
+        lambda: merge(args.run, args.shards, allow_partial=args.allow_partial), "bench.merge"
+    )
 
 
 if __name__ == "__main__":

@@ -236,7 +236,15 @@ def write_summary(path: Path, records: list[PointResult]) -> None:
 
 
 def read_record(path: Path) -> PointResult:
-    return PointResult.from_json(read_json(path), str(path))
+    """One point record; an unreadable or malformed one stops the reader, naming the file."""
+    fix = "restore the file from the run's copy, or remove the point folder and rerun the sweep"
+    try:
+        data = read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise KitError(f"unreadable point record: {exc}", path=str(path), fix=fix) from None
+    if not isinstance(data, dict):
+        raise KitError("not a point record: not a JSON object", path=str(path), fix=fix)
+    return PointResult.from_json(data, str(path))
 
 
 def load_records(points_dir: Path) -> list[PointResult]:

@@ -13,6 +13,11 @@ markdown is bench.report_sections (pure: render() joins one function per section
 draws the figures. This module is the edge: it loads the run, renders and writes.
 The same records give byte-identical output: no clock is read, times come from the run's own
 artifact record.
+
+Recorded means verified: every file the report reads (records, summary, manifest, provenance,
+config.json: small files) is re-hashed against artifacts.json first. When one differs or was never
+recorded, the report is still written, with UNVERIFIED at its top naming the files, and the stage
+exits 1 without its stamp. A run merged from a subset of its shards says PARTIAL at the top.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 
 from bench import figures, gpus, record, report_sections, secondary, tables
 from bench.artifacts import Artifacts, code_digest
-from bench.errors import KitError, run_main
+from bench.errors import KitError, StageFailed, run_main
 from bench.fileio import atomic_write_bytes, atomic_write_text, read_json, sha256_bytes
 from bench.gpu_info import visible_gpus
 from bench.gpus import ModelShape
@@ -199,6 +204,40 @@ def read_log_tails(paths: RunPaths, records: Sequence[PointResult]) -> dict[str,
     return tails
 
 
+def unverified_inputs(arts: Artifacts, files: Sequence[Path]) -> list[str]:
+    """The files the report read that do not match their record: "key: problem (detail)"."""
+    out = []
+    for path in files:
+        try:
+            key = arts.key(path)
+        except KitError:
+            out.append(f"{path}: outside the run's roots (not recorded)")
+            continue
+        for problem in arts.check([key]):
+            detail = "never recorded" if key not in arts.files else problem.detail
+            out.append(f"`{key}`: {problem.kind} ({detail})")
+    return out
+
+
+def integrity_banner(unverified: Sequence[str], partial: Sequence[str]) -> str:
+    """What stands above the report's first line when its inputs cannot be trusted whole."""
+    out = ""
+    if unverified:
+        out += (
+            "> **UNVERIFIED**: these records do not match their digests in artifacts.json; "
+            "the numbers below are not the run's as measured:\n"
+            + "".join(f"> - {line}\n" for line in unverified)
+            + "> Run `make verify RUN=<run>` for the full check; restore the files or re-run.\n\n"
+        )
+    if partial:
+        out += (
+            "> **PARTIAL**: merged from a subset of the shards on purpose (PARTIAL=1):\n"
+            + "".join(f"> - {line}\n" for line in partial)
+            + "\n"
+        )
+    return out
+
+
 def make_report(run_name: str) -> Path:
     paths, ctx, records, input_files = load_context(run_name)
     arts = Artifacts(paths)
@@ -219,14 +258,25 @@ def make_report(run_name: str) -> Path:
     if arts.stage_is_current(STAGE, inputs):
         print(f"[report] up to date: {report}", file=sys.stderr)
         return report
-    text = render(records, ctx, read_log_tails(paths, records))
+    unverified = unverified_inputs(arts, input_files)
+    partial = arts.stages.get("merge", {}).get("details", {}).get("partial") or []
+    text = integrity_banner(unverified, partial) + render(
+        records, ctx, read_log_tails(paths, records)
+    )
     outputs = []
     for name, data in figures.draw(*report_sections.figure_grid(records, ctx)).items():
         atomic_write_bytes(paths.reports / name, data)
         outputs.append(paths.reports / name)
     atomic_write_text(report, text)
     outputs.append(report)
-    arts.record(STAGE, inputs, outputs, {"points": len(records)})
+    arts.record(STAGE, inputs, outputs, {"points": len(records)}, stamp=not unverified)
+    if unverified:
+        paths.stamp(STAGE).unlink(missing_ok=True)
+        raise StageFailed(
+            "UNVERIFIED: records differ from artifacts.json: " + "; ".join(unverified),
+            path=str(report),
+            fix="restore those files (make verify names every problem), or re-run the run",
+        )
     print(f"[report] wrote {report} and {len(figures.FIGURES)} figures", file=sys.stderr)
     return report
 

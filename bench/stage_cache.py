@@ -12,7 +12,8 @@ Layout: <cache>/<stage>/<key>/       the outputs, as the stage wrote them
 The key is the sha256 of the stage's input digests (manifest, model or checkpoint files, code) and
 of the environment that makes the outputs (GPU model, image digest, TensorRT-LLM, ModelOpt and
 torch versions). An entry is re-hashed before use: a changed file stops the stage, naming it.
-Entries are immutable; removing the cache folder at any time only costs the rebuild.
+Entries are immutable; removing the cache folder at any time only costs the rebuild. An entry
+with a file its index does not list, or an index that cannot be read, is damaged too.
 """
 
 from __future__ import annotations
@@ -127,14 +128,35 @@ def _locked(lock_path: Path, stage: str, *, shared: bool) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _read_index(index_path: Path, entry: Path) -> dict[str, Any]:
+    """An entry's index; one that cannot be read or lacks its file table stops the stage."""
+    fix = f"remove {entry} and {index_path}, then rerun (it will be made again)"
+    try:
+        index = read_json(index_path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise KitError(f"unreadable cache index: {exc}", path=str(index_path), fix=fix) from None
+    files = index.get("files") if isinstance(index, dict) else None
+    if not isinstance(files, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in files.values()
+    ):
+        raise KitError("not a cache index: no file table", path=str(index_path), fix=fix)
+    return index
+
+
 def _damaged(entry: Path, index: dict[str, Any]) -> list[str]:
+    """Every file the index lists, re-hashed, and every file in the entry it does not list: an
+    extra file would otherwise be taken into the run's outputs and recorded as the stage's own."""
     problems = []
     for rel, recorded in sorted(index["files"].items()):
         path = entry / rel
-        if not path.is_file():
-            problems.append(f"{path}: missing")
+        if path.is_symlink() or not path.is_file():
+            problems.append(f"{path}: missing" + (" (a symlink)" if path.is_symlink() else ""))
         elif (digest := sha256_file(path)) != recorded["sha256"]:
             problems.append(f"{path}: sha256 {digest[:12]}… != recorded {recorded['sha256'][:12]}…")
+    listed = set(index["files"])
+    for path in sorted(entry.rglob("*")) if entry.is_dir() else []:
+        if not path.is_dir() and path.relative_to(entry).as_posix() not in listed:
+            problems.append(f"{path}: not in the entry's index")
     return problems
 
 
@@ -152,7 +174,7 @@ def _materialize(entry: Path, target: Path) -> None:
 
 
 def _reuse(stage: str, entry: Path, index_path: Path, target: Path) -> tuple[list[Path], dict]:
-    index = read_json(index_path)
+    index = _read_index(index_path, entry)
     if problems := _damaged(entry, index):
         raise KitError(
             f"the {stage} cache entry is damaged:\n  " + "\n  ".join(problems),

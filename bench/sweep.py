@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import cost, parse_trtllm, trtllm
-from bench.artifacts import Artifacts, code_digest
+from bench.artifacts import Artifacts, Problem, code_digest
 from bench.datasets import dataset_path
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_json, atomic_write_text
@@ -165,11 +165,13 @@ def publish(run: Run, arts: Artifacts, task: Task, result: PointResult) -> None:
     atomic_write_json(
         workdir / (FAILURE if result.status == "failed" else RESULT), result.to_json()
     )
-    old = [k for k in arts.files if k.startswith(f"run:points/{task.name}/")]
+    # Forget the old files first: a kill before the record then leaves a folder with no recorded
+    # file, which clean_interrupted adopts; a folder mixing recorded and unrecorded files is never
+    # the sweep's own doing.
+    arts.forget(k for k in arts.files if k.startswith(f"run:points/{task.name}/"))
     if final.exists():
         shutil.rmtree(final)  # only ever a failure.json being retried: done points are skipped
     workdir.rename(final)
-    arts.forget(old)
     arts.record(
         "sweep",
         arts.stages.get("sweep", {}).get("inputs", {}),
@@ -182,12 +184,39 @@ def publish(run: Run, arts: Artifacts, task: Task, result: PointResult) -> None:
 # ----------------------------------------------------------------------------- the sweep
 
 
+def tampered_point_files(arts: Artifacts, folder: Path) -> list[Problem]:
+    """What keeps a point folder from being recorded again: a recorded file changed or gone, or
+    an unrecorded file beside recorded ones (the sweep records a point's files all at once)."""
+    prefix = f"run:points/{folder.name}/"
+    recorded = sorted(k for k in arts.files if k.startswith(prefix))
+    if folder.is_symlink():
+        return [Problem(prefix.rstrip("/"), "symlink", f"a folder linked to {os.readlink(folder)}")]
+    if not recorded:
+        return []  # renamed into place, then killed before its record: the sweep's own
+    problems = arts.check(recorded)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if arts.key(path) not in arts.files:
+            problems.append(Problem(arts.key(path), "unexpected", "not written by the sweep"))
+    return problems
+
+
 def clean_interrupted(run: Run, arts: Artifacts) -> None:
-    """Clean up after a kill: drop partial folders, adopt points renamed but not recorded."""
+    """Clean up after a kill: drop partial folders, adopt points renamed but not recorded.
+
+    Recorded means verified: a folder whose recorded files changed stops the sweep, naming the
+    file, instead of having the changed bytes hashed into artifacts.json as the sweep's own.
+    """
     for partial in run.paths.points.glob(f"*{PARTIAL}"):
         print(f"[sweep] discarding interrupted point {partial.name}", file=sys.stderr)
         shutil.rmtree(partial)
-    for folder in run.paths.points.glob("*"):
+    for folder in sorted(run.paths.points.glob("*")):
+        if problems := tampered_point_files(arts, folder):
+            raise KitError(
+                "a finished point's files differ from their record: "
+                + "; ".join(f"{p.key} {p.kind} ({p.detail})" for p in problems),
+                path=str(folder),
+                fix=f"restore the file(s), or remove {folder} to measure the point again",
+            )
         files = sorted(folder.iterdir())
         if any(arts.key(f) not in arts.files for f in files):
             arts.record(
@@ -220,6 +249,13 @@ def check_points_folder(run: Run) -> None:
         )
 
 
+def shard_details(shard: tuple[int, int] | None, tasks: list[Task]) -> dict:
+    """What verify holds the run to: every point of the manifest, or this shard's points."""
+    if shard is None:
+        return {}
+    return {"shard": f"{shard[0]}/{shard[1]}", "shard_points": [t.name for t in tasks]}
+
+
 def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
     arts = Artifacts(run.paths)
     if not run.paths.stamp("datasets").exists():
@@ -247,19 +283,20 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
             path=str(run.paths.root),
             fix="start a new run with RUN=<new name>",
         )
+    estimate = cost.Estimator(run.manifest)
+    tasks = tasks_of(run)
+    if shard is not None:
+        tasks = cost.shard_tasks(tasks, *shard, estimate)
     arts.record(
         "sweep",
         inputs,
         [p for p in [extra_options_path(run)] if p.exists()],
+        shard_details(shard, tasks),
         replace=False,
         stamp=False,
     )
     clean_interrupted(run, arts)
 
-    estimate = cost.Estimator(run.manifest)
-    tasks = tasks_of(run)
-    if shard is not None:
-        tasks = cost.shard_tasks(tasks, *shard, estimate)
     todo = [t for t in tasks if not (run.paths.points / t.name / RESULT).exists()]
     skipped = len(tasks) - len(todo)
     if skipped:

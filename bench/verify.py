@@ -9,15 +9,23 @@ Usage:  python -m bench.verify --run demo [--scope all|run]
             [--reference manifests/published/nvidia-perf-overview-1.0.toml]
         (make verify RUN=demo [REFERENCE=...])
 
-Exit 0 only when everything passes; 1 on a missing, changed or unexpected file, an identity
-mismatch, a FAIL or SUSPECT point, or an inconsistent reference; 2 on bad input.
+Result and exit code (the old verify.md and stamp are removed before anything is read):
+  PASSED      0  every check passed
+  FAILED      1  a missing, changed, unexpected, misplaced (symlink, unknown root) file; a point
+                 the manifest asks for that is neither a result nor a failure; an identity
+                 mismatch; a FAIL or SUSPECT point; an inconsistent reference
+  bad input   2  a corrupt artifacts.json, point record, manifest or reference, named on stderr
+  INCOMPLETE  3  nothing failed, but recorded files could not be re-hashed (their root, e.g.
+                 models/ or work/, is absent here): the verdict names them and how to restore them
+  PARTIAL     4  nothing failed, but the run was merged from a subset of its shards on purpose
+                 (make merge PARTIAL=1); the missing points are listed
 A published reference of another method (bench.reference.compare_method) gives NOT COMPARABLE
 rows naming what differs and a cross-method section, never PASS or FAIL; a claim whose number
 only a summary file states is marked "(summary only: raw log absent)"; each claim about the
 whole run (best per ISL/OSL, peak, top N) says how many points it was checked against.
 --scope run re-hashes only the run's own files (results/<run>/, reports/<run>/); files of the
-shared roots (models/, work/) are then reported with the digest taken from the record, as they are
-whenever their root does not exist on this machine (e.g. after merging shards elsewhere).
+shared roots (models/, work/) are then reported with the digest taken from the record, as are the
+shared stages' files of a merged run (their digests come from the shards' verified records).
 """
 
 from __future__ import annotations
@@ -35,9 +43,10 @@ from bench.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
 from bench.fileio import atomic_write_text, read_json
 from bench.gpu_info import visible_gpus
 from bench.manifest import Manifest
-from bench.record import PointResult, load_records
+from bench.record import FAILURE, RESULT, PointResult, load_records
 from bench.run import RunPaths, load_run
 from bench.runlock import locked
+from bench.sweep import Task
 from bench.tables import PointRow, is_suspect, md_table, num, point_rows
 
 STAGE = "verify"
@@ -50,6 +59,9 @@ CROSS_METHOD = "Cross-method comparison (not a reproduction: different method)"
 EVIDENCE_AGREEMENT = "Summary files vs raw logs"
 INVALID_MARK = "(invalid)"  # a record the kit judged invalid (e.g. lengths off target)
 FAILING = (FAIL, SUSPECT)
+INCOMPLETE, PARTIAL = "INCOMPLETE", "PARTIAL"  # verdicts that keep a run from PASSED, not failures
+# The overall result, most severe first, with its exit code (2, bad input, is a KitError).
+RESULTS = (("FAILED", EXIT_FAILED), (INCOMPLETE, 3), (PARTIAL, 4), ("PASSED", EXIT_OK))
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,7 @@ class FileCheck:
     rehashed: tuple[str, ...]
     from_record: tuple[str, ...]
     problems: tuple[Problem, ...]
+    absent: tuple[str, ...] = ()  # not re-hashed because their root is not here (scope all)
 
 
 @dataclass(frozen=True)
@@ -92,20 +105,193 @@ class Verdict:
 # ----------------------------------------------------------------------------- checks (pure)
 
 
+def from_shard_records(arts: Artifacts) -> set[str]:
+    """Files a merged run took from its shards' records (verified by merge), not copied."""
+    return {
+        key
+        for stage in arts.stages.values()
+        if "from_shard" in stage.get("details", {})
+        for key in stage["outputs"]
+    }
+
+
 def check_files(arts: Artifacts, scope: str) -> FileCheck:
-    """Re-hash what can be re-hashed here; name every missing, changed and unexpected file."""
+    """Re-hash what can be re-hashed here; name every missing, changed, unexpected and misplaced
+    file, and every file whose root is absent (the verdict then depends on files not here).
+    verify's own earlier output is left out: it is removed before the check."""
     rehash_roots = {
         name
         for name, root in arts.roots.items()
         if root.is_dir() and (scope == "all" or name in OWN_ROOTS)
     }
-    keys = sorted(arts.files)
-    rehashed = tuple(k for k in keys if k.partition(":")[0] in rehash_roots)
-    from_record = tuple(k for k in keys if k not in rehashed)
-    problems = arts.check(rehashed) + [
-        p for p in arts.unexpected() if p.key.partition(":")[0] in rehash_roots
-    ]
-    return FileCheck(rehashed, from_record, tuple(problems))
+    keys = sorted(k for k, entry in arts.files.items() if entry.stage != STAGE)
+    misplaced = [p for k in keys if (p := arts.placement_problem(k)) is not None]
+    bad = {p.key for p in misplaced}
+    rehashed = tuple(k for k in keys if k not in bad and k.partition(":")[0] in rehash_roots)
+    from_record = tuple(k for k in keys if k not in bad and k not in rehashed)
+    shard_taken = from_shard_records(arts)
+    absent = tuple(
+        k
+        for k in from_record
+        if scope == "all" and k not in shard_taken and k.partition(":")[0] not in rehash_roots
+    )
+    problems = (
+        misplaced
+        + arts.check(rehashed)
+        + [p for p in arts.unexpected() if p.key.partition(":")[0] in rehash_roots]
+    )
+    return FileCheck(rehashed, from_record, tuple(problems), absent)
+
+
+RESTORE = {
+    "models": "run `make fetch MANIFEST=<manifest> RUN=<run>` (or copy models/ from the machine "
+    "that ran it)",
+    "work": "copy work/<run>/ from the machine that ran it (or verify only the run's own files: "
+    "--scope run)",
+    "reports": "run `make report RUN=<run>` (or copy reports/<run>/ from the machine that ran it)",
+}
+
+
+def absent_verdicts(files: FileCheck) -> list[Verdict]:
+    """One INCOMPLETE verdict per absent root, naming its files and how to bring them back."""
+    by_root: dict[str, list[str]] = {}
+    for key in files.absent:
+        by_root.setdefault(key.partition(":")[0], []).append(key)
+    out = []
+    for root, keys in sorted(by_root.items()):
+        shown = ", ".join(f"`{k}`" for k in keys[:5])
+        more = f" and {len(keys) - 5} more (listed under Files)" if len(keys) > 5 else ""
+        how = RESTORE.get(root, f"restore the {root} folder from the machine that ran it")
+        out.append(
+            Verdict(
+                f"{len(keys)} recorded file(s) under {root}/ re-hashed here",
+                INCOMPLETE,
+                note=f"{root} is absent on this machine: {shown}{more}; to restore, {how}",
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """The run's points against the points its manifest (or its shard of it) asks for."""
+
+    expected: tuple[str, ...]
+    missing: tuple[str, ...]
+    basis: str  # where `expected` comes from, said in the verdict
+    partial: bool  # merged from a subset of shards on purpose: missing points are PARTIAL
+
+
+def manifest_tasks(manifest: Manifest) -> list[Task]:
+    """Every point the manifest's sweep runs (all repeats), in sweep order."""
+    return [Task(p, r) for r in range(manifest.sweep.repeats) for p in manifest.sweep.points]
+
+
+def finished_points(points_dir: Path) -> set[str]:
+    """Point folders holding a result or a recorded failure (a .partial one is not finished)."""
+    if not points_dir.is_dir():
+        return set()
+    return {
+        folder.name
+        for folder in points_dir.iterdir()
+        if not folder.name.endswith(".partial")
+        and ((folder / RESULT).is_file() or (folder / FAILURE).is_file())
+    }
+
+
+def completeness(arts: Artifacts, manifest: Manifest) -> Completeness:
+    """A shard run is held to its recorded shard of the points; a merged run to the union of its
+    shards' manifests (merge refuses shards of different manifests, so: the manifest's points)."""
+    sweep_details = arts.stages.get("sweep", {}).get("details", {})
+    merge_details = arts.stages.get("merge", {}).get("details", {})
+    tasks = manifest_tasks(manifest)
+    everything = [t.name for t in tasks]
+    basis = f"the manifest's {len(everything)} point(s)"
+    expected = everything
+    shard = sweep_details.get("shard")
+    if shard and "merge" not in arts.stages:  # the sweep recorded its shard's plan
+        wanted = set(map(str, sweep_details.get("shard_points") or []))
+        expected = [name for name in everything if name in wanted]
+        basis = f"shard {shard} of the manifest's {len(everything)} point(s)"
+    elif merge_details:
+        shards = merge_details.get("shards", [])
+        basis = f"the union of {len(shards)} shard(s)' manifest points ({len(everything)})"
+    have = finished_points(arts.paths.points)
+    missing = tuple(name for name in expected if name not in have)
+    return Completeness(tuple(expected), missing, basis, bool(merge_details.get("partial")))
+
+
+def completeness_verdicts(done: Completeness) -> list[Verdict]:
+    if not done.missing:
+        return [
+            Verdict(
+                f"every point of {done.basis} is a result or a recorded failure",
+                PASS,
+                note=f"{len(done.expected)} point(s)",
+            )
+        ]
+    verdict = PARTIAL if done.partial else FAIL
+    why = (
+        "merged from a subset of shards on purpose (--allow-partial)"
+        if done.partial
+        else "neither a result nor a recorded failure: deleted, or never run"
+    )
+    return [Verdict(f"point {name} of {done.basis}", verdict, note=why) for name in done.missing]
+
+
+def overall(files: FileCheck, sections, ref_problems: list[str]) -> tuple[str, int]:
+    """The run's one result word and exit code: the most severe verdict decides."""
+    verdicts = {v.verdict for _, vs in sections for v in vs}
+    failed = bool(files.problems or ref_problems or verdicts & set(FAILING))
+    hit = {"FAILED": failed, INCOMPLETE: INCOMPLETE in verdicts, PARTIAL: PARTIAL in verdicts}
+    return next((word, code) for word, code in RESULTS if hit.get(word, True))
+
+
+def imported_point_count(paths: RunPaths) -> int | None:
+    """How many points import.json (a recorded, re-hashed file) says the import wrote."""
+    summary = paths.root / "import.json"
+    if not summary.is_file():
+        return None
+    try:
+        count = read_json(summary).get("points")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        raise KitError("unreadable import summary", path=str(summary)) from None
+    return count if isinstance(count, int) else None
+
+
+def integrity_sections(
+    arts: Artifacts, files: FileCheck, manifest: Manifest | None
+) -> list[tuple[str, list[Verdict]]]:
+    """The verdicts on what the run holds: points against the manifest, files not here."""
+    out = []
+    if manifest is not None:
+        out.append(("Points vs manifest", completeness_verdicts(completeness(arts, manifest))))
+    elif (imported := imported_point_count(arts.paths)) is not None:
+        have = len(finished_points(arts.paths.points))
+        verdict = PASS if have >= imported else FAIL
+        claim = f"{imported} imported point(s) (import.json) are all here"
+        out.append(("Points vs import", [Verdict(claim, verdict, note=f"{have} found")]))
+    if files.absent:
+        out.append(("Files not on this machine", absent_verdicts(files)))
+    return out
+
+
+def readable_records(paths: RunPaths, files: FileCheck) -> list[PointResult]:
+    """The point records; a corrupt one is bad input (exit 2), named with what the file check
+    found, since no verdict can be given on numbers that cannot be read."""
+    try:
+        return load_records(paths.points)
+    except KitError as exc:
+        if files.problems:
+            found = "; ".join(f"{p.kind} {p.key}" for p in files.problems[:5])
+            exc.message += f" (the file check found: {found})"
+        raise KitError(exc.message, path=exc.path, key=exc.key, fix=exc.fix) from None
+
+
+def remove_old_verdict(paths: RunPaths) -> None:
+    """Fail closed: whatever happens next, no earlier PASSED verify.md or stamp stays behind."""
+    (paths.reports / VERIFY_NAME).unlink(missing_ok=True)
+    paths.stamp(STAGE).unlink(missing_ok=True)
 
 
 def identity_verdicts(
@@ -659,12 +845,12 @@ def render(
     ref: refmod.Reference | None,
     ref_path: str | None,
     ref_problems: list[str],
-    failed: bool,
+    result: str,
     method: refmod.MethodCheck | None = None,
 ) -> str:
     out = [
         f"# Verification: {run}\n\n",
-        f"**Result: {'FAILED' if failed else 'PASSED'}**\n\n",
+        f"**Result: {result}**\n\n",
         reference_summary(sections),
         "## Files\n\n",
         f"Re-hashed on this machine: {len(files.rehashed)} file(s). Not re-hashed (recorded "
@@ -767,6 +953,7 @@ def recorded_gpu(paths: RunPaths) -> str | None:
 
 def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     paths = RunPaths.for_run(run_name)
+    remove_old_verdict(paths)
     if not paths.artifacts.is_file():
         raise KitError(
             "artifacts.json is missing: nothing to verify",
@@ -779,15 +966,13 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     ref = refmod.load_reference(reference) if reference is not None else None
     arts = Artifacts(paths)
     files = check_files(arts, scope)
-    try:
-        records, unreadable = load_records(paths.points), None
-    except KitError as exc:  # a tampered record: the file check above names the file
-        records, unreadable = [], exc.render().replace("\n", " ")
+    records = readable_records(paths, files)
     rows = point_rows(records)
     summaries = secondary.load(paths.root)
     summary_rows = summary_only_rows(records, summaries)
     claims = ref is not None and ref.kind == "claims"  # published: the method table instead
     sections = [
+        *integrity_sections(arts, files, manifest),
         ("Identity", identity_verdicts(records, manifest, ref if claims else None)),
         ("Consistency: output tok/s = req/s x average OSL", consistency_verdicts(records)),
         ("Suspect points", suspect_verdicts(records)),
@@ -817,11 +1002,7 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
                 ("Peak vs reference", peak_verdicts(every, ref)),
                 ("Top-N table vs reference", ranking_verdicts(every, ref)),
             ]
-    if unreadable:
-        sections.insert(0, ("Records", [Verdict("point records readable", FAIL, note=unreadable)]))
-    failed = bool(files.problems or ref_problems) or any(
-        v.verdict in FAILING for _, vs in sections for v in vs
-    )
+    result, exit_code = overall(files, sections, ref_problems)
     text = render(
         run_name,
         files,
@@ -829,16 +1010,17 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
         ref,
         str(reference) if reference else None,
         ref_problems,
-        failed,
+        result,
         method,
     )
     target = paths.reports / VERIFY_NAME
     atomic_write_text(target, text)
     inputs = {"reference": str(reference) if reference else "", "scope": scope}
-    arts.record(STAGE, inputs, [target], {"passed": not failed}, stamp=not failed)
-    if failed:
+    passed = exit_code == EXIT_OK
+    arts.record(STAGE, inputs, [target], {"passed": passed, "result": result}, stamp=passed)
+    if not passed:
         paths.stamp(STAGE).unlink(missing_ok=True)  # Make must not take a failed verify as done
-    return Outcome(text, EXIT_FAILED if failed else EXIT_OK, sections, ref_problems)
+    return Outcome(text, exit_code, sections, ref_problems)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,6 +78,7 @@ REFUSED = [
     (["slurm", "SHARDS=2", 'TIME=1:00:00"; touch pwned; "'], "TIME="),
     (["slurm", "SHARDS=2", "CONTAINER=none $(touch pwned)"], "CONTAINER="),
     (["test", "TEST_WORKERS=2 --pdb"], "TEST_WORKERS="),
+    (["merge", "RUN=m", "SHARDS=results/a", "PARTIAL=1 `touch pwned`"], "PARTIAL="),
     (["docker-all", "DOCKER_GPUS=all' --privileged '"], "DOCKER_GPUS="),
 ]
 

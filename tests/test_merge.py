@@ -8,7 +8,7 @@ import pytest
 
 from bench import merge
 from bench.errors import KitError
-from bench.fileio import atomic_write_json
+from bench.fileio import atomic_write_json, sha256_file
 
 H100 = {"name": "NVIDIA H100 80GB HBM3", "index": 0}
 H100_PCIE = {"name": "NVIDIA H100 PCIe", "index": 1}
@@ -20,19 +20,29 @@ def shard(
     folder = root / name
     folder.mkdir(parents=True)
     (folder / "manifest.resolved.toml").write_text('name = "m"\n')
+    environment = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
+    atomic_write_json(folder / "provenance.json", {"gpus": gpus, "environment": environment})
     key = "work:engine/rank0.engine"
+    own = {
+        f"run:{f}": {"size": (folder / f).stat().st_size, "sha256": sha256_file(folder / f)}
+        for f in ("manifest.resolved.toml", "provenance.json")
+    }
     atomic_write_json(
         folder / "artifacts.json",
         {
             "schema": "trtllm-repro/artifacts/1",
-            "files": {key: {"size": 1, "sha256": engine, "stage": "build"}},
-            "stages": {"build": {"inputs": {}, "outputs": [key], "details": {}}},
+            "files": {
+                key: {"size": 1, "sha256": engine, "stage": "build"},
+                **{k: {**v, "stage": "init"} for k, v in own.items()},
+            },
+            "stages": {
+                "build": {"inputs": {}, "outputs": [key], "details": {}},
+                "init": {"inputs": {}, "outputs": sorted(own), "details": {}},
+            },
         },
     )
     (folder / ".stamps").mkdir()
     (folder / ".stamps" / "sweep.ok").write_text("")
-    environment = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
-    atomic_write_json(folder / "provenance.json", {"gpus": gpus, "environment": environment})
     return folder
 
 

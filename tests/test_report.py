@@ -295,7 +295,8 @@ def test_a_merged_run_names_its_shards_gpus(roots: Path) -> None:
             "environment": {"CUDA_VISIBLE_DEVICES": str(index % 2)},
         }
         atomic_write_json(paths.root / "shards" / shard / "provenance.json", prov)
-    Artifacts(paths).record("merge", {}, [], {"shards": shards})
+    provenances = [paths.root / "shards" / shard / "provenance.json" for shard in shards]
+    Artifacts(paths).record("merge", {}, provenances, {"shards": shards})
     text = report.make_report("m").read_text()
     assert "| GPU | NVIDIA H200 x 1 (TP x PP as recorded) |" in text
     # the first shard is merge's first, not the first by name (shard10of10)
