@@ -41,9 +41,9 @@ ENV_READY := $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/.installed,)
 include docker.mk
 
 # ============================================================================== Pipeline
-.PHONY: all demo env preflight fetch quantize build datasets sweep report verify plan validate
+.PHONY: all demo env preflight fetch quantize build accuracy datasets sweep report verify plan validate
 
-## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> datasets -> sweep -> report -> verify
+## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> accuracy -> datasets -> sweep -> report -> verify
 all: $(STAMP)/report.ok
 	$(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))
 	@$(PYTHON) -m bench.status --run $(RUN) --since $(STARTED)
@@ -84,6 +84,11 @@ build: $(STAMP)/build.ok
 $(STAMP)/build.ok: $(STAMP)/quantize.ok $(CODE)
 	$(PYTHON) -m bench.build $(ARGS)
 
+## FP8 vs unquantized model on a pinned evaluation, and the gate (-> results/<run>/accuracy/)
+accuracy: $(STAMP)/accuracy.ok
+$(STAMP)/accuracy.ok: $(STAMP)/build.ok $(CODE)
+	$(PYTHON) -m bench.accuracy $(ARGS)
+
 ## synthetic requests per point, trtllm-bench JSONL (-> results/<run>/datasets/)
 datasets: $(STAMP)/datasets.ok
 $(STAMP)/datasets.ok: $(STAMP)/build.ok $(CODE)
@@ -91,7 +96,7 @@ $(STAMP)/datasets.ok: $(STAMP)/build.ok $(CODE)
 
 ## every point (SHARD=i/N for a share), resumable (-> results/<run>/points/, summary.csv)
 sweep: $(STAMP)/sweep.ok
-$(STAMP)/sweep.ok: $(STAMP)/datasets.ok $(CODE)
+$(STAMP)/sweep.ok: $(STAMP)/datasets.ok $(STAMP)/accuracy.ok $(CODE)
 	$(PYTHON) -m bench.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))
 
 $(STAMP)/report.ok: $(STAMP)/sweep.ok $(CODE)

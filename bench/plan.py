@@ -14,7 +14,7 @@ import argparse
 import shlex
 import sys
 
-from bench import cost, trtllm
+from bench import accuracy, cost, trtllm
 from bench.datasets import dataset_path, model_files_dir, unique_points
 from bench.errors import run_main
 from bench.manifest import load_manifest
@@ -45,6 +45,7 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
         )
     else:
         lines.append(f"# build: no-op (backend {m.engine.backend})")
+    lines += accuracy.plan_lines(run)
     for point in unique_points(run):
         if m.dataset.generator == "prepare_dataset":
             argv = trtllm.prepare_dataset_argv(m, point, tokenizer=model_files_dir(run))

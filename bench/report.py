@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import figures, gpus, record, report_sections, tables
+from bench import accuracy, figures, gpus, record, report_sections, tables
 from bench.artifacts import Artifacts, code_digest
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_bytes, atomic_write_text, read_json, sha256_bytes
@@ -163,6 +163,9 @@ def load_context(run_name: str) -> tuple[RunPaths, Context, list[PointResult], l
     shape, shape_source, config = model_shape(paths, manifest, records)
     if config is not None:
         inputs.append(config)
+    accuracy_record = accuracy.result_path(paths)
+    if accuracy_record.is_file():
+        inputs.append(accuracy_record)
     arts = Artifacts(paths)
     ctx = Context(
         run=run_name,
@@ -175,6 +178,7 @@ def load_context(run_name: str) -> tuple[RunPaths, Context, list[PointResult], l
         shape_source=shape_source,
         results_digest=results_digest(arts),
         recorded_at=recorded_at(arts),
+        accuracy=read_json(accuracy_record) if accuracy_record.is_file() else None,
     )
     inputs += record_files(paths)
     if paths.summary.is_file():

@@ -18,16 +18,19 @@ whenever their root does not exist on this machine (e.g. after merging shards el
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import accuracy as accmod
+from bench import accuracy_metrics as am
 from bench import reference as refmod
 from bench import tables
 from bench.artifacts import Artifacts, Problem
 from bench.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
-from bench.fileio import atomic_write_text
+from bench.fileio import atomic_write_text, read_json
 from bench.manifest import Manifest
 from bench.record import PointResult, load_records
 from bench.run import RunPaths, load_run
@@ -374,6 +377,102 @@ def suspect_verdicts(records: Sequence[PointResult]) -> list[Verdict]:
     return out
 
 
+ACCURACY_FAILED = "accuracy gate failed"
+NOT_EVIDENCED = "accuracy: not evidenced"
+
+
+def accuracy_verdicts(paths: RunPaths, manifest: Manifest | None, arts: Artifacts) -> list[Verdict]:
+    """The accuracy gate re-derived from the run's raw accuracy files (issue 14).
+
+    The record's own `passed` is not trusted: scores are re-read from trtllm-eval's logs (or the
+    per-prompt agreement numbers) and checked against the manifest's thresholds, and the files
+    the gate evaluated must be the engine/checkpoint files the run records now.
+    """
+    record_file = accmod.result_path(paths)
+    acc = manifest.accuracy if manifest is not None else None
+    if not record_file.is_file():
+        if acc is None:
+            why = (
+                "imported logs carry no accuracy evidence" if manifest is None else "no [accuracy]"
+            )
+            return [Verdict("accuracy gate", NOT_RUN, note=f"{NOT_EVIDENCED} ({why})")]
+        if "merge" in arts.stages:
+            return [
+                Verdict("accuracy gate", NOT_RUN, note=f"{NOT_EVIDENCED} (merge does not carry it)")
+            ]
+        return [
+            Verdict(
+                "accuracy gate",
+                FAIL,
+                note=f"{NOT_EVIDENCED}: the manifest has [accuracy] but the run has no "
+                f"{record_file.name}; run `make accuracy RUN={paths.name}`",
+            )
+        ]
+    if acc is None:
+        return [Verdict("accuracy gate", FAIL, note="an accuracy record without [accuracy]")]
+    record = read_json(record_file)
+    logs = {
+        label: f.read_text(encoding="utf-8", errors="replace")
+        for label in ("fp8", "bf16")
+        if (f := record_file.with_name(f"{label}.log")).is_file()
+    }
+    checks = am.rederive(record, acc, logs)
+    out = [
+        Verdict(
+            c.metric,
+            PASS if c.passed else FAIL,
+            c.value if isinstance(c.value, float) else None,
+            c.threshold if isinstance(c.threshold, float) else None,
+            note=f"required {c.op} {c.threshold}"
+            + (f"; {acc.confidence:.0%} CI {c.ci[0]:.4g}..{c.ci[1]:.4g}" if c.ci else ""),
+        )
+        for c in checks
+    ]
+    if am.passed(checks) != record.get("passed"):
+        out.append(
+            Verdict(
+                "recorded verdict follows from the raw values",
+                FAIL,
+                note=f"{record_file.name} says passed={record.get('passed')}, re-derived "
+                f"{am.passed(checks)}",
+            )
+        )
+    evaluated = record.get("evaluated", {}).get("fp8", "")
+    seen = arts.stages.get(accmod.STAGE, {}).get("inputs", {})
+    measured = {k: f.sha256 for k, f in arts.files.items() if k.startswith(evaluated + "/")}
+    differ = sorted(k for k, digest in measured.items() if seen.get(k) != digest)
+    out.append(
+        Verdict(
+            f"evaluated {evaluated} = the files the sweep measured",
+            FAIL if differ or not measured else PASS,
+            note=f"differ: {', '.join(differ)}" if differ else f"{len(measured)} file(s)",
+        )
+    )
+    return out
+
+
+def mark_accuracy_failed(
+    sections: list[tuple[str, list[Verdict]]],
+) -> list[tuple[str, list[Verdict]]]:
+    """Every throughput figure of a run whose gate failed carries the words."""
+    return [
+        (
+            title,
+            [
+                dataclasses.replace(
+                    v, note=f"{ACCURACY_FAILED}; {v.note}" if v.note else ACCURACY_FAILED
+                )
+                if v.measured is not None
+                else v
+                for v in verdicts
+            ],
+        )
+        if title != "Accuracy gate"
+        else (title, verdicts)
+        for title, verdicts in sections
+    ]
+
+
 # ----------------------------------------------------------------------------- markdown (pure)
 
 
@@ -507,8 +606,10 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     except KitError as exc:  # a tampered record: the file check above names the file
         records, unreadable = [], exc.render().replace("\n", " ")
     rows = point_rows(records)
+    accuracy = accuracy_verdicts(paths, manifest, arts)
     sections = [
         ("Identity", identity_verdicts(records, manifest, ref)),
+        ("Accuracy gate", accuracy),
         ("Consistency: output tok/s = req/s x average OSL", consistency_verdicts(records)),
         ("Suspect points", suspect_verdicts(records)),
     ]
@@ -522,6 +623,8 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
             ("Peak vs reference", peak_verdicts(rows, ref)),
             ("Top-N table vs reference", ranking_verdicts(rows, ref)),
         ]
+    if any(v.verdict == FAIL for v in accuracy):
+        sections = mark_accuracy_failed(sections)
     if unreadable:
         sections.insert(0, ("Records", [Verdict("point records readable", FAIL, note=unreadable)]))
     failed = bool(files.problems or ref_problems) or any(
