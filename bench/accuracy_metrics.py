@@ -7,6 +7,7 @@ re-derived anywhere from the run's files alone.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
