@@ -299,24 +299,29 @@ def measure_agreement(
     return out
 
 
-def run_agreement(run: Run, checkpoint: Path, prompts: list[str]) -> list[am.PromptAgreement]:
+def agreement_gate(
+    source: Path, checkpoint: Path, acc: Accuracy, prompts: list[str], device: str
+) -> tuple[list[am.PromptAgreement], list[am.Check]]:
+    """The demo's gate: full precision (the fetched model) vs the FP8 checkpoint, dequantized
+    as the reference runner loads it; the agreement checks, then the RoPE configuration."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from bench.quantize import load_dequantized
 
-    device = run.manifest.runtime.device
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir(run)))
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
     reference = (
-        AutoModelForCausalLM.from_pretrained(str(model_dir(run)), torch_dtype=torch.float32)
+        AutoModelForCausalLM.from_pretrained(str(source), torch_dtype=torch.float32)
         .to(device)
         .eval()
     )
     candidate = load_dequantized(checkpoint, device=device)
     ids = [tokenizer(p)["input_ids"] for p in prompts]
-    return measure_agreement(
-        reference, candidate, ids, run.manifest.accuracy.max_new_tokens, device
+    measured = measure_agreement(reference, candidate, ids, acc.max_new_tokens, device)
+    config = am.config_checks(
+        read_json(source / "config.json"), read_json(checkpoint / "config.json")
     )
+    return measured, am.agreement_checks(measured, acc) + config
 
 
 # ----------------------------------------------------------------------------- the record
@@ -382,7 +387,7 @@ def eval_record(run: Run, scores, argvs, checks) -> dict:
 
 
 def accuracy_stage(run: Run) -> int:
-    acc = run.manifest.accuracy
+    m, acc = run.manifest, run.manifest.accuracy
     arts = Artifacts(run.paths)
     if acc is None:
         print("[accuracy] no [accuracy] table: accuracy not evidenced", file=sys.stderr)
@@ -400,14 +405,12 @@ def accuracy_stage(run: Run) -> int:
     if arts.stage_is_current(STAGE, inputs):
         arts.skip(STAGE, "accuracy record")
         return 0
-    config_checks = am.config_checks(
-        read_json(source / "config.json"), read_json(target / "config.json")
-    )
     out_dir = accuracy_dir(run.paths)
     out_dir.mkdir(parents=True, exist_ok=True)
     if acc.method == AGREEMENT:
-        prompts = run_agreement(run, target, load_prompts(pinned[0], acc.prompts_sha256))
-        checks = am.agreement_checks(prompts, acc) + config_checks
+        prompts, checks = agreement_gate(
+            source, target, acc, load_prompts(pinned[0], acc.prompts_sha256), m.runtime.device
+        )
         record = agreement_record(run, prompts, checks)
         outputs = []
     else:
@@ -419,8 +422,10 @@ def accuracy_stage(run: Run) -> int:
             acc,
             acc.task,
         )
-        record = eval_record(run, scores, argvs, checks + config_checks)
-        checks += config_checks
+        checks += am.config_checks(
+            read_json(source / "config.json"), read_json(target / "config.json")
+        )
+        record = eval_record(run, scores, argvs, checks)
         outputs = [out_dir / "fp8.log", out_dir / "bf16.log"]
         if pinned[0].is_relative_to(run.paths.work):
             outputs.append(pinned[0])

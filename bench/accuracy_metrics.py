@@ -117,7 +117,8 @@ def eval_checks(
     if s16 <= 0:
         return [Check(f"{task} BF16 score", s16, 0.0, ">=")]
     ci = ratio_ci(s8 / 100, n8, s16 / 100, n16, acc.confidence) if s8 > 0 else None
-    return [Check(f"{task} FP8/BF16 score ratio", s8 / s16, acc.min_ratio, ">=", ci)]
+    # rounded: scores carry two decimals, and 67.32 / 68.0 must meet 0.99, not miss by 1e-17
+    return [Check(f"{task} FP8/BF16 score ratio", round(s8 / s16, 9), acc.min_ratio, ">=", ci)]
 
 
 # ----------------------------------------------------------------------------- agreement
@@ -186,8 +187,13 @@ def config_checks(model: Mapping[str, Any], evaluated: Mapping[str, Any]) -> lis
     """
     want, got = rope_of(model), rope_of(evaluated)
     return [
-        Check(f"checkpoint {key} = model's", str(got[key]), str(want[key]), "==") for key in want
+        Check(f"checkpoint {key} = model's", _canonical(got[key]), _canonical(want[key]), "==")
+        for key in want
     ]
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 def passed(checks: Sequence[Check]) -> bool:

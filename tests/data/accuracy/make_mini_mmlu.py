@@ -21,9 +21,9 @@ DEV_ROWS, TEST_ROWS = 5, 2
 
 
 def rows(subject: str, n: int, kind: str) -> bytes:
+    topic = subject.replace("_", " ")
     lines = [
-        f'"{kind} question {i} about {subject.replace("_", " ")}?",one,two,three,four,{"ABCD"[i % 4]}'
-        for i in range(n)
+        f'"{kind} question {i} about {topic}?",one,two,three,four,{"ABCD"[i % 4]}' for i in range(n)
     ]
     return ("\n".join(lines) + "\n").encode()
 
