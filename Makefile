@@ -96,7 +96,7 @@ $(STAMP)/datasets.ok: $(STAMP)/build.ok $(CODE)
 
 ## every point (SHARD=i/N for a share), resumable (-> results/<run>/points/, summary.csv)
 sweep: $(STAMP)/sweep.ok
-$(STAMP)/sweep.ok: $(STAMP)/datasets.ok $(STAMP)/accuracy.ok $(CODE)
+$(STAMP)/sweep.ok: $(STAMP)/accuracy.ok $(STAMP)/datasets.ok $(CODE)
 	$(PYTHON) -m bench.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))
 
 $(STAMP)/report.ok: $(STAMP)/sweep.ok $(CODE)

@@ -423,7 +423,8 @@ def accuracy_verdicts(paths: RunPaths, manifest: Manifest | None, arts: Artifact
             PASS if c.passed else FAIL,
             c.value if isinstance(c.value, float) else None,
             c.threshold if isinstance(c.threshold, float) else None,
-            note=f"required {c.op} {c.threshold}"
+            note=("" if c.passed else f"{ACCURACY_FAILED}: ")
+            + f"required {c.op} {c.threshold}"
             + (f"; {acc.confidence:.0%} CI {c.ci[0]:.4g}..{c.ci[1]:.4g}" if c.ci else ""),
         )
         for c in checks
