@@ -62,10 +62,10 @@ ENV_READY := $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/.installed,)
 include docker.mk
 
 # ============================================================================== Pipeline
-.PHONY: all demo env preflight fetch quantize build datasets sweep report verify plan validate
+.PHONY: all demo env preflight fetch quantize build accuracy datasets sweep report verify plan validate
 
 # The stage summary is printed whatever verify says; then verify's exit decides (make exits 2).
-## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> datasets -> sweep -> report -> verify
+## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> accuracy -> datasets -> sweep -> report -> verify
 all: $(STAMP)/report.ok
 	@echo "$(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))"
 	@verdict=0; $(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)) \
@@ -107,6 +107,11 @@ build: $(STAMP)/build.ok
 $(STAMP)/build.ok: $(STAMP)/quantize.ok $(CODE)
 	$(PYTHON) -m bench.build $(ARGS)
 
+## FP8 vs unquantized model on a pinned evaluation, and the gate (-> results/<run>/accuracy/)
+accuracy: $(STAMP)/accuracy.ok
+$(STAMP)/accuracy.ok: $(STAMP)/build.ok $(CODE)
+	$(PYTHON) -m bench.accuracy $(ARGS)
+
 ## synthetic requests per point, trtllm-bench JSONL (-> results/<run>/datasets/)
 datasets: $(STAMP)/datasets.ok
 $(STAMP)/datasets.ok: $(STAMP)/build.ok $(CODE)
@@ -114,7 +119,7 @@ $(STAMP)/datasets.ok: $(STAMP)/build.ok $(CODE)
 
 ## every point (SHARD=i/N for a share), resumable (-> results/<run>/points/, summary.csv)
 sweep: $(STAMP)/sweep.ok
-$(STAMP)/sweep.ok: $(STAMP)/datasets.ok $(CODE)
+$(STAMP)/sweep.ok: $(STAMP)/accuracy.ok $(STAMP)/datasets.ok $(CODE)
 	$(PYTHON) -m bench.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))
 
 $(STAMP)/report.ok: $(STAMP)/sweep.ok $(CODE)

@@ -201,6 +201,58 @@ class Hardware(Strict):
     gpus: Gpus = 1
 
 
+# ----------------------------------------------------------------------------- accuracy (issue 14)
+
+AGREEMENT, TRTLLM_EVAL = "agreement", "trtllm-eval"
+
+
+class AccuracyDataset(Strict):
+    """The evaluation set, pinned: an archive (https URL or a kit path) and its sha256."""
+
+    archive: str = Field(min_length=1)
+    sha256: SHA256 | None = None  # None: the stage prints the digest to lock and refuses to run
+    published: str = ""  # where and when the archive was published, for the report
+
+
+class Accuracy(Strict):
+    """FP8 against the unquantized model it came from, on one pinned evaluation, and the gate.
+
+    method "trtllm-eval": TensorRT-LLM's own evaluation on both models; the gate is
+    FP8 score >= min_ratio x BF16 score (MLPerf's 99% rule by default).
+    method "agreement": the demo's random model has no task accuracy, so FP8 and full precision
+    are compared token by token on a shipped prompt set, each metric against its threshold.
+    """
+
+    method: Literal["agreement", "trtllm-eval"]
+    min_ratio: Fraction = 0.99
+    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    # trtllm-eval
+    task: Literal["mmlu"] = "mmlu"
+    num_samples: PositiveInt | None = None
+    random_seed: NonNegativeInt = 0
+    dataset: AccuracyDataset | None = None
+    timeout_s: PositiveInt = 3600
+    # agreement
+    prompts: str | None = None  # JSONL file inside the kit, {"prompt": ...} per line
+    prompts_sha256: SHA256 | None = None
+    max_new_tokens: PositiveInt = 16
+    min_top1_agreement: Fraction = 0.8
+    max_mean_kl: Annotated[float, Field(gt=0)] = 1e-3
+    min_greedy_prefix: Annotated[float, Field(ge=0)] = 4.0
+
+    @model_validator(mode="after")
+    def _method_has_its_inputs(self) -> Accuracy:
+        need = (
+            ("dataset", "num_samples")
+            if self.method == TRTLLM_EVAL
+            else ("prompts", "prompts_sha256")
+        )
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"method {self.method!r} needs {', '.join(missing)}")
+        return self
+
+
 class Manifest(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)  # a run name
     description: str = ""
@@ -213,6 +265,17 @@ class Manifest(Strict):
     dataset: Dataset = Dataset()
     sweep: Sweep
     hardware: Hardware = Hardware()
+    accuracy: Accuracy | None = None
+
+    @model_validator(mode="after")
+    def _accuracy_has_a_baseline(self) -> Manifest:
+        if self.accuracy is not None and self.quantization.method != "modelopt":
+            raise KeyedError(
+                "accuracy",
+                f"quantization.method {self.quantization.method!r}: the unquantized model is not "
+                "fetched by this kit, so there is nothing to compare with (remove [accuracy])",
+            )
+        return self
 
     @model_validator(mode="after")
     def _points_fit_the_engine(self) -> Manifest:

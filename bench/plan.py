@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench import cost, trtllm
+from bench import accuracy, cost, trtllm
 from bench.datasets import dataset_path, model_files_dir, unique_points
 from bench.errors import run_main
 from bench.manifest import Manifest, Point, load_manifest
@@ -52,6 +52,7 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
     python = container_python(m)
     if python != sys.executable:
         lines.append(f"# interpreter: {python} (the image's; Dockerfile sets PYTHON=python3)")
+    lines += accuracy.plan_lines(run)
     for point in unique_points(run):
         if m.dataset.generator == "prepare_dataset":
             argv = trtllm.prepare_dataset_argv(

@@ -29,7 +29,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import figures, gpus, record, report_sections, secondary, tables
+from bench import accuracy, figures, gpus, record, report_sections, secondary, tables
 from bench.artifacts import Artifacts, code_digest
 from bench.errors import KitError, StageFailed, run_main
 from bench.fileio import atomic_write_bytes, atomic_write_text, read_json, sha256_bytes
@@ -169,6 +169,9 @@ def load_context(run_name: str) -> tuple[RunPaths, Context, list[PointResult], l
     shape, shape_source, config = model_shape(paths, manifest, records)
     if config is not None:
         inputs.append(config)
+    accuracy_record = accuracy.result_path(paths)
+    if accuracy_record.is_file():
+        inputs.append(accuracy_record)
     arts = Artifacts(paths)
     ctx = Context(
         run=run_name,
@@ -182,6 +185,7 @@ def load_context(run_name: str) -> tuple[RunPaths, Context, list[PointResult], l
         results_digest=results_digest(arts),
         recorded_at=recorded_at(arts),
         secondary=tuple(secondary.load(paths.root)),
+        accuracy=read_json(accuracy_record) if accuracy_record.is_file() else None,
     )
     if ctx.secondary:
         inputs.append(paths.root / secondary.FOLDER / secondary.EVIDENCE)

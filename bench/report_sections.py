@@ -76,6 +76,7 @@ class Context:
     results_digest: str
     recorded_at: str | None
     secondary: tuple[SecondaryFile, ...] = ()  # an imported run's summary files (bench.secondary)
+    accuracy: dict[str, Any] | None = None  # results/<run>/accuracy/accuracy.json (bench.accuracy)
 
 
 def _get(data: dict[str, Any] | None, *keys: str) -> Any:
@@ -234,6 +235,7 @@ def section_executive_summary(
         ),
         ("Results recorded", ctx.recorded_at or NOT_RECORDED),
         *_import_dating(ctx),
+        ("Accuracy gate", accuracy_verdict(ctx)),
     ]
     return "## Executive summary\n\n" + md_table(["", ""], table, [False, False]) + "\n"
 
@@ -674,16 +676,113 @@ def section_provenance(records: Sequence[PointResult], ctx: Context) -> str:
     )
 
 
+# ----------------------------------------------------------------------------- accuracy (issue 14)
+
+ACCURACY_FAILED = "accuracy gate failed"
+# Sections whose figures are throughput: a failed gate marks each of their headings.
+THROUGHPUT_HEADINGS = (
+    "## Executive",
+    "## Top ",
+    "## Best ",
+    "## Output tok/s",
+    "## Efficiency",
+    "## Repeats",
+    "## Recommendations",
+)
+
+
+def accuracy_failed(ctx: Context) -> bool:
+    return ctx.accuracy is not None and not ctx.accuracy.get("passed")
+
+
+def accuracy_verdict(ctx: Context) -> str:
+    """The gate's verdict in one line, for the executive summary."""
+    acc = ctx.accuracy
+    if acc is None:
+        return "accuracy: not evidenced (no accuracy record: imported, merged or no [accuracy])"
+    failed = [c for c in acc["checks"] if not c["passed"]]
+    if not failed:
+        return f"PASSED ({len(acc['checks'])} checks, see Accuracy)"
+    c = failed[0]
+    return (
+        f"**FAILED**: {c['metric']} = {_num4(c['value'])}, required {c['op']} "
+        f"{_num4(c['threshold'])}; every throughput figure below: {ACCURACY_FAILED}"
+    )
+
+
+def _num4(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _ci(ci: Sequence[float] | None, scale: float = 1.0) -> str:
+    return "-" if not ci else f"{ci[0] * scale:.4g}..{ci[1] * scale:.4g}"
+
+
+def section_accuracy(ctx: Context) -> str:
+    """Task, subset, FP8 and reference scores, their ratio with its CI, every check, the verdict."""
+    acc = ctx.accuracy
+    if acc is None:
+        return (
+            "## Accuracy\n\naccuracy: not evidenced. This run holds no accuracy record, so "
+            "nothing shows that the measured model still answers like the unquantized one.\n\n"
+        )
+    conf = f"{acc['confidence']:.0%} CI"
+    fp8, bf16 = acc["fp8"], acc["bf16"]
+    summary = [
+        ("Task", acc["task"]),
+        ("Subset", acc["subset"]),
+        ("FP8 score", f"{_num4(fp8['score'])} ({conf} {_ci(fp8.get('ci'))}, n = {fp8['n']})"),
+        (
+            "Reference score (unquantized)",
+            f"{_num4(bf16['score'])} ({conf} {_ci(bf16.get('ci'))}, n = {bf16['n']})",
+        ),
+        ("Ratio FP8 / reference", f"{_num4(acc['ratio'])} ({conf} {_ci(acc.get('ratio_ci'))})"),
+        ("Verdict", "PASSED" if acc["passed"] else f"**FAILED**: {ACCURACY_FAILED}"),
+    ]
+    checks = [
+        [
+            c["metric"],
+            _num4(c["value"]),
+            f"{c['op']} {_num4(c['threshold'])}",
+            _ci(c.get("ci")),
+            "pass" if c["passed"] else "**FAIL**",
+        ]
+        for c in acc["checks"]
+    ]
+    return (
+        "## Accuracy\n\n"
+        + md_table(["", ""], summary, [False, False])
+        + "\n"
+        + md_table(["Check", "Value", "Required", conf, ""], checks, [False] * 5)
+        + "\n"
+    )
+
+
+def join_marked(ctx: Context, sections: Sequence[str]) -> str:
+    """The report's sections joined; after a failed gate, throughput headings are marked."""
+    return "".join(map(mark_throughput, sections) if accuracy_failed(ctx) else sections)
+
+
+def mark_throughput(section: str) -> str:
+    """A failed gate puts its words on the heading of every section that shows throughput."""
+    if section.startswith(THROUGHPUT_HEADINGS):
+        heading, _, rest = section.partition("\n")
+        return f"{heading} ({ACCURACY_FAILED})\n{rest}"
+    return section
+
+
 def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, list[str]]) -> str:
     """The whole report.md: its sections in reading order."""
     rows = point_rows(records)
     reference = is_reference_run(records, ctx.manifest)
-    return "".join(
+    return join_marked(
+        ctx,
         [
             f"# Benchmark report: {ctx.run}\n\n",
             section_identity_warning(identity_problems(records, ctx.manifest)),
             section_import_note(ctx),
             section_executive_summary(records, rows, ctx, reference),
+            section_accuracy(ctx),
             METRIC_DEFINITIONS,
             section_top_points(rows),
             section_best_per(rows, "isl"),
@@ -696,5 +795,5 @@ def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, li
             section_repeats(records),
             section_recommendations(rows, records),
             section_provenance(records, ctx),
-        ]
+        ],
     )

@@ -23,7 +23,7 @@ from bench.errors import KitError
 from bench.fileio import atomic_write_text
 from bench.manifest import Manifest, load_manifest, resolved_toml
 
-STAGES = ("fetch", "quantize", "build", "datasets", "sweep", "report", "verify")
+STAGES = ("fetch", "quantize", "build", "accuracy", "datasets", "sweep", "report", "verify")
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,14 @@ shared stages' files of a merged run (their digests come from the shards' verifi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import accuracy as accmod
+from bench import accuracy_metrics as am
 from bench import gpus, secondary, tables
 from bench import reference as refmod
 from bench.artifacts import Artifacts, Problem
@@ -813,6 +816,103 @@ def reference_summary(sections: Sequence[tuple[str, Sequence[Verdict]]]) -> str:
     )
 
 
+ACCURACY_FAILED = "accuracy gate failed"
+NOT_EVIDENCED = "accuracy: not evidenced"
+
+
+def accuracy_verdicts(paths: RunPaths, manifest: Manifest | None, arts: Artifacts) -> list[Verdict]:
+    """The accuracy gate re-derived from the run's raw accuracy files (issue 14).
+
+    The record's own `passed` is not trusted: scores are re-read from trtllm-eval's logs (or the
+    per-prompt agreement numbers) and checked against the manifest's thresholds, and the files
+    the gate evaluated must be the engine/checkpoint files the run records now.
+    """
+    record_file = accmod.result_path(paths)
+    acc = manifest.accuracy if manifest is not None else None
+    if not record_file.is_file():
+        if acc is None:
+            why = (
+                "imported logs carry no accuracy evidence" if manifest is None else "no [accuracy]"
+            )
+            return [Verdict("accuracy gate", NOT_RUN, note=f"{NOT_EVIDENCED} ({why})")]
+        if "merge" in arts.stages:
+            return [
+                Verdict("accuracy gate", NOT_RUN, note=f"{NOT_EVIDENCED} (merge does not carry it)")
+            ]
+        return [
+            Verdict(
+                "accuracy gate",
+                FAIL,
+                note=f"{NOT_EVIDENCED}: the manifest has [accuracy] but the run has no "
+                f"{record_file.name}; run `make accuracy RUN={paths.name}`",
+            )
+        ]
+    if acc is None:
+        return [Verdict("accuracy gate", FAIL, note="an accuracy record without [accuracy]")]
+    record = read_json(record_file)
+    logs = {
+        label: f.read_text(encoding="utf-8", errors="replace")
+        for label in ("fp8", "bf16")
+        if (f := record_file.with_name(f"{label}.log")).is_file()
+    }
+    checks = am.rederive(record, acc, logs)
+    out = [
+        Verdict(
+            c.metric,
+            PASS if c.passed else FAIL,
+            c.value if isinstance(c.value, float) else None,
+            c.threshold if isinstance(c.threshold, float) else None,
+            note=("" if c.passed else f"{ACCURACY_FAILED}: ")
+            + f"required {c.op} {c.threshold}"
+            + (f"; {acc.confidence:.0%} CI {c.ci[0]:.4g}..{c.ci[1]:.4g}" if c.ci else ""),
+        )
+        for c in checks
+    ]
+    if am.passed(checks) != record.get("passed"):
+        out.append(
+            Verdict(
+                "recorded verdict follows from the raw values",
+                FAIL,
+                note=f"{record_file.name} says passed={record.get('passed')}, re-derived "
+                f"{am.passed(checks)}",
+            )
+        )
+    evaluated = record.get("evaluated", {}).get("fp8", "")
+    seen = arts.stages.get(accmod.STAGE, {}).get("inputs", {})
+    measured = {k: f.sha256 for k, f in arts.files.items() if k.startswith(evaluated + "/")}
+    differ = sorted(k for k, digest in measured.items() if seen.get(k) != digest)
+    out.append(
+        Verdict(
+            f"evaluated {evaluated} = the files the sweep measured",
+            FAIL if differ or not measured else PASS,
+            note=f"differ: {', '.join(differ)}" if differ else f"{len(measured)} file(s)",
+        )
+    )
+    return out
+
+
+def mark_accuracy_failed(
+    sections: list[tuple[str, list[Verdict]]],
+) -> list[tuple[str, list[Verdict]]]:
+    """Every throughput figure of a run whose gate failed carries the words."""
+    return [
+        (
+            title,
+            [
+                dataclasses.replace(
+                    v, note=f"{ACCURACY_FAILED}; {v.note}" if v.note else ACCURACY_FAILED
+                )
+                if v.measured is not None
+                else v
+                for v in verdicts
+            ],
+        )
+        if title != "Accuracy gate"
+        else (title, verdicts)
+        for title, verdicts in sections
+    ]
+
+
 # ----------------------------------------------------------------------------- markdown (pure)
 
 
@@ -971,9 +1071,11 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     summaries = secondary.load(paths.root)
     summary_rows = summary_only_rows(records, summaries)
     claims = ref is not None and ref.kind == "claims"  # published: the method table instead
+    accuracy = accuracy_verdicts(paths, manifest, arts)
     sections = [
         *integrity_sections(arts, files, manifest),
         ("Identity", identity_verdicts(records, manifest, ref if claims else None)),
+        ("Accuracy gate", accuracy),
         ("Consistency: output tok/s = req/s x average OSL", consistency_verdicts(records)),
         ("Suspect points", suspect_verdicts(records)),
         (EVIDENCE_AGREEMENT, evidence_agreement(records, summaries)),
@@ -1002,6 +1104,8 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
                 ("Peak vs reference", peak_verdicts(every, ref)),
                 ("Top-N table vs reference", ranking_verdicts(every, ref)),
             ]
+    if any(v.verdict == FAIL for v in accuracy):
+        sections = mark_accuracy_failed(sections)
     result, exit_code = overall(files, sections, ref_problems)
     text = render(
         run_name,

@@ -23,7 +23,7 @@ from tests.conftest import DEMO_MANIFEST, ROOT
 
 pytestmark = pytest.mark.slow
 PLANTED_TOKEN = "hf_PLANTEDtokenNEVERwrittenANYWHERE0123456789"
-STAGES = ("env", "fetch", "quantize", "build", "datasets", "sweep", "report")
+STAGES = ("env", "fetch", "quantize", "build", "accuracy", "datasets", "sweep", "report")
 
 
 def roots_env(base: Path) -> dict[str, str]:
@@ -181,6 +181,22 @@ def test_sweep_killed_mid_point_resumes_exactly_once(demo, tmp_path):
         {(r["isl"], r["osl"]) for r in rows}
     )
     assert len(rows) == 4
+
+
+def test_accuracy_stage_shows_the_agreement_metrics(demo):
+    base, first = demo
+    record = read_json(base / "results" / "demo" / "accuracy" / "accuracy.json")
+    assert record["method"] == "agreement" and record["passed"] is True
+    assert record["evaluated"] == {
+        "fp8": "work:checkpoint",
+        "bf16": "models:trtllm-repro--tiny-llama-3.1/v1",
+    }
+    report = (base / "reports" / "demo" / "report.md").read_text()
+    accuracy = report[report.index("## Accuracy\n") : report.index("## Metric definitions")]
+    for metric in ("top-1 next-token agreement", "mean KL", "mean matching greedy prefix"):
+        assert metric in accuracy, metric
+    assert "| Accuracy gate | PASSED" in report
+    assert "accuracy gate passed: top-1 next-token agreement" in first.stderr
 
 
 def test_three_shards_merge_into_one_verified_run(demo, tmp_path):

@@ -189,6 +189,15 @@ def test_tensorrt_pipeline_with_injected_failures(tmp_path):
     assert "backend tensorrt vs pytorch" in rows[0] and "checkpoint " in rows[0]
     assert "| PASS |" not in claims and "FAIL" not in claims
 
+    # the accuracy gate ran trtllm-eval on the engine the sweep measured and on the BF16 model
+    accuracy = json.loads((run_dir / "accuracy" / "accuracy.json").read_text())
+    fp8, bf16 = accuracy["argv"]["fp8"], accuracy["argv"]["bf16"]
+    assert fp8[:3] == ["trtllm-eval", "--model", str(work / "engine")] and "--tokenizer" in fp8
+    assert bf16[2] == str(tmp_path / "models" / "trtllm-repro--tiny-llama-3.1" / "v1")
+    assert "--backend tensorrt" in " ".join(fp8) and "--backend tensorrt" in " ".join(bf16)
+    assert accuracy["passed"] and accuracy["fp8"]["n"] == 114
+    assert arts["run:accuracy/fp8.log"]["stage"] == "accuracy"
+
 
 def point_named(text: str, isl: int, osl: int) -> bool:
     return f"ISL {isl} / OSL {osl}" in text or f"isl{isl}_osl{osl}" in text
@@ -207,6 +216,26 @@ def test_pytorch_pipeline_without_failures(tmp_path):
         assert record["memory"]["engine_size_mib"] is None  # no engine on this path
     assert not (tmp_path / "work" / PYTORCH.stem / "engine").exists()
     assert code == 0, out[-3000:]
+
+
+@pytest.mark.slow
+def test_a_failed_accuracy_gate_marks_the_run_and_fails_verify(tmp_path):
+    """FP8 scores 60 against BF16's 68.4: the sweep still runs, every throughput figure says
+    "accuracy gate failed", and `make all` (its verify) fails naming the metric and threshold."""
+    env = pipeline_env(tmp_path, fakes=True, inject={"FAKE_TRTLLM_EVAL_SCORE": "fp8=60.0"})
+    code, out = run_pipeline(PYTORCH, env)
+    assert code != 0
+    assert "accuracy gate FAILED: mmlu FP8/BF16 score ratio = 0.8" in out
+    assert "required >= 0.99" in out
+    got = records(tmp_path / "results" / PYTORCH.stem)
+    assert {r["status"] for r in got.values()} == {"ok"}  # the sweep ran all the same
+    verify = (tmp_path / "reports" / PYTORCH.stem / "verify.md").read_text()
+    assert "| mmlu FP8/BF16 score ratio | **FAIL** |" in verify
+    assert "accuracy gate failed: required >= 0.99" in verify
+    report = (tmp_path / "reports" / PYTORCH.stem / "report.md").read_text()
+    assert "| Accuracy gate | **FAILED**: mmlu FP8/BF16 score ratio" in report
+    for heading in ("## Executive summary", "## Top 10 points by output tok/s", "## Best per ISL"):
+        assert f"{heading} (accuracy gate failed)" in report, heading
 
 
 def test_toolcheck_without_fakes_names_trtllm_bench(tmp_path):
