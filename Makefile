@@ -25,6 +25,9 @@ MODELS_DIR ?= models## model snapshots, shared by runs
 CACHE_DIR ?= $(WORK_DIR)/.cache## checkpoints/engines shared by runs and shards with equal inputs (empty: off)
 REPORTS_DIR ?= reports## reports/<run>/report.md, verify.md, figures
 HF_HOME ?= $(HOME)/.cache/huggingface## Hugging Face cache mounted into the container
+BASE ?=## the run `make compare` compares RUN against
+THRESHOLD ?=## compare's gate: % worse that fails (default: the manifest's [compare], else 5)
+TO ?=## where `make export` sends RUN (mlflow)
 DEMO_MANIFEST := manifests/demo.toml
 export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 
@@ -134,6 +137,17 @@ clean-run:
 ## delete the shared checkpoint/engine cache (runs keep their own copies; the next build remakes it)
 clean-cache:
 	$(if $(CACHE_DIR),rm -rf -- "$(CACHE_DIR)/quantize" "$(CACHE_DIR)/build",@echo "CACHE_DIR is empty: no cache")
+
+# ============================================================================== Compare, export
+.PHONY: compare export
+
+## RUN against BASE: identity first, verdicts per point; exit 1 on SLOWER beyond THRESHOLD
+compare: $(ENV_READY)
+	$(PYTHON) -m bench.compare --base="$(BASE)" --run $(RUN) $(if $(THRESHOLD),--threshold="$(THRESHOLD)")
+
+## send RUN's metrics, manifest, identity and report to a tracking server (TO=mlflow)
+export: $(ENV_READY)
+	$(PYTHON) -m bench.export --run $(RUN) --to="$(TO)"
 
 # ============================================================================== Checks
 .PHONY: test lint bench info

@@ -217,7 +217,7 @@ def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
         atomic_write_json(target, result.to_json())
         outputs.append(target)
     record.write_summary(paths.summary, records)
-    outputs.append(paths.summary)
+    outputs += [paths.summary, paths.summary_json]
     summary = import_summary(folder, points, records, ignored)
     if manifest is None:
         atomic_write_json(paths.root / "import.json", summary)

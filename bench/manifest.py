@@ -159,6 +159,15 @@ class Hardware(Strict):
     gpus: PositiveInt = 1
 
 
+class CompareSettings(Strict):
+    """How `make compare` judges runs of this manifest; bench.compare holds the kit's defaults."""
+
+    threshold_pct: Annotated[float, Field(gt=0)] | None = None  # the gate: % worse that fails
+    noise_pct: dict[
+        Literal["output_tok_s", "avg_request_latency_ms"], Annotated[float, Field(gt=0)]
+    ] = Field(default_factory=dict)  # per metric: a change within it is SAME
+
+
 class Manifest(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
@@ -170,6 +179,7 @@ class Manifest(Strict):
     dataset: Dataset = Dataset()
     sweep: Sweep
     hardware: Hardware = Hardware()
+    compare: CompareSettings | None = None
 
     @model_validator(mode="after")
     def _points_fit_the_engine(self) -> Manifest:
