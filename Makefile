@@ -27,6 +27,7 @@ REPORTS_DIR ?= reports## reports/<run>/report.md, verify.md, figures
 HF_HOME ?= $(HOME)/.cache/huggingface## Hugging Face cache mounted into the container
 BASE ?=## the run `make compare` compares RUN against
 THRESHOLD ?=## compare's gate: % worse that fails (default: the manifest's [compare], else 5)
+COMPARE_SUMMARY ?=## also append compare's table to this file (CI: $GITHUB_STEP_SUMMARY)
 TO ?=## where `make export` sends RUN (mlflow)
 DEMO_MANIFEST := manifests/demo.toml
 export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
@@ -143,7 +144,8 @@ clean-cache:
 
 ## RUN against BASE: identity first, verdicts per point; exit 1 on SLOWER beyond THRESHOLD
 compare: $(ENV_READY)
-	$(PYTHON) -m bench.compare --base="$(BASE)" --run $(RUN) $(if $(THRESHOLD),--threshold="$(THRESHOLD)")
+	$(PYTHON) -m bench.compare --base="$(BASE)" --run $(RUN) $(if $(THRESHOLD),--threshold="$(THRESHOLD)") \
+	  $(if $(COMPARE_SUMMARY),--summary="$(COMPARE_SUMMARY)")
 
 ## send RUN's metrics, manifest, identity and report to a tracking server (TO=mlflow)
 export: $(ENV_READY)

@@ -145,7 +145,12 @@ def merge(name: str, shards: list[Path]) -> int:
                 target = paths.root / "shards" / shard.name / f
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(shard / f, target)
-    shutil.copytree(shards[0] / "datasets", paths.datasets)
+    if (shards[0] / "datasets").is_dir():
+        shutil.copytree(shards[0] / "datasets", paths.datasets)
+    elif "datasets" in base["stages"]:  # shards uploaded without them: digests from the record
+        arts.stages["datasets"] = base["stages"]["datasets"]
+        for key in base["stages"]["datasets"]["outputs"]:
+            arts.files[key] = FileEntry(**base["files"][key])
     write_summary(paths.summary, load_records(paths.points))
     copied = sorted(p for p in paths.root.rglob("*") if p.is_file() and p != paths.artifacts)
     inputs = arts.input_digests([s / "artifacts.json" for s in shards])
