@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from bench import compare
-from bench.fileio import atomic_write_json
+from bench import compare, merge, verify
+from bench.artifacts import Artifacts
+from bench.fileio import atomic_write_json, sha256_bytes
 from bench.manifest import load_manifest
 from bench.record import Identity, Metrics, PointResult
 from bench.reference_runner import TEST_SLOWDOWN_ENV, slowdown_factor
 from bench.results_schema import Provenance
-from bench.run import point_id
+from bench.run import RunPaths, point_id
 from tests.conftest import DEMO_MANIFEST, ROOT
 
 NOISE = {"output_tok_s": 5.0, "avg_request_latency_ms": 5.0}
@@ -249,3 +250,51 @@ def test_compare_writes_the_report_records_it_and_gates(run_roots):
     assert compare.main(["--base", "base", "--run", "new", "--threshold", "60"]) == 0
     write_run(run_roots, "same", [rec(32, 16, 100.0), rec(64, 16, 101.0)])
     assert compare.main(["--base", "base", "--run", "same"]) == 0
+
+
+# ------------------------------------------------------------------------- shards without datasets
+
+
+def shard_without_datasets(root: Path, name: str, point: PointResult) -> Path:
+    """A finished shard as benchmark.yml uploads it: records, no datasets/ folder."""
+    folder = root / name
+    key = "run:datasets/isl32_osl16_n8.jsonl"
+    atomic_write_json(
+        folder / "artifacts.json",
+        {
+            "schema": "trtllm-repro/artifacts/1",
+            "files": {key: {"size": 3, "sha256": sha256_bytes(b"abc"), "stage": "datasets"}},
+            "stages": {"datasets": {"inputs": {}, "outputs": [key], "details": {}}},
+        },
+    )
+    (folder / "manifest.resolved.toml").write_text('name = "m"\n')
+    (folder / ".stamps").mkdir()
+    (folder / ".stamps" / "sweep.ok").write_text("")
+    pid = point_id(point.isl, point.osl)
+    atomic_write_json(folder / "points" / pid / "result.json", point.to_json())
+    return folder
+
+
+def test_a_merge_of_shards_without_datasets_verifies_and_says_so(run_roots):
+    shards = [
+        shard_without_datasets(run_roots / "up", "s1", rec(32, 16, 100.0)),
+        shard_without_datasets(run_roots / "up", "s2", rec(64, 16, 100.0)),
+    ]
+    assert merge.merge("merged", shards) == 0
+    arts = Artifacts(RunPaths.for_run("merged"))
+    assert "run:datasets/isl32_osl16_n8.jsonl" in arts.files  # digest carried from the record
+    files = verify.check_files(arts, "all")
+    assert files.problems == () and "run:datasets/isl32_osl16_n8.jsonl" in files.from_record
+    text = verify.render("merged", files, [], None, None, [], False)
+    assert "The datasets are not on this machine" in text
+    # Where the datasets exist, they are re-hashed: a changed one is named.
+    dataset = run_roots / "results" / "merged" / "datasets" / "isl32_osl16_n8.jsonl"
+    dataset.parent.mkdir()
+    dataset.write_bytes(b"abd")
+    files = verify.check_files(Artifacts(RunPaths.for_run("merged")), "all")
+    assert [(p.key, p.kind) for p in files.problems] == [
+        ("run:datasets/isl32_osl16_n8.jsonl", "changed")
+    ]
+    assert json.loads((run_roots / "results" / "merged" / "summary.json").read_text())["run"] == (
+        "merged"
+    )
