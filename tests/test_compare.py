@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import compare, merge, verify
+from bench import compare, merge, results_schema, verify
 from bench.artifacts import Artifacts
 from bench.fileio import atomic_write_json, sha256_bytes
 from bench.manifest import load_manifest
-from bench.record import Identity, Metrics, PointResult
+from bench.record import Identity, Metrics, PointResult, write_summary
 from bench.reference_runner import TEST_SLOWDOWN_ENV, slowdown_factor
 from bench.results_schema import Provenance
 from bench.run import RunPaths, point_id
@@ -298,3 +298,43 @@ def test_a_merge_of_shards_without_datasets_verifies_and_says_so(run_roots):
     assert json.loads((run_roots / "results" / "merged" / "summary.json").read_text())["run"] == (
         "merged"
     )
+
+
+# ----------------------------------------------------------------------------- summary.json
+
+
+def test_the_published_schema_is_the_one_the_model_generates():
+    published = json.loads((ROOT / "schemas" / "summary.schema.json").read_text())
+    assert published == results_schema.json_schema(), (
+        "regenerate: python -m bench.results_schema > schemas/summary.schema.json"
+    )
+
+
+def test_summary_json_is_written_beside_summary_csv_and_validated(run_roots):
+    run = run_roots / "results" / "r"
+    records = [rec(64, 16, 90.0), rec(32, 16, 100.0)]
+    write_summary(run / "summary.csv", records)
+    doc = json.loads((run / "summary.json").read_text())
+    assert doc["schema"] == "trtllm-repro/summary/1" and doc["run"] == "r"
+    assert [(r["isl"], r["metrics"]["output_tok_s"]) for r in doc["records"]] == [
+        (32, 100.0),
+        (64, 90.0),
+    ]
+    assert set(doc["provenance"]) >= {"model", "checkpoint", "engine", "datasets", "image_digest"}
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (lambda d: d["records"][0]["metrics"].update(output_tok_s="fast"), "records.0.metrics"),
+        (lambda d: d["records"][0].update(status="great"), "records.0.status"),
+        (lambda d: d["records"][0]["identity"].update(colour="red"), "records.0.identity"),
+        (lambda d: d.pop("provenance"), "(document)"),
+    ],
+)
+def test_a_document_off_the_schema_is_refused_naming_the_key(change, key):
+    doc = results_schema.summary_document("r", prov(), [rec(32, 16, 100.0)])
+    change(doc)
+    with pytest.raises(compare.KitError, match=r"does not match summary\.schema\.json") as err:
+        results_schema.check(doc, "summary.json")
+    assert err.value.key is not None and err.value.key.startswith(key)
