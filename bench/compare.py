@@ -494,11 +494,12 @@ def parse_threshold(text: str | None) -> float | None:
 def compare(base_name: str, new_name: str, threshold: float | None, summary: Path | None) -> int:
     from bench.artifacts import Artifacts
 
-    if not RUN_NAME.fullmatch(base_name):
-        raise KitError(
-            f"BASE={base_name!r} is not a run name (letters, digits, '.', '_', '-')",
-            fix="make compare BASE=<a folder under results/> RUN=<run>",
-        )
+    for var, name in (("BASE", base_name), ("RUN", new_name)):
+        if not RUN_NAME.fullmatch(name):
+            raise KitError(
+                f"{var}={name!r} is not a run name (letters, digits, '.', '_', '-')",
+                fix="make compare BASE=<a folder under results/> RUN=<run>",
+            )
     if base_name == new_name:
         raise KitError(f"BASE and RUN are both {base_name!r}", fix="compare two different runs")
     base, new = load(base_name, "base"), load(new_name, "run")
