@@ -8,10 +8,11 @@ Usage:  python -m bench.compare --base BASE --run RUN [--threshold PCT]
 
 Identity differences come first, so a change of method is never read as a regression. Each point
 both runs measured gets a verdict per metric: FASTER, SLOWER, SAME or NOISY. With two or more
-valid repeats on both sides the verdict is Welch's t-test on the repeats (significance) plus the
-metric's noise band (practical size): SLOWER needs both. With single runs only the noise band can
-judge, and the report says the verdict is weaker. Exit 1 when a comparable point is SLOWER by more
-than the threshold, or lost its valid result; 0 otherwise; 2 on bad input.
+valid repeats on both sides the verdict is Welch's t-test on the repeats' logarithms
+(significance) plus the metric's noise band (practical size): SLOWER needs both. With single runs
+only the noise band can judge, and the report says the verdict is weaker. Exit 1 when a
+comparable point's output tok/s is SLOWER by more than the threshold, or a point lost its valid
+result; 0 otherwise; 2 on bad input.
 """
 
 from __future__ import annotations
@@ -86,12 +87,15 @@ class MetricComparison:
 
 
 def welch_p_value(base: Sequence[float], new: Sequence[float]) -> float:
-    """Two-sided Welch's t-test; equal constant samples give 1, different ones 0."""
+    """Two-sided Welch's t-test on the logarithms: timing noise is multiplicative (a loaded
+    machine scales a repeat's time), and on logs throughput and latency get one answer.
+    Equal constant samples give 1, different constant ones 0."""
     from scipy import stats
 
-    if statistics.pvariance(base) == 0 and statistics.pvariance(new) == 0:
-        return 1.0 if statistics.fmean(base) == statistics.fmean(new) else 0.0
-    return float(stats.ttest_ind(new, base, equal_var=False).pvalue)
+    log_base, log_new = [math.log(v) for v in base], [math.log(v) for v in new]
+    if statistics.pvariance(log_base) == 0 and statistics.pvariance(log_new) == 0:
+        return 1.0 if log_base[0] == log_new[0] else 0.0
+    return float(stats.ttest_ind(log_new, log_base, equal_var=False).pvalue)
 
 
 def judge(

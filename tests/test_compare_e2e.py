@@ -1,10 +1,11 @@
 """`make compare` between real demo runs: a slowed run is SLOWER by its size and fails the gate;
 an identical-method rerun is never SLOWER.
 
-The runs use tests/data/manifests/demo-repeats.toml (the demo's model, two points, 3 repeats) and
-share one model store and stage cache. The slowed run sets the reference runner's test knob
-(TRTLLM_REPRO_TEST_SLOWDOWN, honoured under pytest only). COMPARE_REPETITIONS=5 repeats the
-identical-method check on 5 fresh runs (the issue's acceptance; default 1, each run ~1-3 min).
+The runs use tests/data/manifests/demo-repeats.toml (the demo's model, two points, 3 repeats),
+share one model store and stage cache, and run in pairs at the same time (see paired_runs). The
+slowed run sets the reference runner's test knob (TRTLLM_REPRO_TEST_SLOWDOWN, honoured under pytest
+only). COMPARE_REPETITIONS=5 repeats the identical-method check on 5 fresh pairs (the issue's
+acceptance; default 1; a pair takes a few minutes on a loaded 2-core machine).
 """
 
 from __future__ import annotations
@@ -42,16 +43,37 @@ def make(base: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
     )
 
 
-def demo_run(base: Path, run: str, **extra: str) -> None:
-    proc = make(base, "all", f"MANIFEST={MANIFEST}", f"RUN={run}", **extra)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+def paired_runs(base: Path, runs: dict[str, dict[str, str]]) -> None:
+    """`make all` for each run at the same time, so both meet the same machine load: on a
+    shared 2-core machine, load that changes between two runs made one after the other moved
+    a point's throughput 15-fold. Pairing is the kit's advice for real A/B runs too."""
+    procs = {
+        run: subprocess.Popen(
+            [
+                "make",
+                "--no-print-directory",
+                "-C",
+                str(ROOT),
+                "all",
+                f"PYTHON={sys.executable}",
+                f"MANIFEST={MANIFEST}",
+                f"RUN={run}",
+            ],
+            env=env_for(base, **extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for run, extra in runs.items()
+    }
+    for run, proc in procs.items():
+        out, _ = proc.communicate(timeout=1800)
+        assert proc.returncode == 0, f"{run}:\n{out[-5000:]}"
 
 
 @pytest.fixture(scope="module")
 def roots(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("compare")
-    demo_run(base, "base")
-    return base
+    return tmp_path_factory.mktemp("compare")
 
 
 def rows(report: str, metric: str = "output tok/s") -> list[tuple[str, float, str]]:
@@ -65,7 +87,7 @@ def rows(report: str, metric: str = "output tok/s") -> list[tuple[str, float, st
 
 
 def test_a_slowed_run_is_slower_by_its_size_and_fails_the_gate(roots):
-    demo_run(roots, "slowed", **{TEST_SLOWDOWN_ENV: str(SLOWDOWN)})
+    paired_runs(roots, {"base": {}, "slowed": {TEST_SLOWDOWN_ENV: str(SLOWDOWN)}})
     proc = make(roots, "compare", "BASE=base", "RUN=slowed")
     assert proc.returncode != 0, proc.stderr
     report = (roots / "reports" / "slowed" / "compare-base.md").read_text()
@@ -73,7 +95,7 @@ def test_a_slowed_run_is_slower_by_its_size_and_fails_the_gate(roots):
     assert len(found) == 2, report
     for point, change, verdict in found:
         assert verdict == "SLOWER", (point, change, report)
-        assert -60.0 < change < -40.0, (point, change)  # 1/2 of the throughput, within the noise
+        assert -70.0 < change < -30.0, (point, change)  # half the throughput, within the noise
     assert "Both runs have the same identity" in report
     assert re.search(r"SLOWER 32/16 output tok/s: -[45]\d\.\d%", proc.stderr), proc.stderr
     assert (roots / "reports" / "slowed" / "figures" / "compare-base-heatmap.png").is_file()
@@ -84,10 +106,10 @@ def test_a_slowed_run_is_slower_by_its_size_and_fails_the_gate(roots):
 
 @pytest.mark.parametrize("repetition", range(REPETITIONS))
 def test_an_identical_rerun_is_never_slower(roots, repetition):
-    run = f"again{repetition}"
-    demo_run(roots, run)
-    proc = make(roots, "compare", "BASE=base", f"RUN={run}")
-    report = (roots / "reports" / run / "compare-base.md").read_text()
+    base, run = f"first{repetition}", f"again{repetition}"
+    paired_runs(roots, {base: {}, run: {}})
+    proc = make(roots, "compare", f"BASE={base}", f"RUN={run}")
+    report = (roots / "reports" / run / f"compare-{base}.md").read_text()
     found = rows(report) + rows(report, "avg request latency (ms)")
     print(f"{run}: {found}")
     assert len(found) == 4, report
