@@ -1,6 +1,6 @@
 """`make export`: send a run to a tracking server, for teams that keep their numbers in one.
 
-Reads:  results/<run>/ (records, summary.json, manifest.resolved.toml, provenance) and
+Reads:  results/<run>/summary.json (records, provenance), manifest.resolved.toml, and
         reports/<run>/report.md
 Writes: nothing in the run; one MLflow run with the run's metrics (one per point and metric),
         params (the resolved manifest, flattened), tags (identity) and artifacts (report,
@@ -10,7 +10,8 @@ Usage:  python -m bench.export --run RUN --to mlflow       (make export RUN=<run
 MLflow is not in the kit's install: it goes into its own virtualenv (MLFLOW_VENV, default
 .venv-mlflow) on first use, pinned to MLFLOW_REQUIREMENT, and bench/mlflow_log.py runs there
 with nothing of the kit but a JSON payload. The server is MLflow's own MLFLOW_TRACKING_URI (a
-local `file:` store, a URL); MLFLOW_EXPERIMENT_NAME names the experiment (default trtllm-repro).
+local `file:` store, which MLflow 3 accepts only with MLFLOW_ALLOW_FILE_STORE=true; a URL);
+MLFLOW_EXPERIMENT_NAME names the experiment (default trtllm-repro).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from typing import Any
 
 from bench.compare import METRICS, identity
 from bench.errors import KitError, StageFailed, run_main
-from bench.fileio import atomic_write_json
-from bench.record import PointResult, load_records
-from bench.results_schema import Provenance
+from bench.fileio import atomic_write_json, read_json
+from bench.record import PointResult
+from bench.results_schema import Provenance, check
 from bench.run import RunPaths, point_id
 
 TARGETS = ("mlflow",)
@@ -130,9 +131,8 @@ def export(run_name: str, target: str) -> int:
             path=str(paths.root),
             fix=f"finish the run first, or rerun `make sweep RUN={run_name}` (it resumes)",
         )
-    from bench.fileio import read_json
-
     summary = read_json(paths.summary_json)
+    check(summary, str(paths.summary_json))
     manifest = (
         tomllib.loads(paths.resolved_manifest.read_text(encoding="utf-8"))
         if paths.resolved_manifest.is_file()
@@ -140,7 +140,7 @@ def export(run_name: str, target: str) -> int:
     )
     data = payload(
         run_name,
-        load_records(paths.points),
+        [PointResult.from_json(r, str(paths.summary_json)) for r in summary["records"]],
         manifest,
         Provenance(**summary["provenance"]),
         [paths.reports / "report.md", paths.summary_json, paths.summary],

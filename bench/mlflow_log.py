@@ -26,4 +26,8 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1]))
+    try:
+        raise SystemExit(main(sys.argv[1]))
+    except mlflow.exceptions.MlflowException as err:  # the server's answer, in one paragraph
+        print(f"mlflow: {err.message}", file=sys.stderr)
+        raise SystemExit(1) from None

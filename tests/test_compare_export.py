@@ -99,6 +99,7 @@ def test_export_to_a_local_mlflow_file_store(run_roots, monkeypatch):
     store = run_roots / "mlruns"
     monkeypatch.setenv("MLFLOW_VENV", str(venv))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3.x: file store opt-in
     assert export.main(["--run", "r", "--to", "mlflow"]) == 0
     check = subprocess.run(
         [
