@@ -142,10 +142,11 @@ clean-cache:
 # ============================================================================== Compare, export
 .PHONY: compare export
 
+COMPARE_OPTIONS = $(if $(THRESHOLD),--threshold="$(THRESHOLD)") \
+  $(if $(COMPARE_SUMMARY),--summary="$(COMPARE_SUMMARY)")
 ## RUN against BASE: identity first, verdicts per point; exit 1 on SLOWER beyond THRESHOLD
 compare: $(ENV_READY)
-	$(PYTHON) -m bench.compare --base="$(BASE)" --run $(RUN) $(if $(THRESHOLD),--threshold="$(THRESHOLD)") \
-	  $(if $(COMPARE_SUMMARY),--summary="$(COMPARE_SUMMARY)")
+	$(PYTHON) -m bench.compare --base="$(BASE)" --run $(RUN) $(strip $(COMPARE_OPTIONS))
 
 ## send RUN's metrics, manifest, identity and report to a tracking server (TO=mlflow)
 export: $(ENV_READY)
