@@ -364,7 +364,7 @@ def summary_table(result: Comparison, settings: Settings) -> str:
 
 
 def heatmap_png(result: Comparison, metric: str = "output_tok_s") -> bytes | None:
-    """% change of `metric` over ISL x OSL (best concurrency ignored: first per cell), or None."""
+    """% change of `metric` over ISL x OSL for points without a concurrency limit, or None."""
     from matplotlib import colormaps
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.figure import Figure
