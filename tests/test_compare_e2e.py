@@ -23,7 +23,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 MANIFEST = ROOT / "tests" / "data" / "manifests" / "demo-repeats.toml"
-SLOWDOWN = 2.0  # every batch takes twice as long: output tok/s -50%
+SLOWDOWN = 4.0  # the runner's clock runs 4x slow: output tok/s -75%
 REPETITIONS = int(os.environ.get("COMPARE_REPETITIONS", "1"))
 
 
@@ -99,9 +99,10 @@ def test_a_slowed_run_is_slower_by_its_size_and_fails_the_gate(roots):
     assert len(found) == 2, report
     for point, change, verdict in found:
         assert verdict == "SLOWER", (point, change, report)
-        assert -70.0 < change < -30.0, (point, change)  # half the throughput, within the noise
+        # A quarter of the throughput, within the noise that identical runs showed here (+-40%).
+        assert -88.0 < change < -55.0, (point, change)
     assert "Both runs have the same identity" in report
-    assert re.search(r"SLOWER 32/16 output tok/s: -[45]\d\.\d%", proc.stderr), proc.stderr
+    assert re.search(r"SLOWER 32/16 output tok/s: -[5-8]\d\.\d%", proc.stderr), proc.stderr
     assert (roots / "reports" / "slowed" / "figures" / "compare-base-heatmap.png").is_file()
     assert "## Request latency percentiles" in report
     verify = make(roots, "verify", "RUN=slowed")
