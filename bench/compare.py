@@ -51,7 +51,9 @@ GATE_METRICS = ("output_tok_s",)
 # manifest states its own in [compare] noise_pct (the CPU demo on a shared machine needs more).
 NOISE_PCT: dict[str, float] = {"output_tok_s": 5.0, "avg_request_latency_ms": 5.0}
 THRESHOLD_PCT = 5.0  # the gate's default when neither THRESHOLD= nor the manifest states one
-ALPHA = 0.05  # Welch's t-test: significance level for repeats
+# Welch's t-test: significance level for repeats. A run judges many points and two metrics at once;
+# at 0.05, 1 in 20 comparisons between identical runs would pass the test by chance.
+ALPHA = 0.01
 PERCENTILES = ("p50", "p90", "p99")
 
 FASTER, SLOWER, SAME, NOISY = "FASTER", "SLOWER", "SAME", "NOISY"

@@ -183,7 +183,7 @@ def test_heatmap_is_a_png_over_isl_and_osl():
 
 def test_threshold_comes_from_the_flag_then_the_manifest_then_the_kit():
     demo = load_manifest(DEMO_MANIFEST)
-    assert demo.compare is not None and demo.compare.threshold_pct == 20.0
+    assert demo.compare is not None and demo.compare.threshold_pct == 30.0
     assert compare.parse_threshold("7.5") == 7.5 and compare.parse_threshold("") is None
 
 
