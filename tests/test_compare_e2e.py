@@ -96,6 +96,7 @@ def test_a_slowed_run_is_slower_by_its_size_and_fails_the_gate(roots):
     assert proc.returncode != 0, proc.stderr
     report = (roots / "reports" / "slowed" / "compare-base.md").read_text()
     found = rows(report)
+    print(f"slowed: {found}")
     assert len(found) == 2, report
     for point, change, verdict in found:
         assert verdict == "SLOWER", (point, change, report)
