@@ -27,6 +27,10 @@ CACHE_DIR ?= $(WORK_DIR)/.cache## checkpoints/engines shared by runs and shards 
 REPORTS_DIR ?= reports## reports/<run>/report.md, verify.md, figures
 HF_HOME ?= $(HOME)/.cache/huggingface## Hugging Face cache mounted into the container
 TEST_WORKERS ?= auto## pytest-xdist workers for `make test` (auto: one per core)
+BASE ?=## the run `make compare` compares RUN against
+THRESHOLD ?=## compare's gate: % worse that fails (default: the manifest's [compare], else 5)
+COMPARE_SUMMARY ?=## also append compare's table to this file (CI: $GITHUB_STEP_SUMMARY)
+TO ?=## where `make export` sends RUN (mlflow)
 DEMO_MANIFEST := manifests/demo.toml
 export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 
@@ -40,7 +44,7 @@ export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 # RUN comes last, since its default is left unexpanded (so empty) when another value holds a `$`.
 EDGE_VARS := MANIFEST SHARD REFERENCE LOGS SHARDS RESULTS_DIR WORK_DIR REPORTS_DIR MODELS_DIR \
   CACHE_DIR VENV PYTHON HF_HOME TEST_WORKERS DOCKER DOCKER_GPUS IMAGE_TAG PARTITION TIME \
-  GPUS_PER_TASK CPUS_PER_TASK CONTAINER SLURM_IMAGE PARTIAL RUN
+  GPUS_PER_TASK CPUS_PER_TASK CONTAINER SLURM_IMAGE PARTIAL BASE THRESHOLD COMPARE_SUMMARY TO RUN
 edge_given = $(filter-out file default,$(origin $(1)))
 EDGE_DOLLAR := $(findstring $$,$(foreach v,$(EDGE_VARS),$(if $(call edge_given,$(v)),$(value $(v)))))
 edge_raw = $(if $(call edge_given,$(1)),$(value $(1)),$(if $(and $(EDGE_DOLLAR),$(filter RUN CACHE_DIR,$(1))),,$($(1))))
@@ -203,6 +207,19 @@ slurm: $(ENV_READY)
 test-slurm: $(ENV_READY)
 	scripts/slurm/install-debian.sh
 	SLURM_E2E=1 $(PYTHON) -m pytest -q -s -rs -p no:cacheprovider tests/test_slurm_e2e.py
+
+# ============================================================================== Compare, export
+.PHONY: compare export
+
+COMPARE_OPTIONS = $(if $(THRESHOLD),--threshold="$(THRESHOLD)") \
+  $(if $(COMPARE_SUMMARY),--summary="$(COMPARE_SUMMARY)")
+## RUN against BASE: identity first, verdicts per point; exit 1 on SLOWER beyond THRESHOLD
+compare: $(ENV_READY)
+	$(PYTHON) -m bench.compare --base="$(BASE)" --run $(RUN) $(strip $(COMPARE_OPTIONS))
+
+## send RUN's metrics, manifest, identity and report to a tracking server (TO=mlflow)
+export: $(ENV_READY)
+	$(PYTHON) -m bench.export --run $(RUN) --to="$(TO)"
 
 # ============================================================================== Checks
 .PHONY: test test-fast lint bench info

@@ -55,6 +55,10 @@ VARIABLES: dict[str, tuple[bool, str]] = {
     "CONTAINER": (True, "word"),
     "SLURM_IMAGE": (True, "path"),
     "PARTIAL": (True, "word"),
+    "BASE": (True, "run"),
+    "THRESHOLD": (True, "word"),
+    "COMPARE_SUMMARY": (True, "path"),
+    "TO": (True, "word"),
 }
 EXAMPLES = {
     "run": "RUN=my-run (letters, digits, . _ -; at most 100 characters)",

@@ -278,7 +278,7 @@ def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
         atomic_write_json(target, result.to_json())
         outputs.append(target)
     record.write_summary(paths.summary, records)
-    outputs.append(paths.summary)
+    outputs += [paths.summary, paths.summary_json]
     outputs += secondary.write(paths.root, folder, evidence)
     logs = [f for p in points for f in p.files if f.suffix == ".txt"]
     summary = import_summary(folder, points, records, ignored) | secondary.import_fields(

@@ -253,6 +253,15 @@ class Accuracy(Strict):
         return self
 
 
+class CompareSettings(Strict):
+    """How `make compare` judges runs of this manifest; bench.compare holds the kit's defaults."""
+
+    threshold_pct: Annotated[float, Field(gt=0)] | None = None  # the gate: % worse that fails
+    noise_pct: dict[
+        Literal["output_tok_s", "avg_request_latency_ms"], Annotated[float, Field(gt=0)]
+    ] = Field(default_factory=dict)  # per metric: a change within it is SAME
+
+
 class Manifest(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)  # a run name
     description: str = ""
@@ -266,6 +275,7 @@ class Manifest(Strict):
     sweep: Sweep
     hardware: Hardware = Hardware()
     accuracy: Accuracy | None = None
+    compare: CompareSettings | None = None
 
     @model_validator(mode="after")
     def _accuracy_has_a_baseline(self) -> Manifest:

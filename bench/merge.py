@@ -105,11 +105,12 @@ def shard_file_problems(shard: Path) -> list[str]:
         arts.key(p) if not p.is_symlink() else f"run:{p.relative_to(shard).as_posix()}"
         for p in taken_files(shard)
     }
+    # A shard uploaded without datasets/ (benchmark.yml) keeps their digests in its record only.
+    kept = ("run:points/", "run:datasets/") if (shard / "datasets").is_dir() else ("run:points/",)
     recorded = {
         k
         for k in arts.files
-        if k.startswith(("run:points/", "run:datasets/"))
-        and not k.partition("/")[2].split("/")[0].endswith(".partial")
+        if k.startswith(kept) and not k.partition("/")[2].split("/")[0].endswith(".partial")
     }
     problems = []
     for problem in arts.check(sorted(taken | recorded)):
@@ -226,7 +227,12 @@ def merge(name: str, shards: list[Path], *, allow_partial: bool = False) -> int:
                 target = paths.root / "shards" / shard.name / f
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(shard / f, target)
-    shutil.copytree(shards[0] / "datasets", paths.datasets)
+    if (shards[0] / "datasets").is_dir():
+        shutil.copytree(shards[0] / "datasets", paths.datasets)
+    elif "datasets" in base["stages"]:  # shards uploaded without them: digests from the record
+        arts.stages["datasets"] = base["stages"]["datasets"]
+        for key in base["stages"]["datasets"]["outputs"]:
+            arts.files[key] = FileEntry(**base["files"][key])
     write_summary(paths.summary, load_records(paths.points))
     copied = sorted(p for p in paths.root.rglob("*") if p.is_file() and p != paths.artifacts)
     inputs = arts.input_digests([s / "artifacts.json" for s in shards])

@@ -232,7 +232,11 @@ def summary_csv(records: list[PointResult]) -> str:
 
 
 def write_summary(path: Path, records: list[PointResult]) -> None:
+    """summary.csv and, beside it, summary.json (bench.results_schema): record both as outputs."""
+    from bench.results_schema import write_summary_json  # it builds on this module
+
     atomic_write_text(path, summary_csv(records))
+    write_summary_json(path.parent, records)
 
 
 def read_record(path: Path) -> PointResult:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from importlib.metadata import version
 from itertools import groupby
 from pathlib import Path
@@ -29,6 +31,29 @@ from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_json
 
 BACKEND = "hf-reference"
+# TEST KNOB, not a setting: the runner's clock runs this many times slow (2.0: every timed duration
+# doubles, throughput halves), a simulated slower machine whose work and noise are real. Scaling the
+# clock rather than sleeping keeps the slowed run in step with runs measured beside it, so both meet
+# the same load. Honoured only under pytest (PYTEST_CURRENT_TEST set), announced on the console
+# log, never read on the H100 path. The tests of `make compare` use it for a known regression.
+TEST_SLOWDOWN_ENV = "TRTLLM_REPRO_TEST_SLOWDOWN"
+
+
+def slowdown_factor(env: Mapping[str, str]) -> float:
+    """The test knob's factor (1.0 outside pytest); a bad value is one clear error."""
+    text = env.get(TEST_SLOWDOWN_ENV)
+    if not text or "PYTEST_CURRENT_TEST" not in env:
+        return 1.0
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = 0.0
+    if not 1.0 <= factor <= 100.0:
+        raise KitError(
+            f"{TEST_SLOWDOWN_ENV}={text!r} is not a factor from 1 to 100",
+            fix=f"unset {TEST_SLOWDOWN_ENV}, or set it to e.g. 2.0 in a test",
+        )
+    return factor
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -190,6 +215,9 @@ def run_throughput(args: argparse.Namespace) -> int:
         min(args.max_batch_size, args.concurrency) if args.concurrency > 0 else args.max_batch_size
     )
     model = load_dequantized(args.model_path, device=args.device)
+    slowdown = slowdown_factor(os.environ)
+    if slowdown != 1.0:
+        print(f"TEST KNOB {TEST_SLOWDOWN_ENV}={slowdown:g}: the clock runs slow", file=sys.stderr)
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
 
     def generate(batch: list[dict]) -> tuple[list[int], float]:
@@ -207,7 +235,7 @@ def run_throughput(args: argparse.Namespace) -> int:
             )
         if args.device == "cuda":
             torch.cuda.synchronize()
-        return [out.shape[1] - ids.shape[1]] * len(batch), time.perf_counter() - start
+        return [out.shape[1] - ids.shape[1]] * len(batch), (time.perf_counter() - start) * slowdown
 
     for batch in batches(requests[: args.warmup], max_batch):
         generate(batch)
@@ -219,7 +247,7 @@ def run_throughput(args: argparse.Namespace) -> int:
         output_lens += lens
         latencies += [seconds * 1000.0] * len(batch)
         bar.update(len(batch))
-    total_s = time.perf_counter() - start
+    total_s = (time.perf_counter() - start) * slowdown
     bar.close()
     report = build_report(
         model=args.model,

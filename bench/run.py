@@ -4,7 +4,7 @@ Layout (every name below comes from here, nowhere else):
   results/<run>/manifest.resolved.toml   the manifest with defaults, fixed at the run's start
   results/<run>/artifacts.json           every file read or written, with sha256 (bench.artifacts)
   results/<run>/.stamps/<stage>.ok       written last by each stage, for Make
-  results/<run>/datasets/, points/<point>/, summary.csv, provenance.json
+  results/<run>/datasets/, points/<point>/, summary.csv, summary.json, provenance.json
   work/<run>/                            large per-run files: quantized checkpoint, engine
   models/<org>--<name>/<revision>/       model snapshots, shared by runs, immutable per revision
   reports/<run>/                         report.md, figures, verify.md
@@ -75,6 +75,10 @@ class RunPaths:
     @property
     def summary(self) -> Path:
         return self.root / "summary.csv"
+
+    @property
+    def summary_json(self) -> Path:
+        return self.root / "summary.json"
 
     @property
     def provenance(self) -> Path:

@@ -315,7 +315,13 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
             publish(run, arts, task, result)
             remaining -= estimate.seconds(task.point)
             write_summary(run.paths.summary, load_records(run.paths.points))
-            arts.record("sweep", inputs, [run.paths.summary], replace=False, stamp=False)
+            arts.record(
+                "sweep",
+                inputs,
+                [run.paths.summary, run.paths.summary_json],
+                replace=False,
+                stamp=False,
+            )
             print(
                 f"[sweep] {task.name}: {result.status}"
                 + (
@@ -332,7 +338,9 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
         )
         raise
     write_summary(run.paths.summary, load_records(run.paths.points))
-    arts.record("sweep", inputs, [run.paths.summary], replace=False, stamp=True)
+    arts.record(
+        "sweep", inputs, [run.paths.summary, run.paths.summary_json], replace=False, stamp=True
+    )
     failed = [r for r in load_records(run.paths.points) if r.status != "ok"]
     print(
         f"[sweep] done: {len(tasks) - len(failed)} ok, {len(failed)} failed or invalid",

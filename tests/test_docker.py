@@ -401,6 +401,7 @@ BASE = "".join(
         "requests==2.32.4",
         "nvidia-ml-py==12.575.51",
         "matplotlib==3.10.3",
+        "jsonschema==4.24.0",  # assumed: NGC PyTorch bases ship jupyterlab, which needs it
     )
 )
 

@@ -84,7 +84,7 @@ def shard_run(roots: Path, index: int, count: int, name: str | None = None) -> P
         atomic_write_json(target, ok(task.point.isl, task.point.osl, 900.0).to_json())
         outputs.append(target)
     write_summary(run.paths.summary, [ok(t.point.isl, t.point.osl, 900.0) for t in mine])
-    outputs.append(run.paths.summary)
+    outputs += [run.paths.summary, run.paths.summary_json]
     Artifacts(run.paths).record("sweep", {}, outputs, shard_details((index, count), mine))
     return run.paths.root
 

@@ -53,7 +53,7 @@ def run_of(manifest: Path, records: list[PointResult], name: str) -> RunPaths:
         atomic_write_json(target, r.to_json())
         outputs.append(target)
     write_summary(paths.summary, records)
-    Artifacts(paths).record("sweep", {}, [*outputs, paths.summary])
+    Artifacts(paths).record("sweep", {}, [*outputs, paths.summary, paths.summary_json])
     return paths
 
 

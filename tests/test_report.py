@@ -127,7 +127,7 @@ def make_run(
             (paths.root / raw).write_text("startup\nPreparing to run throughput benchmark...\n")
             outputs.append(paths.root / raw)
     write_summary(paths.summary, records)
-    outputs.append(paths.summary)
+    outputs += [paths.summary, paths.summary_json]
     if not manifest:
         outputs.append(paths.root / "import.json")
     Artifacts(paths).record("sweep" if manifest else "import", {}, outputs)

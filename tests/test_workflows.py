@@ -153,6 +153,8 @@ def test_shard_uploads_results_only():
     assert len(uploads) == 1
     path = uploads[0]["with"]["path"]
     assert "RESULTS_DIR" in path and not re.search(r"\b(models|work)\b", path)
+    # Datasets stay on the runner: recorded by digest, made from the seed (about 1 GB a shard).
+    assert "!${{ env.RESULTS_DIR }}/${{ env.SHARD_RUN }}/datasets/" in path.splitlines()
     assert uploads[0]["with"]["include-hidden-files"] is True  # .stamps/sweep.ok
 
 
@@ -223,3 +225,55 @@ def test_early_close_pipes_are_found_with_file_and_line(tmp_path):
         ".ci/run:5: make -n x | grep -qE y || fail",
         "Makefile:2: pip freeze | grep -q torch",
     ]
+
+
+# ----------------------------------------------------------------------------- regression gate
+
+
+def merge_steps() -> dict[str, dict]:
+    return {s.get("id", s.get("name")): s for s in load(BENCHMARK)["jobs"]["merge"]["steps"]}
+
+
+def test_benchmark_runs_weekly_with_a_chosen_baseline():
+    workflow = load(BENCHMARK)
+    on = triggers(workflow)
+    assert [c["cron"] for c in on["schedule"]] == ["17 3 * * 1"]
+    baseline = on["workflow_dispatch"]["inputs"]["baseline"]
+    assert baseline["type"] == "choice" and baseline["options"] == ["artifact", "branch", "none"]
+    assert "inputs.baseline || 'artifact'" in workflow["env"]["BASELINE"]  # schedule: no inputs
+
+
+def test_merged_run_is_compared_with_the_baseline_and_fails_the_job_last():
+    steps = merge_steps()
+    names = list(steps)
+    assert names.index("verify") < names.index("baseline") < names.index("compare")
+    compare = steps["compare"]
+    assert compare["continue-on-error"] is True
+    assert "steps.baseline.outputs.base != ''" in compare["if"]
+    assert 'COMPARE_SUMMARY="$GITHUB_STEP_SUMMARY"' in compare["run"]
+    assert "make compare" in compare["run"]
+    fail = next(s for s in steps.values() if "regression" in s.get("name", ""))
+    assert fail["if"] == "${{ steps.compare.outcome == 'failure' }}" and "exit 1" in fail["run"]
+    assert names.index("compare") < names.index(fail["name"])
+    # Baseline artifact from the last accepted run needs only read access to actions.
+    perms = load(BENCHMARK)["jobs"]["merge"]["permissions"]
+    assert perms == {"contents": "read", "actions": "read"}
+    assert "--status success" in steps["baseline"]["run"]
+    for mode in ("artifact)", "branch)", "none)"):
+        assert mode in steps["baseline"]["run"]
+
+
+def test_only_an_accepted_run_becomes_the_baseline_without_datasets():
+    steps = merge_steps()
+    keep = steps["keep"]
+    assert "steps.verify.outcome == 'success'" in keep["if"]
+    assert "steps.compare.outcome != 'failure'" in keep["if"]
+    assert "datasets" not in keep["run"] and "points -name '*.json'" in keep["run"]
+    upload = next(s for s in steps.values() if s.get("name") == "Upload the baseline")
+    assert upload["with"]["name"] == "benchmark-baseline"
+    assert upload["if"] == "${{ steps.keep.outcome == 'success' }}"
+
+
+def test_job_summary_links_the_report_and_verify():
+    summary = merge_steps()["Verification summary"]
+    assert "GITHUB_STEP_SUMMARY" in summary["run"] and "#artifacts" in summary["env"]["ARTIFACTS"]
