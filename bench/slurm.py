@@ -452,13 +452,16 @@ def job_id(parsable: str) -> str:
 
 def submit(sweep: SlurmSweep, tool: RunTool = run_tool) -> tuple[str, str]:
     """Submit the array and its dependent finish job; return both job ids."""
-    queued = tool(["squeue", "--noheader", "--format=%i", f"--name={sweep.job_name}"]).split()
-    queued += tool(
-        ["squeue", "--noheader", "--format=%i", f"--name={sweep.job_name}-finish"]
-    ).split()
+    # --me: another user's chain may carry the same default job name; only ours block a resume.
+    queued = [
+        job
+        for name in (sweep.job_name, f"{sweep.job_name}-finish")
+        for job in tool(["squeue", "--me", "--noheader", "--format=%i", f"--name={name}"]).split()
+    ]
     if queued:
         raise KitError(
-            f"run {sweep.run} still has jobs in the queue: {', '.join(sorted(set(queued)))}",
+            f"run {sweep.run} still has jobs of yours in the queue (squeue --me): "
+            f"{', '.join(sorted(set(queued)))}",
             fix="wait for them (squeue --me) or scancel them, then submit again to resume",
         )
     sweep.log_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import pytest
 
 from bench import compare, merge, results_schema, verify
 from bench.artifacts import Artifacts
-from bench.fileio import atomic_write_json, sha256_bytes, sha256_file
+from bench.fileio import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
 from bench.manifest import load_manifest
 from bench.record import Identity, Metrics, PointResult, write_summary
 from bench.reference_runner import TEST_SLOWDOWN_ENV, slowdown_factor
@@ -51,7 +51,7 @@ def test_single_runs_are_judged_by_the_noise_band_and_marked_single():
     new = [rec(32, 16, 103.0), rec(64, 16, 80.0), rec(128, 16, 120.0)]
     result = compare.compare_records(base, new, NOISE)
     assert verdicts(result) == {(32, 16): "SAME", (64, 16): "SLOWER", (128, 16): "FASTER"}
-    assert all(c.single for c in result.comparisons)
+    assert all(c.band_only for c in result.comparisons)
     slower = next(
         c for c in result.comparisons if c.point[:2] == (64, 16) and c.metric == "output_tok_s"
     )
@@ -101,9 +101,63 @@ def test_gate_counts_only_slower_beyond_the_threshold():
         [rec(32, 16, 100.0), rec(64, 16, 100.0)], [rec(32, 16, 92.0), rec(64, 16, 70.0)], NOISE
     )
     assert verdicts(result) == {(32, 16): "SLOWER", (64, 16): "SLOWER"}
-    failing = {c.point[:2] for c in result.gate_failures(10.0)}
+    failing = {c.point[:2] for c in result.gate_failures(settings(10.0))}
     assert failing == {(64, 16)}
-    assert result.gate_failures(50.0) == []
+    assert result.gate_failures(settings(50.0)) == []
+
+
+def settings(threshold: float, band_only_gates: bool = True) -> compare.Settings:
+    return compare.Settings(threshold, "THRESHOLD=", NOISE, band_only_gates)
+
+
+def test_two_repeats_are_judged_by_the_band_and_a_large_regression_fails():
+    # Welch at alpha 0.01 with n=2 gives p = 0.066 here: NOISY, and the gate used to pass -48%.
+    result = compare.compare_records(
+        repeats(32, 16, [100.0, 120.0]), repeats(32, 16, [50.0, 65.0]), NOISE
+    )
+    tok_s = next(c for c in result.comparisons if c.metric == "output_tok_s")
+    assert tok_s.band_only and tok_s.verdict == "SLOWER"
+    assert tok_s.change_pct == pytest.approx(-47.7, abs=0.1)
+    assert [c.point[:2] for c in result.gate_failures(settings(30.0))] == [(32, 16)]
+
+
+def test_noisy_beyond_the_threshold_fails_the_gate_and_says_so():
+    # 3 repeats a side, -45% but p = 0.16: NOISY. The estimate is still -45%: the gate fails.
+    result = compare.compare_records(
+        repeats(32, 16, [70.0, 130.0, 100.0]), repeats(32, 16, [30.0, 90.0, 45.0]), NOISE
+    )
+    assert verdicts(result) == {(32, 16): "NOISY"}
+    (failure,) = result.gate_failures(settings(30.0))
+    assert compare.verdict_label(failure, settings(30.0)) == "NOISY, beyond threshold"
+    assert result.gate_failures(settings(50.0)) == []  # NOISY within the threshold passes
+    ident = compare.identity(repeats(32, 16, [1.0]), prov())
+    text = compare.render("a", "b", ident, ident, [], result, settings(30.0), {}, None)
+    assert "**FAILED**: NOISY, beyond threshold 32/16 output tok/s: -45.0%" in text
+    assert "| **NOISY, beyond threshold** |" in text
+
+
+def test_band_only_verdicts_are_advisory_where_the_manifest_says_so():
+    single = compare.compare_records([rec(32, 16, 100.0)], [rec(32, 16, 50.0)], NOISE)
+    advisory = settings(30.0, band_only_gates=False)
+    assert single.gate_failures(advisory) == [] and single.gate_problems(advisory) == []
+    (c, _) = single.comparisons
+    assert c.verdict == "SLOWER" and compare.verdict_label(c, advisory) == "SLOWER (advisory)"
+    ident = compare.identity([rec(32, 16, 1.0)], prov())
+    text = compare.render("a", "b", ident, ident, [], single, advisory, {}, None)
+    assert "**PASSED**" in text and "advisory" in text and "band_only_gates = false" in text
+    # With 3 repeats a side the test judges, and the gate is not advisory.
+    tested = compare.compare_records(
+        repeats(32, 16, [99.0, 100.0, 101.0]), repeats(32, 16, [49.0, 50.0, 51.0]), NOISE
+    )
+    assert len(tested.gate_failures(advisory)) == 1
+
+
+def test_the_demo_single_run_compares_are_advisory_and_its_repeats_are_not():
+    demo = load_manifest(DEMO_MANIFEST)
+    assert demo.sweep.repeats < compare.MIN_REPEATS_FOR_TEST
+    assert demo.compare is not None and demo.compare.band_only_gates is False
+    repeated = load_manifest(ROOT / "tests" / "data" / "manifests" / "demo-repeats.toml")
+    assert repeated.sweep.repeats >= compare.MIN_REPEATS_FOR_TEST
 
 
 def test_points_in_one_run_only_and_lost_points_are_listed():
@@ -233,6 +287,59 @@ def write_run(root: Path, name: str, records: list[PointResult]) -> None:
     atomic_write_json(
         run / "artifacts.json", {"schema": "trtllm-repro/artifacts/1", "files": {}, "stages": {}}
     )
+
+
+def with_manifest(root: Path, name: str, manifest_text: str) -> None:
+    atomic_write_text(root / "results" / name / "manifest.resolved.toml", manifest_text)
+
+
+def demo_text(threshold: float, band_only_gates: bool) -> str:
+    text = DEMO_MANIFEST.read_text()
+    text = text.replace("threshold_pct = 30.0", f"threshold_pct = {threshold}")
+    return text.replace(
+        "band_only_gates = false", f"band_only_gates = {str(band_only_gates).lower()}"
+    )
+
+
+def test_threshold_and_bands_come_from_the_base_runs_manifest(run_roots, capsys):
+    write_run(run_roots, "base", [rec(32, 16, 100.0)])
+    write_run(run_roots, "new", [rec(32, 16, 50.0)])
+    with_manifest(run_roots, "base", demo_text(30.0, True))
+    with_manifest(run_roots, "new", demo_text(90.0, True))  # the change loosens its own gate
+    assert compare.main(["--base", "base", "--run", "new"]) == 1
+    assert "the base run's manifest" in (run_roots / "reports/new/compare-base.md").read_text()
+    assert "-50.0% (threshold 30%)" in capsys.readouterr().err
+    assert compare.main(["--base", "base", "--run", "new", "--threshold", "60"]) == 0
+
+
+def test_two_plain_demo_runs_compare_advisory_exit_0(run_roots):
+    write_run(run_roots, "base", [rec(32, 16, 100.0), rec(64, 16, 100.0)])
+    write_run(run_roots, "new", [rec(32, 16, 55.0), rec(64, 16, 141.0)])
+    for name in ("base", "new"):
+        with_manifest(run_roots, name, DEMO_MANIFEST.read_text())
+    assert compare.main(["--base", "base", "--run", "new"]) == 0
+    report = (run_roots / "reports/new/compare-base.md").read_text()
+    assert "SLOWER (advisory)" in report and "weaker" in report
+
+
+def test_nothing_compared_fails_with_one_line(run_roots, capsys):
+    write_run(run_roots, "base", [rec(32, 16, 100.0)])
+    write_run(run_roots, "new", [rec(64, 16, 100.0)])
+    assert compare.main(["--base", "base", "--run", "new"]) == 1
+    failed = [line for line in capsys.readouterr().err.splitlines() if "FAILED" in line]
+    assert len(failed) == 2 and "nothing was compared" in failed[0]
+    write_run(run_roots, "failed", [rec(32, 16, 100.0, status="failed")])
+    assert compare.main(["--base", "failed", "--run", "new"]) == 1
+
+
+def test_base_points_missing_from_the_run_fail_the_gate(run_roots, capsys):
+    write_run(run_roots, "base", [rec(32, 16, 100.0), rec(64, 16, 100.0)])
+    write_run(run_roots, "part", [rec(32, 16, 100.0)])
+    assert compare.main(["--base", "base", "--run", "part"]) == 1
+    err = capsys.readouterr().err
+    assert "1 point(s) of the base run missing from the new run: 64/16" in err
+    write_run(run_roots, "more", [rec(32, 16, 100.0), rec(64, 16, 100.0), rec(128, 16, 9.0)])
+    assert compare.main(["--base", "base", "--run", "more"]) == 0  # extra points in RUN are fine
 
 
 def test_compare_writes_the_report_records_it_and_gates(run_roots):

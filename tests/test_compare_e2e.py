@@ -99,11 +99,14 @@ def test_a_slowed_run_is_slower_by_its_size_and_fails_the_gate(roots):
     print(f"slowed: {found}")
     assert len(found) == 2, report
     for point, change, verdict in found:
-        assert verdict == "SLOWER", (point, change, report)
+        # Both fail the gate; under load 3 repeats of a 4x slowed point can miss p < 0.01.
+        assert verdict in ("SLOWER", "NOISY, beyond threshold"), (point, change, report)
         # A quarter of the throughput, within the noise that identical runs showed here (+-40%).
         assert -88.0 < change < -55.0, (point, change)
     assert "Both runs have the same identity" in report
-    assert re.search(r"SLOWER 32/16 output tok/s: -[5-8]\d\.\d%", proc.stderr), proc.stderr
+    assert re.search(r"FAILED .*32/16 output tok/s: -[5-8]\d\.\d%", proc.stderr), proc.stderr
+    failed = [line for line in proc.stderr.splitlines() if "[compare] FAILED" in line]
+    assert {p for p, _, _ in found} == {p for p in ("32/16", "64/16") for f in failed if p in f}
     assert (roots / "reports" / "slowed" / "figures" / "compare-base-heatmap.png").is_file()
     assert "## Request latency percentiles" in report
     verify = make(roots, "verify", "RUN=slowed")

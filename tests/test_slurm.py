@@ -244,14 +244,14 @@ def test_make_slurm_passes_every_variable():
 class ScriptedSlurm:
     """Stands in for sbatch/squeue/scancel: records every argv, answers from a script."""
 
-    def __init__(self, queued: str = "", fail_finish: bool = False) -> None:
+    def __init__(self, queued: str = "", fail_finish: bool = False, others: str = "") -> None:
         self.calls: list[list[str]] = []
-        self.queued, self.fail_finish = queued, fail_finish
+        self.queued, self.fail_finish, self.others = queued, fail_finish, others
 
     def __call__(self, argv: list[str]) -> str:
         self.calls.append(argv)
-        if argv[0] == "squeue":
-            return self.queued
+        if argv[0] == "squeue":  # `others`: jobs of other users with the same name
+            return self.queued + ("" if "--me" in argv else self.others)
         if argv[0] == "sbatch" and any(a.startswith("--dependency") for a in argv):
             if self.fail_finish:
                 raise KitError("sbatch ... failed: Invalid partition name specified")
@@ -274,9 +274,17 @@ def test_submit_chains_the_finish_job_on_the_array(tmp_path):
 
 def test_submit_refuses_while_the_runs_jobs_are_queued(tmp_path):
     tool = ScriptedSlurm(queued="77_[1-2]\n")
-    with pytest.raises(KitError, match="run r still has jobs in the queue: 77_"):
+    with pytest.raises(
+        KitError, match=r"run r still has jobs of yours in the queue \(squeue --me\): 77_"
+    ):
         slurm.submit(request(tmp_path, container="none"), tool)
     assert not [c for c in tool.calls if c[0] == "sbatch"]
+
+
+def test_another_users_chain_with_the_same_name_does_not_block(tmp_path):
+    tool = ScriptedSlurm(others="88_[1-2]\n89\n")
+    assert slurm.submit(request(tmp_path, container="none"), tool) == ("101", "102")
+    assert all("--me" in c for c in tool.calls if c[0] == "squeue")
 
 
 def test_a_refused_finish_job_cancels_the_shards(tmp_path):

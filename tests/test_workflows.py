@@ -7,6 +7,7 @@ started by a pull request, must hold one concurrency group, and must keep expres
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -270,8 +271,73 @@ def test_only_an_accepted_run_becomes_the_baseline_without_datasets():
     assert "steps.compare.outcome != 'failure'" in keep["if"]
     assert "datasets" not in keep["run"] and "points -name '*.json'" in keep["run"]
     upload = next(s for s in steps.values() if s.get("name") == "Upload the baseline")
-    assert upload["with"]["name"] == "benchmark-baseline"
+    assert upload["with"]["name"] == "${{ steps.keep.outputs.artifact }}"
     assert upload["if"] == "${{ steps.keep.outcome == 'success' }}"
+
+
+FAKE_GH = """#!/usr/bin/env bash
+# gh stand-in: `run list` prints the successful runs' ids, newest first; `run download ID --name N
+# --dir D` succeeds only where runs.txt holds "ID N RUN" and then writes D/RUN/summary.csv.
+if [[ $1 == run && $2 == list ]]; then cut -d' ' -f1 "$FAKE_RUNS" | uniq; exit 0; fi
+while read -r id name run; do
+  [[ $3 == "$id" && $5 == "$name" ]] || continue
+  mkdir -p "$7/$run" && : > "$7/$run/summary.csv" && exit 0
+done < "$FAKE_RUNS"
+echo "no artifact matches $5" >&2; exit 1
+"""
+
+
+def run_step(step: dict, cwd: Path, **env: str) -> dict[str, str]:
+    """Run a step's bash as Actions would (bash -e -o pipefail); return its GITHUB_OUTPUT."""
+    output = cwd / "github_output"
+    output.write_text("")
+    full = {"PATH": f"{cwd / 'bin'}:/usr/bin:/bin", "GITHUB_OUTPUT": str(output), **env}
+    proc = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", step["run"]],
+        cwd=cwd, env=full, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return dict(line.split("=", 1) for line in output.read_text().splitlines())
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_baseline_is_the_newest_accepted_run_of_the_same_manifest(tmp_path):
+    steps = merge_steps()
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "gh").write_text(FAKE_GH)
+    (tmp_path / "bin" / "gh").chmod(0o755)
+    (tmp_path / "results").mkdir()
+    # The run that kept a baseline names its artifact after its manifest ...
+    (tmp_path / "results" / "demo-gh20" / "points" / "p").mkdir(parents=True)
+    (tmp_path / "results" / "demo-gh20" / "summary.csv").write_text("isl\n")
+    (tmp_path / "results" / "demo-gh20" / "points" / "p" / "result.json").write_text("{}")
+    kept = run_step(steps["keep"], tmp_path, MANIFEST="manifests/demo.toml", RUN="demo-gh20")
+    assert kept["artifact"] == "benchmark-baseline-demo"
+    assert (tmp_path / "baseline" / "demo-gh20" / "points" / "p" / "result.json").is_file()
+    shutil.rmtree(tmp_path / "results" / "demo-gh20")
+    # ... and a later run of that manifest skips the newer accepted runs of other manifests.
+    runs = tmp_path / "runs.txt"
+    runs.write_text(
+        "30 benchmark-baseline-llama-3.1-8b-fp8-h100 llama-3.1-8b-fp8-h100-gh30\n"
+        "25 benchmark-baseline-demo-cuda demo-cuda-gh25\n"
+        f"20 {kept['artifact']} demo-gh20\n"
+        "10 benchmark-baseline-demo demo-gh10\n"
+    )
+    common = {"BASELINE": "artifact", "DEFAULT_BRANCH": "main", "FAKE_RUNS": str(runs)}
+    found = run_step(
+        steps["baseline"], tmp_path, MANIFEST="manifests/demo.toml", RUN="demo-gh40", **common
+    )
+    assert found == {"base": "demo-gh20"}
+    assert (tmp_path / "results" / "demo-gh20" / "summary.csv").is_file()
+    # No accepted run of this manifest: no baseline, rather than another manifest's.
+    none = run_step(
+        steps["baseline"],
+        tmp_path,
+        MANIFEST="manifests/nvidia-perf-overview-1.0.toml",
+        RUN="n-gh41",
+        **common,
+    )
+    assert none == {}
 
 
 def test_job_summary_links_the_report_and_verify():
