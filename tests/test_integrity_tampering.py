@@ -25,7 +25,8 @@ from bench.fileio import atomic_write_json
 from bench.record import RESULT, write_summary
 from bench.run import RunPaths, load_run, open_run
 from bench.stage_cache import cache_key, make_or_reuse
-from bench.sweep import Task, clean_interrupted, shard_details
+from bench.manifest import Point
+from bench.sweep import JOURNAL, PARTIAL, Task, clean_interrupted, publish, shard_details
 
 POINT = "run:points/isl128_osl128/result.json"
 TWO_POINTS = """\
@@ -286,6 +287,17 @@ def tamper_result(runs: list[Path], point: str = "isl128_osl128") -> None:
     rewrite(runs[-1] / "points" / point / RESULT, "900.0", "990.0")
 
 
+def hand_written_point(runs: list[Path], *, journal: bool = False) -> None:
+    """A point folder the sweep never published, claiming a number; optionally with a journal
+    entry for other bytes (the folder changed after the rename)."""
+    record = runs[0] / "points" / "isl512_osl512" / RESULT
+    atomic_write_json(record, ok(512, 512, 5.0).to_json())
+    if journal:
+        entry = {"point": "isl512_osl512", "files": {RESULT: "0" * 64}}
+        atomic_write_json(runs[0] / ".stamps" / JOURNAL / "isl512_osl512.json", entry)
+    atomic_write_json(record, ok(512, 512, 99999.0).to_json())
+
+
 LAUNDER_CASES = [
     LaunderCase(
         "resumed sweep: tampered result.json plus an unrecorded file",
@@ -329,6 +341,22 @@ LAUNDER_CASES = [
         merge_all,
         2,
         ("m-shard1of2: run:points/isl256_osl256/x.log missing (not in its artifacts.json)",),
+    ),
+    LaunderCase(
+        "resumed sweep: a hand-written point folder",
+        one_finished_run,
+        hand_written_point,
+        resume_sweep,
+        2,
+        ("run:points/isl512_osl512 unrecorded (never published by the sweep)",),
+    ),
+    LaunderCase(
+        "resumed sweep: a journaled point folder changed after its rename",
+        one_finished_run,
+        lambda runs: hand_written_point(runs, journal=True),
+        resume_sweep,
+        2,
+        ("run:points/isl512_osl512/result.json unexpected (differs from the sweep's journal)",),
     ),
     LaunderCase(
         "merge: one of two shards",
@@ -399,13 +427,32 @@ def test_the_unverified_report_says_so_at_the_top(roots: Path) -> None:
     assert not paths.stamp("report").exists()
 
 
-def test_a_killed_sweeps_unrecorded_point_is_still_adopted(roots: Path) -> None:
+class Killed(Exception):
+    """Stands in for SIGKILL at the worst moment of publish."""
+
+
+def test_a_sweep_killed_between_rename_and_record_is_adopted_via_its_journal(
+    roots: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The crash window the resume exists for: renamed into place, killed before its record."""
     paths = make_run(roots, RECORDS)
-    atomic_write_json(paths.points / "isl512_osl512" / RESULT, ok(512, 512, 5.0).to_json())
     run = load_run("t")
+    task = Task(Point(isl=512, osl=512, requests=10), 0)
+    (paths.points / f"{task.name}{PARTIAL}").mkdir()
+    (paths.points / f"{task.name}{PARTIAL}" / "console.log").write_text("measured\n")
+
+    def killed(*args, **kwargs) -> None:
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(Artifacts, "record", killed)
+        with pytest.raises(Killed):
+            publish(run, Artifacts(paths), task, ok(512, 512, 5.0))
+    assert (paths.points / task.name / RESULT).is_file()
+    assert "run:points/isl512_osl512/result.json" not in Artifacts(paths).files
     clean_interrupted(run, Artifacts(paths))
     assert "run:points/isl512_osl512/result.json" in Artifacts(paths).files
+    assert not list((paths.root / ".stamps" / JOURNAL).glob("*"))
 
 
 # ----------------------------------------------------------------------------- merges
