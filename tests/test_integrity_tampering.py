@@ -22,10 +22,10 @@ from bench.artifacts import Artifacts
 from bench.cost import Estimator, shard_tasks
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_json
+from bench.manifest import Point
 from bench.record import RESULT, write_summary
 from bench.run import RunPaths, load_run, open_run
 from bench.stage_cache import cache_key, make_or_reuse
-from bench.manifest import Point
 from bench.sweep import JOURNAL, PARTIAL, Task, clean_interrupted, publish, shard_details
 
 POINT = "run:points/isl128_osl128/result.json"
