@@ -25,6 +25,7 @@ from bench.fileio import atomic_write_json
 from bench.manifest import Point
 from bench.record import RESULT, write_summary
 from bench.run import RunPaths, load_run, open_run
+from bench.runlock import writer_lock
 from bench.stage_cache import cache_key, make_or_reuse
 from bench.sweep import JOURNAL, PARTIAL, Task, clean_interrupted, publish, shard_details
 
@@ -481,6 +482,34 @@ def test_a_point_deleted_from_a_merged_run_fails_verify(roots: Path, capsys) -> 
     drop_point(RunPaths.for_run("merged"), "isl128_osl128")
     assert verify.main(["--run", "merged"]) == 1
     assert "| point isl128_osl128 of the union of 2 shard(s)" in capsys.readouterr().out
+
+
+def test_a_shard_file_changed_between_check_and_copy_is_refused(
+    roots: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shards = two_shards(roots)
+    checked = merge.shard_file_problems
+
+    def check_then_tamper(shard: Path) -> list[str]:
+        problems = checked(shard)
+        if shard == shards[-1]:
+            tamper_result(shards)  # after its check, before its copy
+        return problems
+
+    monkeypatch.setattr(merge, "shard_file_problems", check_then_tamper)
+    assert merge_all(shards) == 2
+    said = capsys.readouterr().err
+    assert "shard files changed while they were merged" in said
+    assert "m-shard2of2: run:points/isl128_osl128/result.json changed" in said
+    assert not (roots / "results" / "merged").exists()
+
+
+def test_a_shard_being_written_is_not_merged(roots: Path, capsys) -> None:
+    shards = two_shards(roots)
+    with writer_lock(RunPaths.for_run(shards[1].name), "sweep"):
+        assert merge_all(shards) == 2
+    assert "another process is writing this run" in capsys.readouterr().err
+    assert not (roots / "results" / "merged").exists()
 
 
 def test_a_shard_run_is_held_to_its_own_points(roots: Path, capsys) -> None:
