@@ -8,7 +8,8 @@ Writes: results/<NAME>/ with manifest.resolved.toml, points/ (every point exactl
 Every file merge takes from a shard is first re-hashed against that shard's own artifacts.json: a
 shard whose verify would say "changed", "missing" or "unexpected" is refused, naming shard and
 file; merge holds every shard's writer lock and the merged run's, and checks every copy against
-the shard record it checked (a change in between is refused; no merged run is left behind). The shards together must hold every point of their manifest (a result or a recorded failure)
+the shard record it checked (a change in between is refused; no merged run is left behind).
+The shards together must hold every point of their manifest (a result or a recorded failure)
 and come from one split (one N): a subset is refused unless --allow-partial, and then the merged
 run records itself as partial, which report and verify say (verify: PARTIAL, exit 4).
 Shards must agree on everything that defines the measurement: the resolved manifest, the image
