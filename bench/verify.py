@@ -47,6 +47,7 @@ from bench.fileio import atomic_write_text, read_json
 from bench.gpu_info import visible_gpus
 from bench.manifest import Manifest
 from bench.record import FAILURE, RESULT, PointResult, load_records
+from bench.report import load_provenance
 from bench.run import RunPaths, load_run
 from bench.runlock import locked
 from bench.sweep import Task
@@ -131,8 +132,13 @@ def check_files(arts: Artifacts, scope: str) -> FileCheck:
     keys = sorted(k for k, entry in arts.files.items() if entry.stage != STAGE)
     misplaced = [p for k in keys if (p := arts.placement_problem(k)) is not None]
     bad = {p.key for p in misplaced}
-    # A merged run whose shards uploaded no datasets (benchmark.yml): checked where they exist.
-    datasets_absent = not arts.paths.datasets.is_dir()
+    # Only a merged run whose record says its datasets' digests came from the shard records
+    # (shards uploaded without them, benchmark.yml) may lack datasets/; any other run's are missing.
+    merge_details = arts.stages.get("merge", {}).get("details", {})
+    datasets_absent = (
+        merge_details.get("datasets_from_shard_records") is True
+        and not arts.paths.datasets.is_dir()
+    )
     rehashed = tuple(
         k
         for k in keys
@@ -1059,10 +1065,10 @@ def render(
 
 
 def recorded_gpu(paths: RunPaths) -> str | None:
-    """The GPU provenance recorded for the run (bench.gpus' key, e.g. "H100-SXM"), or None."""
-    if not paths.provenance.is_file():
-        return None
-    first = next(iter(visible_gpus(read_json(paths.provenance))), {})
+    """The GPU provenance recorded for the run (bench.gpus' key, e.g. "H100-SXM"), or None: a
+    merged run's is its shards' (report's load_provenance), never the manifest's declared one."""
+    provenance = load_provenance(paths)[0]
+    first = next(iter(visible_gpus(provenance or {})), {})
     return gpus.gpu_key(first.get("name"), first.get("form_factor"))
 
 

@@ -147,6 +147,14 @@ def record_to_symlink_out_of_run(paths: RunPaths) -> None:
     record.symlink_to(outside)
 
 
+def record_datasets_then_remove_them(paths: RunPaths) -> None:
+    dataset = paths.datasets / "synthetic.jsonl"
+    dataset.parent.mkdir(parents=True)
+    dataset.write_text('{"input_ids": [1, 2]}\n')
+    Artifacts(paths).record("datasets", {}, [dataset])
+    shutil.rmtree(paths.datasets)
+
+
 def unknown_root_entry(paths: RunPaths) -> None:
     def add(data: dict) -> None:
         data["files"]["scratch:x.bin"] = {"size": 1, "sha256": "0" * 64, "stage": "sweep"}
@@ -220,6 +228,12 @@ VERIFY_CASES = [
             "models is absent on this machine: `models:org--m/rev/config.json`",
             "make fetch",
         ),
+    ),
+    VerifyCase(
+        "datasets removed from a run that is not merged",
+        record_datasets_then_remove_them,
+        1,
+        ("| `run:datasets/synthetic.jsonl` | **missing** |", "Result: FAILED"),
     ),
     VerifyCase(
         "entry under an unknown root",
@@ -510,6 +524,25 @@ def test_a_shard_being_written_is_not_merged(roots: Path, capsys) -> None:
         assert merge_all(shards) == 2
     assert "another process is writing this run" in capsys.readouterr().err
     assert not (roots / "results" / "merged").exists()
+
+
+def test_datasets_removed_from_a_merged_run_that_copied_them_fail_verify(
+    roots: Path, capsys
+) -> None:
+    assert merge_all(two_shards(roots)) == 0
+    shutil.rmtree(RunPaths.for_run("merged").datasets)
+    assert verify.main(["--run", "merged"]) == 1
+    assert "| `run:datasets/synthetic.jsonl` | **missing** |" in capsys.readouterr().out
+
+
+def test_a_merged_runs_gpu_is_the_one_its_shards_measured(roots: Path) -> None:
+    """Not the manifest's declared GPU: the method check compares what ran."""
+    merged = RunPaths.for_run("merged")
+    atomic_write_json(
+        merged.root / "shards" / "m-shard1of2" / "provenance.json",
+        {"gpus": [{"name": "NVIDIA H100 PCIe", "index": 0}], "environment": {}},
+    )
+    assert verify.recorded_gpu(merged) == "H100-PCIe"
 
 
 def test_a_shard_run_is_held_to_its_own_points(roots: Path, capsys) -> None:
