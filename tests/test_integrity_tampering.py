@@ -155,6 +155,25 @@ def record_datasets_then_remove_them(paths: RunPaths) -> None:
     shutil.rmtree(paths.datasets)
 
 
+def drop_manifest_then_point(paths: RunPaths) -> None:
+    """The manifest and its entry gone, then a point and its entries: the summary still lists it."""
+    paths.resolved_manifest.unlink()
+
+    def forget(data: dict) -> None:
+        del data["files"]["run:manifest.resolved.toml"]
+        for stage in data["stages"].values():
+            stage["outputs"] = [k for k in stage["outputs"] if k != "run:manifest.resolved.toml"]
+
+    edit_artifacts(paths, forget)
+    drop_point(paths, "isl128_osl128")
+
+
+def add_point_never_asked_for(paths: RunPaths) -> None:
+    record = paths.points / "isl512_osl512" / RESULT
+    atomic_write_json(record, ok(512, 512, 5.0).to_json())
+    Artifacts(paths).record("sweep", {}, [record], replace=False)
+
+
 def unknown_root_entry(paths: RunPaths) -> None:
     def add(data: dict) -> None:
         data["files"]["scratch:x.bin"] = {"size": 1, "sha256": "0" * 64, "stage": "sweep"}
@@ -210,7 +229,7 @@ VERIFY_CASES = [
         "a manifest point deleted with its entries",
         lambda p: drop_point(p, "isl128_osl128"),
         1,
-        ("| point isl128_osl128 of the manifest's 1 point(s) | **FAIL** |", "Result: FAILED"),
+        ("| point isl128_osl128 of the manifest's 4 point(s) | **FAIL** |", "Result: FAILED"),
     ),
     VerifyCase(
         "an imported point deleted with its entries",
@@ -234,6 +253,22 @@ VERIFY_CASES = [
         record_datasets_then_remove_them,
         1,
         ("| `run:datasets/synthetic.jsonl` | **missing** |", "Result: FAILED"),
+    ),
+    VerifyCase(
+        "manifest deleted with its entry, then a point with its entries",
+        drop_manifest_then_point,
+        1,
+        (
+            "| manifest.resolved.toml (what the run was asked to measure) | **FAIL** |",
+            "| point isl128_osl128 listed in summary.csv | **FAIL** |",
+            "| point isl128_osl128 listed in summary.json | **FAIL** |",
+        ),
+    ),
+    VerifyCase(
+        "a point the manifest never asked for",
+        add_point_never_asked_for,
+        1,
+        ("| point isl512_osl512 is not one of the manifest's 4 point(s) | **FAIL** |",),
     ),
     VerifyCase(
         "entry under an unknown root",
