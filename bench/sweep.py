@@ -184,8 +184,14 @@ def publish(run: Run, arts: Artifacts, task: Task, result: PointResult) -> None:
         workdir / (FAILURE if result.status == "failed" else RESULT), result.to_json()
     )
     journal = journal_path(run, task.name)
-    atomic_write_json(journal, {"point": task.name, "files": folder_digests(workdir)})
-    arts.forget(k for k in arts.files if k.startswith(f"run:points/{task.name}/"))
+    prefix = f"run:points/{task.name}/"
+    # A retried failure's folder, as recorded: a kill before the rename leaves it unrecorded.
+    replaces = {
+        k.removeprefix(prefix): e.sha256 for k, e in arts.files.items() if k.startswith(prefix)
+    }
+    entry = {"point": task.name, "files": folder_digests(workdir), "replaces": replaces}
+    atomic_write_json(journal, entry)
+    arts.forget(k for k in arts.files if k.startswith(prefix))
     if final.exists():
         shutil.rmtree(final)  # only ever a failure.json being retried: done points are skipped
     workdir.rename(final)
@@ -202,16 +208,19 @@ def publish(run: Run, arts: Artifacts, task: Task, result: PointResult) -> None:
 # ----------------------------------------------------------------------------- the sweep
 
 
-def journaled_files(run: Run, name: str) -> dict[str, str] | None:
-    """The digests publish noted for a point before its rename, or None if it noted none."""
+def journaled_files(run: Run, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
+    """The digests publish noted for a point before its rename (the new folder's, and the
+    recorded folder it replaces, if any), or None if it noted none."""
     try:
         entry = json.loads(journal_path(run, name).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(entry, dict) or entry.get("point") != name:
         return None
-    files = entry.get("files")
-    return files if isinstance(files, dict) else None
+    files, replaces = entry.get("files"), entry.get("replaces") or {}
+    if not isinstance(files, dict) or not isinstance(replaces, dict):
+        return None
+    return files, replaces
 
 
 def tampered_point_files(run: Run, arts: Artifacts, folder: Path) -> list[Problem]:
@@ -228,10 +237,13 @@ def tampered_point_files(run: Run, arts: Artifacts, folder: Path) -> list[Proble
             return [Problem(prefix.rstrip("/"), "unrecorded", "never published by the sweep")]
         found = folder_digests(folder)
         nested = [p for p in folder.rglob("*") if p.is_file() and p.parent != folder]
+        published, replaced = journaled
+        if replaced and found == replaced and not nested:
+            return []  # killed before the rename: the retried folder, as it was recorded
         return [
             Problem(f"{prefix}{name}", "unexpected", "differs from the sweep's journal")
-            for name in sorted(set(found) | set(journaled))
-            if found.get(name) != journaled.get(name)
+            for name in sorted(set(found) | set(published))
+            if found.get(name) != published.get(name)
         ] + [Problem(arts.key(p), "unexpected", "not written by the sweep") for p in nested]
     problems = arts.check(recorded)
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):

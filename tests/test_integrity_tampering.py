@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from test_report import RECORDS, make_run, ok
 
-from bench import import_logs, merge, report, verify
+from bench import import_logs, merge, report, sweep, verify
 from bench.artifacts import Artifacts
 from bench.cost import Estimator, shard_tasks
 from bench.errors import KitError, run_main
@@ -503,6 +503,28 @@ def test_a_sweep_killed_between_rename_and_record_is_adopted_via_its_journal(
     clean_interrupted(run, Artifacts(paths))
     assert "run:points/isl512_osl512/result.json" in Artifacts(paths).files
     assert not list((paths.root / ".stamps" / JOURNAL).glob("*"))
+
+
+def test_a_retried_failure_killed_before_its_rename_keeps_its_recorded_folder(
+    roots: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """publish forgets the failed folder's entries, then is killed before replacing it."""
+    paths = make_run(roots, RECORDS)
+    run = load_run("t")
+    task = Task(Point(isl=256, osl=256, requests=10), 0)
+    (paths.points / f"{task.name}{PARTIAL}").mkdir()
+
+    def killed(*args, **kwargs) -> None:
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(sweep.shutil, "rmtree", killed)
+        with pytest.raises(Killed):
+            publish(run, Artifacts(paths), task, ok(256, 256, 5.0))
+    assert "run:points/isl256_osl256/failure.json" not in Artifacts(paths).files
+    clean_interrupted(run, Artifacts(paths))
+    assert "run:points/isl256_osl256/failure.json" in Artifacts(paths).files
+    assert not (paths.points / f"{task.name}{PARTIAL}").exists()
 
 
 # ----------------------------------------------------------------------------- merges
