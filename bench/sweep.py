@@ -7,7 +7,9 @@ Usage:  python -m bench.sweep --manifest manifests/demo.toml [--run demo] [--sha
 
 A point is done if and only if points/<point>/result.json exists. Each point runs in
 points/<point>.partial/ and becomes visible by one directory rename once its record is written,
-so a kill at any moment leaves finished points intact and the interrupted one is redone.
+so a kill at any moment leaves finished points intact and the interrupted one is redone. Before
+the rename, the folder's digests go to results/<run>/.stamps/publishing/<point>.json (fsync'd):
+resume adopts a renamed but unrecorded folder only when it matches that journal.
 Failed points (failure.json) are retried on the next run. On out-of-memory the point is retried
 with the manifest's smaller KV cache fractions; every try is kept in the record.
 """
