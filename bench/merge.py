@@ -7,7 +7,9 @@ Writes: results/<NAME>/ with manifest.resolved.toml, points/ (every point exactl
 
 Every file merge takes from a shard is first re-hashed against that shard's own artifacts.json: a
 shard whose verify would say "changed", "missing" or "unexpected" is refused, naming shard and
-file. The shards together must hold every point of their manifest (a result or a recorded failure)
+file; merge holds every shard's writer lock and the merged run's, and checks every copy against
+the shard record it checked (a change in between is refused; no merged run is left behind).
+The shards together must hold every point of their manifest (a result or a recorded failure)
 and come from one split (one N): a subset is refused unless --allow-partial, and then the merged
 run records itself as partial, which report and verify say (verify: PARTIAL, exit 4).
 Shards must agree on everything that defines the measurement: the resolved manifest, the image
@@ -22,17 +24,19 @@ those records.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 from pathlib import Path
 
-from bench.artifacts import Artifacts, FileEntry
+from bench.artifacts import UNTRACKED, Artifacts, FileEntry
 from bench.errors import KitError, run_main
-from bench.fileio import atomic_write_text, read_json
+from bench.fileio import atomic_write_text, read_json, sha256_file
 from bench.gpu_info import visible_gpus
 from bench.manifest import load_manifest
 from bench.record import load_records, write_summary
 from bench.run import RunPaths
+from bench.runlock import writer_lock
 from bench.verify import finished_points, manifest_tasks
 
 SHARED_STAGES = ("fetch", "quantize", "build")  # their outputs must be identical in every shard
@@ -147,8 +151,25 @@ def split_problems(shards: list[Path]) -> list[str]:
 
 
 def merge(name: str, shards: list[Path], *, allow_partial: bool = False) -> int:
+    """Merge under every shard's writer lock and the merged run's: nothing the merge checked can
+    be rewritten by a stage of the kit before it is copied (and the copies are checked too)."""
     if not shards:
         raise KitError("no shards given", fix='make merge RUN=<name> SHARDS="results/a results/b"')
+    paths = RunPaths.for_run(name)
+    if paths.root.exists():
+        raise KitError(
+            "the merged run already exists",
+            path=str(paths.root),
+            fix="choose another RUN= or remove that folder",
+        )
+    with contextlib.ExitStack() as locks:
+        for shard in shards:
+            locks.enter_context(writer_lock(Artifacts.of_shard(shard).paths, "merge", create=False))
+        locks.enter_context(writer_lock(paths, "merge"))
+        return merge_locked(paths, shards, allow_partial=allow_partial)
+
+
+def merge_locked(paths: RunPaths, shards: list[Path], *, allow_partial: bool) -> int:
     for shard in shards:
         for needed in ("manifest.resolved.toml", "artifacts.json", ".stamps/sweep.ok"):
             if not (shard / needed).exists():
@@ -157,6 +178,7 @@ def merge(name: str, shards: list[Path], *, allow_partial: bool = False) -> int:
                     path=str(shard),
                     fix="finish the shard's sweep (rerun it: it resumes) before merging",
                 )
+    checked_records = {s.name: sha256_file(s / "artifacts.json") for s in shards}
     if tampered := [p for s in shards for p in shard_file_problems(s)]:
         raise KitError(
             "shard files differ from their shard's record:\n  " + "\n  ".join(tampered),
@@ -177,13 +199,6 @@ def merge(name: str, shards: list[Path], *, allow_partial: bool = False) -> int:
                 else "merge only shards of one manifest, image, GPU model, model and engine"
             ),
         )
-    paths = RunPaths.for_run(name)
-    if paths.root.exists():
-        raise KitError(
-            "the merged run already exists",
-            path=str(paths.root),
-            fix="choose another RUN= or remove that folder",
-        )
     partial = split_problems(shards)
     if partial and not allow_partial:
         raise KitError(
@@ -203,9 +218,71 @@ def merge(name: str, shards: list[Path], *, allow_partial: bool = False) -> int:
                 )
             seen[point.name] = shard.name
 
+    try:
+        write_merged(paths, shards, partial, checked_records, seen)
+    except BaseException:
+        shutil.rmtree(paths.root, ignore_errors=True)  # no half-merged run is ever left behind
+        raise
+    print(f"[merge] {len(seen)} points from {len(shards)} shards -> {paths.root}", file=sys.stderr)
+    for problem in partial:
+        print(f"[merge] PARTIAL: {problem}", file=sys.stderr)
+    return 0
+
+
+def copy_problems(
+    paths: RunPaths, shards: list[Path], checked_records: dict[str, str], origin: dict[str, str]
+) -> list[str]:
+    """Every copy against the shard record merge checked: a shard file changed between the
+    check and the copy must not be recorded as good. Points come from the shard that ran them
+    (origin), the manifest and datasets from the first shard."""
+    records = {}
+    problems = []
+    for shard in shards:
+        copied = paths.root / "shards" / shard.name
+        if sha256_file(copied / "artifacts.json") != checked_records[shard.name]:
+            problems.append(f"{shard.name}: artifacts.json changed after merge checked it")
+        records[shard.name] = Artifacts.of_shard(copied).files
+
+    def against(shard: str, key: str, copy: Path) -> None:
+        entry = records[shard].get(key)
+        if entry is None:
+            problems.append(f"{shard}: {key} is not in its artifacts.json")
+        elif sha256_file(copy) != entry.sha256:
+            problems.append(f"{shard}: {key} changed (its copy's sha256 differs from the record)")
+
+    first = shards[0].name
+    against(first, "run:manifest.resolved.toml", paths.resolved_manifest)
+    for shard in shards:
+        provenance = paths.root / "shards" / shard.name / "provenance.json"
+        if provenance.is_file():
+            against(shard.name, "run:provenance.json", provenance)
+    for folder in sorted(paths.points.iterdir()) if paths.points.is_dir() else []:
+        shard = origin[folder.name]
+        copies = {f"run:{f.relative_to(paths.root).as_posix()}": f for f in folder.rglob("*")}
+        for key, copy in sorted(copies.items()):
+            if copy.is_file():
+                against(shard, key, copy)
+        for key in sorted(records[shard]):
+            if key.startswith(f"run:points/{folder.name}/") and key not in copies:
+                problems.append(f"{shard}: {key} missing (recorded, not copied)")
+    if paths.datasets.is_dir():
+        for copy in sorted(f for f in paths.datasets.rglob("*") if f.is_file()):
+            against(first, f"run:{copy.relative_to(paths.root).as_posix()}", copy)
+    return problems
+
+
+def write_merged(
+    paths: RunPaths,
+    shards: list[Path],
+    partial: list[str],
+    checked_records: dict[str, str],
+    origin: dict[str, str],
+) -> None:
+    """Copy the shards' files into the merged run, check every copy against the shard record
+    that was checked (checked_records: its sha256), then record the merged run."""
     arts = Artifacts(paths)
     base = read_json(shards[0] / "artifacts.json")
-    paths.root.mkdir(parents=True)
+    paths.root.mkdir(parents=True, exist_ok=True)  # the writer lock made it
     atomic_write_text(paths.resolved_manifest, (shards[0] / "manifest.resolved.toml").read_text())
     for stage in SHARED_STAGES:  # taken from the record, not copied: they stay on the runners
         if stage in base["stages"]:
@@ -227,21 +304,31 @@ def merge(name: str, shards: list[Path], *, allow_partial: bool = False) -> int:
                 target = paths.root / "shards" / shard.name / f
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(shard / f, target)
+    datasets_from_records = False
     if (shards[0] / "datasets").is_dir():
         shutil.copytree(shards[0] / "datasets", paths.datasets)
     elif "datasets" in base["stages"]:  # shards uploaded without them: digests from the record
+        datasets_from_records = True
         arts.stages["datasets"] = base["stages"]["datasets"]
         for key in base["stages"]["datasets"]["outputs"]:
             arts.files[key] = FileEntry(**base["files"][key])
+    if changed := copy_problems(paths, shards, checked_records, origin):
+        raise KitError(
+            "shard files changed while they were merged:\n  " + "\n  ".join(changed),
+            fix="restore those files in the shard (nothing may write a shard while it is "
+            "merged), then merge again",
+        )
     write_summary(paths.summary, load_records(paths.points))
-    copied = sorted(p for p in paths.root.rglob("*") if p.is_file() and p != paths.artifacts)
+    copied = sorted(
+        p
+        for p in paths.root.rglob("*")
+        if p.is_file() and p.relative_to(paths.root).parts[0] not in UNTRACKED
+    )
     inputs = arts.input_digests([s / "artifacts.json" for s in shards])
     details = {"shards": [s.name for s in shards], "partial": partial}
+    if datasets_from_records:  # verify exempts only this run's absent datasets/ from FAIL
+        details["datasets_from_shard_records"] = True
     arts.record("merge", inputs, copied, details)
-    print(f"[merge] {len(seen)} points from {len(shards)} shards -> {paths.root}", file=sys.stderr)
-    for problem in partial:
-        print(f"[merge] PARTIAL: {problem}", file=sys.stderr)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,9 @@ Usage:  python -m bench.sweep --manifest manifests/demo.toml [--run demo] [--sha
 
 A point is done if and only if points/<point>/result.json exists. Each point runs in
 points/<point>.partial/ and becomes visible by one directory rename once its record is written,
-so a kill at any moment leaves finished points intact and the interrupted one is redone.
+so a kill at any moment leaves finished points intact and the interrupted one is redone. Before
+the rename, the folder's digests go to results/<run>/.stamps/publishing/<point>.json (fsync'd):
+resume adopts a renamed but unrecorded folder only when it matches that journal.
 Failed points (failure.json) are retried on the next run. On out-of-memory the point is retried
 with the manifest's smaller KV cache fractions; every try is kept in the record.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shlex
 import shutil
@@ -28,7 +31,7 @@ from bench import cost, parse_trtllm, trtllm
 from bench.artifacts import Artifacts, Problem, code_digest
 from bench.datasets import dataset_path
 from bench.errors import KitError, run_main
-from bench.fileio import atomic_write_json, atomic_write_text
+from bench.fileio import atomic_write_json, atomic_write_text, sha256_file
 from bench.manifest import Point
 from bench.proc import run_logged
 from bench.record import FAILURE, RESULT, PointResult, judge, load_records, write_summary
@@ -36,6 +39,8 @@ from bench.run import Run, add_run_args, open_run, point_id
 from bench.runlock import locked
 
 PARTIAL = ".partial"
+# Under .stamps/ (never recorded): one entry per point between its rename and its record.
+JOURNAL = "publishing"
 # What measures a demo point: its code is part of the sweep's (not imported here: it needs torch).
 REFERENCE_RUNNER = str(Path(__file__).with_name("reference_runner.py"))
 
@@ -158,17 +163,37 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
     )
 
 
+def journal_path(run: Run, name: str) -> Path:
+    """Where publish notes a point's files before the rename that makes the point visible."""
+    return run.paths.root / ".stamps" / JOURNAL / f"{name}.json"
+
+
+def folder_digests(folder: Path) -> dict[str, str]:
+    return {f.name: sha256_file(f) for f in sorted(folder.iterdir()) if f.is_file()}
+
+
 def publish(run: Run, arts: Artifacts, task: Task, result: PointResult) -> None:
-    """Write the record, then make the point visible with one rename, then record its files."""
+    """Write the record, journal the folder's digests, make the point visible with one rename,
+    then record its files and drop the journal entry.
+
+    A kill between the rename and the record leaves a folder with no recorded file; resume
+    adopts it only when its files match the journal, so a hand-written folder is never the
+    sweep's own.
+    """
     workdir = run.paths.points / (task.name + PARTIAL)
     final = run.paths.points / task.name
     atomic_write_json(
         workdir / (FAILURE if result.status == "failed" else RESULT), result.to_json()
     )
-    # Forget the old files first: a kill before the record then leaves a folder with no recorded
-    # file, which clean_interrupted adopts; a folder mixing recorded and unrecorded files is never
-    # the sweep's own doing.
-    arts.forget(k for k in arts.files if k.startswith(f"run:points/{task.name}/"))
+    journal = journal_path(run, task.name)
+    prefix = f"run:points/{task.name}/"
+    # A retried failure's folder, as recorded: a kill before the rename leaves it unrecorded.
+    replaces = {
+        k.removeprefix(prefix): e.sha256 for k, e in arts.files.items() if k.startswith(prefix)
+    }
+    entry = {"point": task.name, "files": folder_digests(workdir), "replaces": replaces}
+    atomic_write_json(journal, entry)
+    arts.forget(k for k in arts.files if k.startswith(prefix))
     if final.exists():
         shutil.rmtree(final)  # only ever a failure.json being retried: done points are skipped
     workdir.rename(final)
@@ -179,20 +204,49 @@ def publish(run: Run, arts: Artifacts, task: Task, result: PointResult) -> None:
         replace=False,
         stamp=False,
     )
+    journal.unlink()
 
 
 # ----------------------------------------------------------------------------- the sweep
 
 
-def tampered_point_files(arts: Artifacts, folder: Path) -> list[Problem]:
-    """What keeps a point folder from being recorded again: a recorded file changed or gone, or
-    an unrecorded file beside recorded ones (the sweep records a point's files all at once)."""
+def journaled_files(run: Run, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
+    """The digests publish noted for a point before its rename (the new folder's, and the
+    recorded folder it replaces, if any), or None if it noted none."""
+    try:
+        entry = json.loads(journal_path(run, name).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entry, dict) or entry.get("point") != name:
+        return None
+    files, replaces = entry.get("files"), entry.get("replaces") or {}
+    if not isinstance(files, dict) or not isinstance(replaces, dict):
+        return None
+    return files, replaces
+
+
+def tampered_point_files(run: Run, arts: Artifacts, folder: Path) -> list[Problem]:
+    """What keeps a point folder from being recorded: a recorded file changed or gone, an
+    unrecorded file beside recorded ones, or an unrecorded folder the sweep never journaled
+    (or whose files differ from its journal): the sweep records a point's files all at once."""
     prefix = f"run:points/{folder.name}/"
     recorded = sorted(k for k in arts.files if k.startswith(prefix))
     if folder.is_symlink():
         return [Problem(prefix.rstrip("/"), "symlink", f"a folder linked to {os.readlink(folder)}")]
     if not recorded:
-        return []  # renamed into place, then killed before its record: the sweep's own
+        journaled = journaled_files(run, folder.name)
+        if journaled is None:
+            return [Problem(prefix.rstrip("/"), "unrecorded", "never published by the sweep")]
+        found = folder_digests(folder)
+        nested = [p for p in folder.rglob("*") if p.is_file() and p.parent != folder]
+        published, replaced = journaled
+        if replaced and found == replaced and not nested:
+            return []  # killed before the rename: the retried folder, as it was recorded
+        return [
+            Problem(f"{prefix}{name}", "unexpected", "differs from the sweep's journal")
+            for name in sorted(set(found) | set(published))
+            if found.get(name) != published.get(name)
+        ] + [Problem(arts.key(p), "unexpected", "not written by the sweep") for p in nested]
     problems = arts.check(recorded)
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         if arts.key(path) not in arts.files:
@@ -203,16 +257,17 @@ def tampered_point_files(arts: Artifacts, folder: Path) -> list[Problem]:
 def clean_interrupted(run: Run, arts: Artifacts) -> None:
     """Clean up after a kill: drop partial folders, adopt points renamed but not recorded.
 
-    Recorded means verified: a folder whose recorded files changed stops the sweep, naming the
-    file, instead of having the changed bytes hashed into artifacts.json as the sweep's own.
+    Recorded means verified: a folder whose recorded files changed, or an unrecorded folder
+    that does not match the sweep's journal, stops the sweep, naming the file, instead of
+    having its bytes hashed into artifacts.json as the sweep's own.
     """
     for partial in run.paths.points.glob(f"*{PARTIAL}"):
         print(f"[sweep] discarding interrupted point {partial.name}", file=sys.stderr)
         shutil.rmtree(partial)
     for folder in sorted(run.paths.points.glob("*")):
-        if problems := tampered_point_files(arts, folder):
+        if problems := tampered_point_files(run, arts, folder):
             raise KitError(
-                "a finished point's files differ from their record: "
+                "a point's files differ from their record or the sweep's journal: "
                 + "; ".join(f"{p.key} {p.kind} ({p.detail})" for p in problems),
                 path=str(folder),
                 fix=f"restore the file(s), or remove {folder} to measure the point again",
@@ -226,6 +281,8 @@ def clean_interrupted(run: Run, arts: Artifacts) -> None:
                 replace=False,
                 stamp=False,
             )
+    for stale in sorted((run.paths.root / ".stamps" / JOURNAL).glob("*.json")):
+        stale.unlink()  # its point is recorded now, or its kill came before the rename
 
 
 def check_points_folder(run: Run) -> None:

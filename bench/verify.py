@@ -31,7 +31,9 @@ shared stages' files of a merged run (their digests come from the shards' verifi
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
+import io
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,7 +49,8 @@ from bench.fileio import atomic_write_text, read_json
 from bench.gpu_info import visible_gpus
 from bench.manifest import Manifest
 from bench.record import FAILURE, RESULT, PointResult, load_records
-from bench.run import RunPaths, load_run
+from bench.report import load_provenance
+from bench.run import RunPaths, load_run, point_id
 from bench.runlock import locked
 from bench.sweep import Task
 from bench.tables import PointRow, is_suspect, md_table, num, point_rows
@@ -66,6 +69,7 @@ INCOMPLETE, PARTIAL = "INCOMPLETE", "PARTIAL"  # verdicts that keep a run from P
 # The overall result, most severe first, with its exit code (2, bad input, is a KitError).
 RESULTS = (("FAILED", EXIT_FAILED), (INCOMPLETE, 3), (PARTIAL, 4), ("PASSED", EXIT_OK))
 DATASETS_KEY = "run:datasets/"
+MANIFEST_STAGES = {"init", "sweep", "merge"}  # a run with one of these was made from a manifest
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,13 @@ def check_files(arts: Artifacts, scope: str) -> FileCheck:
     keys = sorted(k for k, entry in arts.files.items() if entry.stage != STAGE)
     misplaced = [p for k in keys if (p := arts.placement_problem(k)) is not None]
     bad = {p.key for p in misplaced}
-    # A merged run whose shards uploaded no datasets (benchmark.yml): checked where they exist.
-    datasets_absent = not arts.paths.datasets.is_dir()
+    # Only a merged run whose record says its datasets' digests came from the shard records
+    # (shards uploaded without them, benchmark.yml) may lack datasets/; any other run's are missing.
+    merge_details = arts.stages.get("merge", {}).get("details", {})
+    datasets_absent = (
+        merge_details.get("datasets_from_shard_records") is True
+        and not arts.paths.datasets.is_dir()
+    )
     rehashed = tuple(
         k
         for k in keys
@@ -192,6 +201,7 @@ class Completeness:
     missing: tuple[str, ...]
     basis: str  # where `expected` comes from, said in the verdict
     partial: bool  # merged from a subset of shards on purpose: missing points are PARTIAL
+    extra: tuple[str, ...] = ()  # finished points the manifest (or shard) never asked for
 
 
 def manifest_tasks(manifest: Manifest) -> list[Task]:
@@ -230,17 +240,24 @@ def completeness(arts: Artifacts, manifest: Manifest) -> Completeness:
         basis = f"the union of {len(shards)} shard(s)' manifest points ({len(everything)})"
     have = finished_points(arts.paths.points)
     missing = tuple(name for name in expected if name not in have)
-    return Completeness(tuple(expected), missing, basis, bool(merge_details.get("partial")))
+    extra = tuple(sorted(have - set(expected)))
+    partial = bool(merge_details.get("partial"))
+    return Completeness(tuple(expected), missing, basis, partial, extra)
 
 
 def completeness_verdicts(done: Completeness) -> list[Verdict]:
+    extra = [
+        Verdict(f"point {name} is not one of {done.basis}", FAIL, note="never asked for")
+        for name in done.extra
+    ]
     if not done.missing:
         return [
             Verdict(
                 f"every point of {done.basis} is a result or a recorded failure",
                 PASS,
                 note=f"{len(done.expected)} point(s)",
-            )
+            ),
+            *extra,
         ]
     verdict = PARTIAL if done.partial else FAIL
     why = (
@@ -248,7 +265,51 @@ def completeness_verdicts(done: Completeness) -> list[Verdict]:
         if done.partial
         else "neither a result nor a recorded failure: deleted, or never run"
     )
-    return [Verdict(f"point {name} of {done.basis}", verdict, note=why) for name in done.missing]
+    missing = [Verdict(f"point {name} of {done.basis}", verdict, note=why) for name in done.missing]
+    return missing + extra
+
+
+def summary_points(paths: RunPaths) -> dict[str, set[str]]:
+    """The points each summary file (summary.csv, summary.json) lists, by file name."""
+    out: dict[str, set[str]] = {}
+    try:
+        if paths.summary.is_file():
+            rows = csv.DictReader(io.StringIO(paths.summary.read_text(encoding="utf-8")))
+            out[paths.summary.name] = {
+                point_id(
+                    int(r["isl"]),
+                    int(r["osl"]),
+                    int(r["concurrency"]) if r.get("concurrency") else None,
+                    int(r.get("repeat") or 0),
+                )
+                for r in rows
+            }
+        if paths.summary_json.is_file():
+            records = read_json(paths.summary_json).get("records", [])
+            out[paths.summary_json.name] = {
+                point_id(r["isl"], r["osl"], r.get("concurrency"), r.get("repeat") or 0)
+                for r in records
+            }
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise KitError(
+            f"unreadable summary: {exc!r}",
+            path=str(paths.root),
+            fix="restore summary.csv / summary.json from the run's copy",
+        ) from None
+    return out
+
+
+def summary_verdicts(paths: RunPaths) -> list[Verdict]:
+    """Every point a recorded summary lists is still a result or a recorded failure: deleting a
+    point with its entries (and the manifest) must not leave a summary that still shows it."""
+    have = finished_points(paths.points)
+    out = []
+    for name, listed in sorted(summary_points(paths).items()):
+        out += [
+            Verdict(f"point {point} listed in {name}", FAIL, note="its record is gone")
+            for point in sorted(listed - have)
+        ]
+    return out
 
 
 def overall(files: FileCheck, sections, ref_problems: list[str]) -> tuple[str, int]:
@@ -276,6 +337,10 @@ def integrity_sections(
 ) -> list[tuple[str, list[Verdict]]]:
     """The verdicts on what the run holds: points against the manifest, files not here."""
     out = []
+    if manifest is None and (stages := MANIFEST_STAGES & set(arts.stages)):
+        missing = f"missing, though the run has a {'/'.join(sorted(stages))} stage"
+        claim = "manifest.resolved.toml (what the run was asked to measure)"
+        out.append(("Points vs manifest", [Verdict(claim, FAIL, note=missing)]))
     if manifest is not None:
         out.append(("Points vs manifest", completeness_verdicts(completeness(arts, manifest))))
     elif (imported := imported_point_count(arts.paths)) is not None:
@@ -283,6 +348,8 @@ def integrity_sections(
         verdict = PASS if have >= imported else FAIL
         claim = f"{imported} imported point(s) (import.json) are all here"
         out.append(("Points vs import", [Verdict(claim, verdict, note=f"{have} found")]))
+    if listed := summary_verdicts(arts.paths):
+        out.append(("Points vs summary", listed))
     if files.absent:
         out.append(("Files not on this machine", absent_verdicts(files)))
     return out
@@ -1059,10 +1126,10 @@ def render(
 
 
 def recorded_gpu(paths: RunPaths) -> str | None:
-    """The GPU provenance recorded for the run (bench.gpus' key, e.g. "H100-SXM"), or None."""
-    if not paths.provenance.is_file():
-        return None
-    first = next(iter(visible_gpus(read_json(paths.provenance))), {})
+    """The GPU provenance recorded for the run (bench.gpus' key, e.g. "H100-SXM"), or None: a
+    merged run's is its shards' (report's load_provenance), never the manifest's declared one."""
+    provenance = load_provenance(paths)[0]
+    first = next(iter(visible_gpus(provenance or {})), {})
     return gpus.gpu_key(first.get("name"), first.get("form_factor"))
 
 

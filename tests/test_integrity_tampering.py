@@ -17,15 +17,17 @@ from pathlib import Path
 import pytest
 from test_report import RECORDS, make_run, ok
 
-from bench import import_logs, merge, report, verify
+from bench import import_logs, merge, report, sweep, verify
 from bench.artifacts import Artifacts
 from bench.cost import Estimator, shard_tasks
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_json
+from bench.manifest import Point
 from bench.record import RESULT, write_summary
 from bench.run import RunPaths, load_run, open_run
+from bench.runlock import writer_lock
 from bench.stage_cache import cache_key, make_or_reuse
-from bench.sweep import Task, clean_interrupted, shard_details
+from bench.sweep import JOURNAL, PARTIAL, Task, clean_interrupted, publish, shard_details
 
 POINT = "run:points/isl128_osl128/result.json"
 TWO_POINTS = """\
@@ -145,6 +147,33 @@ def record_to_symlink_out_of_run(paths: RunPaths) -> None:
     record.symlink_to(outside)
 
 
+def record_datasets_then_remove_them(paths: RunPaths) -> None:
+    dataset = paths.datasets / "synthetic.jsonl"
+    dataset.parent.mkdir(parents=True)
+    dataset.write_text('{"input_ids": [1, 2]}\n')
+    Artifacts(paths).record("datasets", {}, [dataset])
+    shutil.rmtree(paths.datasets)
+
+
+def drop_manifest_then_point(paths: RunPaths) -> None:
+    """The manifest and its entry gone, then a point and its entries: the summary still lists it."""
+    paths.resolved_manifest.unlink()
+
+    def forget(data: dict) -> None:
+        del data["files"]["run:manifest.resolved.toml"]
+        for stage in data["stages"].values():
+            stage["outputs"] = [k for k in stage["outputs"] if k != "run:manifest.resolved.toml"]
+
+    edit_artifacts(paths, forget)
+    drop_point(paths, "isl128_osl128")
+
+
+def add_point_never_asked_for(paths: RunPaths) -> None:
+    record = paths.points / "isl512_osl512" / RESULT
+    atomic_write_json(record, ok(512, 512, 5.0).to_json())
+    Artifacts(paths).record("sweep", {}, [record], replace=False)
+
+
 def unknown_root_entry(paths: RunPaths) -> None:
     def add(data: dict) -> None:
         data["files"]["scratch:x.bin"] = {"size": 1, "sha256": "0" * 64, "stage": "sweep"}
@@ -200,7 +229,7 @@ VERIFY_CASES = [
         "a manifest point deleted with its entries",
         lambda p: drop_point(p, "isl128_osl128"),
         1,
-        ("| point isl128_osl128 of the manifest's 1 point(s) | **FAIL** |", "Result: FAILED"),
+        ("| point isl128_osl128 of the manifest's 4 point(s) | **FAIL** |", "Result: FAILED"),
     ),
     VerifyCase(
         "an imported point deleted with its entries",
@@ -218,6 +247,28 @@ VERIFY_CASES = [
             "models is absent on this machine: `models:org--m/rev/config.json`",
             "make fetch",
         ),
+    ),
+    VerifyCase(
+        "datasets removed from a run that is not merged",
+        record_datasets_then_remove_them,
+        1,
+        ("| `run:datasets/synthetic.jsonl` | **missing** |", "Result: FAILED"),
+    ),
+    VerifyCase(
+        "manifest deleted with its entry, then a point with its entries",
+        drop_manifest_then_point,
+        1,
+        (
+            "| manifest.resolved.toml (what the run was asked to measure) | **FAIL** |",
+            "| point isl128_osl128 listed in summary.csv | **FAIL** |",
+            "| point isl128_osl128 listed in summary.json | **FAIL** |",
+        ),
+    ),
+    VerifyCase(
+        "a point the manifest never asked for",
+        add_point_never_asked_for,
+        1,
+        ("| point isl512_osl512 is not one of the manifest's 4 point(s) | **FAIL** |",),
     ),
     VerifyCase(
         "entry under an unknown root",
@@ -286,6 +337,17 @@ def tamper_result(runs: list[Path], point: str = "isl128_osl128") -> None:
     rewrite(runs[-1] / "points" / point / RESULT, "900.0", "990.0")
 
 
+def hand_written_point(runs: list[Path], *, journal: bool = False) -> None:
+    """A point folder the sweep never published, claiming a number; optionally with a journal
+    entry for other bytes (the folder changed after the rename)."""
+    record = runs[0] / "points" / "isl512_osl512" / RESULT
+    atomic_write_json(record, ok(512, 512, 5.0).to_json())
+    if journal:
+        entry = {"point": "isl512_osl512", "files": {RESULT: "0" * 64}}
+        atomic_write_json(runs[0] / ".stamps" / JOURNAL / "isl512_osl512.json", entry)
+    atomic_write_json(record, ok(512, 512, 99999.0).to_json())
+
+
 LAUNDER_CASES = [
     LaunderCase(
         "resumed sweep: tampered result.json plus an unrecorded file",
@@ -329,6 +391,22 @@ LAUNDER_CASES = [
         merge_all,
         2,
         ("m-shard1of2: run:points/isl256_osl256/x.log missing (not in its artifacts.json)",),
+    ),
+    LaunderCase(
+        "resumed sweep: a hand-written point folder",
+        one_finished_run,
+        hand_written_point,
+        resume_sweep,
+        2,
+        ("run:points/isl512_osl512 unrecorded (never published by the sweep)",),
+    ),
+    LaunderCase(
+        "resumed sweep: a journaled point folder changed after its rename",
+        one_finished_run,
+        lambda runs: hand_written_point(runs, journal=True),
+        resume_sweep,
+        2,
+        ("run:points/isl512_osl512/result.json unexpected (differs from the sweep's journal)",),
     ),
     LaunderCase(
         "merge: one of two shards",
@@ -399,13 +477,54 @@ def test_the_unverified_report_says_so_at_the_top(roots: Path) -> None:
     assert not paths.stamp("report").exists()
 
 
-def test_a_killed_sweeps_unrecorded_point_is_still_adopted(roots: Path) -> None:
+class Killed(Exception):
+    """Stands in for SIGKILL at the worst moment of publish."""
+
+
+def test_a_sweep_killed_between_rename_and_record_is_adopted_via_its_journal(
+    roots: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The crash window the resume exists for: renamed into place, killed before its record."""
     paths = make_run(roots, RECORDS)
-    atomic_write_json(paths.points / "isl512_osl512" / RESULT, ok(512, 512, 5.0).to_json())
     run = load_run("t")
+    task = Task(Point(isl=512, osl=512, requests=10), 0)
+    (paths.points / f"{task.name}{PARTIAL}").mkdir()
+    (paths.points / f"{task.name}{PARTIAL}" / "console.log").write_text("measured\n")
+
+    def killed(*args, **kwargs) -> None:
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(Artifacts, "record", killed)
+        with pytest.raises(Killed):
+            publish(run, Artifacts(paths), task, ok(512, 512, 5.0))
+    assert (paths.points / task.name / RESULT).is_file()
+    assert "run:points/isl512_osl512/result.json" not in Artifacts(paths).files
     clean_interrupted(run, Artifacts(paths))
     assert "run:points/isl512_osl512/result.json" in Artifacts(paths).files
+    assert not list((paths.root / ".stamps" / JOURNAL).glob("*"))
+
+
+def test_a_retried_failure_killed_before_its_rename_keeps_its_recorded_folder(
+    roots: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """publish forgets the failed folder's entries, then is killed before replacing it."""
+    paths = make_run(roots, RECORDS)
+    run = load_run("t")
+    task = Task(Point(isl=256, osl=256, requests=10), 0)
+    (paths.points / f"{task.name}{PARTIAL}").mkdir()
+
+    def killed(*args, **kwargs) -> None:
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(sweep.shutil, "rmtree", killed)
+        with pytest.raises(Killed):
+            publish(run, Artifacts(paths), task, ok(256, 256, 5.0))
+    assert "run:points/isl256_osl256/failure.json" not in Artifacts(paths).files
+    clean_interrupted(run, Artifacts(paths))
+    assert "run:points/isl256_osl256/failure.json" in Artifacts(paths).files
+    assert not (paths.points / f"{task.name}{PARTIAL}").exists()
 
 
 # ----------------------------------------------------------------------------- merges
@@ -434,6 +553,53 @@ def test_a_point_deleted_from_a_merged_run_fails_verify(roots: Path, capsys) -> 
     drop_point(RunPaths.for_run("merged"), "isl128_osl128")
     assert verify.main(["--run", "merged"]) == 1
     assert "| point isl128_osl128 of the union of 2 shard(s)" in capsys.readouterr().out
+
+
+def test_a_shard_file_changed_between_check_and_copy_is_refused(
+    roots: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shards = two_shards(roots)
+    checked = merge.shard_file_problems
+
+    def check_then_tamper(shard: Path) -> list[str]:
+        problems = checked(shard)
+        if shard == shards[-1]:
+            tamper_result(shards)  # after its check, before its copy
+        return problems
+
+    monkeypatch.setattr(merge, "shard_file_problems", check_then_tamper)
+    assert merge_all(shards) == 2
+    said = capsys.readouterr().err
+    assert "shard files changed while they were merged" in said
+    assert "m-shard2of2: run:points/isl128_osl128/result.json changed" in said
+    assert not (roots / "results" / "merged").exists()
+
+
+def test_a_shard_being_written_is_not_merged(roots: Path, capsys) -> None:
+    shards = two_shards(roots)
+    with writer_lock(RunPaths.for_run(shards[1].name), "sweep"):
+        assert merge_all(shards) == 2
+    assert "another process is writing this run" in capsys.readouterr().err
+    assert not (roots / "results" / "merged").exists()
+
+
+def test_datasets_removed_from_a_merged_run_that_copied_them_fail_verify(
+    roots: Path, capsys
+) -> None:
+    assert merge_all(two_shards(roots)) == 0
+    shutil.rmtree(RunPaths.for_run("merged").datasets)
+    assert verify.main(["--run", "merged"]) == 1
+    assert "| `run:datasets/synthetic.jsonl` | **missing** |" in capsys.readouterr().out
+
+
+def test_a_merged_runs_gpu_is_the_one_its_shards_measured(roots: Path) -> None:
+    """Not the manifest's declared GPU: the method check compares what ran."""
+    merged = RunPaths.for_run("merged")
+    atomic_write_json(
+        merged.root / "shards" / "m-shard1of2" / "provenance.json",
+        {"gpus": [{"name": "NVIDIA H100 PCIe", "index": 0}], "environment": {}},
+    )
+    assert verify.recorded_gpu(merged) == "H100-PCIe"
 
 
 def test_a_shard_run_is_held_to_its_own_points(roots: Path, capsys) -> None:

@@ -107,13 +107,32 @@ def failed(isl: int, osl: int, kind: str = "silent") -> PointResult:
 RECORDS = [ok(128, 128, 1000.0), ok(128, 256, 1500.0), ok(256, 128, 800.0), failed(256, 256)]
 
 
+def manifest_of(records: list[PointResult]) -> str:
+    """MANIFEST asking for exactly the records' points and repeats: an honest run's manifest
+    (verify fails a point the manifest never asked for)."""
+    points = sorted({(r.isl, r.osl, r.concurrency) for r in records})
+    if not points:
+        return MANIFEST
+    listed = ", ".join(
+        f"{{ isl = {isl}, osl = {osl}, requests = 10"
+        + (f", concurrency = {c}" if c is not None else "")
+        + " }"
+        for isl, osl, c in points
+    )
+    repeats = max(r.repeat for r in records) + 1
+    return MANIFEST.replace(
+        "points = [{ isl = 128, osl = 128, requests = 10 }]",
+        f"repeats = {repeats}\npoints = [{listed}]",
+    )
+
+
 def make_run(
     roots: Path, records: list[PointResult], *, manifest: bool = True, name: str = "t"
 ) -> RunPaths:
     """A finished run: records, raw logs, summary.csv, and the artifacts of its producing stage."""
     paths = RunPaths.for_run(name)
     if manifest:
-        (roots / "t.toml").write_text(MANIFEST)
+        (roots / "t.toml").write_text(manifest_of(records))
         open_run(roots / "t.toml", name)
     else:
         atomic_write_json(paths.root / "import.json", {"source": "/logs", "points": len(records)})
