@@ -64,6 +64,28 @@ POINTS = [
         ],
     ),
     (
+        "JSON and a log cut before its numbers disagree on identity",
+        {
+            "result_128_128_200.json": json.dumps(REPORT_10),
+            "result_128_128_200.txt": cut_after(SEVENTY_B_TP8, "TP Size:                8"),
+        },
+        "isl128_osl128",
+        "invalid",
+        "disagreement",
+        ["model 'meta-llama/Llama-3.1-8B-Instruct' vs 'meta-llama/Llama-3.1-70B-Instruct'"],
+    ),
+    (
+        "JSON and a log cut before its numbers agree",
+        {
+            "result_128_128_200.json": json.dumps(REPORT_10),
+            "result_128_128_200.txt": cut_after(LOG_10, "TP Size:                1") + "\n",
+        },
+        "isl128_osl128",
+        "ok",
+        None,
+        [],
+    ),
+    (
         "JSON and log disagree on a number",
         {
             "result_128_128_200.json": json.dumps(REPORT_10),
