@@ -28,6 +28,7 @@ LOG_10 = (
 )  # the console side of report_1.0.json: 8B TP1, 128/128, 200 requests
 REPORT_10 = json.loads((DATA / "report_1.0.json").read_text(encoding="utf-8"))
 OUTPUT_016 = "Token Throughput (tokens/sec):\t1280.5000"
+CSV_HEADER = "ISL,OSL,Requests,Token_Throughput,Request_Throughput\n"
 
 
 def report(section: str, key: str, value: object) -> str:
@@ -273,6 +274,33 @@ REFUSED = [
         "two JSON files for one point",
         {"result_128_128_200.json": "{}", "result_128_0128_200.json": "{}"},
         "result_128_0128_200.json and result_128_128_200.json",
+    ),
+    *(
+        (
+            f"summary states {why}",
+            {"result_128_128_100.txt": LOG_016, name: text},
+            words,
+        )
+        for name, text, why, words in [
+            (
+                "throughput_summary.csv",
+                f"{CSV_HEADER}128,128,100,nan,1.0\n",
+                "NaN",
+                "throughput_summary.csv:2: Token_Throughput = nan is not a finite number",
+            ),
+            (
+                "throughput_summary.csv",
+                f"{CSV_HEADER}128,128,100,1280.5,-1\n",
+                "a negative rate",
+                "Request_Throughput = -1 is impossible (must be > 0)",
+            ),
+            (
+                "summary_results.log",
+                "ISL,OSL,Requests,Throughput,x,Status\n128,128,100,1.28e30,0,SUCCESS\n",
+                "an impossible rate",
+                "summary_results.log:2: Throughput = 1.28e+30 tok/s is above",
+            ),
+        ]
     ),
 ]
 

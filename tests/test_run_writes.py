@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from bench import (
+    accuracy,
     audit,
     build,
+    compare,
     datasets,
     fetch,
     import_logs,
@@ -174,6 +176,8 @@ def stage_calls(manifest: Path, logs: Path) -> dict[str, object]:
         "verify": lambda: verify.main(["--run", "r"]),
         "import": lambda: import_logs.main(["--logs", str(logs), "--run", "r"]),
         "audit": lambda: audit.main(["--logs", str(logs), "--run", "r"]),
+        "accuracy": lambda: accuracy.main(run),
+        "compare": lambda: compare.main(["--base", "r", "--run", "r"]),
     }
 
 
@@ -190,6 +194,8 @@ def stage_calls(manifest: Path, logs: Path) -> dict[str, object]:
         "verify",
         "import",
         "audit",
+        "accuracy",
+        "compare",
     ],
 )
 def test_every_stage_that_writes_a_run_takes_the_lock(manifest, tmp_path, capsys, stage):
