@@ -7,14 +7,12 @@ Usage:  python -m bench.compare --base BASE --run RUN [--threshold PCT]
         (make compare BASE=<run> RUN=<run> [THRESHOLD=<percent>])
 
 Identity differences come first, so a change of method is never read as a regression. Each point
-both runs measured gets a verdict per metric: FASTER, SLOWER, SAME or NOISY. With three or more
+both runs measured gets a verdict per metric: FASTER, SLOWER, SAME or NOISY. With two or more
 valid repeats on both sides the verdict is Welch's t-test on the repeats' logarithms
-(significance) plus the metric's noise band (practical size): SLOWER needs both. With fewer only
-the noise band can judge, and the report says the verdict is weaker. The threshold and bands are
-the BASE run's manifest's, so a change cannot loosen its own gate. Exit 1 when a point's output
-tok/s is worse by more than the threshold (SLOWER, or NOISY beyond the threshold), a point lost
-its valid result, a BASE point is missing from RUN, or nothing could be compared; 0 otherwise; 2
-on bad input.
+(significance) plus the metric's noise band (practical size): SLOWER needs both. With single runs
+only the noise band can judge, and the report says the verdict is weaker. Exit 1 when a
+comparable point's output tok/s is SLOWER by more than the threshold, or a point lost its valid
+result; 0 otherwise; 2 on bad input.
 """
 
 from __future__ import annotations
@@ -57,9 +55,6 @@ THRESHOLD_PCT = 5.0  # the gate's default when neither THRESHOLD= nor the manife
 # Welch's t-test: significance level for repeats. A run judges many points and two metrics at once;
 # at 0.05, 1 in 20 comparisons between identical runs would pass the test by chance.
 ALPHA = 0.01
-# Welch's test needs a spread on both sides: with 2 repeats a side at alpha 0.01 it almost never
-# fires (base [100, 120] against new [50, 65], -48%, gives p = 0.066), so below 3 the band judges.
-MIN_REPEATS_FOR_TEST = 3
 PERCENTILES = ("p50", "p90", "p99")
 
 FASTER, SLOWER, SAME, NOISY = "FASTER", "SLOWER", "SAME", "NOISY"
@@ -71,11 +66,8 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 @dataclass(frozen=True)
 class Settings:
     threshold_pct: float
-    threshold_source: str  # "THRESHOLD=", "the base run's manifest" or "the kit's default"
+    threshold_source: str  # "THRESHOLD=", "the manifest" or "the kit's default"
     noise_pct: Mapping[str, float]
-    # Whether a verdict from the band alone (fewer than MIN_REPEATS_FOR_TEST repeats on a side)
-    # can fail the gate; False makes such verdicts advisory (the manifest's [compare]).
-    band_only_gates: bool = True
 
 
 @dataclass(frozen=True)
@@ -86,11 +78,11 @@ class MetricComparison:
     new: list[float]
     change_pct: float  # (mean new - mean base) / mean base, signed as measured
     worse_pct: float  # change in the bad direction (positive = worse), for the gate
-    p_value: float | None  # Welch's t-test; None below MIN_REPEATS_FOR_TEST repeats on a side
+    p_value: float | None  # Welch's t-test; None for single runs
     verdict: Verdict
 
     @property
-    def band_only(self) -> bool:
+    def single(self) -> bool:
         return self.p_value is None
 
 
@@ -116,13 +108,12 @@ def judge(
     new: Sequence[float],
     noise_pct: float,
 ) -> MetricComparison:
-    """FASTER/SLOWER only when the change is larger than the noise band and, with enough repeats
-    on both sides, also significant; SAME within the band; NOISY when larger but not significant."""
+    """FASTER/SLOWER only when the change is larger than the noise band and, with repeats on
+    both sides, also significant; SAME within the band; NOISY when larger but not significant."""
     mean_base, mean_new = statistics.fmean(base), statistics.fmean(new)
     change = 100.0 * (mean_new - mean_base) / mean_base
     worse = -change if METRICS[metric][1] == "higher" else change
-    enough = min(len(base), len(new)) >= MIN_REPEATS_FOR_TEST
-    p = welch_p_value(base, new) if enough else None
+    p = welch_p_value(base, new) if len(base) >= 2 and len(new) >= 2 else None
     if abs(change) <= noise_pct:
         verdict: Verdict = SAME
     elif p is not None and p >= ALPHA:
@@ -158,63 +149,12 @@ class Comparison:
     lost: list[PointKey]  # valid in base, no valid result in new
     gained: list[PointKey]  # no valid result in base, valid in new
 
-    def beyond_threshold(self, settings: Settings) -> list[MetricComparison]:
-        """Gate metrics worse than the threshold: SLOWER, or NOISY (the estimate is still the
-        best guess; a noisy -48% must not pass). The gate's failures unless advisory."""
+    def gate_failures(self, threshold_pct: float) -> list[MetricComparison]:
         return [
             c
             for c in self.comparisons
-            if c.verdict in (SLOWER, NOISY)
-            and c.metric in GATE_METRICS
-            and c.worse_pct > settings.threshold_pct
+            if c.verdict == SLOWER and c.metric in GATE_METRICS and c.worse_pct > threshold_pct
         ]
-
-    def gate_failures(self, settings: Settings) -> list[MetricComparison]:
-        return [
-            c
-            for c in self.beyond_threshold(settings)
-            if settings.band_only_gates or not c.band_only
-        ]
-
-    def gated_metric_compared(self) -> bool:
-        return any(c.metric in GATE_METRICS for c in self.comparisons)
-
-    def gate_problems(self, settings: Settings) -> list[str]:
-        """One line per reason the gate fails; empty when it passes."""
-        problems = []
-        if not self.gated_metric_compared():
-            problems.append("no point has a valid output tok/s in both runs: nothing was compared")
-        if self.only_base:
-            problems.append(
-                f"{len(self.only_base)} point(s) of the base run missing from the new run: "
-                + ", ".join(point_name(p) for p in self.only_base)
-            )
-        if self.lost:
-            problems.append(
-                f"{len(self.lost)} point(s) lost their valid result: "
-                + ", ".join(point_name(p) for p in self.lost)
-            )
-        problems += [
-            f"{verdict_label(c, settings)} {point_name(c.point)} {METRICS[c.metric][0]}: "
-            f"{c.change_pct:+.1f}% (threshold {settings.threshold_pct:g}%)"
-            for c in self.gate_failures(settings)
-        ]
-        return problems
-
-
-def verdict_label(c: MetricComparison, settings: Settings) -> str:
-    """The verdict as the report prints it: NOISY beyond the threshold fails the gate and says
-    so; a band-only verdict beyond it is marked advisory where the manifest makes it so."""
-    beyond = (
-        c.verdict in (SLOWER, NOISY)
-        and c.metric in GATE_METRICS
-        and c.worse_pct > settings.threshold_pct
-    )
-    if beyond and c.band_only and not settings.band_only_gates:
-        return f"{c.verdict} (advisory)"
-    if beyond and c.verdict == NOISY:
-        return "NOISY, beyond threshold"
-    return c.verdict
 
 
 def compare_records(
@@ -308,24 +248,18 @@ def render(
     percentiles: Mapping[PointKey, tuple[dict[str, float], dict[str, float]]],
     heatmap: str | None,
 ) -> str:
-    problems = result.gate_problems(settings)
+    failures = result.gate_failures(settings.threshold_pct)
     gate = (
-        "**FAILED**: " + "; ".join(problems)
-        if problems
-        else f"**PASSED**: no comparable point's output tok/s is worse by more than "
+        f"**FAILED**: {len(failures)} point(s) with output tok/s SLOWER beyond "
+        f"{settings.threshold_pct:g}%"
+        + (f" or lost points ({len(result.lost)})" if result.lost else "")
+        if failures or result.lost
+        else f"**PASSED**: no comparable point's output tok/s is SLOWER by more than "
         f"{settings.threshold_pct:g}%"
     )
-    advisory = [
-        c for c in result.beyond_threshold(settings) if c not in result.gate_failures(settings)
-    ]
-    if advisory:
-        gate += (
-            f" ({len(advisory)} point(s) beyond it on the band alone are advisory: the base "
-            "run's manifest sets `[compare] band_only_gates = false`)"
-        )
     out = [
         f"# Compare: {new_name} against {base_name}\n",
-        f"Gate: {gate} (threshold and noise bands from {settings.threshold_source}).\n",
+        f"Gate: {gate} (threshold from {settings.threshold_source}).\n",
         "## Identity\n",
     ]
     differing = identity_differences(base_identity, new_identity)
@@ -347,25 +281,23 @@ def render(
         out += ["\nManifest lines that differ (- base, + new):\n", "```diff"]
         out += [*manifest_lines[:40], "```"]
     out.append("\n## Points\n")
-    tested = any(not c.band_only for c in result.comparisons)
-    band_only = any(c.band_only for c in result.comparisons)
+    repeats = any(not c.single for c in result.comparisons)
+    singles = any(c.single for c in result.comparisons)
     rule = [
         f"Verdict per metric: SAME when the change is within the metric's noise band "
         f"({', '.join(f'{METRICS[m][0]} ±{settings.noise_pct[m]:g}%' for m in METRICS)}); "
         "beyond it, FASTER or SLOWER"
     ]
-    if tested:
+    if repeats:
         rule.append(
-            f"; with {MIN_REPEATS_FOR_TEST} or more repeats on both sides only when Welch's "
-            f"t-test on the repeats gives p < {ALPHA:g}, otherwise NOISY (NOISY beyond the "
-            "threshold still fails the gate)"
+            f"; with repeats on both sides only when Welch's t-test on the repeats gives "
+            f"p < {ALPHA:g}, otherwise NOISY"
         )
     rule.append(".")
-    if band_only:
+    if singles:
         rule.append(
-            f" Points marked `band` have fewer than {MIN_REPEATS_FOR_TEST} valid repeats on a "
-            "side: their verdict rests on the stated noise band alone, not on measured spread, "
-            "and is weaker."
+            " Points marked `single` have one valid result on a side: their verdict rests on "
+            "the stated noise band alone, not on measured spread, and is weaker."
         )
     out.append("".join(rule) + "\n")
     if result.comparisons:
@@ -376,10 +308,8 @@ def render(
                 _values(c.base),
                 _values(c.new),
                 f"{c.change_pct:+.1f}%",
-                "band" if c.p_value is None else f"{c.p_value:.3g}",
-                f"**{verdict_label(c, settings)}**"
-                if c in result.gate_failures(settings) or c.verdict == SLOWER
-                else verdict_label(c, settings),
+                "single" if c.p_value is None else f"{c.p_value:.3g}",
+                f"**{c.verdict}**" if c.verdict == SLOWER else c.verdict,
             ]
             for c in result.comparisons
         ]
@@ -421,21 +351,13 @@ def summary_table(result: Comparison, settings: Settings) -> str:
     """The compact table for CI's job summary: only what is not SAME, plus the gate."""
     moved = [c for c in result.comparisons if c.verdict != SAME]
     rows = [
-        [
-            point_name(c.point),
-            METRICS[c.metric][0],
-            f"{c.change_pct:+.1f}%",
-            verdict_label(c, settings),
-        ]
+        [point_name(c.point), METRICS[c.metric][0], f"{c.change_pct:+.1f}%", c.verdict]
         for c in moved
     ]
-    problems = result.gate_problems(settings)
     head = (
         f"{len(result.comparisons)} comparisons, {len(moved)} not SAME, "
-        f"{len(result.gate_failures(settings))} worse beyond {settings.threshold_pct:g}%, "
-        f"{len(result.lost)} lost point(s), {len(result.only_base)} missing. "
-        + ("Gate FAILED: " + "; ".join(problems) if problems else "Gate passed")
-        + ".\n"
+        f"{len(result.gate_failures(settings.threshold_pct))} SLOWER beyond "
+        f"{settings.threshold_pct:g}%, {len(result.lost)} lost point(s).\n"
     )
     header = ["ISL/OSL", "metric", "change", "verdict"]
     return head + ("\n" + md_table(header, rows, [False, False, True, False]) if rows else "")
@@ -546,21 +468,19 @@ def latency_percentiles(run: LoadedRun) -> dict[PointKey, dict[str, float]]:
     }
 
 
-def settings_for(base: LoadedRun, threshold: float | None) -> Settings:
-    """THRESHOLD= first, then the BASE run's manifest [compare] table, then the kit's defaults.
-    The base's, not the new run's: a change must not be able to loosen its own gate."""
+def settings_for(run: LoadedRun, threshold: float | None) -> Settings:
+    """THRESHOLD= first, then the run's manifest [compare] table, then the kit's defaults."""
     stated = (
-        load_manifest(base.paths.resolved_manifest).compare
-        if base.manifest_text is not None
+        load_manifest(run.paths.resolved_manifest).compare
+        if run.manifest_text is not None
         else None
     )
     noise = {**NOISE_PCT, **(stated.noise_pct if stated else {})}
-    gates = stated.band_only_gates if stated else True
     if threshold is not None:
-        return Settings(threshold, "THRESHOLD=", noise, gates)
+        return Settings(threshold, "THRESHOLD=", noise)
     if stated is not None and stated.threshold_pct is not None:
-        return Settings(stated.threshold_pct, "the base run's manifest", noise, gates)
-    return Settings(THRESHOLD_PCT, "the kit's default", noise, gates)
+        return Settings(stated.threshold_pct, "the manifest", noise)
+    return Settings(THRESHOLD_PCT, "the kit's default", noise)
 
 
 def parse_threshold(text: str | None) -> float | None:
@@ -590,7 +510,7 @@ def compare(base_name: str, new_name: str, threshold: float | None, summary: Pat
     if base_name == new_name:
         raise KitError(f"BASE and RUN are both {base_name!r}", fix="compare two different runs")
     base, new = load(base_name, "base"), load(new_name, "run")
-    settings = settings_for(base, threshold)
+    settings = settings_for(new, threshold)
     result = compare_records(base.records, new.records, settings.noise_pct)
     base_pct, new_pct = latency_percentiles(base), latency_percentiles(new)
     percentiles = {p: (base_pct[p], new_pct[p]) for p in set(base_pct) & set(new_pct)}
@@ -628,17 +548,20 @@ def compare(base_name: str, new_name: str, threshold: float | None, summary: Pat
             f.write(
                 f"## Compare: {new_name} against {base_name}\n\n" + summary_table(result, settings)
             )
-    problems = result.gate_problems(settings)
+    failures = result.gate_failures(settings.threshold_pct)
     print(
         f"[compare] {len(result.comparisons)} comparisons, "
-        f"{sum(c.verdict == SLOWER for c in result.comparisons)} SLOWER, "
-        f"{len(result.gate_failures(settings))} worse beyond {settings.threshold_pct:g}% "
-        f"-> {report}",
+        f"{sum(c.verdict == SLOWER for c in result.comparisons)} SLOWER "
+        f"({len(failures)} beyond {settings.threshold_pct:g}%), "
+        f"{len(result.lost)} lost -> {report}",
         file=sys.stderr,
     )
-    for problem in problems:
-        print(f"[compare] FAILED BASE={base_name} RUN={new_name}: {problem}", file=sys.stderr)
-    return EXIT_FAILED if problems else EXIT_OK
+    for c in failures:
+        print(
+            f"[compare] SLOWER {point_name(c.point)} {METRICS[c.metric][0]}: {c.change_pct:+.1f}%",
+            file=sys.stderr,
+        )
+    return EXIT_FAILED if failures or result.lost else EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

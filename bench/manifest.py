@@ -260,8 +260,6 @@ class CompareSettings(Strict):
     noise_pct: dict[
         Literal["output_tok_s", "avg_request_latency_ms"], Annotated[float, Field(gt=0)]
     ] = Field(default_factory=dict)  # per metric: a change within it is SAME
-    # False: verdicts from the band alone (under 3 repeats a side) are advisory, never fail the gate
-    band_only_gates: bool = True
 
 
 class Manifest(Strict):

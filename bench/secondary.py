@@ -180,16 +180,17 @@ def collect(folder: Path) -> list[SecondaryFile]:
 
 def write(root: Path, folder: Path, files: list[SecondaryFile]) -> list[Path]:
     """Copy each file byte for byte and write evidence.json; returns the written paths."""
-    out = []
-    for f in files:
-        target = root / FOLDER / "raw" / f.name
-        data = (folder / f.name).read_bytes()
-        if hashlib.sha256(data).hexdigest() != f.sha256:  # the copy must be the bytes parsed
+    copies = {f.name: (folder / f.name).read_bytes() for f in files}
+    for f in files:  # every copy must be the bytes parsed, checked before any is written
+        if hashlib.sha256(copies[f.name]).hexdigest() != f.sha256:
             raise KitError(
                 "changed while it was being imported",
                 path=str(folder / f.name),
                 fix="import again once nothing writes to the logs folder",
             )
+    out = []
+    for name, data in copies.items():
+        target = root / FOLDER / "raw" / name
         atomic_write_bytes(target, data)
         out.append(target)
     if files:

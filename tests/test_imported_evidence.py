@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench import secondary
 from bench.errors import EXIT_BAD_INPUT, KitError
 from bench.import_logs import main
 from bench.parse_trtllm import decode_log, parse_console, parse_report_json
@@ -390,3 +391,13 @@ def test_any_report_json_value_parses_or_raises_only_kit_error(where, value):
 @given(st.binary(max_size=300))
 def test_any_bytes_decode_as_a_log(data):
     assert isinstance(decode_log(data), str)
+
+
+def test_a_summary_changed_after_it_was_parsed_is_not_copied(tmp_path):
+    """The copy kept as evidence must be the bytes whose rows and digest were recorded."""
+    logs = folder_of(tmp_path, {"throughput_summary.csv": f"{CSV_HEADER}128,128,100,1280.5,1\n"})
+    parsed = secondary.collect(logs)
+    (logs / "throughput_summary.csv").write_text(f"{CSV_HEADER}128,128,100,9999.0,1\n")
+    with pytest.raises(KitError, match=r"throughput_summary\.csv: changed while it was being"):
+        secondary.write(tmp_path / "run", logs, parsed)
+    assert not (tmp_path / "run" / "secondary").exists()
