@@ -55,7 +55,12 @@ EDGE_DOLLAR := $(findstring $$,$(foreach v,$(EDGE_VARS),$(if $(call edge_given,$
 edge_default = $(if $(or $(filter $(EDGE_LAZY),$(1)),$(and $(EDGE_DOLLAR),$(filter RUN CACHE_DIR,$(1)))),,$($(1)))
 edge_raw = $(if $(call edge_given,$(1)),$(value $(1)),$(call edge_default,$(1)))
 edge_word = '$(1)=$(subst ','\'',$(call edge_raw,$(1)))'
+# Any other variable given on the command line (R, STAMP, DOCKER_RUN: what the Makefile computes)
+# would reach a recipe unchecked, so it is refused; ENV_READY may only be given empty.
+EDGE_OTHERS := $(filter-out $(EDGE_VARS) $(if $(value ENV_READY),,ENV_READY),\
+  $(foreach v,$(.VARIABLES),$(if $(filter command,$(origin $(v))),$(v))))
 EDGE := $(shell python3 -m bench.edge $(foreach v,$(EDGE_VARS),$(call edge_word,$(v))) \
+  $(if $(EDGE_OTHERS),'--not-settable=$(subst ','\'',$(EDGE_OTHERS))') \
   $(if $(filter clean-run,$(MAKECMDGOALS)),--clean-run=$(firstword $(origin RUN))))
 $(if $(filter ok,$(EDGE)),,$(error $(or $(EDGE),bench.edge did not run: run make from the kit's folder)))
 

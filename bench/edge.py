@@ -6,7 +6,9 @@ character a shell or Make would act on, so recipes may use it as a plain word.
 Stdlib only: it runs under the system python3 before the virtualenv exists.
 
 Usage:  python3 -m bench.edge RUN=<value> SHARD=<value> ... [--clean-run=<origin of RUN>]
-        (`--clean-run=file`: the user gave no RUN, so `make clean-run` has nothing to name)
+        [--not-settable=<names>]
+        (`--clean-run=file`: the user gave no RUN, so `make clean-run` has nothing to name;
+        `--not-settable`: other variables given on the command line, always refused)
 """
 
 from __future__ import annotations
@@ -147,8 +149,16 @@ def shown(value: str) -> str:
     return ascii(text).replace("$", "\\x24")
 
 
-def check(values: dict[str, str], clean_run: str | None = None) -> str:
+def check(
+    values: dict[str, str], clean_run: str | None = None, not_settable: tuple[str, ...] = ()
+) -> str:
     """`ok`, or the one line that says what is wrong, where, and the fix."""
+    if not_settable:
+        names = ", ".join(map(shown, not_settable))
+        return (
+            f"{names}: not a variable you may set (the Makefile computes it, or knows no such "
+            "variable; ENV_READY may only be empty); fix: give only the variables `make help` lists"
+        )
     for name, value in values.items():
         if name not in VARIABLES:
             return f"bench.edge: unknown variable {name}"
@@ -166,10 +176,11 @@ def check(values: dict[str, str], clean_run: str | None = None) -> str:
 
 
 def main(argv: list[str]) -> int:
-    flag = "--clean-run="
+    flag, others = "--clean-run=", "--not-settable="
     clean_run = next((a.removeprefix(flag) for a in argv if a.startswith(flag)), None)
-    pairs = [a.partition("=") for a in argv if not a.startswith(flag)]
-    print(check({name: value for name, _, value in pairs}, clean_run))
+    not_settable = next((a.removeprefix(others).split() for a in argv if a.startswith(others)), [])
+    pairs = [a.partition("=") for a in argv if not a.startswith((flag, others))]
+    print(check({name: value for name, _, value in pairs}, clean_run, tuple(not_settable)))
     return 0
 
 

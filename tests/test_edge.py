@@ -95,6 +95,9 @@ REFUSED = [
         "STARTED=",
     ),
     (["info", "STARTED=1.2.3"], "STARTED="),
+    (["clean-run", "RUN=keep", "R=results/other"], "'R': not a variable you may set"),
+    (["info", "DOCKER_RUN=touch pwned;"], "'DOCKER_RUN': not a variable you may set"),
+    (["info", "NOSUCH=1", "ARGS=x"], "'ARGS', 'NOSUCH': not a variable you may set"),
 ]
 
 
@@ -108,6 +111,15 @@ def test_hostile_variables_stop_make_before_any_recipe(kit, args, message):
     assert "Traceback" not in done.stderr
     assert not (kit / "pwned").exists()
     assert survivors(kit) == before
+
+
+def test_env_ready_may_only_be_given_empty(kit):
+    done = subprocess.run(
+        ["make", "info", "ENV_READY=x;touch pwned"], cwd=kit, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "'ENV_READY': not a variable you may set" in done.stderr
+    assert not (kit / "pwned").exists()
 
 
 def test_clean_run_deletes_exactly_the_named_run(kit):
