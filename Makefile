@@ -42,14 +42,25 @@ export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 # (such a value is refused anyway).
 # Variables defined further down (docker.mk, Slurm) are checked here only when the user gives them;
 # RUN comes last, since its default is left unexpanded (so empty) when another value holds a `$`.
+# EDGE_LAZY are checked only when given: their defaults run a command (BASE_IMAGE, BASE_DIGEST,
+# STARTED) or are defined further down (IMAGE). tests/test_edge.py fails when a variable a recipe
+# expands is missing here.
+EDGE_LAZY := BASE_IMAGE BASE_DIGEST STARTED DEMO_MANIFEST IMAGE
 EDGE_VARS := MANIFEST SHARD REFERENCE LOGS SHARDS RESULTS_DIR WORK_DIR REPORTS_DIR MODELS_DIR \
   CACHE_DIR VENV PYTHON HF_HOME TEST_WORKERS DOCKER DOCKER_GPUS IMAGE_TAG PARTITION TIME \
-  GPUS_PER_TASK CPUS_PER_TASK CONTAINER SLURM_IMAGE PARTIAL BASE THRESHOLD COMPARE_SUMMARY TO RUN
+  GPUS_PER_TASK CPUS_PER_TASK CONTAINER SLURM_IMAGE PARTIAL BASE THRESHOLD COMPARE_SUMMARY TO \
+  $(EDGE_LAZY) RUN
 edge_given = $(filter-out file default,$(origin $(1)))
 EDGE_DOLLAR := $(findstring $$,$(foreach v,$(EDGE_VARS),$(if $(call edge_given,$(v)),$(value $(v)))))
-edge_raw = $(if $(call edge_given,$(1)),$(value $(1)),$(if $(and $(EDGE_DOLLAR),$(filter RUN CACHE_DIR,$(1))),,$($(1))))
+edge_default = $(if $(or $(filter $(EDGE_LAZY),$(1)),$(and $(EDGE_DOLLAR),$(filter RUN CACHE_DIR,$(1)))),,$($(1)))
+edge_raw = $(if $(call edge_given,$(1)),$(value $(1)),$(call edge_default,$(1)))
 edge_word = '$(1)=$(subst ','\'',$(call edge_raw,$(1)))'
+# Any other variable given on the command line (R, STAMP, DOCKER_RUN: what the Makefile computes)
+# would reach a recipe unchecked, so it is refused; ENV_READY may only be given empty.
+EDGE_OTHERS := $(filter-out $(EDGE_VARS) $(if $(value ENV_READY),,ENV_READY),\
+  $(foreach v,$(.VARIABLES),$(if $(filter command,$(origin $(v))),$(v))))
 EDGE := $(shell python3 -m bench.edge $(foreach v,$(EDGE_VARS),$(call edge_word,$(v))) \
+  $(if $(EDGE_OTHERS),'--not-settable=$(subst ','\'',$(EDGE_OTHERS))') \
   $(if $(filter clean-run,$(MAKECMDGOALS)),--clean-run=$(firstword $(origin RUN))))
 $(if $(filter ok,$(EDGE)),,$(error $(or $(EDGE),bench.edge did not run: run make from the kit's folder)))
 

@@ -35,6 +35,7 @@ from bench.fileio import atomic_write_json, read_json, sha256_file
 from bench.manifest import AGREEMENT, Accuracy, Manifest, Point
 from bench.proc import run_logged
 from bench.run import Run, RunPaths, add_run_args, open_run
+from bench.runlock import locked
 from bench.trtllm import max_input_len
 
 STAGE = "accuracy"
@@ -448,7 +449,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.accuracy", description=__doc__.splitlines()[0])
     add_run_args(parser)
     args = parser.parse_args(argv)
-    return run_main(lambda: accuracy_stage(open_run(args.manifest, args.run)), "bench.accuracy")
+
+    def stage() -> int:
+        return accuracy_stage(open_run(args.manifest, args.run))
+
+    return run_main(locked(args.run or args.manifest.stem, "accuracy", stage), "bench.accuracy")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from bench.manifest import load_manifest
 from bench.record import PointResult, load_records
 from bench.results_schema import Provenance, provenance_of, run_provenance
 from bench.run import RunPaths
+from bench.runlock import locked
 from bench.tables import md_table
 
 # ----------------------------------------------------------------------------- the kit's rules
@@ -647,10 +648,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", help="gate: % worse that fails (default: the manifest's)")
     parser.add_argument("--summary", type=Path, help="append a compact table here (CI job summary)")
     args = parser.parse_args(argv)
-    return run_main(
-        lambda: compare(args.base, args.run, parse_threshold(args.threshold), args.summary),
-        "bench.compare",
-    )
+
+    def stage() -> int:
+        return compare(args.base, args.run, parse_threshold(args.threshold), args.summary)
+
+    return run_main(locked(args.run, "compare", stage, create=False), "bench.compare")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ character a shell or Make would act on, so recipes may use it as a plain word.
 Stdlib only: it runs under the system python3 before the virtualenv exists.
 
 Usage:  python3 -m bench.edge RUN=<value> SHARD=<value> ... [--clean-run=<origin of RUN>]
-        (`--clean-run=file`: the user gave no RUN, so `make clean-run` has nothing to name)
+        [--not-settable=<names>]
+        (`--clean-run=file`: the user gave no RUN, so `make clean-run` has nothing to name;
+        `--not-settable`: other variables given on the command line, always refused)
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ PATH_MAX = 1024
 SAFE_PATH = re.compile(r"[A-Za-z0-9._+/@=][A-Za-z0-9._+/@=-]*")
 # A tool option's value (a Slurm partition list or time, a core count, an image tag, a GPU list).
 SAFE_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:,/+=@-]{0,199}")
+# A container image reference (registry/repo:tag or @digest) and a pinned digest.
+IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# Make's start time (`date +%s.%N`); BSD date prints a literal N after the dot.
+STARTED = re.compile(r"[0-9]{1,20}(\.([0-9]{1,20}|N))?")
 SHARD_SPEC = re.compile(r"(?P<index>[1-9][0-9]{0,3})/(?P<count>[1-9][0-9]{0,3})")
 
 # Variable -> (may be empty, kind). SHARDS is a space-separated list of paths.
@@ -59,13 +66,22 @@ VARIABLES: dict[str, tuple[bool, str]] = {
     "THRESHOLD": (True, "word"),
     "COMPARE_SUMMARY": (True, "path"),
     "TO": (True, "word"),
+    "BASE_IMAGE": (True, "image"),
+    "BASE_DIGEST": (True, "digest"),
+    "STARTED": (True, "started"),
+    "DEMO_MANIFEST": (True, "path"),
+    "IMAGE": (True, "image"),
 }
+PATTERNS = {"word": SAFE_WORD, "image": IMAGE_REF, "digest": DIGEST, "started": STARTED}
 EXAMPLES = {
     "run": "RUN=my-run (letters, digits, . _ -; at most 100 characters)",
     "path": "a relative or absolute path of letters, digits and . _ + / @ = -",
     "paths": 'SHARDS="results/a-shard1of2 results/a-shard2of2"',
     "shard": "SHARD=1/3 (shard i of N, 1 <= i <= N)",
     "word": "one word of letters, digits and . _ : , / + = @ - (no space, quote, $ or backtick)",
+    "image": "an image reference such as nvcr.io/nvidia/tensorrt-llm/release:1.0.0",
+    "digest": "sha256:<64 lowercase hex digits>",
+    "started": "seconds since the epoch, e.g. 1764434352.123456789 (set by make itself)",
 }
 
 
@@ -106,18 +122,24 @@ def problem(name: str, value: str) -> str | None:
         return run_name_problem(value)
     if kind == "shard":
         return _shard_problem(value)
-    if kind == "word":
-        return None if SAFE_WORD.fullmatch(value) else "is not one plain word"
+    if kind in PATTERNS:
+        return None if PATTERNS[kind].fullmatch(value) else f"is not {EXAMPLES[kind].split(',')[0]}"
     if kind == "paths":
         return next(filter(None, map(_path_problem, value.split(" "))), None)
     return _path_problem(value)
 
 
+# A folder the kit made for a run holds one of these (RESULTS_DIR=. RUN=bench must not qualify).
+RUN_MARKERS = ("artifacts.json", "manifest.resolved.toml")
+
+
 def existing_run_problem(run: str, results_dir: str) -> str | None:
-    """`make clean-run` deletes results/<run>: it must be one real run folder, not a link."""
+    """`make clean-run` deletes results/<run>: it must be one real run folder of the kit."""
     folder = Path(results_dir) / run
     if folder.is_symlink() or not folder.is_dir():
         return f"{folder} is not an existing run folder"
+    if not any((folder / marker).is_file() for marker in RUN_MARKERS):
+        return f"{folder} is not a kit run (it holds neither {' nor '.join(RUN_MARKERS)})"
     return None
 
 
@@ -127,8 +149,16 @@ def shown(value: str) -> str:
     return ascii(text).replace("$", "\\x24")
 
 
-def check(values: dict[str, str], clean_run: str | None = None) -> str:
+def check(
+    values: dict[str, str], clean_run: str | None = None, not_settable: tuple[str, ...] = ()
+) -> str:
     """`ok`, or the one line that says what is wrong, where, and the fix."""
+    if not_settable:
+        names = ", ".join(map(shown, not_settable))
+        return (
+            f"{names}: not a variable you may set (the Makefile computes it, or knows no such "
+            "variable; ENV_READY may only be empty); fix: give only the variables `make help` lists"
+        )
     for name, value in values.items():
         if name not in VARIABLES:
             return f"bench.edge: unknown variable {name}"
@@ -146,10 +176,11 @@ def check(values: dict[str, str], clean_run: str | None = None) -> str:
 
 
 def main(argv: list[str]) -> int:
-    flag = "--clean-run="
+    flag, others = "--clean-run=", "--not-settable="
     clean_run = next((a.removeprefix(flag) for a in argv if a.startswith(flag)), None)
-    pairs = [a.partition("=") for a in argv if not a.startswith(flag)]
-    print(check({name: value for name, _, value in pairs}, clean_run))
+    not_settable = next((a.removeprefix(others).split() for a in argv if a.startswith(others)), [])
+    pairs = [a.partition("=") for a in argv if not a.startswith((flag, others))]
+    print(check({name: value for name, _, value in pairs}, clean_run, tuple(not_settable)))
     return 0
 
 

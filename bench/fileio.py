@@ -71,3 +71,22 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 def read_json(path: Path) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+REWRITE = "restore it from a copy, or rerun the stage that writes it"
+
+
+def read_json_object(path: Path, fix: str = REWRITE) -> dict:
+    """A JSON object from a recorded file; a corrupt, unreadable or non-object file is a KitError
+    naming the file (one line and exit 2 at the edge), never a traceback."""
+    from bench.errors import KitError
+
+    try:
+        data = read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not valid JSON"
+        raise KitError(f"unreadable JSON ({reason})", path=str(path), fix=fix) from None
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise KitError(f"holds a JSON {kind}, not an object", path=str(path), fix=fix)
+    return data

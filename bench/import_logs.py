@@ -35,6 +35,7 @@ from bench.manifest import MAX_REQUESTS, MAX_TOKENS, load_manifest
 from bench.parse_trtllm import (
     disagreements,
     has_performance_section,
+    identity_disagreements,
     invalid,
     memory_from_log,
     parse_console,
@@ -172,9 +173,11 @@ def read_point(point: PointFiles, raw_files: tuple[str, ...]) -> PointResult:
         if has_performance_section(text):
             from_log = parse_console(text, source_file=str(log), **args)
             differ = disagreements(result, from_log)
-            if differ:
-                detail = f"{report.name} vs {log.name} disagree: {'; '.join(differ)}"
-                result = invalid(result, "disagreement", detail)
+        else:  # cut before its numbers, it may still name another model or parallelism
+            differ = identity_disagreements(result.identity, text)
+        if differ:
+            detail = f"{report.name} vs {log.name} disagree: {'; '.join(differ)}"
+            result = invalid(result, "disagreement", detail)
     return dataclasses.replace(result, raw_files=raw_files)
 
 

@@ -42,6 +42,7 @@ Rules (each one decided here, once):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -315,6 +316,13 @@ def value_problems(values: dict[str, Any], where: dict[str, str]) -> list[tuple[
     return problems
 
 
+def rate_limit_any_model(n_gpus: int) -> float:
+    """The most output tok/s n_gpus of the fastest GPU could reach on the smallest model served
+    this way, times the margin: above it a rate is impossible whatever the model."""
+    fastest = max(gpus.GPUS.values(), key=lambda g: (g.fp8_dense_tflops, g.hbm_tb_s))
+    return fastest.fp8_dense_tflops * 1e12 * n_gpus / (2 * SMALLEST_PARAMS) * CEILING_MARGIN
+
+
 def over_ceiling(result: PointResult) -> str | None:
     """Why the point's rate is physically impossible, or None (bench.gpus' ceilings x margin)."""
     m, ident = result.metrics, result.identity
@@ -324,7 +332,7 @@ def over_ceiling(result: PointResult) -> str | None:
     fastest = max(gpus.GPUS.values(), key=lambda g: (g.fp8_dense_tflops, g.hbm_tb_s))
     shape = gpus.MODELS.get(ident.model or "")
     if shape is None:
-        limit = fastest.fp8_dense_tflops * 1e12 * n_gpus / (2 * SMALLEST_PARAMS) * CEILING_MARGIN
+        limit = rate_limit_any_model(n_gpus)
         if m.output_tok_s > limit:
             return (
                 f"{m.output_tok_s:.4g} output tok/s is above {limit:.3g}, what {n_gpus} "
@@ -380,21 +388,39 @@ AGREEING_METRICS = (
 AGREEMENT_TOLERANCE = 1e-3
 
 
+def _differ(name: str, x: Any, y: Any) -> list[str]:
+    """ "name x vs y" when both sources state the field and differ, else nothing."""
+    if x is None or y is None:
+        return []
+    if isinstance(x, str) or isinstance(y, str):
+        same = str(x).casefold() == str(y).casefold()
+    else:
+        same = math.isclose(x, y, rel_tol=AGREEMENT_TOLERANCE, abs_tol=1e-4)
+    return [] if same else [f"{name} {x!r} vs {y!r}"]
+
+
 def disagreements(a: PointResult, b: PointResult) -> list[str]:
     """ "field: a-value vs b-value" for every field both sources report and differ on."""
-    out = []
-    for group, fields in (("identity", AGREEING_IDENTITY), ("metrics", AGREEING_METRICS)):
-        for name in fields:
-            x, y = getattr(getattr(a, group), name), getattr(getattr(b, group), name)
-            if x is None or y is None:
-                continue
-            if isinstance(x, str) or isinstance(y, str):
-                same = str(x).casefold() == str(y).casefold()
-            else:
-                same = math.isclose(x, y, rel_tol=AGREEMENT_TOLERANCE, abs_tol=1e-4)
-            if not same:
-                out.append(f"{name} {x!r} vs {y!r}")
-    return out
+    return [
+        problem
+        for group, fields in (("identity", AGREEING_IDENTITY), ("metrics", AGREEING_METRICS))
+        for name in fields
+        for problem in _differ(
+            name, getattr(getattr(a, group), name), getattr(getattr(b, group), name)
+        )
+    ]
+
+
+def identity_disagreements(identity: Identity, text: str) -> list[str]:
+    """What a console log states about the point's identity (model, TP, ...) against `identity`,
+    even when the log was cut before its PERFORMANCE OVERVIEW: a JSON report must not carry a
+    model or parallelism its own log contradicts."""
+    stated = identity_from_console(text)
+    return [
+        p
+        for name in AGREEING_IDENTITY
+        for p in _differ(name, getattr(identity, name), stated.get(name))
+    ]
 
 
 # ----------------------------------------------------------------------------- report JSON
@@ -467,6 +493,22 @@ def _report_lines(text: str) -> list[tuple[str, int, str]]:
         elif section and line.strip() and not line.startswith("="):
             out.append((section, number, line))
     return out
+
+
+def identity_from_console(text: str) -> dict[str, Any]:
+    """The identity fields a console log's report blocks state (an unreadable value: unstated)."""
+    stated: dict[str, Any] = {}
+    for section, _, line in _report_lines(text):
+        if not line:  # a block's banner; some name the backend
+            if CONSOLE_SECTIONS[section]:
+                stated["backend"] = CONSOLE_SECTIONS[section]
+            continue
+        match = LABEL_LINE.match(line)
+        target = CONSOLE_LABELS.get(match.group("label").strip(), "") if match else ""
+        if match and target.startswith("identity."):
+            with contextlib.suppress(ValueError):
+                stated[target.removeprefix("identity.")] = _text_value(match.group("value"), target)
+    return stated
 
 
 def has_performance_section(text: str) -> bool:

@@ -32,7 +32,13 @@ from pathlib import Path
 from bench import accuracy, figures, gpus, record, report_sections, secondary, tables
 from bench.artifacts import Artifacts, code_digest
 from bench.errors import KitError, StageFailed, run_main
-from bench.fileio import atomic_write_bytes, atomic_write_text, read_json, sha256_bytes
+from bench.fileio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    read_json,
+    read_json_object,
+    sha256_bytes,
+)
 from bench.gpu_info import visible_gpus
 from bench.gpus import ModelShape
 from bench.manifest import Manifest
@@ -104,7 +110,7 @@ def load_provenance(paths: RunPaths) -> tuple[dict | None, str, tuple[str, ...],
     refused shards of different images or GPU models, so the first one speaks for them all.
     """
     if paths.provenance.is_file():
-        return read_json(paths.provenance), "provenance.json", (), [paths.provenance]
+        return read_json_object(paths.provenance), "provenance.json", (), [paths.provenance]
     merged = Artifacts(paths).stages.get("merge", {}).get("details", {}).get("shards", [])
     order = {name: position for position, name in enumerate(merged)}  # as merge was given them
     files = sorted(
@@ -113,7 +119,7 @@ def load_provenance(paths: RunPaths) -> tuple[dict | None, str, tuple[str, ...],
     )
     if not files:
         return None, "none recorded", (), []
-    shards = [(f.parent.name, read_json(f)) for f in files]
+    shards = [(f.parent.name, read_json_object(f)) for f in files]
     gpus_of = []
     for name, prov in shards:
         used = visible_gpus(prov)
@@ -185,7 +191,7 @@ def load_context(run_name: str) -> tuple[RunPaths, Context, list[PointResult], l
         results_digest=results_digest(arts),
         recorded_at=recorded_at(arts),
         secondary=tuple(secondary.load(paths.root)),
-        accuracy=read_json(accuracy_record) if accuracy_record.is_file() else None,
+        accuracy=read_json_object(accuracy_record) if accuracy_record.is_file() else None,
     )
     if ctx.secondary:
         inputs.append(paths.root / secondary.FOLDER / secondary.EVIDENCE)

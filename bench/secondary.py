@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,8 +24,8 @@ from typing import Any
 
 from bench import provenance
 from bench.errors import KitError
-from bench.fileio import atomic_write_bytes, atomic_write_json, read_json
-from bench.parse_trtllm import decode_log
+from bench.fileio import atomic_write_bytes, atomic_write_json, read_json_object
+from bench.parse_trtllm import GPUS_IF_UNKNOWN, decode_log, rate_limit_any_model
 
 SCHEMA = "trtllm-repro/secondary-evidence/1"
 FOLDER = "secondary"
@@ -74,6 +75,27 @@ def _bad(name: str, line: int, what: str) -> KitError:
     )
 
 
+def _rate(name: str, line: int, label: str, text: str) -> float | None:
+    """A stated rate, held to the checks raw logs get (parse_trtllm.value_problems and
+    over_ceiling): NaN, infinite, zero, negative or impossibly fast stops the import, named."""
+    value = _number(text)
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        raise _bad(name, line, f"{label} = {text.strip()} is not a finite number")
+    if value <= 0:
+        raise _bad(name, line, f"{label} = {text.strip()} is impossible (must be > 0)")
+    limit = rate_limit_any_model(GPUS_IF_UNKNOWN)
+    if label != "Request_Throughput" and value > limit:
+        raise _bad(
+            name,
+            line,
+            f"{label} = {value:.4g} tok/s is above {limit:.3g}, what {GPUS_IF_UNKNOWN} of the "
+            "fastest GPUs could reach on any model (impossible)",
+        )
+    return value
+
+
 def parse_throughput_csv(text: str, name: str) -> tuple[SecondaryRow, ...]:
     """throughput_summary.csv: one row per successful point; Token_Throughput is output tok/s."""
     rows = []
@@ -88,10 +110,9 @@ def parse_throughput_csv(text: str, name: str) -> tuple[SecondaryRow, ...]:
             isl, osl, requests = int(row["ISL"]), int(row["OSL"]), int(row["Requests"])
         except ValueError:
             raise _bad(name, i, "ISL, OSL and Requests must be whole numbers") from None
-        out = _number(row["Token_Throughput"])
-        rows.append(
-            SecondaryRow(name, i, isl, osl, requests, out, _number(row["Request_Throughput"]), "ok")
-        )
+        out = _rate(name, i, "Token_Throughput", row["Token_Throughput"])
+        req_s = _rate(name, i, "Request_Throughput", row["Request_Throughput"])
+        rows.append(SecondaryRow(name, i, isl, osl, requests, out, req_s, "ok"))
     return tuple(rows)
 
 
@@ -114,7 +135,7 @@ def parse_summary_log(text: str, name: str) -> tuple[str | None, tuple[Secondary
         except ValueError:
             raise _bad(name, i, "ISL, OSL and Requests must be whole numbers") from None
         status = cells[5].strip()
-        out = _number(cells[3]) if status == "SUCCESS" else None
+        out = _rate(name, i, "Throughput", cells[3]) if status == "SUCCESS" else None
         rows.append(
             SecondaryRow(name, i, isl, osl, requests, out, None, "ok" if out else status or "?")
         )
@@ -159,10 +180,18 @@ def collect(folder: Path) -> list[SecondaryFile]:
 
 def write(root: Path, folder: Path, files: list[SecondaryFile]) -> list[Path]:
     """Copy each file byte for byte and write evidence.json; returns the written paths."""
+    copies = {f.name: (folder / f.name).read_bytes() for f in files}
+    for f in files:  # every copy must be the bytes parsed, checked before any is written
+        if hashlib.sha256(copies[f.name]).hexdigest() != f.sha256:
+            raise KitError(
+                "changed while it was being imported",
+                path=str(folder / f.name),
+                fix="import again once nothing writes to the logs folder",
+            )
     out = []
-    for f in files:
-        target = root / FOLDER / "raw" / f.name
-        atomic_write_bytes(target, (folder / f.name).read_bytes())
+    for name, data in copies.items():
+        target = root / FOLDER / "raw" / name
+        atomic_write_bytes(target, data)
         out.append(target)
     if files:
         target = root / FOLDER / EVIDENCE
@@ -188,19 +217,22 @@ def load(root: Path) -> list[SecondaryFile]:
     path = root / FOLDER / EVIDENCE
     if not path.is_file():
         return []
-    data = read_json(path)
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+    data = read_json_object(path, fix="import the logs again")
+    if data.get("schema") != SCHEMA:
         raise KitError(f"not {SCHEMA}", path=str(path), fix="import the logs again")
-    return [
-        SecondaryFile(
-            f["name"],
-            f["kind"],
-            f["sha256"],
-            f["stated_start"],
-            tuple(SecondaryRow(**r) for r in f["rows"]),
-        )
-        for f in data["files"]
-    ]
+    try:
+        return [
+            SecondaryFile(
+                f["name"],
+                f["kind"],
+                f["sha256"],
+                f["stated_start"],
+                tuple(SecondaryRow(**r) for r in f["rows"]),
+            )
+            for f in data["files"]
+        ]
+    except (KeyError, TypeError):
+        raise KitError(f"not {SCHEMA}", path=str(path), fix="import the logs again") from None
 
 
 def import_fields(logs: list[Path], files: list[SecondaryFile]) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from bench import gpus, secondary, tables
 from bench import reference as refmod
 from bench.artifacts import Artifacts, Problem
 from bench.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
-from bench.fileio import atomic_write_text, read_json
+from bench.fileio import atomic_write_text, read_json, read_json_object
 from bench.gpu_info import visible_gpus
 from bench.manifest import Manifest
 from bench.record import FAILURE, RESULT, PointResult, load_records
@@ -925,7 +925,7 @@ def accuracy_verdicts(paths: RunPaths, manifest: Manifest | None, arts: Artifact
         ]
     if acc is None:
         return [Verdict("accuracy gate", FAIL, note="an accuracy record without [accuracy]")]
-    record = read_json(record_file)
+    record = read_json_object(record_file)
     logs = {
         label: f.read_text(encoding="utf-8", errors="replace")
         for label in ("fp8", "bf16")

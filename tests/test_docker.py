@@ -191,7 +191,8 @@ def test_pins_are_read_only_by_targets_that_need_them(tmp_path: Path) -> None:
     )
     fake.chmod(0o755)
     env = env_without_token(PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    (tmp_path / "results" / "x").mkdir(parents=True)  # clean-run names an existing run
+    (tmp_path / "results" / "x").mkdir(parents=True)  # clean-run names an existing kit run
+    (tmp_path / "results" / "x" / "artifacts.json").write_text("{}\n")
     make_n("clean-run", "RUN=x", f"RESULTS_DIR={tmp_path}/results", env=env)
     assert not marker.exists()
     make_n("docker-build", env=env)

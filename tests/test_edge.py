@@ -29,6 +29,8 @@ def kit(tmp_path) -> Path:
     for folder in ("results/keep", "results/other", "work/keep", "work/.cache/build", "reports/x"):
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / "finished.txt").write_text("measured\n")
+    for run in ("keep", "other"):
+        (tmp_path / "results" / run / "artifacts.json").write_text("{}\n")
     return tmp_path
 
 
@@ -80,6 +82,22 @@ REFUSED = [
     (["test", "TEST_WORKERS=2 --pdb"], "TEST_WORKERS="),
     (["merge", "RUN=m", "SHARDS=results/a", "PARTIAL=1 `touch pwned`"], "PARTIAL="),
     (["docker-all", "DOCKER_GPUS=all' --privileged '"], "DOCKER_GPUS="),
+    (["clean-run", "RUN=bench", "RESULTS_DIR=."], "clean-run: bench is not a kit run"),
+    (["clean-run", "RUN=x", "RESULTS_DIR=reports"], "reports/x is not a kit run"),
+    (["info", "IMAGE=`touch pwned`"], "IMAGE="),
+    (["info", "IMAGE=$(shell touch pwned)"], "IMAGE="),
+    (["info", "DEMO_MANIFEST=a;touch pwned"], "DEMO_MANIFEST="),
+    (["-n", "pin-image", "BASE_IMAGE=x;touch pwned"], "BASE_IMAGE="),
+    (["-n", "docker-build", "BASE_DIGEST=sha256:ab;touch pwned"], "BASE_DIGEST="),
+    (["-n", "docker-build", "BASE_DIGEST=sha256:" + "A" * 64], "BASE_DIGEST="),
+    (
+        ["all", "STARTED=1;touch pwned;false", "RUN=keep", "-o", "results/keep/.stamps/report.ok"],
+        "STARTED=",
+    ),
+    (["info", "STARTED=1.2.3"], "STARTED="),
+    (["clean-run", "RUN=keep", "R=results/other"], "'R': not a variable you may set"),
+    (["info", "DOCKER_RUN=touch pwned;"], "'DOCKER_RUN': not a variable you may set"),
+    (["info", "NOSUCH=1", "ARGS=x"], "'ARGS', 'NOSUCH': not a variable you may set"),
 ]
 
 
@@ -93,6 +111,15 @@ def test_hostile_variables_stop_make_before_any_recipe(kit, args, message):
     assert "Traceback" not in done.stderr
     assert not (kit / "pwned").exists()
     assert survivors(kit) == before
+
+
+def test_env_ready_may_only_be_given_empty(kit):
+    done = subprocess.run(
+        ["make", "info", "ENV_READY=x;touch pwned"], cwd=kit, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "'ENV_READY': not a variable you may set" in done.stderr
+    assert not (kit / "pwned").exists()
 
 
 def test_clean_run_deletes_exactly_the_named_run(kit):
@@ -130,3 +157,48 @@ def test_run_paths_refuse_what_make_refuses(name):
     assert edge.run_name_problem(name)
     with pytest.raises(KitError, match="run name"):
         RunPaths.for_run(name)
+
+
+def _logical_lines(text: str) -> list[str]:
+    return text.replace("\\\n", " ").splitlines()
+
+
+def _edge_vars() -> set[str]:
+    lines = _logical_lines((ROOT / "Makefile").read_text())
+    assigned = {
+        name.strip(): value.split("#")[0].split()
+        for name, _, value in (line.partition(":=") for line in lines)
+        if name.strip() in ("EDGE_VARS", "EDGE_LAZY")
+    }
+    lazy = assigned.get("EDGE_LAZY", [])
+    return {
+        lazy_name
+        for word in assigned["EDGE_VARS"]
+        for lazy_name in (lazy if word == "$(EDGE_LAZY)" else [word])
+    }
+
+
+def test_every_user_variable_a_recipe_expands_is_checked_at_the_edge():
+    """A new `VAR ?= ...` (or a variable a recipe passes to a sub-make) must join EDGE_VARS."""
+    import re
+
+    text = "\n".join((ROOT / name).read_text() for name in ("Makefile", "docker.mk"))
+    defaults = set(re.findall(r"^([A-Z_]+) \?=", text, re.MULTILINE))
+    expanded = set(re.findall(r"\$[({]([A-Z_]+)[)}]", text))
+    sub_make = set(re.findall(r"\b([A-Z_]+)=\$\(", " ".join(re.findall(r"\$\(MAKE\).*", text))))
+    user = (defaults & expanded) | sub_make
+    assert user - _edge_vars() == set()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-n", "pin-image", "BASE_IMAGE=nvcr.io/nvidia/tensorrt-llm/release:1.0.0"],
+        ["-n", "docker-build", "BASE_DIGEST=sha256:" + "0a" * 32, "BASE_IMAGE=repo/x:1"],
+        ["-n", "clean-run", "RUN=keep", "STARTED=1764434352.123456789"],
+        ["-n", "clean-run", "RUN=keep", "STARTED=1764434352.N"],
+    ],
+)
+def test_lazy_variables_pass_when_well_formed(kit, args):
+    done = make(kit, *args)
+    assert done.returncode == 0, done.stderr

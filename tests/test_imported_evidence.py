@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench import secondary
 from bench.errors import EXIT_BAD_INPUT, KitError
 from bench.import_logs import main
 from bench.parse_trtllm import decode_log, parse_console, parse_report_json
@@ -28,6 +29,7 @@ LOG_10 = (
 )  # the console side of report_1.0.json: 8B TP1, 128/128, 200 requests
 REPORT_10 = json.loads((DATA / "report_1.0.json").read_text(encoding="utf-8"))
 OUTPUT_016 = "Token Throughput (tokens/sec):\t1280.5000"
+CSV_HEADER = "ISL,OSL,Requests,Token_Throughput,Request_Throughput\n"
 
 
 def report(section: str, key: str, value: object) -> str:
@@ -62,6 +64,28 @@ POINTS = [
             "model 'meta-llama/Llama-3.1-8B-Instruct' vs 'meta-llama/Llama-3.1-70B-Instruct'",
             "tp_size 1 vs 8",
         ],
+    ),
+    (
+        "JSON and a log cut before its numbers disagree on identity",
+        {
+            "result_128_128_200.json": json.dumps(REPORT_10),
+            "result_128_128_200.txt": cut_after(SEVENTY_B_TP8, "TP Size:                8"),
+        },
+        "isl128_osl128",
+        "invalid",
+        "disagreement",
+        ["model 'meta-llama/Llama-3.1-8B-Instruct' vs 'meta-llama/Llama-3.1-70B-Instruct'"],
+    ),
+    (
+        "JSON and a log cut before its numbers agree",
+        {
+            "result_128_128_200.json": json.dumps(REPORT_10),
+            "result_128_128_200.txt": cut_after(LOG_10, "TP Size:                1") + "\n",
+        },
+        "isl128_osl128",
+        "ok",
+        None,
+        [],
     ),
     (
         "JSON and log disagree on a number",
@@ -252,6 +276,33 @@ REFUSED = [
         {"result_128_128_200.json": "{}", "result_128_0128_200.json": "{}"},
         "result_128_0128_200.json and result_128_128_200.json",
     ),
+    *(
+        (
+            f"summary states {why}",
+            {"result_128_128_100.txt": LOG_016, name: text},
+            words,
+        )
+        for name, text, why, words in [
+            (
+                "throughput_summary.csv",
+                f"{CSV_HEADER}128,128,100,nan,1.0\n",
+                "NaN",
+                "throughput_summary.csv:2: Token_Throughput = nan is not a finite number",
+            ),
+            (
+                "throughput_summary.csv",
+                f"{CSV_HEADER}128,128,100,1280.5,-1\n",
+                "a negative rate",
+                "Request_Throughput = -1 is impossible (must be > 0)",
+            ),
+            (
+                "summary_results.log",
+                "ISL,OSL,Requests,Throughput,x,Status\n128,128,100,1.28e30,0,SUCCESS\n",
+                "an impossible rate",
+                "summary_results.log:2: Throughput = 1.28e+30 tok/s is above",
+            ),
+        ]
+    ),
 ]
 
 
@@ -340,3 +391,13 @@ def test_any_report_json_value_parses_or_raises_only_kit_error(where, value):
 @given(st.binary(max_size=300))
 def test_any_bytes_decode_as_a_log(data):
     assert isinstance(decode_log(data), str)
+
+
+def test_a_summary_changed_after_it_was_parsed_is_not_copied(tmp_path):
+    """The copy kept as evidence must be the bytes whose rows and digest were recorded."""
+    logs = folder_of(tmp_path, {"throughput_summary.csv": f"{CSV_HEADER}128,128,100,1280.5,1\n"})
+    parsed = secondary.collect(logs)
+    (logs / "throughput_summary.csv").write_text(f"{CSV_HEADER}128,128,100,9999.0,1\n")
+    with pytest.raises(KitError, match=r"throughput_summary\.csv: changed while it was being"):
+        secondary.write(tmp_path / "run", logs, parsed)
+    assert not (tmp_path / "run" / "secondary").exists()

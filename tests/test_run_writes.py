@@ -5,6 +5,7 @@ step is replaced by a fake that writes a console log, so only the kit's own writ
 from __future__ import annotations
 
 import errno
+import json
 import os
 import socket
 import subprocess
@@ -14,18 +15,23 @@ from pathlib import Path
 import pytest
 
 from bench import (
+    accuracy,
     audit,
     build,
+    compare,
     datasets,
     fetch,
     import_logs,
     provenance,
     quantize,
     report,
+    secondary,
     sweep,
     verify,
 )
-from bench.errors import EXIT_BAD_INPUT, EXIT_FAILED
+from bench.artifacts import Artifacts
+from bench.errors import EXIT_BAD_INPUT, EXIT_FAILED, KitError
+from bench.manifest import load_manifest
 from bench.record import Metrics, PointResult
 from bench.run import RunPaths, open_run
 from bench.runlock import writer_lock
@@ -174,6 +180,8 @@ def stage_calls(manifest: Path, logs: Path) -> dict[str, object]:
         "verify": lambda: verify.main(["--run", "r"]),
         "import": lambda: import_logs.main(["--logs", str(logs), "--run", "r"]),
         "audit": lambda: audit.main(["--logs", str(logs), "--run", "r"]),
+        "accuracy": lambda: accuracy.main(run),
+        "compare": lambda: compare.main(["--base", "r", "--run", "r"]),
     }
 
 
@@ -190,6 +198,8 @@ def stage_calls(manifest: Path, logs: Path) -> dict[str, object]:
         "verify",
         "import",
         "audit",
+        "accuracy",
+        "compare",
     ],
 )
 def test_every_stage_that_writes_a_run_takes_the_lock(manifest, tmp_path, capsys, stage):
@@ -209,3 +219,41 @@ def test_report_and_verify_of_a_missing_run_create_nothing(run_roots, capsys):
     assert verify.main(["--run", "nope"]) == EXIT_BAD_INPUT
     assert report.main(["--run", "nope"]) == EXIT_BAD_INPUT
     assert not (run_roots / "results" / "nope").exists()
+
+
+# ----------------------------------------------------------------------------- corrupt records
+
+
+def _accuracy_gate(paths: RunPaths) -> object:
+    demo = load_manifest(ROOT / "manifests" / "demo.toml")
+    return verify.accuracy_verdicts(paths, demo, Artifacts(paths))
+
+
+# (recorded file, its corrupt text, the reader, words of the refusal)
+CORRUPT = [
+    ("provenance.json", "{", report.load_provenance, "provenance.json: unreadable JSON"),
+    ("provenance.json", "[]", verify.recorded_gpu, "provenance.json: holds a JSON list"),
+    ("secondary/evidence.json", "{not", lambda p: secondary.load(p.root), "unreadable JSON"),
+    ("secondary/evidence.json", "7", lambda p: secondary.load(p.root), "holds a JSON int"),
+    (
+        "secondary/evidence.json",
+        json.dumps({"schema": secondary.SCHEMA, "files": [{"name": 1}]}),
+        lambda p: secondary.load(p.root),
+        "evidence.json: not trtllm-repro/secondary-evidence/1",
+    ),
+    ("accuracy/accuracy.json", "[1, 2]", _accuracy_gate, "accuracy.json: holds a JSON list"),
+    ("accuracy/accuracy.json", "{", _accuracy_gate, "accuracy.json: unreadable JSON"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "reader", "words"), CORRUPT, ids=[f"{c[0]} {c[1]}" for c in CORRUPT]
+)
+def test_a_corrupt_record_is_a_kit_error_naming_it(run_roots, name, text, reader, words):
+    paths = RunPaths.for_run("r")
+    target = paths.root / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    with pytest.raises(KitError, match=words.replace(".", r"\.")):
+        reader(paths)
+    assert target.read_text(encoding="utf-8") == text  # reported, never rewritten
