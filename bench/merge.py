@@ -26,6 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from bench import accuracy as accmod
 from bench.artifacts import Artifacts, FileEntry
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_text, read_json
@@ -146,6 +147,77 @@ def split_problems(shards: list[Path]) -> list[str]:
     return problems
 
 
+# ----------------------------------------------------------------------------- the accuracy gate
+
+
+def accuracy_evidence(shard: Path) -> dict | None:
+    """What a shard's accuracy record says and what it evaluated: the record without its argv
+    (temporary dataset folders differ per shard) and the stage's input digests. None without one."""
+    stage = read_json(shard / "artifacts.json")["stages"].get(accmod.STAGE)
+    record = accmod.result_path(RunPaths(shard.name, shard, shard, shard, shard))
+    if not stage or not record.is_file():
+        return None
+    said = {k: v for k, v in read_json(record).items() if k != "argv"}
+    return {"record": said, "inputs": stage.get("inputs", {})}
+
+
+def agreed_accuracy(shards: list[Path]) -> list[Path]:
+    """The shards holding an accuracy record, which must agree: they evaluate the same engine or
+    checkpoint from the stage cache, so different records mean different evidence. Each record's
+    files are re-hashed against its shard's artifacts.json first."""
+    holders = [s for s in shards if accuracy_evidence(s) is not None]
+    problems = []
+    for shard in holders:
+        stage = Artifacts.of_shard(shard).stages[accmod.STAGE]
+        keys = [k for k in stage["outputs"] if k.startswith("run:")]
+        problems += [
+            f"{shard.name}: {p.key} {p.kind} ({p.detail})"
+            for p in Artifacts.of_shard(shard).check(keys)
+        ]
+    base = accuracy_evidence(holders[0]) if holders else None
+    for shard in holders[1:]:
+        theirs = accuracy_evidence(shard)
+        for part in ("record", "inputs"):
+            if theirs[part] != base[part]:
+                differ = sorted(
+                    k
+                    for k in set(theirs[part]) | set(base[part])
+                    if theirs[part].get(k) != base[part].get(k)
+                )
+                problems.append(
+                    f"{shard.name}: accuracy {part} differs from {holders[0].name}'s "
+                    f"({', '.join(differ)})"
+                )
+    if problems:
+        raise KitError(
+            "the shards' accuracy records do not agree:\n  " + "\n  ".join(problems),
+            fix="rerun `make accuracy` in the shards with one CACHE_DIR (one engine), or merge "
+            "only shards whose accuracy records agree",
+        )
+    return holders
+
+
+def carry_accuracy(holders: list[Path], paths: RunPaths, arts: Artifacts) -> None:
+    """The first agreeing shard's accuracy files and stage record into the merged run, so verify
+    re-derives the gate there as on any run."""
+    if not holders:
+        return
+    source = holders[0]
+    shard_arts = read_json(source / "artifacts.json")
+    stage = shard_arts["stages"][accmod.STAGE]
+    for key in stage["outputs"]:
+        if key.startswith("run:"):
+            relative = key.partition(":")[2]
+            (paths.root / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / relative, paths.root / relative)
+        arts.files[key] = FileEntry(**shard_arts["files"][key])
+    details = stage.get("details", {}) | {
+        "from_shard": source.name,
+        "agreed_by": [s.name for s in holders],
+    }
+    arts.stages[accmod.STAGE] = {**stage, "details": details}
+
+
 def merge(name: str, shards: list[Path], *, allow_partial: bool = False) -> int:
     if not shards:
         raise KitError("no shards given", fix='make merge RUN=<name> SHARDS="results/a results/b"')
@@ -177,6 +249,7 @@ def merge(name: str, shards: list[Path], *, allow_partial: bool = False) -> int:
                 else "merge only shards of one manifest, image, GPU model, model and engine"
             ),
         )
+    accuracy_holders = agreed_accuracy(shards)
     paths = RunPaths.for_run(name)
     if paths.root.exists():
         raise KitError(
@@ -233,6 +306,7 @@ def merge(name: str, shards: list[Path], *, allow_partial: bool = False) -> int:
         arts.stages["datasets"] = base["stages"]["datasets"]
         for key in base["stages"]["datasets"]["outputs"]:
             arts.files[key] = FileEntry(**base["files"][key])
+    carry_accuracy(accuracy_holders, paths, arts)
     write_summary(paths.summary, load_records(paths.points))
     copied = sorted(p for p in paths.root.rglob("*") if p.is_file() and p != paths.artifacts)
     inputs = arts.input_digests([s / "artifacts.json" for s in shards])
