@@ -21,7 +21,6 @@ SCHEMA = "trtllm-repro/accuracy/1"
 # trtllm-eval mmlu's last result line, e.g. "MMLU weighted average accuracy: 68.12 (1026)"
 # (tensorrt_llm/evaluate/mmlu.py, compute_score).
 SCORE_LINE = {"mmlu": re.compile(r"MMLU weighted average accuracy: ([0-9.]+) \((\d+)\)")}
-ROPE_KEYS = (("rope_theta", "rotary_base"), ("rope_scaling", "rotary_scaling"))
 
 
 @dataclass(frozen=True)
@@ -172,10 +171,45 @@ def agreement_checks(prompts: Sequence[PromptAgreement], acc: Accuracy) -> list[
 # ----------------------------------------------------------------------------- configuration
 
 
-def rope_of(config: Mapping[str, Any]) -> dict[str, Any]:
-    """RoPE settings from a Hugging Face config, a TensorRT-LLM checkpoint or an engine config."""
+ROPE_SCALING_ALWAYS = ("rope_type", "factor")  # compared even when the export omits them
+
+
+def _number(value: object) -> object:
+    """500000 and 500000.0 are the same RoPE base; JSON and TOML keep the difference."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def normalized_rope(config: Mapping[str, Any]) -> dict[str, Any]:
+    """RoPE settings from a Hugging Face config, a TensorRT-LLM checkpoint or an engine config,
+    in one vocabulary: rope_theta (rotary_base) and rope_scaling (rotary_scaling, whose `type`
+    is `rope_type`), numbers as floats, an empty scaling as None."""
     config = config.get("pretrained_config", config)
-    return {hf: config.get(hf, config.get(trt)) for hf, trt in ROPE_KEYS}
+    theta = config.get("rope_theta", config.get("rotary_base"))
+    scaling = config.get("rope_scaling", config.get("rotary_scaling")) or None
+    if isinstance(scaling, Mapping):
+        renamed = {("rope_type" if k == "type" else k): _number(v) for k, v in scaling.items()}
+        if "rope_type" in scaling:
+            renamed["rope_type"] = scaling["rope_type"]
+        scaling = renamed
+    return {"rope_theta": _number(theta), "rope_scaling": scaling}
+
+
+def rope_comparison(
+    model: Mapping[str, Any], evaluated: Mapping[str, Any]
+) -> dict[str, tuple[Any, Any]]:
+    """key -> (evaluated's value, model's value), equal when the model's RoPE is kept. Scaling
+    compares its type and factor always, its other keys (llama3's low/high_freq_factor,
+    original_max_position_embeddings) where the export has them (absent: the runtime's llama3
+    defaults, which are Llama 3.1's). The one comparison quantize and the accuracy gate share."""
+    want, got = normalized_rope(model), normalized_rope(evaluated)
+    out: dict[str, tuple[Any, Any]] = {"rope_theta": (got["rope_theta"], want["rope_theta"])}
+    scaling_want, scaling_got = want["rope_scaling"], got["rope_scaling"]
+    if isinstance(scaling_want, Mapping) and isinstance(scaling_got, Mapping):
+        keys = [k for k in scaling_want if k in ROPE_SCALING_ALWAYS or k in scaling_got]
+        scaling_want = {k: scaling_want[k] for k in keys}
+        scaling_got = {k: scaling_got.get(k) for k in keys}
+    out["rope_scaling"] = (scaling_got, scaling_want)
+    return out
 
 
 def config_checks(model: Mapping[str, Any], evaluated: Mapping[str, Any]) -> list[Check]:
@@ -185,10 +219,9 @@ def config_checks(model: Mapping[str, Any], evaluated: Mapping[str, Any]) -> lis
     is unchanged to 1e-6 at 1,024 tokens), and a real model shows it only past 8k tokens, so the
     configuration is compared itself.
     """
-    want, got = rope_of(model), rope_of(evaluated)
     return [
-        Check(f"checkpoint {key} = model's", _canonical(got[key]), _canonical(want[key]), "==")
-        for key in want
+        Check(f"checkpoint {key} = model's", _canonical(got), _canonical(want), "==")
+        for key, (got, want) in rope_comparison(model, evaluated).items()
     ]
 
 

@@ -16,8 +16,10 @@ Nothing is written. Manifests that use no TensorRT-LLM tool (the CPU demo) pass 
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.metadata
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -25,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import pins, trtllm
+from bench import accuracy, pins, trtllm
 from bench.errors import KitError, run_main
-from bench.manifest import Manifest, load_manifest
+from bench.manifest import TRTLLM_EVAL, Manifest, load_manifest
 from bench.toolcheck import missing_tools, prepare_dataset_script
 
 HELP_TIMEOUT_S = 120
@@ -37,6 +39,14 @@ PACKAGES |= {"transformers": "transformers"}
 SHOWN_ONLY = ("torch",)  # printed for the record, not pinned
 BANNER = re.compile(r"TensorRT-LLM version: (\S+)")
 OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
+# An option-definition line: indented a little, starting with the option (and its aliases after
+# `, ` or ` / `). Descriptions are indented further or start with a word, so an option only
+# mentioned in another option's description does not count as present.
+DEFINITION = re.compile(
+    r"^[ \t]{1,4}(-{1,2}[A-Za-z][\w-]*(?:(?:,[ \t]*|[ \t]*/[ \t]*)-{1,2}[A-Za-z][\w-]*)*)"
+    r"(.*)$",
+    re.MULTILINE,
+)
 # click: `--backend [pytorch|tensorrt]`; argparse: `--gemm_plugin {auto,fp8}`
 CHOICES = re.compile(r"(--[\w-]+)(?:,\s*-\w+)?\s+(?:\[([^\]\s]+\|[^\]\s]+)\]|\{([^}\s]+)\})")
 
@@ -60,12 +70,16 @@ class HelpText:
 
 
 def parse_help(text: str) -> HelpText:
-    """Option names and choice lists from click's or argparse's --help."""
+    """Option names and choice lists from the option-definition lines of click's or argparse's
+    --help."""
+    names: set[str] = set()
     choices = {}
-    for m in CHOICES.finditer(text):
-        listed = m.group(2) or m.group(3)
-        choices[m.group(1)] = tuple(re.split(r"[|,]", listed))
-    return HelpText(frozenset(OPTION.findall(text)), choices)
+    for line in DEFINITION.finditer(text):
+        names.update(OPTION.findall(line.group(1)))
+        for m in CHOICES.finditer(line.group(0)):
+            listed = m.group(2) or m.group(3)
+            choices[m.group(1)] = tuple(re.split(r"[|,]", listed))
+    return HelpText(frozenset(names), choices)
 
 
 def split_options(argv: list[str]) -> dict[str, list[str]]:
@@ -128,7 +142,85 @@ def usages(manifest: Manifest, python: str = sys.executable) -> list[Usage]:
         bench = trtllm.TRTLLM_BENCH
         out.append(Usage(bench, (bench, "--help"), group))
         out.append(Usage(f"{bench} throughput", (bench, "-m", "x", "throughput", "--help"), sub))
-    return out
+    return out + eval_usages(manifest)
+
+
+def eval_usages(manifest: Manifest) -> list[Usage]:
+    """trtllm-eval and its task, with the options the accuracy stage passes for both models."""
+    acc, here = manifest.accuracy, Path("/doctor")
+    if acc is None or acc.method != TRTLLM_EVAL:
+        return []
+    group: dict[str, list[str]] = {}
+    task: dict[str, list[str]] = {}
+    for tokenizer, engine in ((here, True), (None, False)):
+        argv = accuracy.eval_argv(
+            manifest, model=here, tokenizer=tokenizer, engine=engine, dataset_dir=here
+        )
+        cut = argv.index(acc.task)
+        group |= split_options(argv[1:cut])
+        task |= split_options(argv[cut + 1 :])
+    tool = accuracy.TRTLLM_EVAL
+    return [
+        Usage(tool, (tool, "--help"), group),
+        Usage(f"{tool} {acc.task}", (tool, "--model", "x", acc.task, "--help"), task),
+    ]
+
+
+def missing_eval(
+    manifest: Manifest, which: Callable[[str], str | None] = shutil.which
+) -> list[str]:
+    if not eval_usages(manifest) or which(accuracy.TRTLLM_EVAL):
+        return []
+    return [f"{accuracy.TRTLLM_EVAL} (TensorRT-LLM) is not on PATH; the accuracy stage runs it"]
+
+
+def archive_problems(manifest: Manifest, path: str) -> list[str]:
+    """An unpinned evaluation archive stops `make accuracy` (and so `make all`) after the build."""
+    acc = manifest.accuracy
+    if acc is None or acc.dataset is None or acc.dataset.sha256 is not None:
+        return []
+    return [
+        f"{path}: accuracy.dataset.sha256 is not set for {acc.dataset.archive}, so `make all` "
+        f"would stop at the accuracy stage after the build; fix: run `make accuracy "
+        f"MANIFEST={path}` (it prints the archive's sha256), check it against a second "
+        'download, and add sha256 = "<digest>" to [accuracy.dataset]'
+    ]
+
+
+def llm_api_key_problems(
+    options: dict[str, Any], fields: dict[str, frozenset[str] | None]
+) -> list[str]:
+    """Keys of --extra_llm_api_options the installed LLM arguments do not have (nested too)."""
+    problems = []
+    for key, value in options.items():
+        if key not in fields:
+            problems.append(f"runtime.extra_llm_api_options: {key} is not an LLM API argument")
+            continue
+        nested = fields[key]
+        if nested is not None and isinstance(value, dict):
+            problems += [
+                f"runtime.extra_llm_api_options: {key}.{sub} is not a field of {key}"
+                for sub in value
+                if sub not in nested
+            ]
+    return problems
+
+
+def installed_llm_api_fields(backend: str) -> tuple[dict[str, frozenset[str] | None] | None, str]:
+    """(top-level field -> nested field names or None, why not) from the installed tensorrt_llm's
+    pydantic LLM arguments (TrtLlmArgs for the TensorRT backend, TorchLlmArgs otherwise)."""
+    try:
+        module = importlib.import_module("tensorrt_llm.llmapi.llm_args")
+    except Exception as exc:  # importing it can fail on CUDA too: reported, not raised
+        return None, f"tensorrt_llm.llmapi.llm_args is not importable here ({type(exc).__name__})"
+    cls = getattr(module, "TrtLlmArgs" if backend == "tensorrt" else "TorchLlmArgs", None)
+    if cls is None or not hasattr(cls, "model_fields"):
+        return None, "the installed tensorrt_llm has no pydantic TrtLlmArgs/TorchLlmArgs"
+    fields: dict[str, frozenset[str] | None] = {}
+    for name, field in cls.model_fields.items():
+        sub = getattr(field.annotation, "model_fields", None)
+        fields[name] = frozenset(sub) if isinstance(sub, dict) else None
+    return fields, ""
 
 
 def option_problems(usage: Usage, help_text: HelpText, version: str) -> list[str]:
@@ -174,8 +266,9 @@ def limit_problems(manifest: Manifest) -> list[str]:
         return []
     return [
         f"sweep point {p.isl}/{p.osl}: ISL {p.isl} exceeds the TensorRT runtime's prompt limit "
-        f"{limit} = min(max_seq_len - 1, max_num_tokens); fix: set runtime.enable_chunked_context "
-        "= true (the engine has paged context FMHA) or raise engine.max_num_tokens"
+        f"{limit} = min(max_seq_len - 1, max_num_tokens) with chunked context off (release "
+        f"{manifest.release}); fix: set runtime.enable_chunked_context = true (the engine has "
+        "paged context FMHA) or raise engine.max_num_tokens"
         for p in manifest.sweep.points
         if p.isl > limit
     ]
@@ -224,6 +317,8 @@ def diagnose(
     help_of: Callable[[tuple[str, ...]], str] = read_help,
     versions: Callable[[tuple[str, ...]], dict[str, str | None]] = installed_versions,
     missing: Callable[[dict], list[str]] | None = None,
+    llm_api_fields: Callable[[str], tuple[dict | None, str]] = installed_llm_api_fields,
+    manifest_path: str = "the manifest",
 ) -> tuple[list[str], list[str]]:
     """(report lines, problems). Tools missing from PATH stop the option checks early."""
     lines = [f"manifest {manifest.name}: release {manifest.release}, backend "]
@@ -233,7 +328,7 @@ def diagnose(
         return lines, []
     pinned = pin_set(all_pins, manifest.release)
     raw = manifest.model_dump(mode="json")
-    absent = (missing or missing_tools)(raw)
+    absent = missing(raw) if missing else missing_tools(raw) + missing_eval(manifest)
     if absent:
         return lines, [f"not found: {a}" for a in absent]
     have = versions((*PACKAGES.values(), *SHOWN_ONLY))
@@ -257,6 +352,23 @@ def diagnose(
     problems += found
     found = limit_problems(manifest)
     lines.append(f"{'FAIL' if found else 'ok  '} every point fits the runtime's prompt limit")
+    problems += found
+    options = manifest.runtime.extra_llm_api_options
+    if options is not None:
+        fields, why = llm_api_fields(manifest.engine.backend)
+        if fields is None:
+            lines.append(f"skip --extra_llm_api_options keys not checked: {why}")
+        else:
+            found = [
+                f"{p} (TensorRT-LLM {version}); fix: drop or rename it"
+                for p in llm_api_key_problems(options, fields)
+            ]
+            mark = "FAIL" if found else "ok  "
+            lines.append(f"{mark} --extra_llm_api_options keys ({len(options)})")
+            problems += found
+    found = archive_problems(manifest, manifest_path)
+    if manifest.accuracy is not None and manifest.accuracy.dataset is not None:
+        lines.append(f"{'FAIL' if found else 'ok  '} the accuracy archive is pinned by sha256")
     return lines, problems + found
 
 
@@ -268,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def doctor() -> int:
         manifest = load_manifest(args.manifest)
-        lines, problems = diagnose(manifest, pins.load_pins(args.pins))
+        lines, problems = diagnose(manifest, pins.load_pins(args.pins), manifest_path=args.manifest)
         print("\n".join(lines))
         if problems:
             raise KitError(

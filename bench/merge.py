@@ -29,6 +29,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from bench import accuracy as accmod
 from bench.artifacts import UNTRACKED, Artifacts, FileEntry
 from bench.errors import KitError, run_main
 from bench.fileio import atomic_write_text, read_json, sha256_file
@@ -150,6 +151,84 @@ def split_problems(shards: list[Path]) -> list[str]:
     return problems
 
 
+# ----------------------------------------------------------------------------- the accuracy gate
+
+
+def accuracy_evidence(shard: Path) -> dict | None:
+    """What a shard's accuracy record says and what it evaluated: the record without its argv
+    (temporary dataset folders differ per shard) and the stage's input digests. None without one."""
+    stage = read_json(shard / "artifacts.json")["stages"].get(accmod.STAGE)
+    record = accmod.result_path(RunPaths(shard.name, shard, shard, shard, shard))
+    if not stage or not record.is_file():
+        return None
+    said = {k: v for k, v in read_json(record).items() if k != "argv"}
+    return {"record": said, "inputs": stage.get("inputs", {})}
+
+
+def agreed_accuracy(shards: list[Path]) -> list[Path]:
+    """The shards holding an accuracy record, which must agree: they evaluate the same engine or
+    checkpoint from the stage cache, so different records mean different evidence. Each record's
+    files are re-hashed against its shard's artifacts.json first."""
+    holders = [s for s in shards if accuracy_evidence(s) is not None]
+    problems = []
+    for shard in holders:
+        stage = Artifacts.of_shard(shard).stages[accmod.STAGE]
+        keys = [k for k in stage["outputs"] if k.startswith("run:")]
+        problems += [
+            f"{shard.name}: {p.key} {p.kind} ({p.detail})"
+            for p in Artifacts.of_shard(shard).check(keys)
+        ]
+    base = accuracy_evidence(holders[0]) if holders else None
+    for shard in holders[1:]:
+        theirs = accuracy_evidence(shard)
+        for part in ("record", "inputs"):
+            if theirs[part] != base[part]:
+                differ = sorted(
+                    k
+                    for k in set(theirs[part]) | set(base[part])
+                    if theirs[part].get(k) != base[part].get(k)
+                )
+                problems.append(
+                    f"{shard.name}: accuracy {part} differs from {holders[0].name}'s "
+                    f"({', '.join(differ)})"
+                )
+    if problems:
+        raise KitError(
+            "the shards' accuracy records do not agree:\n  " + "\n  ".join(problems),
+            fix="rerun `make accuracy` in the shards with one CACHE_DIR (one engine), or merge "
+            "only shards whose accuracy records agree",
+        )
+    return holders
+
+
+def carry_accuracy(holders: list[Path], paths: RunPaths, arts: Artifacts) -> None:
+    """The first agreeing shard's accuracy files and stage record into the merged run, so verify
+    re-derives the gate there as on any run."""
+    if not holders:
+        return
+    source = holders[0]
+    shard_arts = read_json(source / "artifacts.json")
+    stage = shard_arts["stages"][accmod.STAGE]
+    for key in stage["outputs"]:
+        if key.startswith("run:"):
+            relative = key.partition(":")[2]
+            copy = paths.root / relative
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / relative, copy)
+            if sha256_file(copy) != shard_arts["files"][key]["sha256"]:  # recorded means verified
+                raise KitError(
+                    f"{source.name}: {key} changed while it was merged",
+                    fix="restore the shard's accuracy files (or rerun `make accuracy` there), "
+                    "then merge again",
+                )
+        arts.files[key] = FileEntry(**shard_arts["files"][key])
+    details = stage.get("details", {}) | {
+        "from_shard": source.name,
+        "agreed_by": [s.name for s in holders],
+    }
+    arts.stages[accmod.STAGE] = {**stage, "details": details}
+
+
 def merge(name: str, shards: list[Path], *, allow_partial: bool = False) -> int:
     """Merge under every shard's writer lock and the merged run's: nothing the merge checked can
     be rewritten by a stage of the kit before it is copied (and the copies are checked too)."""
@@ -199,6 +278,7 @@ def merge_locked(paths: RunPaths, shards: list[Path], *, allow_partial: bool) ->
                 else "merge only shards of one manifest, image, GPU model, model and engine"
             ),
         )
+    accuracy_holders = agreed_accuracy(shards)
     partial = split_problems(shards)
     if partial and not allow_partial:
         raise KitError(
@@ -219,7 +299,7 @@ def merge_locked(paths: RunPaths, shards: list[Path], *, allow_partial: bool) ->
             seen[point.name] = shard.name
 
     try:
-        write_merged(paths, shards, partial, checked_records, seen)
+        write_merged(paths, shards, partial, checked_records, seen, accuracy_holders)
     except BaseException:
         shutil.rmtree(paths.root, ignore_errors=True)  # no half-merged run is ever left behind
         raise
@@ -277,6 +357,7 @@ def write_merged(
     partial: list[str],
     checked_records: dict[str, str],
     origin: dict[str, str],
+    accuracy_holders: list[Path],
 ) -> None:
     """Copy the shards' files into the merged run, check every copy against the shard record
     that was checked (checked_records: its sha256), then record the merged run."""
@@ -318,6 +399,7 @@ def write_merged(
             fix="restore those files in the shard (nothing may write a shard while it is "
             "merged), then merge again",
         )
+    carry_accuracy(accuracy_holders, paths, arts)
     write_summary(paths.summary, load_records(paths.points))
     copied = sorted(
         p

@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 
+from bench.accuracy_metrics import rope_comparison
 from bench.artifacts import Artifacts, code_digest
 from bench.errors import KitError, StageFailed, run_main
 from bench.fileio import read_json, sha256_file
@@ -185,27 +186,28 @@ def checkpoint_config_problems(
     RoPE scaling (type llama3, its factor) and base. A ModelOpt/transformers pair can drop RoPE
     silently (ModelOpt 0.47 with transformers 5); the model then runs, with wrong positions."""
     problems = []
-    rope = source.get("rope_scaling") or {}
-    rope_type = rope.get("rope_type") or rope.get("type")
     if export_format == "tensorrt_llm":
         want_arch = (source.get("architectures") or ["LlamaForCausalLM"])[0]
         if exported.get("architecture") != want_arch:
             problems.append(f"architecture is {exported.get('architecture')!r}, not {want_arch!r}")
-        got_rope = exported.get("rotary_scaling") or {}
-        got_type, base_key = got_rope.get("type") or got_rope.get("rope_type"), "rotary_base"
+        base_key = "rotary_base"
     else:
         if exported.get("model_type") != source.get("model_type"):
             problems.append(
                 f"model_type is {exported.get('model_type')!r}, not {source.get('model_type')!r}"
             )
-        got_rope = exported.get("rope_scaling") or {}
-        got_type, base_key = got_rope.get("rope_type") or got_rope.get("type"), "rope_theta"
-    if rope_type and (got_type != rope_type or got_rope.get("factor") != rope.get("factor")):
+        base_key = "rope_theta"
+    rope = rope_comparison(source, exported)
+    got, want = rope["rope_scaling"]
+    if want is not None and got != want:
+        got, want = got or {}, want or {}
         problems.append(
-            f"RoPE scaling is {got_type!r} with factor {got_rope.get('factor')}, the model's is "
-            f"{rope_type!r} with factor {rope.get('factor')}"
+            f"RoPE scaling is {got.get('rope_type')!r} with factor {got.get('factor')}, the "
+            f"model's is {want.get('rope_type')!r} with factor {want.get('factor')} "
+            f"(compared: {got} against {want})"
         )
-    if source.get("rope_theta") is not None and exported.get(base_key) != source["rope_theta"]:
+    got, want = rope["rope_theta"]
+    if want is not None and got != want:
         problems.append(f"{base_key} is {exported.get(base_key)}, not {source['rope_theta']}")
     return problems
 

@@ -8,11 +8,16 @@ tests/fakes/trtllm_options.py tables them per release with the source commit eac
 
 from __future__ import annotations
 
+import functools
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from bench import pins
+from bench.errors import KitError
 from bench.manifest import Manifest, Point
 from bench.toolcheck import prepare_dataset_script
 
@@ -91,13 +96,57 @@ def build_argv(manifest: Manifest, *, checkpoint_dir: Path, engine_dir: Path) ->
     return argv
 
 
-def runtime_max_input_len(manifest: Manifest) -> int | None:
+@dataclass(frozen=True)
+class ChunkingRule:
+    """A release's trtllm-bench chunked context: its default and the flags it has for it."""
+
+    default: bool
+    flags: frozenset[str]
+
+
+def chunking_rule(release: str, all_pins: dict[str, Any]) -> ChunkingRule:
+    """[trtllm_bench] of the release's pin set (1.0 at the top level, others in [releases])."""
+    node = all_pins if release == "1.0" else all_pins.get("releases", {}).get(release, {})
+    table = node.get("trtllm_bench")
+    if table is None:
+        where = "[trtllm_bench]" if release == "1.0" else f'[releases."{release}".trtllm_bench]'
+        raise KitError(
+            f"no chunked-context rule for release {release!r}",
+            path=str(pins.PINS),
+            fix=f"add {where} with chunked_context_default and chunked_context_flags",
+        )
+    return ChunkingRule(
+        bool(table["chunked_context_default"]), frozenset(table["chunked_context_flags"])
+    )
+
+
+@functools.cache
+def _pinned_rule(release: str) -> ChunkingRule:
+    return chunking_rule(release, pins.load_pins())
+
+
+def chunked_context_args(want: bool, rule: ChunkingRule) -> list[str]:
+    """The explicit flag that makes the release's chunked context the manifest's choice."""
+    if want:
+        return ["--enable_chunked_context"]
+    return ["--disable_chunked_context"] if "--disable_chunked_context" in rule.flags else []
+
+
+def effective_chunked_context(manifest: Manifest, rule: ChunkingRule | None = None) -> bool:
+    """What the runtime does with chunked_context_args: the manifest's choice, unless the release
+    turns it on by default and has no flag to turn it off."""
+    rule = rule or _pinned_rule(manifest.release)
+    want = manifest.runtime.enable_chunked_context
+    return want or (rule.default and "--disable_chunked_context" not in rule.flags)
+
+
+def runtime_max_input_len(manifest: Manifest, rule: ChunkingRule | None = None) -> int | None:
     """The longest prompt the TensorRT runtime accepts (1.0, TrtGptModel): max_seq_len - 1 with
     chunked context, else min(max_seq_len - 1, max_num_tokens). None for other backends."""
     e = manifest.engine
     if not e.needs_build:
         return None
-    if manifest.runtime.enable_chunked_context:
+    if effective_chunked_context(manifest, rule):
         return e.max_seq_len - 1
     return min(e.max_seq_len - 1, e.max_num_tokens or e.max_seq_len)
 
@@ -180,8 +229,8 @@ def throughput_argv(
                 argv += [flag, str(value)]
     if extra_options is not None:
         argv += ["--extra_llm_api_options", str(extra_options)]
-    if r.enable_chunked_context and e.backend != "hf-reference":
-        argv += ["--enable_chunked_context"]
+    if e.backend != "hf-reference":
+        argv += chunked_context_args(r.enable_chunked_context, _pinned_rule(manifest.release))
     if point.concurrency is not None:
         argv += ["--concurrency", str(point.concurrency)]
     if r.streaming:

@@ -901,7 +901,8 @@ def accuracy_verdicts(paths: RunPaths, manifest: Manifest | None, arts: Artifact
 
     The record's own `passed` is not trusted: scores are re-read from trtllm-eval's logs (or the
     per-prompt agreement numbers) and checked against the manifest's thresholds, and the files
-    the gate evaluated must be the engine/checkpoint files the run records now.
+    the gate evaluated must be the engine/checkpoint files the run records now. A merged run
+    carries its shards' agreeing record (bench.merge) and is judged the same way.
     """
     record_file = accmod.result_path(paths)
     acc = manifest.accuracy if manifest is not None else None
@@ -911,10 +912,6 @@ def accuracy_verdicts(paths: RunPaths, manifest: Manifest | None, arts: Artifact
                 "imported logs carry no accuracy evidence" if manifest is None else "no [accuracy]"
             )
             return [Verdict("accuracy gate", NOT_RUN, note=f"{NOT_EVIDENCED} ({why})")]
-        if "merge" in arts.stages:
-            return [
-                Verdict("accuracy gate", NOT_RUN, note=f"{NOT_EVIDENCED} (merge does not carry it)")
-            ]
         return [
             Verdict(
                 "accuracy gate",

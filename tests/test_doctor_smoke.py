@@ -36,9 +36,19 @@ def run_doctor(tmp_path: Path, manifest: Path, release: str) -> subprocess.Compl
     )
 
 
+def pinned_archive(tmp_path: Path, manifest: Path, head: str = "") -> Path:
+    """The manifest with its MMLU archive pinned: doctor refuses an unpinned one."""
+    text = manifest.read_text()
+    if "[accuracy.dataset]" in text:
+        text = text.replace("[accuracy.dataset]", f'[accuracy.dataset]\nsha256 = "{"0" * 64}"')
+    path = tmp_path / manifest.name
+    path.write_text(head + text)
+    return path
+
+
 @pytest.mark.parametrize("manifest", [H100, NVIDIA], ids=["tensorrt", "pytorch"])
 def test_doctor_passes_with_the_pinned_release(tmp_path, manifest):
-    proc = run_doctor(tmp_path, manifest, "1.0")
+    proc = run_doctor(tmp_path, pinned_archive(tmp_path, manifest), "1.0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ok   trtllm-bench throughput" in proc.stdout and "doctor: ready" in proc.stdout
 
@@ -53,8 +63,7 @@ def test_doctor_names_each_version_that_is_not_the_pinned_one(tmp_path):
 
 
 def test_a_manifest_selects_the_later_pin_set(tmp_path):
-    later = tmp_path / "h100-1.2.toml"
-    later.write_text('release = "1.2"\n' + H100.read_text())
+    later = pinned_archive(tmp_path, H100, head='release = "1.2"\n')
     proc = run_doctor(tmp_path, later, "1.2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
