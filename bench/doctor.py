@@ -19,6 +19,7 @@ import argparse
 import importlib
 import importlib.metadata
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -181,10 +182,16 @@ def archive_problems(manifest: Manifest, path: str) -> list[str]:
         return []
     return [
         f"{path}: accuracy.dataset.sha256 is not set for {acc.dataset.archive}, so `make all` "
-        f"would stop at the accuracy stage after the build; fix: run `make accuracy "
-        f"MANIFEST={path}` (it prints the archive's sha256), check it against a second "
-        'download, and add sha256 = "<digest>" to [accuracy.dataset]'
+        f"would stop at the accuracy stage after the build; fix: take its digest "
+        f"(`{digest_command(acc.dataset.archive)}`), check it against a second download, and "
+        'add sha256 = "<digest>" to [accuracy.dataset]'
     ]
+
+
+def digest_command(archive: str) -> str:
+    """A command that prints the archive's sha256 without the kit (doctor runs before any stage)."""
+    quoted = shlex.quote(archive)
+    return f"curl -fsSL {quoted} | sha256sum" if "://" in archive else f"sha256sum {quoted}"
 
 
 def llm_api_key_problems(
