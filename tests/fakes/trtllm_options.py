@@ -6,7 +6,7 @@ real tool fails: exit 2 with click's or argparse's message) and by tests/test_tr
 
 Release: TensorRT-LLM 1.0.0 (tag v1.0.0 = commit ae8270b713446948246f16fadf4e2a32e35d0f62). The
 tag's files are not in the source index, so each table names the stored NVIDIA/TensorRT-LLM
-version it was read at (research notes: /tmp/notes/trtllm-1.0-cli.md). Stricter than the real
+version it was read at (named above each table). Stricter than the real
 tools in one way, on purpose: argparse would accept unambiguous abbreviations (`--max_batch`);
 these tables accept full names only, so the kit never depends on abbreviation matching.
 Options of `trtllm-bench latency` and prepare_dataset's `dataset` subcommand are not tabled: the
