@@ -23,7 +23,10 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 MANIFEST = ROOT / "tests" / "data" / "manifests" / "demo-repeats.toml"
-SLOWDOWN = 4.0  # the runner's clock runs 4x slow: output tok/s -75%
+# The runner's clock runs 10x slow: output tok/s -90%. Runs measured side by side on a loaded
+# 2-core machine still differ by up to ~3x (a 4x slowdown once read -32%), so the factor is
+# large enough that noise of that size cannot hide it.
+SLOWDOWN = 10.0
 REPETITIONS = int(os.environ.get("COMPARE_REPETITIONS", "1"))
 
 
@@ -101,10 +104,10 @@ def test_a_slowed_run_is_slower_by_its_size_and_fails_the_gate(roots):
     for point, change, verdict in found:
         # Both fail the gate; under load 3 repeats of a 4x slowed point can miss p < 0.01.
         assert verdict in ("SLOWER", "NOISY, beyond threshold"), (point, change, report)
-        # A quarter of the throughput, within the noise that identical runs showed here (+-40%).
-        assert -88.0 < change < -55.0, (point, change)
+        # A tenth of the throughput, within the noise runs side by side showed here (up to ~3x).
+        assert -97.0 < change < -60.0, (point, change)
     assert "Both runs have the same identity" in report
-    assert re.search(r"FAILED .*32/16 output tok/s: -[5-8]\d\.\d%", proc.stderr), proc.stderr
+    assert re.search(r"FAILED .*32/16 output tok/s: -[6-9]\d\.\d%", proc.stderr), proc.stderr
     failed = [line for line in proc.stderr.splitlines() if "[compare] FAILED" in line]
     assert {p for p, _, _ in found} == {p for p in ("32/16", "64/16") for f in failed if p in f}
     assert (roots / "reports" / "slowed" / "figures" / "compare-base-heatmap.png").is_file()
