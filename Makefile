@@ -35,7 +35,7 @@ DEMO_MANIFEST := manifests/demo.toml
 export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 
 # ============================================================================== Edge check
-# Every user variable is checked once, here, before any recipe runs (bench/edge.py). A value the
+# Every user variable is checked once, here, before any recipe runs (bench/core/edge.py). A value the
 # user gave is handed over unexpanded ($(value ...)) and single-quoted, so neither Make nor the
 # shell evaluates it; anything but `ok` stops make with one line and exit 2. Defaults (RUN and
 # CACHE_DIR are built from other variables) are expanded only when no given value holds a `$`
@@ -59,14 +59,14 @@ edge_word = '$(1)=$(subst ','\'',$(call edge_raw,$(1)))'
 # would reach a recipe unchecked, so it is refused; ENV_READY may only be given empty.
 EDGE_OTHERS := $(filter-out $(EDGE_VARS) $(if $(value ENV_READY),,ENV_READY),\
   $(foreach v,$(.VARIABLES),$(if $(filter command,$(origin $(v))),$(v))))
-EDGE := $(shell python3 -m bench.edge $(foreach v,$(EDGE_VARS),$(call edge_word,$(v))) \
+EDGE := $(shell python3 -m bench.core.edge $(foreach v,$(EDGE_VARS),$(call edge_word,$(v))) \
   $(if $(EDGE_OTHERS),'--not-settable=$(subst ','\'',$(EDGE_OTHERS))') \
   $(if $(filter clean-run,$(MAKECMDGOALS)),--clean-run=$(firstword $(origin RUN))))
-$(if $(filter ok,$(EDGE)),,$(error $(or $(EDGE),bench.edge did not run: run make from the kit's folder)))
+$(if $(filter ok,$(EDGE)),,$(error $(or $(EDGE),bench.core.edge did not run: run make from the kit's folder)))
 
 R := $(RESULTS_DIR)/$(RUN)
 # Any change to the kit's code makes Make ask every stage again; each stage then decides by the
-# digest of the code that does its work (bench.artifacts.code_digest) whether to rerun or skip.
+# digest of the code that does its work (bench.core.artifacts.code_digest) whether to rerun or skip.
 CODE := $(wildcard bench/*.py)
 STAMP := $(R)/.stamps
 ARGS := --manifest $(MANIFEST) --run $(RUN)
@@ -82,9 +82,9 @@ include docker.mk
 # The stage summary is printed whatever verify says; then verify's exit decides (make exits 2).
 ## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> accuracy -> datasets -> sweep -> report -> verify
 all: $(STAMP)/report.ok
-	@echo "$(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))"
-	@verdict=0; $(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)) \
-	  || verdict=$$?; $(PYTHON) -m bench.status --run $(RUN) --since $(STARTED); exit $$verdict
+	@echo "$(PYTHON) -m bench.stages.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))"
+	@verdict=0; $(PYTHON) -m bench.stages.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)) \
+	  || verdict=$$?; $(PYTHON) -m bench.stages.status --run $(RUN) --since $(STARTED); exit $$verdict
 
 ## the whole pipeline on the embedded CPU demo (creates .venv; no GPU, no Hub)
 demo: $(ENV_READY)
@@ -92,63 +92,63 @@ demo: $(ENV_READY)
 
 ## check the manifest: types, unknown keys, lengths, duplicates, max_seq_len (exit 2 names the key)
 validate: $(ENV_READY)
-	$(PYTHON) -m bench.manifest validate $(MANIFEST)
+	$(PYTHON) -m bench.core.manifest validate $(MANIFEST)
 
 ## print every command the pipeline would run and the estimated GPU time (runs nothing)
 plan: $(ENV_READY)
-	@$(PYTHON) -m bench.plan --manifest $(MANIFEST) $(if $(SHARD),--shard $(SHARD))
+	@$(PYTHON) -m bench.stages.plan --manifest $(MANIFEST) $(if $(SHARD),--shard $(SHARD))
 
 ## GPU, host and software provenance (manifest -> results/<run>/provenance.json)
 env: $(STAMP)/env.ok
 $(STAMP)/env.ok: $(MANIFEST) $(CODE) | _toolcheck _doctor $(ENV_READY)
-	$(PYTHON) -m bench.provenance $(ARGS)
+	$(PYTHON) -m bench.stages.provenance $(ARGS)
 
 ## pre-run checks: GPU model, power, clocks, MIG, free disk, HF_TOKEN (reports; prints nvidia-smi advice)
 preflight: $(STAMP)/env.ok
-	$(PYTHON) -m bench.preflight $(ARGS)
+	$(PYTHON) -m bench.stages.preflight $(ARGS)
 
 ## model files at the pinned revision, sha256-checked (manifest -> models/<repo>/<rev>/)
 fetch: $(STAMP)/fetch.ok
 $(STAMP)/fetch.ok: $(STAMP)/env.ok $(CODE) | preflight
-	$(PYTHON) -m bench.fetch $(ARGS)
+	$(PYTHON) -m bench.stages.fetch $(ARGS)
 
 ## FP8 post-training quantization with ModelOpt (model -> work/<run>/checkpoint/)
 quantize: $(STAMP)/quantize.ok
 $(STAMP)/quantize.ok: $(STAMP)/fetch.ok $(CODE)
-	$(PYTHON) -m bench.quantize $(ARGS)
+	$(PYTHON) -m bench.stages.quantize $(ARGS)
 
 ## TensorRT engine with trtllm-build; a recorded no-op for engine-less backends (-> work/<run>/engine/)
 build: $(STAMP)/build.ok
 $(STAMP)/build.ok: $(STAMP)/quantize.ok $(CODE)
-	$(PYTHON) -m bench.build $(ARGS)
+	$(PYTHON) -m bench.stages.build $(ARGS)
 
 ## FP8 vs unquantized model on a pinned evaluation, and the gate (-> results/<run>/accuracy/)
 accuracy: $(STAMP)/accuracy.ok
 $(STAMP)/accuracy.ok: $(STAMP)/build.ok $(CODE)
-	$(PYTHON) -m bench.accuracy $(ARGS)
+	$(PYTHON) -m bench.stages.accuracy $(ARGS)
 
 ## synthetic requests per point, trtllm-bench JSONL (-> results/<run>/datasets/)
 datasets: $(STAMP)/datasets.ok
 $(STAMP)/datasets.ok: $(STAMP)/build.ok $(CODE)
-	$(PYTHON) -m bench.datasets $(ARGS)
+	$(PYTHON) -m bench.stages.datasets $(ARGS)
 
 ## every point (SHARD=i/N for a share), resumable (-> results/<run>/points/, summary.csv)
 sweep: $(STAMP)/sweep.ok
 $(STAMP)/sweep.ok: $(STAMP)/accuracy.ok $(STAMP)/datasets.ok $(CODE)
-	$(PYTHON) -m bench.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))
+	$(PYTHON) -m bench.stages.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))
 
 $(STAMP)/report.ok: $(STAMP)/sweep.ok $(CODE)
-	$(PYTHON) -m bench.report --run $(RUN)
+	$(PYTHON) -m bench.stages.report --run $(RUN)
 
 # report and verify read only results/<run>/, so they work on any run, anywhere (imported and
 # merged runs included); `all` reaches them through the stamps above.
 ## report from the run's records only (results/<run>/ -> reports/<run>/report.md + figures)
 report: $(ENV_READY)
-	$(PYTHON) -m bench.report --run $(RUN)
+	$(PYTHON) -m bench.stages.report --run $(RUN)
 
 ## re-hash every artifact, check identity, compare with REFERENCE (-> reports/<run>/verify.md)
 verify: $(ENV_READY)
-	$(PYTHON) -m bench.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))
+	$(PYTHON) -m bench.stages.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))
 
 # ============================================================================== First run on a GPU
 # `make doctor` then `make smoke`, before the full sweep (README, "On an H100"). `all` runs doctor
@@ -157,16 +157,16 @@ verify: $(ENV_READY)
 
 ## the installed TensorRT-LLM's options and versions vs everything the plan passes (exit 2 names it)
 doctor: _toolcheck $(ENV_READY)
-	$(PYTHON) -m bench.doctor --manifest $(MANIFEST)
+	$(PYTHON) -m bench.stages.doctor --manifest $(MANIFEST)
 
 _doctor: _toolcheck $(ENV_READY)
-	@$(PYTHON) -m bench.doctor --manifest $(MANIFEST) >/dev/null
+	@$(PYTHON) -m bench.stages.doctor --manifest $(MANIFEST) >/dev/null
 
 ## every stage on the cheapest and the most demanding point, few requests (RUN=<manifest>-smoke)
 smoke: $(ENV_READY)
-	$(PYTHON) -m bench.smoke --manifest $(MANIFEST)
+	$(PYTHON) -m bench.stages.smoke --manifest $(MANIFEST)
 	@$(MAKE) --no-print-directory all MANIFEST=$(WORK_DIR)/smoke/$(notdir $(MANIFEST)) RUN=$(RUN)-smoke STARTED=$(STARTED)
-	$(PYTHON) -m bench.smoke --manifest $(MANIFEST) --readiness --run $(RUN)-smoke
+	$(PYTHON) -m bench.stages.smoke --manifest $(MANIFEST) --readiness --run $(RUN)-smoke
 
 # ============================================================================== Runs
 .PHONY: import audit merge clean-run clean-cache
@@ -174,7 +174,7 @@ smoke: $(ENV_READY)
 ## turn a folder of raw trtllm-bench logs/JSON into a run (LOGS=<folder> -> results/<run>/)
 import: $(ENV_READY)
 	@test -n "$(LOGS)" || { echo "make import: set LOGS=<folder of result_<ISL>_<OSL>_<N>.txt>" >&2; exit 2; }
-	$(PYTHON) -m bench.import_logs --logs $(LOGS) --run $(RUN)
+	$(PYTHON) -m bench.stages.import_logs --logs $(LOGS) --run $(RUN)
 
 # An audit is named after its logs (audit-<folder>) unless RUN= is given: the default RUN is the
 # manifest's, which has nothing to do with the logs.
@@ -182,11 +182,11 @@ RUN_IF_GIVEN = $(if $(filter-out file,$(origin RUN)),--run $(RUN))
 ## import LOGS, report and verify against REFERENCE in one step
 audit: $(ENV_READY)
 	@test -n "$(LOGS)" || { echo "make audit: set LOGS=<folder> [REFERENCE=manifests/published/...]" >&2; exit 2; }
-	$(PYTHON) -m bench.audit --logs $(LOGS) $(RUN_IF_GIVEN) $(if $(REFERENCE),--reference $(REFERENCE))
+	$(PYTHON) -m bench.stages.audit --logs $(LOGS) $(RUN_IF_GIVEN) $(if $(REFERENCE),--reference $(REFERENCE))
 
 ## combine shard runs into one run (RUN=<merged> SHARDS="results/a results/b ..." [PARTIAL=1])
 merge: $(ENV_READY)
-	$(PYTHON) -m bench.merge --run $(RUN)$(if $(PARTIAL), --allow-partial) $(SHARDS)
+	$(PYTHON) -m bench.stages.merge --run $(RUN)$(if $(PARTIAL), --allow-partial) $(SHARDS)
 
 ## delete one run's results, work files and report (RUN=<run>)
 clean-run:
@@ -198,7 +198,7 @@ clean-cache:
 
 # ============================================================================== Slurm
 # `make slurm` submits MANIFEST as SHARDS array tasks plus a dependent merge + report + verify job
-# (bench/slurm.py); resources are these variables, passed to sbatch (no #SBATCH line to fight).
+# (bench/stages/slurm.py); resources are these variables, passed to sbatch (no #SBATCH line to fight).
 .PHONY: slurm test-slurm
 PARTITION ?=## Slurm partition(s) for `make slurm` (empty: the cluster's default)
 TIME ?= 24:00:00## Slurm time limit of each `make slurm` job (D-HH:MM:SS)
@@ -209,7 +209,7 @@ SLURM_IMAGE ?=## image for CONTAINER=pyxis/apptainer (default: trtllm-repro.sqsh
 
 ## submit MANIFEST as SHARDS=N Slurm array tasks + a dependent merge/report/verify job (logs: work/.slurm/<run>/)
 slurm: $(ENV_READY)
-	$(PYTHON) -m bench.slurm submit --manifest "$(MANIFEST)" --shards "$(SHARDS)" \
+	$(PYTHON) -m bench.stages.slurm submit --manifest "$(MANIFEST)" --shards "$(SHARDS)" \
 	  $(RUN_IF_GIVEN) --partition "$(PARTITION)" --time "$(TIME)" \
 	  --gpus-per-task "$(GPUS_PER_TASK)" --cpus-per-task "$(CPUS_PER_TASK)" \
 	  --container "$(CONTAINER)" --image "$(SLURM_IMAGE)" --python "$(PYTHON)" --reference "$(REFERENCE)"
@@ -226,11 +226,11 @@ COMPARE_OPTIONS = $(if $(THRESHOLD),--threshold="$(THRESHOLD)") \
   $(if $(COMPARE_SUMMARY),--summary="$(COMPARE_SUMMARY)")
 ## RUN against BASE: identity first, verdicts per point; exit 1 on SLOWER beyond THRESHOLD
 compare: $(ENV_READY)
-	$(PYTHON) -m bench.compare --base="$(BASE)" --run $(RUN) $(strip $(COMPARE_OPTIONS))
+	$(PYTHON) -m bench.stages.compare --base="$(BASE)" --run $(RUN) $(strip $(COMPARE_OPTIONS))
 
 ## send RUN's metrics, manifest, identity and report to a tracking server (TO=mlflow)
 export: $(ENV_READY)
-	$(PYTHON) -m bench.export --run $(RUN) --to="$(TO)"
+	$(PYTHON) -m bench.stages.export --run $(RUN) --to="$(TO)"
 
 # ============================================================================== Checks
 .PHONY: test test-fast lint bench info
@@ -247,7 +247,7 @@ test-fast: $(ENV_READY)
 lint: $(ENV_READY)
 	$(PYTHON) -m ruff check bench tests scripts
 	$(PYTHON) -m ruff format --check bench tests scripts
-	$(PYTHON) -m bench.lint_extra
+	$(PYTHON) -m scripts.lint_extra
 
 ## speed benchmarks you can rerun: hashing vs sha256sum, telemetry overhead
 bench: $(ENV_READY)
@@ -257,7 +257,7 @@ bench: $(ENV_READY)
 ## resolved knobs, pins and detected tool versions
 info: $(ENV_READY)
 	@$(foreach v,MANIFEST RUN SHARD PYTHON RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR HF_HOME IMAGE,echo "$(v) = $($(v))";)
-	@$(PYTHON) -m bench.pins
+	@$(PYTHON) -m bench.core.pins
 	@echo "tools:"; $(PYTHON) --version; \
 	  $(PYTHON) -c "import importlib.metadata as m; print('tensorrt_llm', m.version('tensorrt_llm'))" 2>/dev/null \
 	    || echo "tensorrt_llm: not installed (use the container)"; \
@@ -265,7 +265,7 @@ info: $(ENV_READY)
 	  $(DOCKER) --version 2>/dev/null || echo "$(DOCKER): not installed"
 
 _toolcheck:
-	@python3 -m bench.toolcheck $(MANIFEST)
+	@python3 -m bench.core.toolcheck $(MANIFEST)
 
 $(VENV)/.installed: requirements/demo.lock requirements/demo-nodeps.lock
 	python3 -m venv $(VENV)

@@ -9,8 +9,8 @@ _DOCKER_MK := 1
 DOCKER ?= docker## container CLI
 DOCKER_GPUS ?= all## GPUs the container gets (device=2 pins one shard to one GPU)
 IMAGE_TAG ?= trtllm-repro:$(KIT_VERSION)## tag of the kit's image
-BASE_IMAGE ?= $(shell python3 -m bench.pins --get image.ref)## TensorRT-LLM image (manifests/pins.toml)
-BASE_DIGEST ?= $(shell python3 -m bench.pins --get image.digest)## its pinned digest (manifests/pins.toml)
+BASE_IMAGE ?= $(shell python3 -m bench.core.pins --get image.ref)## TensorRT-LLM image (manifests/pins.toml)
+BASE_DIGEST ?= $(shell python3 -m bench.core.pins --get image.digest)## its pinned digest (manifests/pins.toml)
 KIT_VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE = $(IMAGE_TAG)
 WORKSPACE := /workspace/trtllm-repro
@@ -47,7 +47,7 @@ docker-shell: _docker-dirs
 
 ## resolve BASE_IMAGE's tag to its digest at the registry (-> manifests/pins.toml, Dockerfile)
 pin-image:
-	python3 -m bench.pins --pin-image $(BASE_IMAGE) --docker $(DOCKER)
+	python3 -m bench.core.pins --pin-image $(BASE_IMAGE) --docker $(DOCKER)
 
 _docker-dirs:
 	@mkdir -p $(HF_HOME) $(RESULTS_DIR) $(WORK_DIR) $(MODELS_DIR) $(REPORTS_DIR) $(CACHE_DIR)

@@ -1,4 +1,5 @@
-"""Benchmark: the kit's streaming sha256 (bench.fileio.sha256_file) against coreutils sha256sum.
+"""Benchmark: the kit's streaming sha256 (bench.core.fileio.sha256_file) against coreutils
+sha256sum.
 
 Usage: PYTHONPATH=. python scripts/bench_hashing.py [--size-mib 512] [--files 4] [--repeats 3]
 
@@ -18,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.fileio import sha256_file
+from bench.core.fileio import sha256_file
 
 
 def best_of(repeats: int, fn) -> tuple[float, object]:
@@ -59,10 +60,10 @@ def main() -> int:
         )
         coreutils = [line.split()[0] for line in out.splitlines()]
         if kit != coreutils:
-            print("digests differ between bench.fileio and sha256sum", file=sys.stderr)
+            print("digests differ between bench.core.fileio and sha256sum", file=sys.stderr)
             return 1
         print(f"{total_mb:.0f} MB in {args.files} files, best of {args.repeats}:")
-        print(f"  bench.fileio.sha256_file  {total_mb / kit_s:8.0f} MB/s")
+        print(f"  bench.core.fileio.sha256_file  {total_mb / kit_s:8.0f} MB/s")
         print(f"  coreutils sha256sum       {total_mb / core_s:8.0f} MB/s")
         print(
             f"  ratio                     {core_s / kit_s:8.2f}x "

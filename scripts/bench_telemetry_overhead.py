@@ -1,4 +1,4 @@
-"""Overhead of bench.telemetry.Sampler on a CPU-bound Python loop (target: < 1% of wall time).
+"""Overhead of bench.gpu.telemetry.Sampler on a CPU-bound Python loop (target: < 1% of wall time).
 
 Usage:  python -m scripts.bench_telemetry_overhead [--seconds 1.0] [--repeats 7]
         (from the repository root)
@@ -29,8 +29,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from bench.gpu_info import open_nvml
-from bench.telemetry import Sampler
+from bench.gpu.gpu_info import open_nvml
+from bench.gpu.telemetry import Sampler
 
 TARGET_PCT = 1.0
 

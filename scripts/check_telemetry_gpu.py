@@ -16,7 +16,7 @@ from pathlib import Path
 import pynvml
 import torch
 
-from bench.telemetry import PointSamplers, Sampler, watched_gpu, watched_gpus
+from bench.gpu.telemetry import PointSamplers, Sampler, watched_gpu, watched_gpus
 
 pynvml.nvmlInit()
 n = pynvml.nvmlDeviceGetCount()

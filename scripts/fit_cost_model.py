@@ -1,4 +1,4 @@
-"""Refit bench.cost's GPU coefficients from a run's summary.csv or the seed's summary log.
+"""Refit bench.core.cost's GPU coefficients from a run's summary.csv or the seed's summary log.
 
 Usage: PYTHONPATH=. python scripts/fit_cost_model.py \
            ../shared/fixtures/trtllm-bench-0.16-logs/summary_results.log

@@ -1,4 +1,5 @@
-"""bench.accuracy and bench.accuracy_metrics: the gate fails a damaged FP8 checkpoint and passes a
+"""bench.stages.accuracy and bench.analysis.accuracy_metrics: the gate fails a damaged FP8
+checkpoint and passes a
 good one, trtllm-eval's argv is valid for TensorRT-LLM 1.0, verify re-derives the verdict."""
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from bench import accuracy, demo_model
-from bench import accuracy_metrics as am
-from bench.artifacts import Artifacts
-from bench.errors import KitError
-from bench.manifest import Accuracy, Calibration, load_manifest, parse_manifest
-from bench.quantize import quantize_fp8, synthetic_calibration
-from bench.run import Run, RunPaths
-from bench.tomlconfig import read_toml
-from bench.verify import FAIL, NOT_RUN, PASS, accuracy_verdicts
+from bench.analysis import accuracy_metrics as am
+from bench.backends import demo_model
+from bench.core.artifacts import Artifacts
+from bench.core.errors import KitError
+from bench.core.manifest import Accuracy, Calibration, load_manifest, parse_manifest
+from bench.core.run import Run, RunPaths
+from bench.core.tomlconfig import read_toml
+from bench.stages import accuracy
+from bench.stages.quantize import quantize_fp8, synthetic_calibration
+from bench.stages.verify import FAIL, NOT_RUN, PASS, accuracy_verdicts
 from tests.conftest import DEMO_MANIFEST, ROOT
 
 FAKES = ROOT / "tests" / "fakes"

@@ -1,4 +1,5 @@
-"""bench.artifacts and bench.fileio: every file recorded with sha256; tampering is named."""
+"""bench.core.artifacts and bench.core.fileio: every file recorded with sha256; tampering is
+named."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import os
 
 import pytest
 
-from bench.artifacts import Artifacts
-from bench.errors import KitError
-from bench.fileio import atomic_write_bytes, sha256_file
-from bench.run import RunPaths, open_run
+from bench.core.artifacts import Artifacts
+from bench.core.errors import KitError
+from bench.core.fileio import atomic_write_bytes, sha256_file
+from bench.core.run import RunPaths, open_run
 from tests.conftest import DEMO_MANIFEST
 
 
@@ -122,7 +123,7 @@ def test_concurrent_writers_of_one_file_never_mix(tmp_path):
     """Shards on one host write the same model files into the shared models/ folder."""
     import threading
 
-    from bench.fileio import atomic_write_bytes
+    from bench.core.fileio import atomic_write_bytes
 
     target = tmp_path / "config.json"
     payloads = [bytes([i]) * 200_000 for i in range(8)]

@@ -1,4 +1,4 @@
-"""bench.audit on the seed's raw logs (../shared): 70B TP8 data, contradicted claims."""
+"""bench.stages.audit on the seed's raw logs (../shared): 70B TP8 data, contradicted claims."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import audit
+from bench.stages import audit
 from tests.conftest import SHARED
 
 KIT = Path(__file__).resolve().parents[1]
@@ -14,8 +14,8 @@ LOGS = SHARED / "fixtures" / "trtllm-bench-0.16-logs"
 CLAIMS = KIT / "manifests" / "published" / "seed-report-claims.toml"
 
 pytestmark = pytest.mark.skipif(
-    not LOGS.is_dir() or not (KIT / "bench" / "import_logs.py").is_file(),
-    reason="needs ../shared/fixtures/trtllm-bench-0.16-logs and bench/import_logs.py",
+    not LOGS.is_dir() or not (KIT / "bench" / "stages" / "import_logs.py").is_file(),
+    reason="needs ../shared/fixtures/trtllm-bench-0.16-logs and bench/stages/import_logs.py",
 )
 
 

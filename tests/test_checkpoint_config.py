@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from bench.errors import StageFailed
-from bench.quantize import check_checkpoint_config, checkpoint_config_problems
+from bench.core.errors import StageFailed
+from bench.stages.quantize import check_checkpoint_config, checkpoint_config_problems
 
 SOURCE = {
     "architectures": ["LlamaForCausalLM"],

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from bench import compare, merge, results_schema, verify
-from bench.artifacts import Artifacts
-from bench.fileio import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
-from bench.manifest import load_manifest
-from bench.record import Identity, Metrics, PointResult, write_summary
-from bench.reference_runner import TEST_SLOWDOWN_ENV, slowdown_factor
-from bench.results_schema import Provenance
-from bench.run import RunPaths, point_id
+from bench.backends.hf_runner import TEST_SLOWDOWN_ENV, slowdown_factor
+from bench.core.artifacts import Artifacts
+from bench.core.fileio import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
+from bench.core.manifest import load_manifest
+from bench.core.run import RunPaths, point_id
+from bench.schema import results_schema
+from bench.schema.record import Identity, Metrics, PointResult, write_summary
+from bench.schema.results_schema import Provenance
+from bench.stages import compare, merge, verify
 from tests.conftest import CPU_MANIFEST_TOML, DEMO_MANIFEST, ROOT
 
 NOISE = {"output_tok_s": 5.0, "avg_request_latency_ms": 5.0}
@@ -244,7 +245,7 @@ def test_threshold_comes_from_the_flag_then_the_manifest_then_the_kit():
 @pytest.mark.parametrize("bad", ["abc", "-3", "0", "nan", "inf"])
 def test_a_bad_threshold_is_one_line_exit_2(bad, run_roots):
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.compare", "--base=a", "--run=b", f"--threshold={bad}"],
+        [sys.executable, "-m", "bench.stages.compare", "--base=a", "--run=b", f"--threshold={bad}"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -256,7 +257,7 @@ def test_a_bad_threshold_is_one_line_exit_2(bad, run_roots):
 @pytest.mark.parametrize("bad", ["", "../etc", "a/b", "-x"])
 def test_a_bad_base_is_one_line_exit_2(bad, run_roots):
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.compare", f"--base={bad}", "--run", "b"],
+        [sys.executable, "-m", "bench.stages.compare", f"--base={bad}", "--run", "b"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -427,7 +428,7 @@ def test_a_merge_of_shards_without_datasets_verifies_and_says_so(run_roots):
 def test_the_published_schema_is_the_one_the_model_generates():
     published = json.loads((ROOT / "schemas" / "summary.schema.json").read_text())
     assert published == results_schema.json_schema(), (
-        "regenerate: python -m bench.results_schema > schemas/summary.schema.json"
+        "regenerate: python -m bench.schema.results_schema > schemas/summary.schema.json"
     )
 
 

@@ -1,7 +1,8 @@
 """`make export TO=mlflow`: the payload made from a run, bad targets, and a real local MLflow store.
 
 MLflow is not in the kit's install. The store test uses MLFLOW_VENV (default .venv-mlflow), made
-on demand by bench.export with pip; where that cannot install (no index), it skips saying why.
+on demand by bench.stages.export with pip; where that cannot install (no index), it skips saying
+why.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import export
-from bench.fileio import atomic_write_text
-from bench.record import write_summary
-from bench.results_schema import Provenance
+from bench.core.fileio import atomic_write_text
+from bench.schema.record import write_summary
+from bench.schema.results_schema import Provenance
+from bench.stages import export
 from tests.conftest import ROOT
 from tests.test_compare import prov, rec
 
@@ -54,7 +55,7 @@ def test_payload_carries_metrics_params_tags_and_artifacts(tmp_path):
 def test_an_unknown_target_is_one_line_exit_2(bad, run_roots):
     made_run(run_roots)
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.export", "--run", "r", f"--to={bad}"],
+        [sys.executable, "-m", "bench.stages.export", "--run", "r", f"--to={bad}"],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -1,4 +1,4 @@
-"""bench.cost: estimates and cost-balanced shards that cover every point exactly once."""
+"""bench.core.cost: estimates and cost-balanced shards that cover every point exactly once."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from bench.cost import Estimator, hms, shard_tasks
-from bench.manifest import Point, load_manifest
-from bench.sweep import Task
+from bench.core.cost import Estimator, hms, shard_tasks
+from bench.core.manifest import Point, load_manifest
+from bench.stages.sweep import Task
 from tests.conftest import DEMO_MANIFEST
 
 GRID = [128, 256, 512, 1024, 2048, 4096, 8192, 16384]

@@ -1,4 +1,4 @@
-"""bench.datasets: deterministic trtllm-bench JSONL with exact lengths and no EOS."""
+"""bench.stages.datasets: deterministic trtllm-bench JSONL with exact lengths and no EOS."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from bench.datasets import (
+from bench.core.manifest import Point
+from bench.stages.datasets import (
     Vocabulary,
     check_dataset,
     jsonl,
@@ -14,7 +15,6 @@ from bench.datasets import (
     synthetic_requests,
     vocabulary_of,
 )
-from bench.manifest import Point
 
 VOCAB = Vocabulary(size=50, eos_ids=frozenset({3, 7}))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fileio import read_json
+from bench.core.fileio import read_json
 from tests.conftest import DEMO_MANIFEST, ROOT
 
 pytestmark = pytest.mark.slow
@@ -147,7 +147,15 @@ def test_sweep_killed_mid_point_resumes_exactly_once(demo, tmp_path):
     env = roots_env(work)
     for target in ("datasets",):
         assert make(work, target, run="r").returncode == 0
-    argv = [sys.executable, "-m", "bench.sweep", "--manifest", str(DEMO_MANIFEST), "--run", "r"]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.stages.sweep",
+        "--manifest",
+        str(DEMO_MANIFEST),
+        "--run",
+        "r",
+    ]
     proc = subprocess.Popen(
         argv,
         cwd=ROOT,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import pins
-from bench.errors import StageFailed
+from bench.core import pins
+from bench.core.errors import StageFailed
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -187,7 +187,8 @@ def test_pins_are_read_only_by_targets_that_need_them(tmp_path: Path) -> None:
     fake = tmp_path / "python3"
     real = shutil.which("python3")
     fake.write_text(
-        f'#!/bin/sh\ncase "$*" in *bench.pins*) touch {marker}; exit 1;; esac\nexec {real} "$@"\n'
+        f'#!/bin/sh\ncase "$*" in *bench.core.pins*) touch {marker}; exit 1;; esac\n'
+        f'exec {real} "$@"\n'
     )
     fake.chmod(0o755)
     env = env_without_token(PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
@@ -230,7 +231,7 @@ def test_help_off_a_terminal_has_no_colour_codes_and_shows_values() -> None:
 def test_make_pin_image_calls_the_pins_tool() -> None:
     out = make_n("pin-image", "DOCKER=podman")
     ref = pins.load_pins()["image"]["ref"]
-    assert f"python3 -m bench.pins --pin-image {ref} --docker podman" in out
+    assert f"python3 -m bench.core.pins --pin-image {ref} --docker podman" in out
 
 
 # ----------------------------------------------------------------------------- pin-image

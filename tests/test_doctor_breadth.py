@@ -14,8 +14,10 @@ import tomli_w
 from test_fake_h100_e2e import pipeline_env
 from test_trtllm_commands import manifest_with
 
-from bench import doctor, pins, trtllm
-from bench.manifest import load_manifest
+from bench.backends import trtllm
+from bench.core import pins
+from bench.core.manifest import load_manifest
+from bench.stages import doctor
 
 REPO = Path(__file__).resolve().parents[1]
 H100 = REPO / "manifests" / "llama-3.1-8b-fp8-h100.toml"
@@ -38,7 +40,7 @@ def run_doctor(tmp_path: Path, manifest: Path, release: str = "1.0", path: str |
     if path is not None:
         env["PATH"] = path
     return subprocess.run(
-        [sys.executable, "-m", "bench.doctor", "--manifest", str(manifest)],
+        [sys.executable, "-m", "bench.stages.doctor", "--manifest", str(manifest)],
         cwd=REPO,
         env=env,
         capture_output=True,

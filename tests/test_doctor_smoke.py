@@ -14,8 +14,10 @@ import pytest
 from test_fake_h100_e2e import make, pipeline_env, records
 from test_trtllm_commands import manifest_with
 
-from bench import doctor, pins, smoke, trtllm
-from bench.manifest import load_manifest, parse_manifest
+from bench.backends import trtllm
+from bench.core import pins
+from bench.core.manifest import load_manifest, parse_manifest
+from bench.stages import doctor, smoke
 
 REPO = Path(__file__).resolve().parents[1]
 H100 = REPO / "manifests" / "llama-3.1-8b-fp8-h100.toml"
@@ -27,7 +29,7 @@ FAKE_PYTORCH = REPO / "tests" / "data" / "manifests" / "fake-h100-pytorch.toml"
 def run_doctor(tmp_path: Path, manifest: Path, release: str) -> subprocess.CompletedProcess[str]:
     env = pipeline_env(tmp_path, fakes=True, inject={}, release=release)
     return subprocess.run(
-        [sys.executable, "-m", "bench.doctor", "--manifest", str(manifest)],
+        [sys.executable, "-m", "bench.stages.doctor", "--manifest", str(manifest)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -128,8 +130,8 @@ def test_make_all_runs_doctor_before_the_first_stage():
         text=True,
         timeout=60,
     ).stdout
-    assert "bench.doctor" in out
-    assert out.index("bench.doctor") < out.index("bench.provenance")
+    assert "bench.stages.doctor" in out
+    assert out.index("bench.stages.doctor") < out.index("bench.stages.provenance")
 
 
 def test_smoke_takes_the_cheapest_and_the_most_demanding_point():

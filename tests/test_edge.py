@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import edge
-from bench.errors import KitError
-from bench.run import RunPaths
+from bench.core import edge
+from bench.core.errors import KitError
+from bench.core.run import RunPaths
 from tests.conftest import ROOT
 
 LONG = "a" * 300
@@ -23,8 +23,8 @@ def kit(tmp_path) -> Path:
     """A copy of the Makefile and the edge check, with two runs and a stage cache to lose."""
     for name in ("Makefile", "docker.mk", "pyproject.toml"):
         shutil.copy(ROOT / name, tmp_path / name)
-    (tmp_path / "bench").mkdir()
-    for name in ("__init__.py", "edge.py"):
+    (tmp_path / "bench" / "core").mkdir(parents=True)
+    for name in ("__init__.py", "core/__init__.py", "core/edge.py"):
         shutil.copy(ROOT / "bench" / name, tmp_path / "bench" / name)
     for folder in ("results/keep", "results/other", "work/keep", "work/.cache/build", "reports/x"):
         (tmp_path / folder).mkdir(parents=True)
@@ -146,10 +146,10 @@ def test_valid_values_pass_and_reach_the_recipe_as_given(kit):
 
 
 def test_a_broken_edge_check_fails_closed(kit):
-    (kit / "bench" / "edge.py").write_text("raise SystemExit(0)\n")
+    (kit / "bench" / "core" / "edge.py").write_text("raise SystemExit(0)\n")
     done = make(kit, "info")
     assert done.returncode == 2
-    assert "bench.edge did not run" in done.stderr
+    assert "bench.core.edge did not run" in done.stderr
 
 
 @pytest.mark.parametrize("name", ["", "..", "../x", "a/b", LONG, "-x", ".hidden", "a b", "a\nb"])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.proc import GRACE_S
+from bench.core.proc import GRACE_S
 
 REPO = Path(__file__).resolve().parents[1]
 FAKES = REPO / "tests" / "fakes"
@@ -172,7 +172,7 @@ def test_tensorrt_pipeline_with_injected_failures(tmp_path):
     # report and verify: the report names each failed point and why; verify fails the run
     run = TENSORRT.stem
     assert code != 0, "verify must fail a run whose points failed or are invalid"
-    verify_out = out[out.rindex("bench.verify") :]
+    verify_out = out[out.rindex("bench.stages.verify") :]
     assert f"run {run}:" in verify_out, "make all prints the stage summary after a failed verify"
     assert point_named(verify_out, 128, 32), verify_out[-3000:]  # the invalid (short) point
     report = (tmp_path / "reports" / run / "report.md").read_text()

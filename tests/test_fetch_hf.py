@@ -1,4 +1,5 @@
-"""bench.fetch, source "hf": the real huggingface_hub client against tests/fake_hub.py on 127.0.0.1.
+"""bench.stages.fetch, source "hf": the real huggingface_hub client against tests/fake_hub.py on
+127.0.0.1.
 
 huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE once, when it is imported, and
 another test may have imported it already; `client_env` sets the variables and re-reads them into
@@ -15,10 +16,10 @@ import tomllib
 import pytest
 import tomli_w
 
-from bench import fetch
-from bench.errors import KitError
-from bench.fileio import read_json
-from bench.run import open_run
+from bench.core.errors import KitError
+from bench.core.fileio import read_json
+from bench.core.run import open_run
+from bench.stages import fetch
 from tests.conftest import DEMO_MANIFEST
 from tests.fake_hub import FakeHub, HubFile, HubRepo
 

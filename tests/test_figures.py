@@ -10,7 +10,8 @@ import pytest
 from test_method import NVIDIA_ID, run_of
 from test_report import failed, ok
 
-from bench import figures, report, report_sections
+from bench.analysis import figures, report_sections
+from bench.stages import report
 from tests.conftest import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ def test_line_plot_leaves_gaps_and_labels_tokens(roots: Path) -> None:
 
 @pytest.mark.skipif(not LOGS.is_dir(), reason="needs ../shared (developers only)")
 def test_seed_grid_keeps_the_summary_only_columns(roots: Path) -> None:
-    from bench import import_logs
+    from bench.stages import import_logs
 
     assert import_logs.main(["--logs", str(LOGS), "--run", "seed"]) == 0
     _, ctx, records, _ = report.load_context("seed")

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from test_report import CPU_ID, make_run, ok
 
-from bench import report, tables, verify
+from bench.analysis import tables
+from bench.stages import report, verify
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,8 +74,8 @@ def test_make_all_prints_the_stage_summary_before_verifys_exit(tmp_path: Path) -
     python = tmp_path / "python"
     python.write_text(
         "#!/bin/sh\n"
-        'case "$*" in *bench.verify*) echo "**Result: FAILED**"; exit 1;; esac\n'
-        'case "$*" in *bench.status*) echo "run r: stages";; esac\n'
+        'case "$*" in *bench.stages.verify*) echo "**Result: FAILED**"; exit 1;; esac\n'
+        'case "$*" in *bench.stages.status*) echo "run r: stages";; esac\n'
     )
     python.chmod(0o755)
     results = tmp_path / "results"

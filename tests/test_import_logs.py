@@ -1,4 +1,5 @@
-"""bench.import_logs: a folder of trtllm-bench outputs becomes a run with records and provenance."""
+"""bench.stages.import_logs: a folder of trtllm-bench outputs becomes a run with records and
+provenance."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import EXIT_BAD_INPUT
-from bench.import_logs import main, plan_points
-from bench.record import read_record
+from bench.core.errors import EXIT_BAD_INPUT
+from bench.schema.record import read_record
+from bench.stages.import_logs import main, plan_points
 from tests.conftest import ROOT, SHARED
 
 DATA = Path(__file__).parent / "data" / "trtllm"
@@ -244,7 +245,7 @@ def test_import_seed_logs(roots):
         assert key in arts["stages"]["import"]["outputs"]
         assert arts["stages"]["import"]["inputs"][str(source)] == sha256(source)
     info = json.loads((run / "import.json").read_text())
-    # the summaries are secondary evidence now (bench.secondary), not ignored files
+    # the summaries are secondary evidence now (bench.analysis.secondary), not ignored files
     assert [i["name"] for i in info["ignored"]] == ["sweep_config.csv"]
     assert info["secondary_evidence"] == ["summary_results.log", "throughput_summary.csv"]
     assert info["identity"]["models"] == ["meta-llama/Llama-3.1-70B-Instruct"]

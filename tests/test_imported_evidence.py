@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench import secondary
-from bench.errors import EXIT_BAD_INPUT, KitError
-from bench.import_logs import main
-from bench.parse_trtllm import decode_log, parse_console, parse_report_json
-from bench.record import read_record
+from bench.analysis import secondary
+from bench.backends.parse_trtllm import decode_log, parse_console, parse_report_json
+from bench.core.errors import EXIT_BAD_INPUT, KitError
+from bench.schema.record import read_record
+from bench.stages.import_logs import main
 
 DATA = Path(__file__).parent / "data" / "trtllm"
 LOG_016 = (DATA / "console_0.16.txt").read_text(encoding="utf-8")  # 8B TP2, 128/128, 100 requests

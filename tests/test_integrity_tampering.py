@@ -17,17 +17,17 @@ from pathlib import Path
 import pytest
 from test_report import RECORDS, make_run, ok
 
-from bench import import_logs, merge, report, sweep, verify
-from bench.artifacts import Artifacts
-from bench.cost import Estimator, shard_tasks
-from bench.errors import KitError, run_main
-from bench.fileio import atomic_write_json
-from bench.manifest import Point
-from bench.record import RESULT, write_summary
-from bench.run import RunPaths, load_run, open_run
-from bench.runlock import writer_lock
-from bench.stage_cache import cache_key, make_or_reuse
-from bench.sweep import JOURNAL, PARTIAL, Task, clean_interrupted, publish, shard_details
+from bench.core.artifacts import Artifacts
+from bench.core.cost import Estimator, shard_tasks
+from bench.core.errors import KitError, run_main
+from bench.core.fileio import atomic_write_json
+from bench.core.manifest import Point
+from bench.core.run import RunPaths, load_run, open_run
+from bench.core.runlock import writer_lock
+from bench.core.stage_cache import cache_key, make_or_reuse
+from bench.schema.record import RESULT, write_summary
+from bench.stages import import_logs, merge, report, sweep, verify
+from bench.stages.sweep import JOURNAL, PARTIAL, Task, clean_interrupted, publish, shard_details
 
 POINT = "run:points/isl128_osl128/result.json"
 TWO_POINTS = """\
@@ -322,7 +322,7 @@ class LaunderCase:
 
 def resume_sweep(runs: list[Path]) -> int:
     run = load_run(runs[0].name)
-    return run_main(lambda: clean_interrupted(run, Artifacts(run.paths)) or 0, "bench.sweep")
+    return run_main(lambda: clean_interrupted(run, Artifacts(run.paths)) or 0, "bench.stages.sweep")
 
 
 def merge_all(runs: list[Path], *flags: str) -> int:

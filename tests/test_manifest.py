@@ -1,4 +1,4 @@
-"""bench.manifest: a valid manifest loads; every kind of problem names the file and the key."""
+"""bench.core.manifest: a valid manifest loads; every kind of problem names the file and the key."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import tomllib
 import pytest
 import tomli_w
 
-from bench.errors import EXIT_BAD_INPUT, KitError
-from bench.manifest import load_manifest, main, parse_manifest, resolved_toml
+from bench.core.errors import EXIT_BAD_INPUT, KitError
+from bench.core.manifest import load_manifest, main, parse_manifest, resolved_toml
 from tests.conftest import DEMO_MANIFEST
 
 

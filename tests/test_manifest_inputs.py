@@ -12,10 +12,10 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.errors import EXIT_BAD_INPUT, KitError
-from bench.manifest import load_manifest, main
-from bench.reference import load_reference
-from bench.tomlconfig import parse_toml_bytes
+from bench.analysis.reference import load_reference
+from bench.core.errors import EXIT_BAD_INPUT, KitError
+from bench.core.manifest import load_manifest, main
+from bench.core.tomlconfig import parse_toml_bytes
 from tests.conftest import DEMO_MANIFEST, ROOT
 
 DEMO = tomllib.loads(DEMO_MANIFEST.read_text(encoding="utf-8"))

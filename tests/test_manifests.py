@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import pins
-from bench.errors import KitError
-from bench.manifest import load_manifest
+from bench.core import pins
+from bench.core.errors import KitError
+from bench.core.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "manifests"

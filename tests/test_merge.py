@@ -1,4 +1,5 @@
-"""bench.merge's refusals, without running shards: what makes two shards different measurements."""
+"""bench.stages.merge's refusals, without running shards: what makes two shards different
+measurements."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import merge
-from bench.errors import KitError
-from bench.fileio import atomic_write_json, sha256_file
+from bench.core.errors import KitError
+from bench.core.fileio import atomic_write_json, sha256_file
+from bench.stages import merge
 
 H100 = {"name": "NVIDIA H100 80GB HBM3", "index": 0}
 H100_PCIE = {"name": "NVIDIA H100 PCIe", "index": 1}

@@ -10,16 +10,16 @@ import pytest
 from test_integrity_tampering import TWO_POINTS
 from test_report import ok
 
-from bench import accuracy as accmod
-from bench import accuracy_metrics as am
-from bench import merge, verify
-from bench.artifacts import Artifacts
-from bench.cost import Estimator, shard_tasks
-from bench.errors import KitError
-from bench.fileio import atomic_write_json
-from bench.record import RESULT, write_summary
-from bench.run import RunPaths, open_run
-from bench.sweep import Task, shard_details
+from bench.analysis import accuracy_metrics as am
+from bench.core.artifacts import Artifacts
+from bench.core.cost import Estimator, shard_tasks
+from bench.core.errors import KitError
+from bench.core.fileio import atomic_write_json
+from bench.core.run import RunPaths, open_run
+from bench.schema.record import RESULT, write_summary
+from bench.stages import accuracy as accmod
+from bench.stages import merge, verify
+from bench.stages.sweep import Task, shard_details
 
 REPO = Path(__file__).resolve().parents[1]
 WITH_ACCURACY = (

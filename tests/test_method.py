@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from test_report import ok
 
-from bench import reference as refmod
-from bench import verify
-from bench.artifacts import Artifacts
-from bench.errors import KitError
-from bench.fileio import atomic_write_json
-from bench.manifest import load_manifest
-from bench.record import RESULT, Identity, PointResult, write_summary
-from bench.run import RunPaths, open_run, point_id
+from bench.analysis import reference as refmod
+from bench.core.artifacts import Artifacts
+from bench.core.errors import KitError
+from bench.core.fileio import atomic_write_json
+from bench.core.manifest import load_manifest
+from bench.core.run import RunPaths, open_run, point_id
+from bench.schema.record import RESULT, Identity, PointResult, write_summary
+from bench.stages import verify
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "manifests" / "published"

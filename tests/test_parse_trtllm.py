@@ -1,4 +1,5 @@
-"""bench.parse_trtllm: every label set, report JSON, failure classes and the seed's 0.16 logs."""
+"""bench.backends.parse_trtllm: every label set, report JSON, failure classes and the seed's 0.16
+logs."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from bench import parse_trtllm
-from bench.errors import KitError
-from bench.parse_trtllm import (
+from bench.backends import parse_trtllm
+from bench.backends.parse_trtllm import (
     classify_failure,
     failed_result,
     parse_console,
     parse_file,
     parse_report_json,
 )
+from bench.core.errors import KitError
 from tests.conftest import SHARED
 
 DATA = Path(__file__).parent / "data" / "trtllm"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from bench.manifest import load_manifest
-from bench.plan import plan_lines
-from bench.run import Run, RunPaths
+from bench.core.manifest import load_manifest
+from bench.core.run import Run, RunPaths
+from bench.stages.plan import plan_lines
 
 REPO = Path(__file__).resolve().parents[1]
 NVIDIA = REPO / "manifests" / "nvidia-perf-overview-1.0.toml"

@@ -1,4 +1,5 @@
-"""bench.preflight: pure checks over provenance dicts built from real and constructed captures."""
+"""bench.stages.preflight: pure checks over provenance dicts built from real and constructed
+captures."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any
 
 import pytest
 
-from bench import gpus, preflight
-from bench.gpu_info import parse_nvidia_smi_xml, visible_gpus
-from bench.manifest import Manifest, parse_manifest
-from bench.preflight import (
+from bench.core.manifest import Manifest, parse_manifest
+from bench.core.run import RunPaths
+from bench.gpu import gpus
+from bench.gpu.gpu_info import parse_nvidia_smi_xml, visible_gpus
+from bench.stages import preflight
+from bench.stages.preflight import (
     DiskNeed,
     Finding,
     check_disk,
@@ -24,7 +27,6 @@ from bench.preflight import (
     model_params,
     recommended_commands,
 )
-from bench.run import RunPaths
 from tests.conftest import CPU_MANIFEST_TOML, SHARED
 
 SXM_XML = SHARED / "fixtures" / "nvidia-smi" / "h100-sxm"

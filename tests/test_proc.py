@@ -1,4 +1,4 @@
-"""bench.proc: the whole tree dies on a timeout or with the kit; no unsafe preexec_fn."""
+"""bench.core.proc: the whole tree dies on a timeout or with the kit; no unsafe preexec_fn."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import proc
-from bench.errors import KitError
+from bench.core import proc
+from bench.core.errors import KitError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def test_the_command_dies_when_the_kit_is_killed(tmp_path):
         f"""
         import threading, time
         from pathlib import Path
-        from bench import proc
+        from bench.core import proc
         # a busy thread, as the telemetry sampler is during a point
         threading.Thread(target=lambda: time.sleep(120), daemon=True).start()
         proc.run_logged(["sh", "-c", "echo $$ > {pid_file}; exec sleep 120"],

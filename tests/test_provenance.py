@@ -1,4 +1,5 @@
-"""bench.provenance and bench.gpu_info: nvidia-smi parsing on real captures, NVML reading,
+"""bench.stages.provenance and bench.gpu.gpu_info: nvidia-smi parsing on real captures, NVML
+reading,
 cross-check, no-GPU path, secret scrubbing and the stage CLI."""
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench import provenance
-from bench.errors import KitError
-from bench.fileio import read_json
-from bench.gpu_info import (
+from bench.core.errors import KitError
+from bench.core.fileio import read_json
+from bench.core.run import open_run
+from bench.gpu.gpu_info import (
     cross_check,
     decode_clock_event_reasons,
     encode_clock_event_reasons,
@@ -24,7 +25,8 @@ from bench.gpu_info import (
     parse_topology,
     read_nvml,
 )
-from bench.provenance import (
+from bench.stages import provenance
+from bench.stages.provenance import (
     capture,
     collect,
     parse_cpuinfo,
@@ -33,7 +35,6 @@ from bench.provenance import (
     scrub,
     scrub_argv,
 )
-from bench.run import open_run
 from tests.conftest import CPU_MANIFEST_TOML, SHARED
 
 SXM = SHARED / "fixtures" / "nvidia-smi" / "h100-sxm"
@@ -365,7 +366,7 @@ def test_cross_check_lists_disagreements() -> None:
 def test_collect_with_a_gpu() -> None:
     fake = FakeNVML()
     run_tool = fake_tools(sxm_file("nvidia-smi-q.xml"), sxm_file("nvidia-smi-topo.txt"))
-    prov = collect(["python", "-m", "bench.provenance"], nvml=fake, run_tool=run_tool)
+    prov = collect(["python", "-m", "bench.stages.provenance"], nvml=fake, run_tool=run_tool)
     assert (prov["gpu_source"], prov["gpu_note"]) == ("nvml", None)
     assert prov["gpus"][0]["form_factor"] == "SXM"
     assert prov["gpu_cross_check"] == {"compared": True, "note": None, "disagreements": []}
@@ -459,7 +460,7 @@ def test_no_secret_reaches_provenance(monkeypatch: pytest.MonkeyPatch, no_pynvml
     argv = [
         "python",
         "-m",
-        "bench.provenance",
+        "bench.stages.provenance",
         f"HF_TOKEN={SECRET}",
         "--token",
         SECRET,
@@ -475,7 +476,7 @@ def test_no_secret_reaches_provenance(monkeypatch: pytest.MonkeyPatch, no_pynvml
     assert "not-recorded" not in text
     assert prov["environment"] == {"CUDA_VISIBLE_DEVICES": "0"}
     assert prov["credentials_present"] == ["HF_TOKEN"]
-    assert prov["command"][:3] == ["python", "-m", "bench.provenance"]
+    assert prov["command"][:3] == ["python", "-m", "bench.stages.provenance"]
 
 
 # ----------------------------------------------------------------------------- stage CLI
@@ -504,7 +505,7 @@ def test_cli_writes_and_records_provenance(
     assert data["command"] == [
         "python",
         "-m",
-        "bench.provenance",
+        "bench.stages.provenance",
         "--manifest",
         str(kit_dirs),
         "--run",
@@ -560,8 +561,8 @@ def test_own_h100_capture_parses_and_matches_its_query_csv() -> None:
 
 def test_a_two_gpu_capture_names_the_gpu_cuda_used():
     """Captured on a lent 2x H200 host by shard 2 of scripts/gpu_shards_demo.sh (UUIDs zeroed)."""
-    from bench.gpu_info import visible_gpus
-    from bench.stage_cache import environment_of
+    from bench.core.stage_cache import environment_of
+    from bench.gpu.gpu_info import visible_gpus
 
     capture = Path(__file__).parent / "data" / "provenance" / "h200x2-shard2-cuda-visible-1.json"
     prov = json.loads(capture.read_text())

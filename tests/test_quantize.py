@@ -1,4 +1,5 @@
-"""bench.demo_model and bench.quantize: bit-exact demo model, ModelOpt FP8 exports that keep
+"""bench.backends.demo_model and bench.stages.quantize: bit-exact demo model, ModelOpt FP8 exports
+that keep
 Llama 3.1's RoPE, and dequantized FP8 logits close to the unquantized model's."""
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench import demo_model
-from bench.fileio import sha256_file
-from bench.manifest import Calibration, load_manifest
-from bench.quantize import load_dequantized, quantize_fp8, synthetic_calibration
+from bench.backends import demo_model
+from bench.core.fileio import sha256_file
+from bench.core.manifest import Calibration, load_manifest
+from bench.stages.quantize import load_dequantized, quantize_fp8, synthetic_calibration
 from tests.conftest import DEMO_MANIFEST
 
 LLAMA31_ROPE = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import readme
+from scripts import readme_targets as readme
 from tests.conftest import ROOT
 
 

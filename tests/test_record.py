@@ -1,4 +1,4 @@
-"""bench.record: one normalized record; invalid when lengths or counts miss; summary.csv."""
+"""bench.schema.record: one normalized record; invalid when lengths or counts miss; summary.csv."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from bench.errors import KitError
-from bench.record import SUMMARY_COLUMNS, Identity, Metrics, PointResult, judge, summary_csv
+from bench.core.errors import KitError
+from bench.schema.record import SUMMARY_COLUMNS, Identity, Metrics, PointResult, judge, summary_csv
 
 
 def ok(isl=128, osl=128, requests=10, out_len=128.0, n=10, tok_s=1000.0) -> PointResult:

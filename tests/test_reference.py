@@ -1,4 +1,5 @@
-"""bench.reference: schema (unknown keys, bad values), the shipped files, internal consistency."""
+"""bench.analysis.reference: schema (unknown keys, bad values), the shipped files, internal
+consistency."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import KitError
-from bench.reference import (
+from bench.analysis.reference import (
     METHOD_FIELDS,
     consistency_problems,
     load_reference,
     main,
     parse_reference,
 )
+from bench.core.errors import KitError
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "manifests" / "published"
 BASE = {

@@ -1,4 +1,5 @@
-"""bench.report and bench.tables: tables from records, markdown and figures byte-stable, runs with
+"""bench.stages.report and bench.analysis.tables: tables from records, markdown and figures
+byte-stable, runs with
 and without a manifest, CPU runs without GPU ceilings, repeats with a confidence interval."""
 
 from __future__ import annotations
@@ -8,12 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from bench import gpus, report, report_sections, tables
-from bench.artifacts import Artifacts
-from bench.errors import KitError
-from bench.fileio import atomic_write_json
-from bench.record import FAILURE, RESULT, Identity, Memory, Metrics, PointResult, write_summary
-from bench.run import RunPaths, open_run, point_id
+from bench.analysis import report_sections, tables
+from bench.core.artifacts import Artifacts
+from bench.core.errors import KitError
+from bench.core.fileio import atomic_write_json
+from bench.core.run import RunPaths, open_run, point_id
+from bench.gpu import gpus
+from bench.schema.record import (
+    FAILURE,
+    RESULT,
+    Identity,
+    Memory,
+    Metrics,
+    PointResult,
+    write_summary,
+)
+from bench.stages import report
 
 MANIFEST = """\
 name = "t"
@@ -153,7 +164,8 @@ def make_run(
     return paths
 
 
-# ----------------------------------------------------------------------------- bench.tables
+# -----------------------------------------------------------------------------
+# bench.analysis.tables
 
 
 def test_point_rows_top_and_best_per_axis() -> None:
@@ -347,8 +359,8 @@ def test_unknown_run_is_bad_input(roots: Path) -> None:
 
 
 def test_telemetry_section_shows_samples_and_flags_suspect_points():
-    from bench.record import Identity, Metrics, PointResult
-    from bench.report_sections import section_telemetry
+    from bench.analysis.report_sections import section_telemetry
+    from bench.schema.record import Identity, Metrics, PointResult
 
     def point(isl, telemetry):
         return PointResult(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench import accuracy_metrics as am
-from bench.quantize import checkpoint_config_problems
+from bench.analysis import accuracy_metrics as am
+from bench.stages.quantize import checkpoint_config_problems
 
 SOURCE = {
     "architectures": ["LlamaForCausalLM"],

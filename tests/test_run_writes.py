@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from bench import (
+from bench.analysis import secondary
+from bench.core.artifacts import Artifacts
+from bench.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, KitError
+from bench.core.manifest import load_manifest
+from bench.core.run import RunPaths, open_run
+from bench.core.runlock import writer_lock
+from bench.schema.record import Metrics, PointResult
+from bench.stages import (
     accuracy,
     audit,
     build,
@@ -25,16 +32,9 @@ from bench import (
     provenance,
     quantize,
     report,
-    secondary,
     sweep,
     verify,
 )
-from bench.artifacts import Artifacts
-from bench.errors import EXIT_BAD_INPUT, EXIT_FAILED, KitError
-from bench.manifest import load_manifest
-from bench.record import Metrics, PointResult
-from bench.run import RunPaths, open_run
-from bench.runlock import writer_lock
 from tests.conftest import CPU_MANIFEST_TOML, ROOT
 
 SECOND_POINT = "[[sweep.points]]\nisl = 32\nosl = 16\nrequests = 4\n"
@@ -145,7 +145,8 @@ def test_a_second_sweep_is_refused_naming_the_holder(manifest, monkeypatch, caps
         [
             sys.executable,
             "-c",
-            "import time; from bench.run import RunPaths; from bench.runlock import writer_lock\n"
+            "import time; from bench.core.run import RunPaths\n"
+            "from bench.core.runlock import writer_lock\n"
             "with writer_lock(RunPaths.for_run('r'), 'sweep'):\n"
             "    print('held', flush=True); time.sleep(60)",
         ],

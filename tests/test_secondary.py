@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import audit, import_logs, secondary, verify
-from bench.errors import KitError
+from bench.analysis import secondary
+from bench.core.errors import KitError
+from bench.stages import audit, import_logs, verify
 from tests.conftest import SHARED
 
 KIT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import lint_extra, slurm
-from bench.errors import KitError
+from bench.core.errors import KitError
+from bench.stages import slurm
+from scripts import lint_extra
 from tests.conftest import DEMO_MANIFEST, ROOT
 
 MOUNTS = (
@@ -55,7 +56,8 @@ def test_none_mode_runs_the_kits_own_python_on_the_node(tmp_path):
     ]  # fmt: skip
     assert slurm.finish_command(sweep)[:3] == ["srun", "--ntasks=1", "env"]
     assert slurm.finish_command(sweep)[-8:] == [
-        f"{ROOT}/.venv/bin/python", "-m", "bench.slurm", "finish", "--run", "r", "--shards", "2",
+        f"{ROOT}/.venv/bin/python", "-m", "bench.stages.slurm",
+        "finish", "--run", "r", "--shards", "2",
     ]  # fmt: skip
 
 

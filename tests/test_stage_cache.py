@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import KitError
-from bench.stage_cache import cache_key, environment_of, make_or_reuse
+from bench.core.errors import KitError
+from bench.core.stage_cache import cache_key, environment_of, make_or_reuse
 
 INPUTS = {"run:manifest.resolved.toml": "a" * 64, "work:checkpoint/rank0.safetensors": "b" * 64}
 ENV = {"gpus": ["NVIDIA H100 80GB HBM3"], "image_digest": "sha256:1", "packages": {}}

@@ -1,4 +1,5 @@
-"""bench.status: which stages ran in this make, even when one ended in the second it started."""
+"""bench.stages.status: which stages ran in this make, even when one ended in the second it
+started."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import os
 
 import pytest
 
-from bench.artifacts import Artifacts
-from bench.fileio import atomic_write_bytes
-from bench.run import open_run
-from bench.status import main, unix_time
+from bench.core.artifacts import Artifacts
+from bench.core.fileio import atomic_write_bytes
+from bench.core.run import open_run
+from bench.stages.status import main, unix_time
 from tests.conftest import DEMO_MANIFEST
 
 

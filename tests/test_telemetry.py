@@ -1,4 +1,5 @@
-"""bench.telemetry: the pure summary on synthetic rows; the Sampler with an injected fake NVML."""
+"""bench.gpu.telemetry: the pure summary on synthetic rows; the Sampler with an injected fake
+NVML."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.telemetry import (
+from bench.gpu.telemetry import (
     CSV_FIELDS,
     PointSamplers,
     Sampler,

@@ -26,8 +26,9 @@ from test_trtllm_commands import (
     tokenizer_dir,
 )
 
-from bench import parse_trtllm, record, trtllm
-from bench.manifest import load_manifest
+from bench.backends import parse_trtllm, trtllm
+from bench.core.manifest import load_manifest
+from bench.schema import record
 
 REPO = Path(__file__).resolve().parents[1]
 H100 = REPO / "manifests" / "llama-3.1-8b-fp8-h100.toml"
@@ -205,7 +206,7 @@ def test_short_outputs_on_the_pytorch_backend_are_invalid(tmp_path, monkeypatch)
 
 
 def test_report_says_whether_chunked_context_was_on():
-    from bench.report_sections import chunked_context_note
+    from bench.analysis.report_sections import chunked_context_note
 
     assert chunked_context_note(load_manifest(H100)).startswith("; chunked context on (off by")
     assert "0.16" in chunked_context_note(load_manifest(H100))

@@ -1,4 +1,4 @@
-"""bench.verify: tampering named, identity mismatch fails, reference verdicts, suspects."""
+"""bench.stages.verify: tampering named, identity mismatch fails, reference verdicts, suspects."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from test_report import GPU_ID, RECORDS, failed, make_run, ok
 
-from bench import report, tables, verify
-from bench.artifacts import Artifacts
-from bench.errors import KitError
-from bench.reference import METHOD_FIELDS, parse_reference
-from bench.run import RunPaths
+from bench.analysis import tables
+from bench.analysis.reference import METHOD_FIELDS, parse_reference
+from bench.core.artifacts import Artifacts
+from bench.core.errors import KitError
+from bench.core.run import RunPaths
+from bench.stages import report, verify
 
 REFERENCE = """\
 schema = "trtllm-repro/reference/1"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench import lint_extra
+from scripts import lint_extra
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -169,7 +169,7 @@ def test_ci_runs_the_checks():
     }
     assert "make test" in runs["test"]
     assert "make demo" in runs["demo"]
-    assert "bench.lint_extra" in runs["lint"] and "ruff" in runs["lint"]
+    assert "scripts.lint_extra" in runs["lint"] and "ruff" in runs["lint"]
 
 
 def _tool(name: str) -> str:

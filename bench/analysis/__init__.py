@@ -1,0 +1,2 @@
+"""Pure functions over records: tables, statistics, figures, report sections, published
+references."""

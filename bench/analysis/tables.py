@@ -1,0 +1,454 @@
+"""The report's numbers as pure functions over normalized records (bench.schema.record.PointResult).
+
+Reads and writes nothing. bench.stages.report prints these rows, statistics and statements;
+bench.stages.verify
+and bench.stages.audit compute with the same functions, so a table can never disagree with a check.
+num(), md_table() and where() are the formatting that report and verify both print with.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bench.core.manifest import Manifest
+from bench.gpu import gpus
+from bench.gpu.gpu_info import visible_gpus
+from bench.gpu.gpus import GpuSpec, ModelShape
+from bench.schema.record import PointResult
+
+TOP_N = 10
+NEAR_BEST = 0.90  # recommendations: points within 10% of the best
+# Two-sided 95% Student t quantiles by degrees of freedom; above 30 the df=30 value (conservative).
+T95 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
+IDENTITY_FIELDS = (
+    "model",
+    "backend",
+    "engine_version",
+    "tp_size",
+    "pp_size",
+    "quantization",
+    "kv_cache_dtype",
+    "dtype",
+    "max_seq_len",
+    "max_batch_size",
+    "max_num_tokens",
+)
+
+
+@dataclass(frozen=True)
+class PointRow:
+    """One ISL/OSL(/concurrency) point of the run: the mean over its valid repeats."""
+
+    isl: int
+    osl: int
+    concurrency: int | None
+    requests: int
+    n: int  # valid repeats averaged
+    output_tok_s: float
+    req_s: float | None
+    total_tok_s: float | None
+    total_derived: bool  # total tok/s = req/s x (avg ISL + avg OSL), not reported by the tool
+    total_tokens: float
+    output_tok_s_per_gpu: float | None
+    suspect: bool
+    evidence: str = "raw"  # or the summary file it comes from: bench.analysis.secondary
+    kv_fallback: str = ""  # e.g. "0.95 -> 0.9": measured only after the KV fraction fell back
+
+
+KV_FLAG = "†"  # marks a number measured after the KV fraction fell back (see kv_fallback)
+
+
+def kv_fallback(r: PointResult) -> str:
+    """ "0.95 -> 0.9" when the record's KV fraction is not the one its first try used, else ""."""
+    first = r.attempts[0].get("kv_cache_fraction") if r.attempts else None
+    final = r.identity.kv_cache_fraction
+    if first is None or final is None or abs(first - final) < 1e-9:
+        return ""
+    return f"{first:g} -> {final:g}"
+
+
+def shown_rate(r: PointRow) -> str:
+    """A row's output tok/s as every table prints it: flagged when suspect or fallen back."""
+    return (
+        num(r.output_tok_s)
+        + (" (suspect)" if r.suspect else "")
+        + (f" {KV_FLAG}" if r.kv_fallback else "")
+    )
+
+
+def kv_fallback_note(rows: Sequence[PointRow]) -> str:
+    """The footnote for KV_FLAG: which points, from which fraction to which; "" when none."""
+    fell = [r for r in rows if r.kv_fallback]
+    if not fell:
+        return ""
+    return (
+        f"{KV_FLAG} Measured only after the KV cache fraction fell back (out of memory at the "
+        f"first): {'; '.join(f'{where(r)}: {r.kv_fallback}' for r in fell)} "
+        f"({len(fell)} of {len(rows)} valid points).\n\n"
+    )
+
+
+@dataclass(frozen=True)
+class RepeatStats:
+    isl: int
+    osl: int
+    concurrency: int | None
+    n: int
+    mean: float
+    ci95: float  # half-width
+    cv: float
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def num(value: float | int | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: Sequence[bool]) -> str:
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---:" if r else "---" for r in right) + "|",
+    ]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def where(r: PointRow) -> str:
+    text = f"ISL {r.isl} / OSL {r.osl}"
+    return text + (f" / concurrency {r.concurrency}" if r.concurrency is not None else "")
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def run_gpus(records: Sequence[PointResult]) -> int | None:
+    """GPUs used, as recorded: TP x PP of the records (None when no record says)."""
+    for r in records:
+        if r.identity.tp_size is not None:
+            return r.identity.tp_size * (r.identity.pp_size or 1)
+    return None
+
+
+def is_suspect(r: PointResult) -> bool:
+    return bool((r.telemetry or {}).get("suspect"))
+
+
+def point_rows(records: Sequence[PointResult]) -> list[PointRow]:
+    """Valid (status ok) results grouped by point, averaged over repeats; sorted by ISL, OSL."""
+    groups: dict[tuple[int, int, int | None], list[PointResult]] = {}
+    for r in records:
+        if r.status == "ok" and r.metrics.output_tok_s is not None:
+            groups.setdefault((r.isl, r.osl, r.concurrency), []).append(r)
+    n_gpus = run_gpus(records)
+    rows = []
+    for (isl, osl, conc), rs in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)
+    ):
+
+        def mean(values: list[float | None]) -> float | None:
+            known = [v for v in values if v is not None]
+            return statistics.fmean(known) if len(known) == len(values) else None
+
+        req_s = mean([r.metrics.req_s for r in rs])
+        total = mean([r.metrics.total_tok_s for r in rs])
+        avg_in = mean([r.metrics.avg_input_len for r in rs])
+        avg_out = mean([r.metrics.avg_output_len for r in rs])
+        derived = total is None and req_s is not None and avg_in is not None and avg_out is not None
+        if derived:
+            total = req_s * (avg_in + avg_out)
+        tokens_each = (
+            (avg_in + avg_out) if avg_in is not None and avg_out is not None else isl + osl
+        )
+        out = statistics.fmean(r.metrics.output_tok_s or 0.0 for r in rs)  # known: grouped on it
+        rows.append(
+            PointRow(
+                isl=isl,
+                osl=osl,
+                concurrency=conc,
+                requests=rs[0].requests,
+                n=len(rs),
+                output_tok_s=out,
+                req_s=req_s,
+                total_tok_s=total,
+                total_derived=derived,
+                total_tokens=rs[0].requests * tokens_each,
+                output_tok_s_per_gpu=out / n_gpus if n_gpus else None,
+                suspect=any(is_suspect(r) for r in rs),
+                kv_fallback=", ".join(sorted({f for r in rs if (f := kv_fallback(r))})),
+            )
+        )
+    return rows
+
+
+def _rank_key(r: PointRow) -> tuple[float, int, int, int]:
+    return (-r.output_tok_s, r.isl, r.osl, r.concurrency or 0)
+
+
+def top_rows(rows: Sequence[PointRow], n: int = TOP_N) -> list[PointRow]:
+    return sorted(rows, key=_rank_key)[:n]
+
+
+def fastest(rows: Sequence[PointRow]) -> PointRow | None:
+    """The row with the highest req/s (ties: the lowest ISL, then the lowest OSL); None if none."""
+    return max(
+        (r for r in rows if r.req_s is not None),
+        key=lambda r: (r.req_s or 0, -r.isl, -r.osl),
+        default=None,
+    )
+
+
+def best_per(rows: Sequence[PointRow], axis: str) -> list[PointRow]:
+    """The highest-output row for each ISL (axis 'isl') or OSL (axis 'osl'), ascending by it."""
+    best: dict[int, PointRow] = {}
+    for r in sorted(rows, key=_rank_key):
+        best.setdefault(getattr(r, axis), r)
+    return [best[k] for k in sorted(best)]
+
+
+def grid(
+    rows: Sequence[PointRow], records: Sequence[PointResult]
+) -> tuple[list[int], list[int], dict[tuple[int, int], float | str]]:
+    """ISL x OSL -> best output tok/s over concurrency, or the failure of a point without one."""
+    isls = sorted({r.isl for r in records})
+    osls = sorted({r.osl for r in records})
+    cells: dict[tuple[int, int], float | str] = {}
+    for r in records:
+        if r.status != "ok":
+            cells.setdefault((r.isl, r.osl), r.failure or r.status)
+    for r in sorted(rows, key=_rank_key, reverse=True):
+        cells[r.isl, r.osl] = r.output_tok_s
+    return isls, osls, cells
+
+
+def repeat_stats(records: Sequence[PointResult]) -> list[RepeatStats]:
+    """Mean, 95% CI (Student t) and CV of output tok/s for points with two or more valid repeats."""
+    groups: dict[tuple[int, int, int | None], list[float]] = {}
+    for r in records:
+        if r.status == "ok" and r.metrics.output_tok_s is not None:
+            groups.setdefault((r.isl, r.osl, r.concurrency), []).append(r.metrics.output_tok_s)
+    out = []
+    for (isl, osl, conc), values in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)
+    ):
+        if len(values) < 2:
+            continue
+        mean, sd = statistics.fmean(values), statistics.stdev(values)
+        t = T95[min(len(values) - 1, len(T95)) - 1]
+        out.append(
+            RepeatStats(
+                isl,
+                osl,
+                conc,
+                len(values),
+                mean,
+                t * sd / math.sqrt(len(values)),
+                sd / mean if mean else 0.0,
+            )
+        )
+    return out
+
+
+# Identity fields every record of one run must share; report and verify both judge by this.
+MUST_AGREE = ("model", "backend", "tp_size", "pp_size", "engine_version")
+
+
+def distinct_identity(records: Sequence[PointResult]) -> dict[str, list[Any]]:
+    """Each identity field -> the distinct values the records state (unknown left out)."""
+    return {
+        f: sorted({getattr(r.identity, f) for r in records} - {None}, key=str)
+        for f in IDENTITY_FIELDS
+    }
+
+
+def identity_problems(records: Sequence[PointResult], manifest: Manifest | None) -> list[str]:
+    """Where the records disagree with each other or with what the manifest declares."""
+    seen = distinct_identity(records)
+    problems = [
+        f"records disagree on {f}: {', '.join(map(str, v))}"
+        for f, v in seen.items()
+        if len(v) > 1 and f in MUST_AGREE
+    ]
+    if manifest is not None:
+        declared = {
+            "model": manifest.model.repo,
+            "backend": manifest.engine.backend,
+            "tp_size": manifest.engine.tp_size,
+            "pp_size": manifest.engine.pp_size,
+        }
+        for f, want in declared.items():
+            wrong = [v for v in seen[f] if v != want]
+            if wrong:
+                problems.append(
+                    f"{f}: results record {', '.join(map(str, wrong))}, "
+                    f"the manifest declares {want}"
+                )
+    return problems
+
+
+def gpu_spec(
+    provenance: dict[str, Any] | None, manifest: Manifest | None
+) -> tuple[GpuSpec | None, str]:
+    """The GPU's datasheet row and where its identity came from (provenance, then manifest)."""
+    for g in visible_gpus(provenance or {}):
+        key = gpus.gpu_key(g.get("name"), g.get("form_factor"))
+        if key:
+            return gpus.GPUS[key], f"provenance.json: {g.get('name')}"
+        return None, f"provenance.json names {g.get('name')!r}, which has no datasheet row"
+    if manifest is not None:
+        key = gpus.gpu_key(manifest.hardware.gpu)
+        if key:
+            return gpus.GPUS[key], f"manifest hardware.gpu = {manifest.hardware.gpu!r}"
+        return None, f"manifest hardware.gpu = {manifest.hardware.gpu!r} has no datasheet row"
+    return None, "the GPU model is not recorded (no provenance.json, no manifest)"
+
+
+def is_reference_run(records: Sequence[PointResult], manifest: Manifest | None) -> bool:
+    """Measured by the kit's reference runner (or declared so): GPU ceilings do not apply."""
+    if any(r.identity.backend == "hf-reference" for r in records):
+        return True
+    return manifest is not None and manifest.engine.backend == "hf-reference"
+
+
+def efficiency_rows(
+    rows: Sequence[PointRow],
+    records: Sequence[PointResult],
+    shape: ModelShape | None,
+    spec: GpuSpec,
+) -> list[tuple[PointRow, gpus.Efficiency]]:
+    """Each valid point's share of the compute and bandwidth ceilings (bench.gpu.gpus)."""
+    out: list[tuple[PointRow, gpus.Efficiency]] = []
+    if shape is None:
+        return out
+    n_gpus = run_gpus(records) or 1
+    for row in rows:
+        if row.req_s is None:
+            continue
+        same = [
+            r
+            for r in records
+            if (r.isl, r.osl, r.concurrency) == (row.isl, row.osl, row.concurrency)
+            and r.status == "ok"
+        ]
+        ident, mem = same[0].identity, same[0].memory
+        out.append(
+            (
+                row,
+                gpus.efficiency(
+                    shape,
+                    spec,
+                    n_gpus,
+                    isl=row.isl,
+                    osl=row.osl,
+                    requests=row.requests,
+                    req_s=row.req_s,
+                    output_tok_s=row.output_tok_s,
+                    weight_dtype=ident.quantization or ident.dtype,
+                    kv_dtype=ident.kv_cache_dtype,
+                    max_batch_size=ident.max_batch_size,
+                    kv_cache_max_tokens=mem.kv_cache_max_tokens,
+                ),
+            )
+        )
+    return out
+
+
+def _span(values: Iterable[int]) -> str:
+    v = sorted(set(values))
+    return str(v[0]) if len(v) == 1 else f"{v[0]}-{v[-1]}"
+
+
+def recommendations(rows: Sequence[PointRow], records: Sequence[PointResult]) -> list[str]:
+    """Statements derived from this run's numbers only."""
+    if not rows:
+        return ["No valid point: nothing to recommend; see Failures."]
+    out = []
+    best = top_rows(rows, 1)[0]
+    near = [r for r in rows if r is not best and r.output_tok_s >= NEAR_BEST * best.output_tok_s]
+    out.append(
+        f"Highest output throughput: {where(best)} at {shown_rate(best)} tok/s; "
+        f"{len(near)} of the other {len(rows) - 1} valid point(s) within {1 - NEAR_BEST:.0%} "
+        "of it"
+        + (
+            f", spanning ISL {_span(r.isl for r in near)} and OSL {_span(r.osl for r in near)}."
+            if near
+            else "."
+        )
+    )
+    fast = fastest(rows)
+    if fast is not None:
+        rated = [r for r in rows if r.req_s is not None and r is not fast]
+        near_rate = [r for r in rated if (r.req_s or 0) >= NEAR_BEST * (fast.req_s or 0)]
+        out.append(
+            f"Highest request rate: {where(fast)} at {num(fast.req_s)} req/s "
+            f"({shown_rate(fast)} output tok/s); {len(near_rate)} of the other {len(rated)} "
+            f"point(s) with a request rate within {1 - NEAR_BEST:.0%}"
+            + (f": {', '.join(where(r) for r in near_rate)}." if near_rate else ".")
+        )
+    worst = min(rows, key=lambda r: (r.output_tok_s, r.isl, r.osl))
+    out.append(
+        f"Lowest output throughput: {where(worst)} at {num(worst.output_tok_s)} tok/s "
+        f"({worst.output_tok_s / best.output_tok_s:.1%} of the best)."
+    )
+    failed = [r for r in records if r.status == "failed"]
+    if failed:
+        longest_ok = max(rows, key=lambda r: (r.isl + r.osl, r.isl))
+        listed = ", ".join(f"ISL {r.isl} / OSL {r.osl}: {r.failure}" for r in failed)
+        out.append(
+            f"{len(failed)} point(s) failed ({listed}); "
+            f"the longest sequence that succeeded is ISL + OSL = {longest_ok.isl + longest_ok.osl} "
+            f"({where(longest_ok)}). Rerun failed points after checking their logs below."
+        )
+    redo = [r for r in records if r.status == "invalid"] + [
+        r for r in records if r.status == "ok" and is_suspect(r)
+    ]
+    if redo:
+        out.append(
+            "Do not use until rerun: "
+            + ", ".join(
+                f"ISL {r.isl} / OSL {r.osl}" + (f" (repeat {r.repeat})" if r.repeat else "")
+                for r in redo
+            )
+            + "."
+        )
+    return out

@@ -1,0 +1,238 @@
+"""Every command line the kit runs, built as argv lists from the manifest and nothing else.
+
+Pure functions: they run nothing, so `make plan` prints exactly what the pipeline will run and the
+tests check each flag against the pinned release's options (tests/fakes/). Flags follow
+TensorRT-LLM 1.0 (trtllm-bench throughput/build, trtllm-build, benchmarks/cpp/prepare_dataset.py);
+tests/fakes/trtllm_options.py tables them per release with the source commit each was read at.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.core import pins
+from bench.core.errors import KitError
+from bench.core.manifest import Manifest, Point
+from bench.core.toolcheck import prepare_dataset_script
+
+TRTLLM_BENCH = "trtllm-bench"
+TRTLLM_BUILD = "trtllm-build"
+# trtllm-bench --eos_id -1: generate exactly output_tokens per request, on both backends. It
+# becomes SamplingParams(end_id=-1, pad_id=-1); the LLM API adds generation_config.json's EOS ids
+# only when end_id is None (tensorrt_llm/llmapi/llm.py _prepare_sampling_params, read at the
+# stored 4c05a748; SamplingParams._setup at 000a01de, 1.0.0rc4). Short outputs are still caught:
+# record.judge marks a point whose average output length misses the target invalid.
+EOS_IGNORED = -1
+
+
+def prepare_dataset_argv(
+    manifest: Manifest, point: Point, *, tokenizer: Path, python: str = sys.executable
+) -> list[str]:
+    d = manifest.dataset
+    return [
+        python,
+        prepare_dataset_script(),
+        "--tokenizer",
+        str(tokenizer),
+        "--stdout",
+        "--random-seed",
+        str(manifest.sweep.seed),
+        "token-norm-dist",
+        "--num-requests",
+        str(point.requests),
+        "--input-mean",
+        str(point.isl),
+        "--input-stdev",
+        str(d.input_stdev),
+        "--output-mean",
+        str(point.osl),
+        "--output-stdev",
+        str(d.output_stdev),
+    ]
+
+
+def max_input_len(manifest: Manifest) -> int:
+    return max(p.isl for p in manifest.sweep.points)
+
+
+def build_argv(manifest: Manifest, *, checkpoint_dir: Path, engine_dir: Path) -> list[str]:
+    """trtllm-build for the tensorrt backend, set up as `trtllm-bench build` sets up its own
+    engines (tensorrt_llm/bench/build/build.py): multiple optimization profiles, paged context
+    FMHA (which chunked context needs) and, for FP8, FP8 context FMHA.
+
+    --max_input_len is the engine's profile limit (its default 1024 would be too small); the
+    runtime's prompt limit is runtime_max_input_len's.
+    """
+    e = manifest.engine
+    argv = [
+        TRTLLM_BUILD,
+        "--checkpoint_dir",
+        str(checkpoint_dir),
+        "--output_dir",
+        str(engine_dir),
+        "--max_batch_size",
+        str(e.max_batch_size),
+        "--max_num_tokens",
+        str(e.max_num_tokens),
+        "--max_seq_len",
+        str(e.max_seq_len),
+        "--max_input_len",
+        str(max_input_len(manifest)),
+        "--use_paged_context_fmha",
+        "enable",
+        "--multiple_profiles",
+        "enable",
+        "--workers",
+        str(e.tp_size * e.pp_size),
+    ]
+    if manifest.quantization.format == "fp8":
+        argv += ["--use_fp8_context_fmha", "enable"]
+    return argv
+
+
+@dataclass(frozen=True)
+class ChunkingRule:
+    """A release's trtllm-bench chunked context: its default and the flags it has for it."""
+
+    default: bool
+    flags: frozenset[str]
+
+
+def chunking_rule(release: str, all_pins: dict[str, Any]) -> ChunkingRule:
+    """[trtllm_bench] of the release's pin set (1.0 at the top level, others in [releases])."""
+    node = all_pins if release == "1.0" else all_pins.get("releases", {}).get(release, {})
+    table = node.get("trtllm_bench")
+    if table is None:
+        where = "[trtllm_bench]" if release == "1.0" else f'[releases."{release}".trtllm_bench]'
+        raise KitError(
+            f"no chunked-context rule for release {release!r}",
+            path=str(pins.PINS),
+            fix=f"add {where} with chunked_context_default and chunked_context_flags",
+        )
+    return ChunkingRule(
+        bool(table["chunked_context_default"]), frozenset(table["chunked_context_flags"])
+    )
+
+
+@functools.cache
+def _pinned_rule(release: str) -> ChunkingRule:
+    return chunking_rule(release, pins.load_pins())
+
+
+def chunked_context_args(want: bool, rule: ChunkingRule) -> list[str]:
+    """The explicit flag that makes the release's chunked context the manifest's choice."""
+    if want:
+        return ["--enable_chunked_context"]
+    return ["--disable_chunked_context"] if "--disable_chunked_context" in rule.flags else []
+
+
+def effective_chunked_context(manifest: Manifest, rule: ChunkingRule | None = None) -> bool:
+    """What the runtime does with chunked_context_args: the manifest's choice, unless the release
+    turns it on by default and has no flag to turn it off."""
+    rule = rule or _pinned_rule(manifest.release)
+    want = manifest.runtime.enable_chunked_context
+    return want or (rule.default and "--disable_chunked_context" not in rule.flags)
+
+
+def runtime_max_input_len(manifest: Manifest, rule: ChunkingRule | None = None) -> int | None:
+    """The longest prompt the TensorRT runtime accepts (1.0, TrtGptModel): max_seq_len - 1 with
+    chunked context, else min(max_seq_len - 1, max_num_tokens). None for other backends."""
+    e = manifest.engine
+    if not e.needs_build:
+        return None
+    if effective_chunked_context(manifest, rule):
+        return e.max_seq_len - 1
+    return min(e.max_seq_len - 1, e.max_num_tokens or e.max_seq_len)
+
+
+def extra_options_yaml(manifest: Manifest) -> str | None:
+    options = manifest.runtime.extra_llm_api_options
+    return None if options is None else yaml.safe_dump(options, sort_keys=True)
+
+
+def throughput_argv(
+    manifest: Manifest,
+    point: Point,
+    *,
+    model_path: Path,
+    dataset: Path,
+    report_json: Path,
+    kv_fraction: float,
+    workspace: Path,
+    engine_dir: Path | None = None,
+    extra_options: Path | None = None,
+) -> list[str]:
+    """One sweep point. The reference runner takes the same options as trtllm-bench."""
+    e, r = manifest.engine, manifest.runtime
+    if e.backend == "hf-reference":
+        head = [
+            sys.executable,
+            "-m",
+            "bench.backends.hf_runner",
+            "--model",
+            manifest.model.repo,
+            "--model_path",
+            str(model_path),
+            "throughput",
+        ]
+    else:
+        head = [
+            TRTLLM_BENCH,
+            "--model",
+            manifest.model.repo,
+            "--model_path",
+            str(model_path),
+            "--workspace",
+            str(workspace),
+            "throughput",
+        ]
+    argv = [
+        *head,
+        "--backend",
+        e.backend,
+        "--dataset",
+        str(dataset),
+        "--num_requests",
+        "0",
+        "--eos_id",
+        str(EOS_IGNORED),
+        "--warmup",
+        str(r.warmup),
+        "--report_json",
+        str(report_json),
+    ]
+    if e.needs_build:
+        argv += ["--engine_dir", str(engine_dir)]
+    if e.backend != "hf-reference":
+        argv += [
+            "--kv_cache_free_gpu_mem_fraction",
+            f"{kv_fraction:g}",
+            "--tp",
+            str(e.tp_size),
+            "--pp",
+            str(e.pp_size),
+        ]
+    else:
+        argv += ["--max_batch_size", str(r.batch_size), "--device", r.device]
+    if e.backend == "pytorch":
+        for flag, value in (
+            ("--max_batch_size", e.max_batch_size),
+            ("--max_num_tokens", e.max_num_tokens),
+        ):
+            if value is not None:
+                argv += [flag, str(value)]
+    if extra_options is not None:
+        argv += ["--extra_llm_api_options", str(extra_options)]
+    if e.backend != "hf-reference":
+        argv += chunked_context_args(r.enable_chunked_context, _pinned_rule(manifest.release))
+    if point.concurrency is not None:
+        argv += ["--concurrency", str(point.concurrency)]
+    if r.streaming:
+        argv += ["--streaming"]
+    return argv

@@ -1,0 +1,80 @@
+"""Estimated time per sweep point, for progress, `make plan` and cost-balanced shards.
+
+A point's time is modelled as startup + requests x (isl x prefill + osl x decode
++ osl x (isl + osl/2) x attention): prefill and decode cost per token, plus attention reads that
+grow with the context each output token sees. Fitted by least squares to the 63 measured points of
+the seed sweep (70B, TP8, 8x H100, TensorRT-LLM 0.16; ../shared/fixtures), the model predicts
+every point's latency within 15% (scripts/fit_cost_model.py reproduces the fit; start-up is
+added apart). Absolute times scale with model and GPU; only the ratios matter for balancing.
+A 16384/16384 request costs about 1000x a 128/128 request, so shards are balanced by this
+estimate, not by count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bench.core.manifest import Manifest, Point
+
+if TYPE_CHECKING:
+    from bench.stages.sweep import Task
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    startup_s: float
+    prefill_s_per_token: float
+    decode_s_per_token: float
+    attention_s_per_token_pair: float
+
+
+# Seed fit (seconds, 70B TP8 H100). Start-up: "Preparing to run" to "Executor started" in the
+# seed's 47 logs took 32-36 s, median 33 s; the per-token terms come from scripts/fit_cost_model.py.
+GPU = Coefficients(33.0, 2.75e-5, 3.49e-5, 2.00e-8)
+# NVIDIA's 8B TP1 figure at 128/128 (28,312 tok/s) is ~2x the seed's 70B TP8 (14,390 tok/s).
+GPU_8B_SPEEDUP = 2.0
+# The demo's tiny model on 2 CPU cores, batch 8: set by hand, not fitted. `make plan
+# MANIFEST=manifests/demo.toml` estimates 26 s for its 4 points; the sweep stage of a fresh
+# `make demo` took about 22 s on the 2-core machine (stamp times in `make demo`'s summary).
+CPU = Coefficients(6.0, 2.0e-5, 1.5e-3, 1.0e-8)
+
+
+class Estimator:
+    def __init__(self, manifest: Manifest) -> None:
+        if manifest.engine.backend == "hf-reference":
+            self.c, self.scale = CPU, 1.0
+        else:
+            self.c, self.scale = GPU, 1.0 / GPU_8B_SPEEDUP
+
+    def seconds(self, p: Point) -> float:
+        c = self.c
+        per_request = (
+            p.isl * c.prefill_s_per_token
+            + p.osl * c.decode_s_per_token
+            + p.osl * (p.isl + p.osl / 2) * c.attention_s_per_token_pair
+        )
+        return c.startup_s + self.scale * p.requests * per_request
+
+
+def shard_tasks(
+    tasks: list[Task], index: int, count: int, estimator: Estimator | None = None
+) -> list[Task]:
+    """Shard `index` of `count` (from 1): longest-first greedy onto the least-loaded shard.
+
+    Deterministic: ties break by task order, so every shard computes the same partition.
+    """
+    cost = (lambda t: estimator.seconds(t.point)) if estimator else (lambda t: 1.0)
+    loads = [0.0] * count
+    owner: dict[int, int] = {}
+    order = sorted(range(len(tasks)), key=lambda i: (-cost(tasks[i]), i))
+    for i in order:
+        target = min(range(count), key=lambda s: (loads[s], s))
+        owner[i] = target
+        loads[target] += cost(tasks[i])
+    return [t for i, t in enumerate(tasks) if owner[i] == index - 1]
+
+
+def hms(seconds: float) -> str:
+    s = max(0, round(seconds))
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -1,0 +1,1 @@
+"""GPU facts: datasheet limits, what the driver reports, and telemetry sampled during a point."""

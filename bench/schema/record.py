@@ -1,0 +1,265 @@
+"""The one normalized result record, whatever produced it, and the run's summary.csv.
+
+Producers (trtllm-bench report JSON, 0.16-1.x console logs, the reference runner) map into
+`PointResult`; report, verify and plots read only these records. Keys carry units; unknown is
+None (null in JSON), never NaN, inf or a string.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bench.core.errors import KitError
+from bench.core.fileio import atomic_write_text, read_json
+
+SCHEMA = "trtllm-repro/point-result/1"
+# In results/<run>/points/<point>/: a point is done iff RESULT exists; FAILURE marks a failed try.
+RESULT, FAILURE = "result.json", "failure.json"
+
+Status = Literal["ok", "invalid", "failed"]
+# Why a point has no valid number. "silent": the tool exited without printing a result.
+# Imported evidence: "incomplete" (a required field missing, the log cut off), "implausible"
+# (non-finite, zero, negative or above the GPU's ceiling), "disagreement" (two files of one point).
+FailureKind = Literal[
+    "oom",
+    "timeout",
+    "crash",
+    "silent",
+    "length_mismatch",
+    "interrupted",
+    "incomplete",
+    "implausible",
+    "disagreement",
+]
+LENGTH_TOLERANCE = 0.01  # a result whose average ISL/OSL is off target by more than 1% is invalid
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What produced a number, as recorded by the producer itself (never inferred from names)."""
+
+    model: str | None = None
+    backend: str | None = None
+    engine_version: str | None = None
+    tp_size: int | None = None
+    pp_size: int | None = None
+    dtype: str | None = None
+    kv_cache_dtype: str | None = None
+    quantization: str | None = None
+    max_seq_len: int | None = None
+    max_batch_size: int | None = None
+    max_num_tokens: int | None = None
+    kv_cache_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class Metrics:
+    num_requests: int | None = None
+    avg_input_len: float | None = None
+    avg_output_len: float | None = None
+    output_tok_s: float | None = None
+    total_tok_s: float | None = None
+    req_s: float | None = None
+    output_tok_s_per_gpu: float | None = None
+    output_tok_s_per_user: float | None = None
+    total_latency_ms: float | None = None
+    avg_request_latency_ms: float | None = None
+    avg_ttft_ms: float | None = None
+    avg_tpot_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Memory:
+    engine_size_mib: float | None = None
+    kv_cache_gib: float | None = None
+    kv_cache_max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class PointResult:
+    isl: int
+    osl: int
+    requests: int
+    status: Status
+    source: str  # the format it was read from, e.g. "trtllm-bench-json", "trtllm-bench-console"
+    concurrency: int | None = None
+    repeat: int = 0
+    failure: FailureKind | None = None
+    failure_detail: str | None = None
+    identity: Identity = field(default_factory=Identity)
+    metrics: Metrics = field(default_factory=Metrics)
+    memory: Memory = field(default_factory=Memory)
+    raw_files: tuple[str, ...] = ()  # run-relative paths of the untouched tool outputs
+    attempts: tuple[dict[str, Any], ...] = ()  # e.g. kv cache fractions tried, with their outcome
+    telemetry: dict[str, Any] | None = None
+    schema: str = SCHEMA
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        _check_finite(data, "record")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: str = "<record>") -> PointResult:
+        if data.get("schema") != SCHEMA:
+            raise KitError(
+                f"schema {data.get('schema')!r} is not {SCHEMA!r}",
+                path=path,
+                fix="re-import the raw outputs with this version of the kit",
+            )
+        try:
+            return cls(
+                **{
+                    k: v
+                    for k, v in data.items()
+                    if k not in ("identity", "metrics", "memory", "raw_files", "attempts")
+                },
+                identity=Identity(**data.get("identity", {})),
+                metrics=Metrics(**data.get("metrics", {})),
+                memory=Memory(**data.get("memory", {})),
+                raw_files=tuple(data.get("raw_files", ())),
+                attempts=tuple(data.get("attempts", ())),
+            )
+        except TypeError as exc:
+            raise KitError(f"not a point record: {exc}", path=path) from None
+
+
+def _check_finite(obj: Any, where: str) -> None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"{where}: {obj} is not finite; unknown values must be None")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_finite(v, f"{where}.{k}")
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            _check_finite(v, f"{where}[{i}]")
+
+
+def length_problem(isl: int, osl: int, metrics: Metrics, requests: int | None = None) -> str | None:
+    """Why the measured requests or average lengths miss the point's target, or None."""
+    if (
+        requests is not None
+        and metrics.num_requests is not None
+        and metrics.num_requests != requests
+    ):
+        return f"{metrics.num_requests} requests completed, {requests} asked"
+    for name, target, got in (
+        ("input", isl, metrics.avg_input_len),
+        ("output", osl, metrics.avg_output_len),
+    ):
+        if got is None:
+            return f"average {name} length was not reported"
+        if abs(got - target) > LENGTH_TOLERANCE * target:
+            return (
+                f"average {name} length {got:g} differs from target {target} by "
+                f"{abs(got - target) / target:.1%} (> {LENGTH_TOLERANCE:.0%})"
+            )
+    return None
+
+
+def judge(result: PointResult) -> PointResult:
+    """Mark an otherwise successful result invalid when its lengths miss the target."""
+    if result.status != "ok":
+        return result
+    problem = length_problem(result.isl, result.osl, result.metrics, result.requests)
+    if problem is None:
+        return result
+    return dataclasses.replace(
+        result, status="invalid", failure="length_mismatch", failure_detail=problem
+    )
+
+
+# ----------------------------------------------------------------------------- summary.csv
+
+SUMMARY_COLUMNS = (
+    "isl",
+    "osl",
+    "requests",
+    "concurrency",
+    "repeat",
+    "status",
+    "failure",
+    "output_tok_s",
+    "total_tok_s",
+    "req_s",
+    "avg_input_len",
+    "avg_output_len",
+    "total_latency_ms",
+    "model",
+    "tp_size",
+    "pp_size",
+    "backend",
+    "engine_version",
+    "quantization",
+    "kv_cache_dtype",
+    "max_seq_len",
+)
+
+
+def summary_row(r: PointResult) -> dict[str, Any]:
+    flat = {
+        **dataclasses.asdict(r.identity),
+        **dataclasses.asdict(r.metrics),
+        **dataclasses.asdict(r),
+    }
+    return {c: flat[c] for c in SUMMARY_COLUMNS}
+
+
+def sort_key(r: PointResult) -> tuple[int, int, int, int]:
+    return (r.isl, r.osl, r.concurrency or 0, r.repeat)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def summary_csv(records: list[PointResult]) -> str:
+    """One row per point, sorted by (isl, osl, concurrency, repeat); floats to 4 decimals."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(SUMMARY_COLUMNS)
+    for r in sorted(records, key=sort_key):
+        writer.writerow([_cell(v) for v in summary_row(r).values()])
+    return out.getvalue()
+
+
+def write_summary(path: Path, records: list[PointResult]) -> None:
+    """summary.csv and, beside it, summary.json (bench.schema.results_schema): record both as
+    outputs."""
+    from bench.schema.results_schema import write_summary_json  # it builds on this module
+
+    atomic_write_text(path, summary_csv(records))
+    write_summary_json(path.parent, records)
+
+
+def read_record(path: Path) -> PointResult:
+    """One point record; an unreadable or malformed one stops the reader, naming the file."""
+    fix = "restore the file from the run's copy, or remove the point folder and rerun the sweep"
+    try:
+        data = read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise KitError(f"unreadable point record: {exc}", path=str(path), fix=fix) from None
+    if not isinstance(data, dict):
+        raise KitError("not a point record: not a JSON object", path=str(path), fix=fix)
+    return PointResult.from_json(data, str(path))
+
+
+def load_records(points_dir: Path) -> list[PointResult]:
+    """Every point folder's record (ok, invalid and failed alike); unfinished ones skipped."""
+    records = []
+    for folder in sorted(points_dir.glob("*")):
+        if folder.name.endswith(".partial"):  # a point still running or interrupted
+            continue
+        for name in (RESULT, FAILURE):
+            if (folder / name).is_file():
+                records.append(read_record(folder / name))
+                break
+    return records

@@ -1,0 +1,318 @@
+"""Stage `report`: a run's results as one markdown report with figures, computed from records.
+
+Reads:  results/<run>/points/*/{result,failure}.json, summary.csv, manifest.resolved.toml (or
+        import.json for an imported run), provenance.json and the model's config.json when present,
+        each failed point's raw log (its last lines)
+Writes: reports/<run>/report.md, reports/<run>/figures/{throughput_heatmap,throughput_vs_osl}.png;
+        recorded as stage "report" in results/<run>/artifacts.json
+Usage:  python -m bench.stages.report --run demo          (make report RUN=demo)
+
+Every number comes from the records (bench.schema.record.PointResult); nothing is copied from a
+log's
+name or a previous report. The tables are pure functions of the records (bench.analysis.tables); the
+markdown is bench.analysis.report_sections (pure: render() joins one function per section);
+bench.analysis.figures
+draws the figures. This module is the edge: it loads the run, renders and writes.
+The same records give byte-identical output: no clock is read, times come from the run's own
+artifact record.
+
+Recorded means verified: every file the report reads (records, summary, manifest, provenance,
+config.json: small files) is re-hashed against artifacts.json first. When one differs or was never
+recorded, the report is still written, with UNVERIFIED at its top naming the files, and the stage
+exits 1 without its stamp. A run merged from a subset of its shards says PARTIAL at the top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.analysis import figures, report_sections, secondary, tables
+from bench.analysis.report_sections import Context, render
+from bench.analysis.tables import is_suspect
+from bench.core.artifacts import Artifacts, code_digest
+from bench.core.errors import KitError, StageFailed, run_main
+from bench.core.fileio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    read_json,
+    read_json_object,
+    sha256_bytes,
+)
+from bench.core.manifest import Manifest
+from bench.core.run import RunPaths, load_run
+from bench.core.runlock import locked
+from bench.gpu import gpus
+from bench.gpu.gpu_info import visible_gpus
+from bench.gpu.gpus import ModelShape
+from bench.schema import record
+from bench.schema.record import PointResult, load_records
+from bench.stages import accuracy
+
+STAGE = "report"
+REPORT_NAME = "report.md"
+LOG_TAIL_LINES = 6
+
+
+def results_digest(arts: Artifacts) -> str:
+    files = {
+        k: dataclasses.asdict(v)
+        for k, v in sorted(arts.files.items())
+        if v.stage not in (STAGE, "verify")
+    }
+    return sha256_bytes(json.dumps(files, sort_keys=True).encode())
+
+
+def recorded_at(arts: Artifacts) -> str | None:
+    for stage in ("sweep", "import", "merge"):
+        when = arts.stages.get(stage, {}).get("finished_at")
+        if when:
+            return f"{when} (stage {stage} finished)"
+    return None
+
+
+def record_files(paths: RunPaths) -> list[Path]:
+    """The record files the report reads, one per finished point."""
+    out = []
+    for folder in sorted(paths.points.glob("*")):
+        if folder.name.endswith(".partial"):
+            continue
+        for name in (record.RESULT, record.FAILURE):
+            if (folder / name).is_file():
+                out.append(folder / name)
+                break
+    return out
+
+
+def model_shape(
+    paths: RunPaths, manifest: Manifest | None, records: Sequence[PointResult]
+) -> tuple[ModelShape | None, str, Path | None]:
+    """config.json of the manifest's model when on this machine, else the table by recorded id."""
+    if manifest is not None:
+        config = paths.model_dir(manifest.model.repo, manifest.model.revision) / "config.json"
+        if config.is_file():
+            try:
+                return gpus.shape_from_config(read_json(config)), f"{config}", config
+            except KeyError as exc:
+                raise KitError(f"config.json lacks {exc}", path=str(config)) from None
+    models = sorted({r.identity.model for r in records} - {None}, key=str)
+    for m in models:
+        if m in gpus.MODELS:
+            return (
+                gpus.MODELS[m],
+                f"the table in bench/gpu/gpus.py for {m} (recorded model id)",
+                None,
+            )
+    if not models:
+        return None, "the model id is not recorded in the results", None
+    return None, f"no config.json on this machine and no table row for {', '.join(models)}", None
+
+
+def load_provenance(paths: RunPaths) -> tuple[dict | None, str, tuple[str, ...], list[Path]]:
+    """The run's provenance, where it says so, which shard GPUs a merged run ran on, the files.
+
+    A merged run has no provenance.json of its own: each shard's is in shards/<shard>/, and merge
+    refused shards of different images or GPU models, so the first one speaks for them all.
+    """
+    if paths.provenance.is_file():
+        return read_json_object(paths.provenance), "provenance.json", (), [paths.provenance]
+    merged = Artifacts(paths).stages.get("merge", {}).get("details", {}).get("shards", [])
+    order = {name: position for position, name in enumerate(merged)}  # as merge was given them
+    files = sorted(
+        (paths.root / "shards").glob("*/provenance.json"),
+        key=lambda f: (order.get(f.parent.name, len(order)), f.parent.name),
+    )
+    if not files:
+        return None, "none recorded", (), []
+    shards = [(f.parent.name, read_json_object(f)) for f in files]
+    gpus_of = []
+    for name, prov in shards:
+        used = visible_gpus(prov)
+        gpus_of.append(
+            f"{name}: "
+            + (
+                ", ".join(
+                    f"{g.get('name')} (GPU {g.get('index')}), driver {g.get('driver_version')}"
+                    for g in used
+                )
+                or "no GPU"
+            )
+        )
+    source = (
+        f"shards/{shards[0][0]}/provenance.json (first of {len(shards)} shards; merge checked "
+        "that they ran one image on one GPU model)"
+    )
+    return shards[0][1], source, tuple(gpus_of), files
+
+
+def load_context(run_name: str) -> tuple[RunPaths, Context, list[PointResult], list[Path]]:
+    paths = RunPaths.for_run(run_name)
+    manifest = None
+    import_summary = None
+    inputs: list[Path] = []
+    if paths.resolved_manifest.is_file():
+        manifest = load_run(run_name).manifest
+        inputs.append(paths.resolved_manifest)
+    if (paths.root / "import.json").is_file():
+        import_summary = read_json(paths.root / "import.json")
+        inputs.append(paths.root / "import.json")
+    if manifest is None and import_summary is None:
+        raise KitError(
+            "no such run (neither manifest.resolved.toml nor import.json)",
+            path=str(paths.root),
+            fix="name a folder under results/ with RUN=, or run `make import` first",
+        )
+    if not paths.artifacts.is_file():
+        raise KitError(
+            "artifacts.json is missing",
+            path=str(paths.root),
+            fix="the run's stages record it; rerun them",
+        )
+    records = load_records(paths.points)
+    if not records:
+        raise KitError(
+            "no point records",
+            path=str(paths.points),
+            fix="run the sweep (make sweep) or import logs first",
+        )
+    provenance, provenance_source, shard_gpus, provenance_files = load_provenance(paths)
+    inputs += provenance_files
+    shape, shape_source, config = model_shape(paths, manifest, records)
+    if config is not None:
+        inputs.append(config)
+    accuracy_record = accuracy.result_path(paths)
+    if accuracy_record.is_file():
+        inputs.append(accuracy_record)
+    arts = Artifacts(paths)
+    ctx = Context(
+        run=run_name,
+        manifest=manifest,
+        import_summary=import_summary,
+        provenance=provenance,
+        provenance_source=provenance_source,
+        shard_gpus=shard_gpus,
+        shape=shape,
+        shape_source=shape_source,
+        results_digest=results_digest(arts),
+        recorded_at=recorded_at(arts),
+        secondary=tuple(secondary.load(paths.root)),
+        accuracy=read_json_object(accuracy_record) if accuracy_record.is_file() else None,
+    )
+    if ctx.secondary:
+        inputs.append(paths.root / secondary.FOLDER / secondary.EVIDENCE)
+    inputs += record_files(paths)
+    if paths.summary.is_file():
+        inputs.append(paths.summary)
+    return paths, ctx, records, inputs
+
+
+def read_log_tails(paths: RunPaths, records: Sequence[PointResult]) -> dict[str, list[str]]:
+    tails = {}
+    for r in records:
+        if r.status == "ok" and not is_suspect(r):
+            continue
+        for raw in r.raw_files:
+            f = paths.root / raw
+            if f.is_file() and f.suffix in (".txt", ".log"):
+                lines = f.read_text(encoding="utf-8", errors="replace").splitlines()
+                tails[raw] = [line[:240] for line in lines[-LOG_TAIL_LINES:]]
+    return tails
+
+
+def unverified_inputs(arts: Artifacts, files: Sequence[Path]) -> list[str]:
+    """The files the report read that do not match their record: "key: problem (detail)"."""
+    out = []
+    for path in files:
+        try:
+            key = arts.key(path)
+        except KitError:
+            out.append(f"{path}: outside the run's roots (not recorded)")
+            continue
+        for problem in arts.check([key]):
+            detail = "never recorded" if key not in arts.files else problem.detail
+            out.append(f"`{key}`: {problem.kind} ({detail})")
+    return out
+
+
+def integrity_banner(unverified: Sequence[str], partial: Sequence[str]) -> str:
+    """What stands above the report's first line when its inputs cannot be trusted whole."""
+    out = ""
+    if unverified:
+        out += (
+            "> **UNVERIFIED**: these records do not match their digests in artifacts.json; "
+            "the numbers below are not the run's as measured:\n"
+            + "".join(f"> - {line}\n" for line in unverified)
+            + "> Run `make verify RUN=<run>` for the full check; restore the files or re-run.\n\n"
+        )
+    if partial:
+        out += (
+            "> **PARTIAL**: merged from a subset of the shards on purpose (PARTIAL=1):\n"
+            + "".join(f"> - {line}\n" for line in partial)
+            + "\n"
+        )
+    return out
+
+
+def make_report(run_name: str) -> Path:
+    paths, ctx, records, input_files = load_context(run_name)
+    arts = Artifacts(paths)
+    inputs = arts.input_digests(
+        input_files,
+        {
+            "code": code_digest(
+                __file__,
+                report_sections.__file__,
+                tables.__file__,
+                figures.__file__,
+                gpus.__file__,
+                record.__file__,
+            )
+        },
+    )
+    report = paths.reports / REPORT_NAME
+    if arts.stage_is_current(STAGE, inputs):
+        print(f"[report] up to date: {report}", file=sys.stderr)
+        return report
+    unverified = unverified_inputs(arts, input_files)
+    partial = arts.stages.get("merge", {}).get("details", {}).get("partial") or []
+    text = integrity_banner(unverified, partial) + render(
+        records, ctx, read_log_tails(paths, records)
+    )
+    outputs = []
+    for name, data in figures.draw(*report_sections.figure_grid(records, ctx)).items():
+        atomic_write_bytes(paths.reports / name, data)
+        outputs.append(paths.reports / name)
+    atomic_write_text(report, text)
+    outputs.append(report)
+    arts.record(STAGE, inputs, outputs, {"points": len(records)}, stamp=not unverified)
+    if unverified:
+        paths.stamp(STAGE).unlink(missing_ok=True)
+        raise StageFailed(
+            "UNVERIFIED: records differ from artifacts.json: " + "; ".join(unverified),
+            path=str(report),
+            fix="restore those files (make verify names every problem), or re-run the run",
+        )
+    print(f"[report] wrote {report} and {len(figures.FIGURES)} figures", file=sys.stderr)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench.stages.report", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--run", required=True, help="run name: results/<run>/")
+    args = parser.parse_args(argv)
+
+    def stage() -> int:
+        make_report(args.run)
+        return 0
+
+    return run_main(locked(args.run, "report", stage, create=False), "bench.stages.report")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

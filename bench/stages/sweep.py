@@ -1,0 +1,443 @@
+"""Stage `sweep`: run every point of the manifest once per repeat, resumably.
+
+Reads:  results/<run>/datasets/*.jsonl, the checkpoint or engine, the run's manifest
+Writes: results/<run>/points/<point>/{result.json | failure.json, *.console.log, *.report.json,
+        telemetry.csv}, results/<run>/summary.csv
+Usage:  python -m bench.stages.sweep --manifest manifests/demo.toml [--run demo] [--shard 1/3]
+
+A point is done if and only if points/<point>/result.json exists. Each point runs in
+points/<point>.partial/ and becomes visible by one directory rename once its record is written,
+so a kill at any moment leaves finished points intact and the interrupted one is redone. Before
+the rename, the folder's digests go to results/<run>/.stamps/publishing/<point>.json (fsync'd):
+resume adopts a renamed but unrecorded folder only when it matches that journal.
+Failed points (failure.json) are retried on the next run. On out-of-memory the point is retried
+with the manifest's smaller KV cache fractions; every try is kept in the record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.backends import parse_trtllm, trtllm
+from bench.core import cost
+from bench.core.artifacts import Artifacts, Problem, code_digest
+from bench.core.errors import KitError, run_main
+from bench.core.fileio import atomic_write_json, atomic_write_text, sha256_file
+from bench.core.manifest import Point
+from bench.core.proc import run_logged
+from bench.core.run import Run, add_run_args, open_run, point_id
+from bench.core.runlock import locked
+from bench.schema.record import FAILURE, RESULT, PointResult, judge, load_records, write_summary
+from bench.stages.datasets import dataset_path
+
+PARTIAL = ".partial"
+# Under .stamps/ (never recorded): one entry per point between its rename and its record.
+JOURNAL = "publishing"
+# What measures a demo point: its code is part of the sweep's (not imported here: it needs torch).
+REFERENCE_RUNNER = str(Path(__file__).parents[1] / "backends" / "hf_runner.py")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run of one point: the unit the sweep schedules, resumes and shards."""
+
+    point: Point
+    repeat: int
+
+    @property
+    def name(self) -> str:
+        return point_id(self.point.isl, self.point.osl, self.point.concurrency, self.repeat)
+
+
+def tasks_of(run: Run) -> list[Task]:
+    return [
+        Task(p, r) for r in range(run.manifest.sweep.repeats) for p in run.manifest.sweep.points
+    ]
+
+
+def kv_fractions(run: Run) -> list[float | None]:
+    r = run.manifest.runtime
+    if run.manifest.engine.backend == "hf-reference":
+        return [None]
+    return [r.kv_cache_free_gpu_mem_fraction, *r.kv_cache_fallbacks]
+
+
+def model_path_for_runtime(run: Run) -> Path:
+    """What `--model_path` gives trtllm-bench: the HF-format checkpoint it loads, or, for an
+    engine, the fetched model (trtllm-bench reads only its tokenizer; the TensorRT-LLM checkpoint
+    has none)."""
+    m = run.manifest
+    if m.quantization.method == "modelopt" and not m.engine.needs_build:
+        return run.paths.checkpoint
+    return run.paths.model_dir(m.model.repo, m.model.revision)
+
+
+def extra_options_path(run: Run) -> Path:
+    return run.paths.root / "extra_llm_api_options.yaml"
+
+
+def attempt_argv(
+    run: Run, task: Task, fraction: float | None, workdir: Path
+) -> tuple[list[str], Path, Path]:
+    stem = "" if fraction is None else f"kv{fraction:g}."
+    report, log = workdir / f"{stem}report.json", workdir / f"{stem}console.log"
+    argv = trtllm.throughput_argv(
+        run.manifest,
+        task.point,
+        model_path=model_path_for_runtime(run),
+        dataset=dataset_path(run, task.point),
+        report_json=report,
+        kv_fraction=fraction or 0.0,
+        workspace=run.paths.work / "bench-workspace",
+        engine_dir=run.paths.engine if run.manifest.engine.needs_build else None,
+        extra_options=extra_options_path(run) if extra_options_path(run).exists() else None,
+    )
+    return argv, report, log
+
+
+# ----------------------------------------------------------------------------- one point
+
+
+def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
+    """Run one task in its .partial folder; return its record (with folder-relative raw files)."""
+    workdir = run.paths.points / (task.name + PARTIAL)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    p = task.point
+    key = {
+        "isl": p.isl,
+        "osl": p.osl,
+        "requests": p.requests,
+        "concurrency": p.concurrency,
+        "repeat": task.repeat,
+    }
+    attempts: list[dict] = []
+    result: PointResult | None = None
+    for fraction in kv_fractions(run):
+        argv, report, log = attempt_argv(run, task, fraction, workdir)
+        with sampler_factory(workdir / "telemetry.csv") as sampler:
+            proc = run_logged(argv, log, timeout_s=run.manifest.runtime.point_timeout_s)
+        telemetry = sampler.summary()
+        log_text = log.read_text(errors="replace")
+        finished = report.exists() or parse_trtllm.has_performance_section(log_text)
+        if finished and not proc.timed_out:  # a crash in teardown after the report still counts
+            result = parse_trtllm.parse_file(report if report.exists() else log, **key)
+            result = dataclasses.replace(result, memory=parse_trtllm.memory_from_log(log_text))
+            attempts.append(
+                {
+                    "kv_cache_fraction": fraction,
+                    "outcome": "ok",
+                    "exit_code": proc.exit_code,
+                    "seconds": round(proc.seconds, 3),
+                }
+            )
+            break
+        kind, detail = parse_trtllm.classify_failure(log_text, proc.exit_code, proc.timed_out)
+        attempts.append(
+            {
+                "kv_cache_fraction": fraction,
+                "outcome": kind,
+                "detail": detail,
+                "exit_code": proc.exit_code,
+                "seconds": round(proc.seconds, 3),
+                "argv": shlex.join(argv).replace(f"{task.name}{PARTIAL}/", f"{task.name}/"),
+            }
+        )
+        print(f"[sweep] {task.name}: {kind}: {detail}", file=sys.stderr)
+        if kind != "oom":
+            break
+    if result is None:
+        last = attempts[-1]
+        result = parse_trtllm.failed_result(kind=last["outcome"], detail=last["detail"], **key)
+    raw = tuple(sorted(f"points/{task.name}/{f.name}" for f in workdir.iterdir()))
+    return dataclasses.replace(
+        judge(result), attempts=tuple(attempts), raw_files=raw, telemetry=telemetry
+    )
+
+
+def journal_path(run: Run, name: str) -> Path:
+    """Where publish notes a point's files before the rename that makes the point visible."""
+    return run.paths.root / ".stamps" / JOURNAL / f"{name}.json"
+
+
+def folder_digests(folder: Path) -> dict[str, str]:
+    return {f.name: sha256_file(f) for f in sorted(folder.iterdir()) if f.is_file()}
+
+
+def publish(run: Run, arts: Artifacts, task: Task, result: PointResult) -> None:
+    """Write the record, journal the folder's digests, make the point visible with one rename,
+    then record its files and drop the journal entry.
+
+    A kill between the rename and the record leaves a folder with no recorded file; resume
+    adopts it only when its files match the journal, so a hand-written folder is never the
+    sweep's own.
+    """
+    workdir = run.paths.points / (task.name + PARTIAL)
+    final = run.paths.points / task.name
+    atomic_write_json(
+        workdir / (FAILURE if result.status == "failed" else RESULT), result.to_json()
+    )
+    journal = journal_path(run, task.name)
+    prefix = f"run:points/{task.name}/"
+    # A retried failure's folder, as recorded: a kill before the rename leaves it unrecorded.
+    replaces = {
+        k.removeprefix(prefix): e.sha256 for k, e in arts.files.items() if k.startswith(prefix)
+    }
+    entry = {"point": task.name, "files": folder_digests(workdir), "replaces": replaces}
+    atomic_write_json(journal, entry)
+    arts.forget(k for k in arts.files if k.startswith(prefix))
+    if final.exists():
+        shutil.rmtree(final)  # only ever a failure.json being retried: done points are skipped
+    workdir.rename(final)
+    arts.record(
+        "sweep",
+        arts.stages.get("sweep", {}).get("inputs", {}),
+        sorted(final.iterdir()),
+        replace=False,
+        stamp=False,
+    )
+    journal.unlink()
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+
+def journaled_files(run: Run, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
+    """The digests publish noted for a point before its rename (the new folder's, and the
+    recorded folder it replaces, if any), or None if it noted none."""
+    try:
+        entry = json.loads(journal_path(run, name).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entry, dict) or entry.get("point") != name:
+        return None
+    files, replaces = entry.get("files"), entry.get("replaces") or {}
+    if not isinstance(files, dict) or not isinstance(replaces, dict):
+        return None
+    return files, replaces
+
+
+def tampered_point_files(run: Run, arts: Artifacts, folder: Path) -> list[Problem]:
+    """What keeps a point folder from being recorded: a recorded file changed or gone, an
+    unrecorded file beside recorded ones, or an unrecorded folder the sweep never journaled
+    (or whose files differ from its journal): the sweep records a point's files all at once."""
+    prefix = f"run:points/{folder.name}/"
+    recorded = sorted(k for k in arts.files if k.startswith(prefix))
+    if folder.is_symlink():
+        return [Problem(prefix.rstrip("/"), "symlink", f"a folder linked to {os.readlink(folder)}")]
+    if not recorded:
+        journaled = journaled_files(run, folder.name)
+        if journaled is None:
+            return [Problem(prefix.rstrip("/"), "unrecorded", "never published by the sweep")]
+        found = folder_digests(folder)
+        nested = [p for p in folder.rglob("*") if p.is_file() and p.parent != folder]
+        published, replaced = journaled
+        if replaced and found == replaced and not nested:
+            return []  # killed before the rename: the retried folder, as it was recorded
+        return [
+            Problem(f"{prefix}{name}", "unexpected", "differs from the sweep's journal")
+            for name in sorted(set(found) | set(published))
+            if found.get(name) != published.get(name)
+        ] + [Problem(arts.key(p), "unexpected", "not written by the sweep") for p in nested]
+    problems = arts.check(recorded)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if arts.key(path) not in arts.files:
+            problems.append(Problem(arts.key(path), "unexpected", "not written by the sweep"))
+    return problems
+
+
+def clean_interrupted(run: Run, arts: Artifacts) -> None:
+    """Clean up after a kill: drop partial folders, adopt points renamed but not recorded.
+
+    Recorded means verified: a folder whose recorded files changed, or an unrecorded folder
+    that does not match the sweep's journal, stops the sweep, naming the file, instead of
+    having its bytes hashed into artifacts.json as the sweep's own.
+    """
+    for partial in run.paths.points.glob(f"*{PARTIAL}"):
+        print(f"[sweep] discarding interrupted point {partial.name}", file=sys.stderr)
+        shutil.rmtree(partial)
+    for folder in sorted(run.paths.points.glob("*")):
+        if problems := tampered_point_files(run, arts, folder):
+            raise KitError(
+                "a point's files differ from their record or the sweep's journal: "
+                + "; ".join(f"{p.key} {p.kind} ({p.detail})" for p in problems),
+                path=str(folder),
+                fix=f"restore the file(s), or remove {folder} to measure the point again",
+            )
+        files = sorted(folder.iterdir())
+        if any(arts.key(f) not in arts.files for f in files):
+            arts.record(
+                "sweep",
+                arts.stages.get("sweep", {}).get("inputs", {}),
+                files,
+                replace=False,
+                stamp=False,
+            )
+    for stale in sorted((run.paths.root / ".stamps" / JOURNAL).glob("*.json")):
+        stale.unlink()  # its point is recorded now, or its kill came before the rename
+
+
+def check_points_folder(run: Run) -> None:
+    """points/ holds only this manifest's point folders (finished or .partial): a stray file,
+    link or folder would be swept up by resume and recorded as if measured, so it stops here."""
+    if not run.paths.points.is_dir():
+        return
+    names = {t.name for t in tasks_of(run)}
+    names |= {name + PARTIAL for name in names}
+    stray = sorted(
+        e.name + ("/" if e.is_dir() else "")
+        for e in run.paths.points.iterdir()
+        if e.name not in names or e.is_symlink() or not e.is_dir()
+    )
+    if stray:
+        shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
+        raise KitError(
+            f"not a point of this manifest: {shown}",
+            path=str(run.paths.points),
+            fix="move it out of the run (the sweep writes only point folders there), then rerun",
+        )
+
+
+def shard_details(shard: tuple[int, int] | None, tasks: list[Task]) -> dict:
+    """What verify holds the run to: every point of the manifest, or this shard's points."""
+    if shard is None:
+        return {}
+    return {"shard": f"{shard[0]}/{shard[1]}", "shard_points": [t.name for t in tasks]}
+
+
+def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
+    arts = Artifacts(run.paths)
+    if not run.paths.stamp("datasets").exists():
+        raise KitError(
+            "datasets are missing",
+            path=str(run.paths.datasets),
+            fix=f"run `make datasets MANIFEST={run.manifest_path}` first",
+        )
+    check_points_folder(run)
+    run.paths.points.mkdir(parents=True, exist_ok=True)
+    if (yaml_text := trtllm.extra_options_yaml(run.manifest)) is not None:
+        atomic_write_text(extra_options_path(run), yaml_text)
+    inputs = arts.input_digests(
+        [run.paths.resolved_manifest, *sorted(run.paths.datasets.glob("*.jsonl"))],
+        {"code": code_digest(__file__, trtllm.__file__, parse_trtllm.__file__, REFERENCE_RUNNER)},
+    )
+    previous = arts.stages.get("sweep")
+    if (
+        previous
+        and previous["inputs"] != inputs
+        and any(k.startswith("run:points/") for k in arts.files)
+    ):
+        raise KitError(
+            "the datasets or the sweep code changed since this run's points were measured",
+            path=str(run.paths.root),
+            fix="start a new run with RUN=<new name>",
+        )
+    estimate = cost.Estimator(run.manifest)
+    tasks = tasks_of(run)
+    if shard is not None:
+        tasks = cost.shard_tasks(tasks, *shard, estimate)
+    arts.record(
+        "sweep",
+        inputs,
+        [p for p in [extra_options_path(run)] if p.exists()],
+        shard_details(shard, tasks),
+        replace=False,
+        stamp=False,
+    )
+    clean_interrupted(run, arts)
+
+    todo = [t for t in tasks if not (run.paths.points / t.name / RESULT).exists()]
+    skipped = len(tasks) - len(todo)
+    if skipped:
+        print(f"[sweep] {skipped} of {len(tasks)} points already done; skipped", file=sys.stderr)
+    remaining = sum(estimate.seconds(t.point) for t in todo)
+    started = time.monotonic()
+    try:
+        for i, task in enumerate(todo, 1):
+            elapsed = time.monotonic() - started
+            print(
+                f"[sweep] point {i}/{len(todo)} {task.name} ({task.point.requests} requests) "
+                f"elapsed {cost.hms(elapsed)}, estimated remaining {cost.hms(remaining)}",
+                file=sys.stderr,
+            )
+            result = run_task(run, task, sampler_factory)
+            publish(run, arts, task, result)
+            remaining -= estimate.seconds(task.point)
+            write_summary(run.paths.summary, load_records(run.paths.points))
+            arts.record(
+                "sweep",
+                inputs,
+                [run.paths.summary, run.paths.summary_json],
+                replace=False,
+                stamp=False,
+            )
+            print(
+                f"[sweep] {task.name}: {result.status}"
+                + (
+                    f" {result.metrics.output_tok_s:.1f} output tok/s"
+                    if result.metrics.output_tok_s
+                    else ""
+                ),
+                file=sys.stderr,
+            )
+    except KeyboardInterrupt:
+        resume = f"make sweep MANIFEST={run.manifest_path} RUN={run.paths.name}"
+        print(
+            f"[sweep] interrupted; finished points are kept. Resume with: {resume}", file=sys.stderr
+        )
+        raise
+    write_summary(run.paths.summary, load_records(run.paths.points))
+    arts.record(
+        "sweep", inputs, [run.paths.summary, run.paths.summary_json], replace=False, stamp=True
+    )
+    failed = [r for r in load_records(run.paths.points) if r.status != "ok"]
+    print(
+        f"[sweep] done: {len(tasks) - len(failed)} ok, {len(failed)} failed or invalid",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise KitError(
+            f"SHARD={text!r} is not i/N", fix="e.g. SHARD=1/3 (shards count from 1)"
+        ) from None
+    if not 1 <= i <= n:
+        raise KitError(f"SHARD={text!r}: i must be between 1 and N", fix="e.g. SHARD=1/3")
+    return i, n
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.stages.sweep", description=__doc__.splitlines()[0])
+    add_run_args(parser)
+    parser.add_argument("--shard", help="run only shard i of N (i/N), balanced by estimated cost")
+    args = parser.parse_args(argv)
+
+    def stage() -> int:
+        from bench.gpu.telemetry import PointSamplers, watched_gpus
+
+        run = open_run(args.manifest, args.run)
+        interval = run.manifest.runtime.telemetry_interval_s
+        engine = run.manifest.engine
+        gpus = watched_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), engine.tp_size * engine.pp_size)
+        return sweep(run, parse_shard(args.shard), lambda path: PointSamplers(path, interval, gpus))
+
+    return run_main(locked(args.run or args.manifest.stem, "sweep", stage), "bench.stages.sweep")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
