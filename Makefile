@@ -73,6 +73,8 @@ ARGS := --manifest $(MANIFEST) --run $(RUN)
 STARTED := $(shell date +%s.%N)# GNU date: nanoseconds; BSD prints a literal N, and status keeps the seconds
 # The virtualenv is built only when PYTHON points into it (not inside the container).
 ENV_READY := $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/.installed,)
+# `make demo` installs only what the pipeline runs (runtime.lock); tests and linters add dev.lock.
+DEV_READY := $(if $(ENV_READY),$(VENV)/.dev-installed,)
 
 include docker.mk
 
@@ -215,7 +217,7 @@ slurm: $(ENV_READY)
 	  --container "$(CONTAINER)" --image "$(SLURM_IMAGE)" --python "$(PYTHON)" --reference "$(REFERENCE)"
 
 ## stand up a one-node Slurm if none runs (root + apt), run the demo through `make slurm` on it
-test-slurm: $(ENV_READY)
+test-slurm: $(DEV_READY)
 	scripts/slurm/install-debian.sh
 	SLURM_E2E=1 $(PYTHON) -m pytest -q -s -rs -p no:cacheprovider tests/test_slurm_e2e.py
 
@@ -236,18 +238,19 @@ export: $(ENV_READY)
 .PHONY: test test-fast lint bench info
 
 ## the whole suite, one file per worker so the end-to-end pipelines run side by side (creates .venv)
-test: $(ENV_READY)
+test: $(DEV_READY)
 	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## the suite without the end-to-end pipelines (`slow`): the loop while editing
-test-fast: $(ENV_READY)
+test-fast: $(DEV_READY)
 	$(PYTHON) -m pytest -q -m "not slow"
 
-## ruff, shellcheck, hadolint, workflow checks
-lint: $(ENV_READY)
+## ruff, mypy, shellcheck, hadolint, workflow checks
+lint: $(DEV_READY)
 	$(PYTHON) -m ruff check bench tests scripts
 	$(PYTHON) -m ruff format --check bench tests scripts
-	$(PYTHON) -m scripts.lint_extra
+	$(PYTHON) -m scripts.typecheck
+	$(PYTHON) -m scripts.lint_extra$(if $(DEV_READY), --require)
 
 ## speed benchmarks you can rerun: hashing vs sha256sum, telemetry overhead
 bench: $(ENV_READY)
@@ -267,10 +270,15 @@ info: $(ENV_READY)
 _toolcheck:
 	@python3 -m bench.core.toolcheck $(MANIFEST)
 
-$(VENV)/.installed: requirements/demo.lock requirements/demo-nodeps.lock
+PIP_INSTALL = $(VENV)/bin/python -m pip install -q --disable-pip-version-check
+$(VENV)/.installed: requirements/runtime.lock requirements/runtime-nodeps.lock
 	python3 -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements/demo.lock
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements/demo-nodeps.lock
+	$(PIP_INSTALL) -r requirements/runtime.lock
+	$(PIP_INSTALL) --no-deps -r requirements/runtime-nodeps.lock
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed requirements/dev.lock
+	$(PIP_INSTALL) -c requirements/runtime.lock -r requirements/dev.lock
 	touch $@
 
 # ============================================================================== Help

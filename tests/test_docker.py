@@ -97,12 +97,11 @@ def test_container_requirements_are_names_or_exact_pins() -> None:
     assert "tomli-w==1.2.0" in reqs
     for req in reqs:
         assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*(==[0-9][0-9A-Za-z.+-]*)?", req), req
-    demo_lock = ROOT / "requirements/demo.lock"
-    if demo_lock.is_file():
-        locked = dict(ln.split("==", 1) for ln in demo_lock.read_text().split() if "==" in ln)
-        for req in (r for r in reqs if "==" in r):
-            name, version = req.split("==")
-            assert locked.get(name, version) == version, f"{req} differs from demo.lock"
+    runtime_lock = ROOT / "requirements/runtime.lock"
+    locked = dict(ln.split("==", 1) for ln in runtime_lock.read_text().split() if "==" in ln)
+    for req in (r for r in reqs if "==" in r):
+        name, version = req.split("==")
+        assert locked.get(name, version) == version, f"{req} differs from runtime.lock"
 
 
 def hadolint() -> str | None:

@@ -169,7 +169,10 @@ def test_ci_runs_the_checks():
     }
     assert "make test" in runs["test"]
     assert "make demo" in runs["demo"]
-    assert "scripts.lint_extra" in runs["lint"] and "ruff" in runs["lint"]
+    assert "make lint" in runs["lint"]
+    lint_recipe = re.search(r"(?ms)^lint:.*?\n\n", (ROOT / "Makefile").read_text()).group(0)
+    for check in ("ruff check", "ruff format --check", "scripts.typecheck", "scripts.lint_extra"):
+        assert check in lint_recipe
 
 
 def _tool(name: str) -> str:
