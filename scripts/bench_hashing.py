@@ -17,18 +17,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from bench.core.fileio import sha256_file
 
+T = TypeVar("T")
 
-def best_of(repeats: int, fn) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
+
+def best_of(repeats: int, fn: Callable[[], T]) -> tuple[float, T]:
+    """The fastest of `repeats` calls (at least one) and the last call's result."""
+    timings = []
+    for _ in range(max(repeats, 1)):
         start = time.perf_counter()
         result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        timings.append(time.perf_counter() - start)
+    return min(timings), result
 
 
 def main() -> int:

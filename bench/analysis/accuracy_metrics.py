@@ -36,13 +36,16 @@ class Check:
 
     @property
     def passed(self) -> bool:
-        if self.value is None:
+        value, threshold = self.value, self.threshold
+        if value is None:
             return False
         if self.op == "==":
-            return self.value == self.threshold
+            return value == threshold
+        if not isinstance(value, int | float) or not isinstance(threshold, int | float):
+            return False  # an order needs two numbers: text or a missing threshold fails the gate
         if self.op == ">=":
-            return self.value >= self.threshold
-        return self.value <= self.threshold
+            return value >= threshold
+        return value <= threshold
 
     def line(self) -> str:
         """The one line a failed gate prints: metric, value, threshold."""
@@ -155,7 +158,7 @@ def agreement_checks(prompts: Sequence[PromptAgreement], acc: Accuracy) -> list[
             s["top1_agreement"],
             acc.min_top1_agreement,
             ">=",
-            wilson(matches, s["positions"], acc.confidence),
+            wilson(matches, int(s["positions"]), acc.confidence),
         ),
         Check(
             "mean KL(full precision || FP8) per token, nats", s["mean_kl"], acc.max_mean_kl, "<="
@@ -245,9 +248,10 @@ def rederive(record: Mapping[str, Any], acc: Accuracy, logs: Mapping[str, str]) 
     else:
         scores = {label: parse_score(logs.get(label, ""), acc.task) for label in ("fp8", "bf16")}
         missing = [label for label, score in scores.items() if score is None]
-        if missing:
+        fp8, bf16 = scores["fp8"], scores["bf16"]
+        if fp8 is None or bf16 is None:
             return [Check(f"trtllm-eval score line in {', '.join(missing)}.log", None, 0.0, ">=")]
-        checks = eval_checks(scores["fp8"], scores["bf16"], acc, acc.task)
+        checks = eval_checks(fp8, bf16, acc, acc.task)
     return checks + [
         Check(c["metric"], c["value"], c["threshold"], c["op"])
         for c in record.get("checks", [])

@@ -412,7 +412,8 @@ def point_method_notes(
 ) -> tuple[list[str], list[str]]:
     """What of one point's own method differs, as (differences, declared-minor differences):
     its request count (the dataset), and a KV fraction that fell back from the reference's."""
-    major, minor = [], []
+    major: list[str] = []
+    minor: list[str] = []
     if point.requests is not None and got.requests != point.requests:
         major.append(f"requests {got.requests} vs {point.requests}")
     fraction = got.identity.kv_cache_fraction

@@ -194,9 +194,9 @@ def point_rows(records: Sequence[PointResult]) -> list[PointRow]:
         total = mean([r.metrics.total_tok_s for r in rs])
         avg_in = mean([r.metrics.avg_input_len for r in rs])
         avg_out = mean([r.metrics.avg_output_len for r in rs])
-        derived = total is None and req_s is not None and avg_in is not None and avg_out is not None
-        if derived:
-            total = req_s * (avg_in + avg_out)
+        derived = False
+        if total is None and req_s is not None and avg_in is not None and avg_out is not None:
+            total, derived = req_s * (avg_in + avg_out), True
         tokens_each = (
             (avg_in + avg_out) if avg_in is not None and avg_out is not None else isl + osl
         )
@@ -256,8 +256,8 @@ def grid(
     for r in records:
         if r.status != "ok":
             cells.setdefault((r.isl, r.osl), r.failure or r.status)
-    for r in sorted(rows, key=_rank_key, reverse=True):
-        cells[r.isl, r.osl] = r.output_tok_s
+    for row in sorted(rows, key=_rank_key, reverse=True):
+        cells[row.isl, row.osl] = row.output_tok_s
     return isls, osls, cells
 
 

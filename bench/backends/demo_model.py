@@ -94,7 +94,9 @@ def tensor_specs(cfg: dict) -> list[tuple[str, tuple[int, ...], str]]:
     """(name, shape, init) in the fixed order the random stream is consumed."""
     h, i, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     hd, nq, nkv = cfg["head_dim"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    specs = [("model.embed_tokens.weight", (v, h), "normal")]
+    specs: list[tuple[str, tuple[int, ...], str]] = [
+        ("model.embed_tokens.weight", (v, h), "normal")
+    ]
     for layer in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{layer}."
         specs += [
@@ -132,7 +134,7 @@ def tokenizer_source() -> Path:
     spec = importlib.util.find_spec(TOKENIZER_PACKAGE)
     path = (
         Path(next(iter(spec.submodule_search_locations))) / "tokenizer" / "tokenizer.json"
-        if spec
+        if spec and spec.submodule_search_locations
         else None
     )
     if path is None or not path.is_file():

@@ -749,7 +749,9 @@ def parse_file(
 ) -> PointResult:
     """One tool output: `.json` is a report; anything else a console log, failed if it has
     no PERFORMANCE OVERVIEW (classified with exit code unknown)."""
-    point = dict(isl=isl, osl=osl, requests=requests, concurrency=concurrency, repeat=repeat)
+    point: dict[str, typing.Any] = dict(
+        isl=isl, osl=osl, requests=requests, concurrency=concurrency, repeat=repeat
+    )
     if path.suffix == ".json":
         try:
             data = json.loads(read_bytes(path))  # bytes: UTF-8, -16 or -32, BOM or not

@@ -8,6 +8,7 @@ keys allowed in its table.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,10 +53,10 @@ def allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         current = _model_in(field.annotation) if field else None
         if current is None:
             return []
-    return sorted(f.alias or name for name, f in current.model_fields.items())
+    return sorted(f.alias or name for name, f in current.model_fields.items()) if current else []
 
 
-def problem(model: type[BaseModel], err: dict[str, Any]) -> tuple[str, str]:
+def problem(model: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, str]:
     """(key path with value, message) for one pydantic error."""
     loc = tuple(err["loc"])
     ctx_error = err.get("ctx", {}).get("error")

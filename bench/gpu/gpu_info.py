@@ -415,9 +415,10 @@ def open_nvml(nvml: Any = None) -> tuple[Any | None, str | None]:
     """
     if nvml is None:
         try:
-            import pynvml as nvml  # nvidia-ml-py; optional, absent on CPU-only images
+            import pynvml  # nvidia-ml-py; optional, absent on CPU-only images
         except ImportError as exc:
             return None, f"pynvml not importable ({exc})"
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as exc:

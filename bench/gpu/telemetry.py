@@ -138,8 +138,12 @@ def summarize(
             f"thermal event for {seconds(unexplained) / busy_s:.0%} of busy time: clocks locked "
             "or limited?"
         )
-    lowered = power_limit_w is not None and default_power_limit_w is not None
-    if lowered and power_limit_w < default_power_limit_w - 0.5 and throttled["sw_power_cap"] > 0:
+    if (
+        power_limit_w is not None
+        and default_power_limit_w is not None
+        and power_limit_w < default_power_limit_w - 0.5
+        and throttled["sw_power_cap"] > 0
+    ):
         reasons.append(
             f"power-capped for {throttled['sw_power_cap']:g} s under a power limit of "
             f"{power_limit_w:g} W, below the default {default_power_limit_w:g} W"

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,7 +24,7 @@ from bench.core.fileio import atomic_write_json, dumps_json, read_json, sha256_b
 from bench.gpu.gpu_info import visible_gpus
 from bench.schema.record import PointResult, sort_key
 
-SCHEMA = "trtllm-repro/summary/1"
+SCHEMA: Final = "trtllm-repro/summary/1"
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "summary.schema.json"
 SUMMARY_JSON = "summary.json"
 

@@ -34,6 +34,7 @@ from bench.core.artifacts import Artifacts, code_digest
 from bench.core.errors import KitError, StageFailed, run_main
 from bench.core.fileio import atomic_write_json, read_json, sha256_file
 from bench.core.manifest import AGREEMENT, Accuracy, Manifest, Point
+from bench.core.narrow import present
 from bench.core.proc import run_logged
 from bench.core.run import Run, RunPaths, add_run_args, open_run
 from bench.core.runlock import locked
@@ -85,7 +86,7 @@ def eval_argv(
     The unquantized model is given as a Hugging Face folder with the manifest's backend, so both
     scores come from the same runtime; the engine needs --tokenizer (it holds none).
     """
-    acc, e = manifest.accuracy, manifest.engine
+    acc, e = present(manifest.accuracy, "accuracy"), manifest.engine
     max_input = eval_max_input(manifest)
     argv = [TRTLLM_EVAL, "--model", str(model)]
     if tokenizer is not None:
@@ -123,7 +124,9 @@ BF16_ENGINE_BUILD_S = 300  # the LLM API builds a BF16 engine first on the tenso
 
 
 def questions(acc: Accuracy) -> int:
-    return math.ceil(acc.num_samples / MMLU_SUBJECTS) * MMLU_SUBJECTS
+    return (
+        math.ceil(present(acc.num_samples, "accuracy.num_samples") / MMLU_SUBJECTS) * MMLU_SUBJECTS
+    )
 
 
 def plan_lines(run: Run) -> list[str]:
@@ -148,7 +151,9 @@ def plan_lines(run: Run) -> list[str]:
             model=model,
             tokenizer=tokenizer,
             engine=engine,
-            dataset_dir=Path("<extracted " + Path(acc.dataset.archive).name + ">"),
+            dataset_dir=Path(
+                "<extracted " + Path(present(acc.dataset, "accuracy.dataset").archive).name + ">"
+            ),
         )
         seconds = each + (
             0 if engine or not run.manifest.engine.needs_build else BF16_ENGINE_BUILD_S
@@ -167,14 +172,14 @@ def plan_lines(run: Run) -> list[str]:
 
 def archive_path(run: Run) -> Path:
     """The pinned archive on this machine: a kit path as is, a URL downloaded into work/<run>/."""
-    ds = run.manifest.accuracy.dataset
+    ds = present(present(run.manifest.accuracy, "accuracy").dataset, "accuracy.dataset")
     if not ds.archive.startswith(("https://", "http://")):
         return Path(ds.archive)
     return run.paths.work / "accuracy" / Path(ds.archive).name
 
 
 def fetch_archive(run: Run) -> Path:
-    ds = run.manifest.accuracy.dataset
+    ds = present(present(run.manifest.accuracy, "accuracy").dataset, "accuracy.dataset")
     path = archive_path(run)
     if not path.is_file() and ds.archive.startswith(("https://", "http://")):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,7 +229,8 @@ def run_eval(run: Run, dataset_dir: Path) -> tuple[dict[str, dict], dict[str, li
         )
         log = out_dir / f"{label}.log"
         log.unlink(missing_ok=True)
-        result = run_logged(argv, log, timeout_s=run.manifest.accuracy.timeout_s)
+        timeout_s = present(run.manifest.accuracy, "accuracy").timeout_s
+        result = run_logged(argv, log, timeout_s=timeout_s)
         found = am.parse_score(log.read_text(encoding="utf-8", errors="replace"), argv_task(argv))
         if result.exit_code != 0 or found is None:
             why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
@@ -343,27 +349,29 @@ def evaluation_record(
 
 
 def agreement_record(run: Run, prompts: list[am.PromptAgreement], checks: list[am.Check]) -> dict:
-    acc = run.manifest.accuracy
+    acc = present(run.manifest.accuracy, "accuracy")
     s = am.agreement_summary(prompts)
     top1 = checks[0]
+    top1_ci = list(top1.ci) if top1.ci else None
     return evaluation_record(
         acc,
         {
-            "fp8": {"score": s["top1_agreement"], "n": s["positions"], "ci": list(top1.ci)},
+            "fp8": {"score": s["top1_agreement"], "n": s["positions"], "ci": top1_ci},
             "bf16": {"score": 1.0, "n": s["positions"], "ci": None},
         },
         checks,
         task=f"top-1 agreement with full precision, {s['prompts']} prompts",
         subset=f"{acc.prompts} ({s['prompts']} prompts, {s['positions']} positions)",
         ratio=s["top1_agreement"],
-        ratio_ci=list(top1.ci),
+        ratio_ci=top1_ci,
         summary=s,
         prompts=[dataclasses.asdict(p) for p in prompts],
     )
 
 
 def eval_record(run: Run, scores, argvs, checks) -> dict:
-    acc = run.manifest.accuracy
+    acc = present(run.manifest.accuracy, "accuracy")
+    dataset = present(acc.dataset, "accuracy.dataset")
     ratio = checks[0]
     return evaluation_record(
         acc,
@@ -379,10 +387,10 @@ def eval_record(run: Run, scores, argvs, checks) -> dict:
         checks,
         task=acc.task,
         subset=f"{scores['fp8']['n']} questions (num_samples {acc.num_samples}, "
-        f"seed {acc.random_seed}) of {acc.dataset.archive}",
+        f"seed {acc.random_seed}) of {dataset.archive}",
         ratio=ratio.value,
         ratio_ci=list(ratio.ci) if ratio.ci else None,
-        dataset={"archive": acc.dataset.archive, "sha256": acc.dataset.sha256},
+        dataset={"archive": dataset.archive, "sha256": dataset.sha256},
         argv=argvs,
     )
 
@@ -398,7 +406,10 @@ def accuracy_stage(run: Run) -> int:
     evaluated = files_under(target) + files_under(source)
     if not files_under(target):
         raise KitError(f"nothing to evaluate in {target}", fix="run `make quantize build` first")
-    pinned = [Path(acc.prompts)] if acc.method == AGREEMENT else [fetch_archive(run)]
+    if acc.method == AGREEMENT:
+        pinned = [Path(present(acc.prompts, "accuracy.prompts"))]
+    else:
+        pinned = [fetch_archive(run)]
     inputs = arts.input_digests(
         [run.paths.resolved_manifest, *evaluated, *pinned],
         {"code": code_digest(__file__, am.__file__)},
@@ -410,7 +421,11 @@ def accuracy_stage(run: Run) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     if acc.method == AGREEMENT:
         prompts, checks = agreement_gate(
-            source, target, acc, load_prompts(pinned[0], acc.prompts_sha256), m.runtime.device
+            source,
+            target,
+            acc,
+            load_prompts(pinned[0], present(acc.prompts_sha256, "accuracy.prompts_sha256")),
+            m.runtime.device,
         )
         record = agreement_record(run, prompts, checks)
         outputs = []

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from bench.analysis.tables import md_table
 from bench.core.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
@@ -62,7 +62,10 @@ ALPHA = 0.01
 MIN_REPEATS_FOR_TEST = 3
 PERCENTILES = ("p50", "p90", "p99")
 
-FASTER, SLOWER, SAME, NOISY = "FASTER", "SLOWER", "SAME", "NOISY"
+FASTER: Final = "FASTER"
+SLOWER: Final = "SLOWER"
+SAME: Final = "SAME"
+NOISY: Final = "NOISY"
 Verdict = Literal["FASTER", "SLOWER", "SAME", "NOISY"]
 PointKey = tuple[int, int, int | None]  # (isl, osl, concurrency)
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -554,7 +557,9 @@ def settings_for(base: LoadedRun, threshold: float | None) -> Settings:
         if base.manifest_text is not None
         else None
     )
-    noise = {**NOISE_PCT, **(stated.noise_pct if stated else {})}
+    noise = dict(NOISE_PCT)
+    if stated:
+        noise.update(stated.noise_pct.items())
     gates = stated.band_only_gates if stated else True
     if threshold is not None:
         return Settings(threshold, "THRESHOLD=", noise, gates)

@@ -242,7 +242,7 @@ def option_problems(usage: Usage, help_text: HelpText, version: str) -> list[str
                 "or select the pin set of this release with `release = ...` in the manifest"
             )
             continue
-        allowed = help_text.choices.get(name)
+        allowed = help_text.choices.get(name) or ()
         for value in values if allowed else []:
             if value not in allowed:
                 problems.append(

@@ -77,7 +77,7 @@ def hub_digests(model: Model, token: str | None) -> dict[str, tuple[str, str]]:
 
     info = HfApi().model_info(model.repo, revision=model.revision, files_metadata=True, token=token)
     out = {}
-    for s in info.siblings:
+    for s in info.siblings or []:
         if s.lfs is not None:
             out[s.rfilename] = ("sha256", s.lfs.sha256)
         elif s.blob_id:

@@ -169,7 +169,9 @@ def read_point(point: PointFiles, raw_files: tuple[str, ...]) -> PointResult:
     With both, the log's own report must agree with the JSON, or the point is invalid."""
     report, log = point.with_suffix(".json"), point.with_suffix(".txt")
     args = dict(isl=point.isl, osl=point.osl, requests=point.requests)
-    result = parse_file(report or log, **args)
+    first = report or log
+    assert first is not None, "a point has its .json, its .txt or both (RESULT_NAME)"
+    result = parse_file(first, **args)
     if report and log and result.status != "failed":
         text = read_log(log)
         result = dataclasses.replace(result, memory=memory_from_log(text))

@@ -170,7 +170,8 @@ def agreed_accuracy(shards: list[Path]) -> list[Path]:
     """The shards holding an accuracy record, which must agree: they evaluate the same engine or
     checkpoint from the stage cache, so different records mean different evidence. Each record's
     files are re-hashed against its shard's artifacts.json first."""
-    holders = [s for s in shards if accuracy_evidence(s) is not None]
+    evidence = {s: e for s in shards if (e := accuracy_evidence(s)) is not None}
+    holders = list(evidence)
     problems = []
     for shard in holders:
         stage = Artifacts.of_shard(shard).stages[accmod.STAGE]
@@ -179,9 +180,8 @@ def agreed_accuracy(shards: list[Path]) -> list[Path]:
             f"{shard.name}: {p.key} {p.kind} ({p.detail})"
             for p in Artifacts.of_shard(shard).check(keys)
         ]
-    base = accuracy_evidence(holders[0]) if holders else None
     for shard in holders[1:]:
-        theirs = accuracy_evidence(shard)
+        base, theirs = evidence[holders[0]], evidence[shard]
         for part in ("record", "inputs"):
             if theirs[part] != base[part]:
                 differ = sorted(
@@ -338,14 +338,14 @@ def copy_problems(
         if provenance.is_file():
             against(shard.name, "run:provenance.json", provenance)
     for folder in sorted(paths.points.iterdir()) if paths.points.is_dir() else []:
-        shard = origin[folder.name]
+        owner = origin[folder.name]
         copies = {f"run:{f.relative_to(paths.root).as_posix()}": f for f in folder.rglob("*")}
         for key, copy in sorted(copies.items()):
             if copy.is_file():
-                against(shard, key, copy)
-        for key in sorted(records[shard]):
+                against(owner, key, copy)
+        for key in sorted(records[owner]):
             if key.startswith(f"run:points/{folder.name}/") and key not in copies:
-                problems.append(f"{shard}: {key} missing (recorded, not copied)")
+                problems.append(f"{owner}: {key} missing (recorded, not copied)")
     if paths.datasets.is_dir():
         for copy in sorted(f for f in paths.datasets.rglob("*") if f.is_file()):
             against(first, f"run:{copy.relative_to(paths.root).as_posix()}", copy)
@@ -408,7 +408,7 @@ def write_merged(
         if p.is_file() and p.relative_to(paths.root).parts[0] not in UNTRACKED
     )
     inputs = arts.input_digests([s / "artifacts.json" for s in shards])
-    details = {"shards": [s.name for s in shards], "partial": partial}
+    details: dict[str, object] = {"shards": [s.name for s in shards], "partial": partial}
     if datasets_from_records:  # verify exempts only this run's absent datasets/ from FAIL
         details["datasets_from_shard_records"] = True
     arts.record("merge", inputs, copied, details)

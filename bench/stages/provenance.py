@@ -223,7 +223,7 @@ def torch_cuda_version() -> str | None:
         target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
         value = getattr(node, "value", None)
         if isinstance(target, ast.Name) and target.id == "cuda" and isinstance(value, ast.Constant):
-            return value.value
+            return value.value if isinstance(value.value, str) else None
     return None
 
 
@@ -300,20 +300,22 @@ def collect_gpus(
         finally:
             module.nvmlShutdown()
     xml_text = run_tool(["nvidia-smi", "-q", "-x"])
-    smi_gpus, smi_note = None, "nvidia-smi not found or failed"
+    smi_gpus = None
+    smi_note: str | None = "nvidia-smi not found or failed"
     if xml_text is not None:
         try:
             smi_gpus, smi_note = parse_nvidia_smi_xml(xml_text), None
         except ValueError as exc:
             smi_note = str(exc)
-    source, note = "nvml", None
+    source: str | None = "nvml"
+    note: str | None = None
     if module is None and smi_gpus:
         gpus, source = smi_gpus, "nvidia-smi"
         note = f"NVML unavailable ({reason}); GPUs read from nvidia-smi -q -x"
     elif not gpus:
         source, note = None, f"no NVIDIA GPU found (NVML: {reason or '0 devices'})"
     if module is None or smi_gpus is None:
-        check = {
+        check: dict[str, Any] = {
             "compared": False,
             "note": smi_note if module else "NVML unavailable",
             "disagreements": [],

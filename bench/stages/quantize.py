@@ -29,6 +29,7 @@ from bench.core.artifacts import Artifacts, code_digest
 from bench.core.errors import KitError, StageFailed, run_main
 from bench.core.fileio import read_json, sha256_file
 from bench.core.manifest import Calibration, Manifest
+from bench.core.narrow import present
 from bench.core.run import Run, add_run_args, open_run
 from bench.core.runlock import locked
 from bench.core.stage_cache import cache_root, make_or_reuse, run_environment
@@ -162,7 +163,9 @@ def dataset_calibration(cal: Calibration, model_dir: Path) -> tuple[list[list[in
     from huggingface_hub import hf_hub_download
     from transformers import AutoTokenizer
 
-    path = Path(hf_hub_download(cal.dataset, cal.file, repo_type="dataset", revision=cal.revision))
+    repo = present(cal.dataset, "quantization.calibration.dataset")
+    file = present(cal.file, "quantization.calibration.file")
+    path = Path(hf_hub_download(repo, file, repo_type="dataset", revision=cal.revision))
     if cal.sha256 is not None and (digest := sha256_file(path)) != cal.sha256:
         raise KitError(
             f"calibration file sha256 {digest} != locked {cal.sha256}",
@@ -255,11 +258,12 @@ def quantize_stage(run: Run) -> int:
         arts.record("quantize", inputs, [], {"method": q.method})
         return 0
     calib_files: list[Path] = []
-    if q.calibration.source == "synthetic":
+    calibration = present(q.calibration, "quantization.calibration")
+    if calibration.source == "synthetic":
         vocab = read_json(model_dir / "config.json")["vocab_size"]
-        calib = synthetic_calibration(q.calibration, vocab, m.sweep.seed)
+        calib = synthetic_calibration(calibration, vocab, m.sweep.seed)
     else:
-        calib, calib_file = dataset_calibration(q.calibration, model_dir)
+        calib, calib_file = dataset_calibration(calibration, model_dir)
         calib_files = [calib_file]
         inputs.update(arts.input_digests(calib_files))
     fmt = export_format_for(m)
@@ -301,9 +305,9 @@ def quantize_stage(run: Run) -> int:
             "export_format": fmt,
             "device": q.device,
             "calibration": {
-                "source": q.calibration.source,
+                "source": calibration.source,
                 "size": len(calib),
-                "seq_len": q.calibration.seq_len,
+                "seq_len": calibration.seq_len,
             },
             **origin,
         },

@@ -99,7 +99,7 @@ def model_shape(
                 return gpus.shape_from_config(read_json(config)), f"{config}", config
             except KeyError as exc:
                 raise KitError(f"config.json lacks {exc}", path=str(config)) from None
-    models = sorted({r.identity.model for r in records} - {None}, key=str)
+    models = sorted({r.identity.model for r in records if r.identity.model is not None})
     for m in models:
         if m in gpus.MODELS:
             return (

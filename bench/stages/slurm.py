@@ -371,7 +371,7 @@ def parse_request(values: dict[str, object], env: dict[str, str], cwd: Path) -> 
     if "run" not in given and isinstance(manifest, Path):
         given["run"] = f"{manifest.stem}-slurm"
     try:
-        sweep = SlurmSweep(**given, dirs=Dirs.from_env(env, cwd))
+        sweep = SlurmSweep.model_validate({**given, "dirs": Dirs.from_env(env, cwd)})
     except ValidationError as err:
         lines = []
         for problem in err.errors():

@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.backends import parse_trtllm, trtllm
 from bench.core import cost
@@ -113,7 +114,7 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     p = task.point
-    key = {
+    key: dict[str, Any] = {  # the point's identity, passed to each parser as keywords
         "isl": p.isl,
         "osl": p.osl,
         "requests": p.requests,

@@ -449,18 +449,18 @@ def consistency_verdicts(records: Sequence[PointResult]) -> list[Verdict]:
     """output tok/s = req/s x average OSL (0.1%) for every valid record that states both."""
     out = []
     for r in records:
-        m = r.metrics
-        if r.status == "failed" or None in (m.output_tok_s, m.req_s, m.avg_output_len):
+        output_tok_s, req_s, osl = r.metrics.output_tok_s, r.metrics.req_s, r.metrics.avg_output_len
+        if r.status == "failed" or output_tok_s is None or req_s is None or osl is None:
             continue
-        implied = m.req_s * m.avg_output_len
-        ok = abs(m.output_tok_s - implied) <= RATE_TOLERANCE * implied
+        implied = req_s * osl
+        ok = abs(output_tok_s - implied) <= RATE_TOLERANCE * implied
         out.append(
             Verdict(
                 f"ISL {r.isl} / OSL {r.osl}"
                 + (f" r{r.repeat}" if r.repeat else "")
                 + (f" {INVALID_MARK}" if r.status == "invalid" else ""),
                 PASS if ok else FAIL,
-                m.output_tok_s,
+                output_tok_s,
                 implied,
                 RATE_TOLERANCE * 100,
                 "" if ok else "output tok/s is not req/s x OSL: not output tokens?",

@@ -84,7 +84,7 @@ def token_ids(seed: int, lengths: list[int], vocab: int, eos_ids: set[int]) -> l
 
 def main(argv: list[str]) -> int:
     parsed = parse_or_exit(PREPARE_DATASET, argv)
-    g, v = parsed.values, parsed.sub.values
+    g, (_, v) = parsed.values, parsed.chosen()
     seed = g["random_seed"]
     n = v["num_requests"]
     if parsed.subcommand == "token-norm-dist":

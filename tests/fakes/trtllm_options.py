@@ -16,6 +16,7 @@ kit does not call them, and the fakes say so instead of pretending.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 CLICK, ARGPARSE = "click", "argparse"
 
@@ -429,11 +430,18 @@ def render_usage_error(command: Command, message: str) -> str:
 
 @dataclass(frozen=True)
 class Parsed:
-    """Option values by name without dashes ("model_path"), defaults filled in."""
+    """Option values by name without dashes ("model_path"), defaults filled in; each value's
+    type is the option's kind in the table (int, float, bool, str), known only at run time."""
 
-    values: dict[str, object]
+    values: dict[str, Any]
     subcommand: str | None = None
     sub: Parsed | None = None
+
+    def chosen(self) -> tuple[str, dict[str, Any]]:
+        """(subcommand, its values), for a tool that has subcommands (parse insists on one)."""
+        if self.subcommand is None or self.sub is None:
+            raise ValueError("no subcommand was parsed")
+        return self.subcommand, self.sub.values
 
 
 def _name_of(option: str) -> str:
@@ -465,7 +473,7 @@ def _convert(command: Command, name: str, raw: str) -> object:
 
     if opt.kind in ("int", "int2"):
         try:
-            value: object = int(raw)
+            value = int(raw)
         except ValueError:
             raise bad(f"{raw!r} is not a valid integer.", f"invalid int value: {raw!r}") from None
         if opt.min is not None and value < opt.min:
