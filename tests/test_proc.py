@@ -99,3 +99,15 @@ def test_the_command_dies_when_the_kit_is_killed(tmp_path):
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     assert _wait_dead(child, 5), "the command outlived the kit"
+
+
+def test_a_quiet_run_leaves_the_console_alone_and_logs_everything(tmp_path, capfd):
+    log = tmp_path / "tool.log"
+    argv = ["sh", "-c", "echo tool-out; echo tool-err >&2"]
+    proc.run_logged(argv, log, timeout_s=30, echo=False, announce=False)
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert set(log.read_text().split()) == {"tool-out", "tool-err"}
+    proc.run_logged(argv, log, timeout_s=30, echo=True)
+    err = capfd.readouterr().err
+    assert err.startswith("+ sh -c") and "tool-out" in err and "tool-err" in err

@@ -31,6 +31,8 @@ from bench.core.errors import KitError, run_main
 from bench.core.fileio import atomic_write_json
 
 BACKEND = "hf-reference"
+# The console report's first block title (bench.backends.parse_trtllm.CONSOLE_SECTIONS knows it).
+RUNNER_TITLE = "HF TRANSFORMERS RUNNER"
 # TEST KNOB, not a setting: the runner's clock runs this many times slow (2.0: every timed duration
 # doubles, throughput halves), a simulated slower machine whose work and noise are real. Scaling the
 # clock rather than sleeping keeps the slowed run in step with runs measured beside it, so both meet
@@ -147,18 +149,19 @@ def build_report(
 
 
 def console_report(report: dict) -> str:
-    """The same labels trtllm-bench 1.0 prints, so the console parser reads both."""
+    """trtllm-bench 1.0's labels, so the console parser reads both; the first block says what
+    ran (the transformers runner, its versions and device), not TensorRT-LLM."""
     e, w, q, p = (report[k] for k in ("engine", "world_info", "request_info", "performance"))
     bar = "=" * 59
     return "\n".join(
         [
             bar,
-            "= PYTORCH BACKEND",
+            f"= {RUNNER_TITLE}",
             bar,
             f"Model:\t\t\t{e['model']}",
             f"Model Path:\t\t{e['model_path']}",
-            f"TensorRT-LLM Version:\t{e['version']}",
             f"Backend:\t\t{e['backend']}",
+            f"Runner:\t\t\t{e['runner']} ({e['version']}; not TensorRT-LLM)",
             f"Dtype:\t\t\t{e['dtype']}",
             f"KV Cache Dtype:\t\t{e['kv_cache_dtype']}",
             f"Quantization:\t\t{e['quantization']}",

@@ -127,6 +127,7 @@ CONSOLE_LABELS: dict[str, str] = {
 CONSOLE_SECTIONS: dict[str, str | None] = {
     "ENGINE DETAILS": "tensorrt",
     "PYTORCH BACKEND": "pytorch",
+    "HF TRANSFORMERS RUNNER": None,  # the kit's CPU/CUDA runner; its Backend line names it
     "WORLD + RUNTIME INFORMATION": None,
     "REQUEST DETAILS": None,
     "PERFORMANCE OVERVIEW": None,

@@ -81,9 +81,12 @@ def run_logged(
     env: dict[str, str] | None = None,
     stdout_path: Path | None = None,
     echo: bool = True,
+    announce: bool = True,
 ) -> ProcResult:
-    """Run argv with its output in log_path (stdout in stdout_path when given); kill on timeout."""
-    print("+ " + shlex.join(argv), file=sys.stderr, flush=True)
+    """Run argv with its output in log_path (stdout in stdout_path when given); kill on timeout.
+    echo: also copy the output to stderr; announce: print the command line first."""
+    if announce:
+        print("+ " + shlex.join(argv), file=sys.stderr, flush=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     search_path = (env if env is not None else os.environ).get("PATH", os.defpath)

@@ -126,7 +126,13 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
     for fraction in kv_fractions(run):
         argv, report, log = attempt_argv(run, task, fraction, workdir)
         with sampler_factory(workdir / "telemetry.csv") as sampler:
-            proc = run_logged(argv, log, timeout_s=run.manifest.runtime.point_timeout_s)
+            proc = run_logged(  # the tool's console goes to the log only; one line per point
+                argv,
+                log,
+                timeout_s=run.manifest.runtime.point_timeout_s,
+                echo=False,
+                announce=False,
+            )
         telemetry = sampler.summary()
         log_text = log.read_text(errors="replace")
         finished = report.exists() or parse_trtllm.has_performance_section(log_text)
@@ -153,7 +159,6 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
                 "argv": shlex.join(argv).replace(f"{task.name}{PARTIAL}/", f"{task.name}/"),
             }
         )
-        print(f"[sweep] {task.name}: {kind}: {detail}", file=sys.stderr)
         if kind != "oom":
             break
     if result is None:
@@ -207,6 +212,49 @@ def publish(run: Run, arts: Artifacts, task: Task, result: PointResult) -> None:
         stamp=False,
     )
     journal.unlink()
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the sweep stands after a point: its index of N, its own and the total seconds."""
+
+    index: int
+    total: int
+    point_s: float
+    elapsed_s: float
+
+
+def eta_s(progress: Progress, done_estimate_s: float, remaining_estimate_s: float) -> float:
+    """Seconds left: the cost model's estimate for the remaining points, scaled by how this run
+    has kept to the estimate so far (the model is for an H100; a CPU runs at its own pace)."""
+    if progress.index >= progress.total:
+        return 0.0
+    if done_estimate_s <= 0:
+        return remaining_estimate_s
+    return remaining_estimate_s * progress.elapsed_s / done_estimate_s
+
+
+def progress_line(
+    name: str, result: PointResult, progress: Progress, eta: float, logs: str = ""
+) -> str:
+    """The one console line a finished point gets: id, i/N, result or failure (and where its
+    logs are), its seconds, the sweep's elapsed time and ETA."""
+    if result.status == "ok" and result.metrics.output_tok_s is not None:
+        outcome = f"ok {result.metrics.output_tok_s:.1f} output tok/s"
+    else:
+        detail = f": {result.failure_detail}" if result.failure_detail else ""
+        outcome = f"{result.status.upper()} {result.failure or ''}{detail}".rstrip()
+        outcome += f" (logs: {logs})" if logs else ""
+    tries = len(result.attempts)
+    if tries > 1:
+        outcome += f" (after {tries} tries)"
+    return (
+        f"[sweep] {progress.index}/{progress.total} {name}: {outcome} in {progress.point_s:.1f} s"
+        f" | elapsed {cost.hms(progress.elapsed_s)}, ETA {cost.hms(eta)}"
+    )
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -361,18 +409,32 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
     if skipped:
         print(f"[sweep] {skipped} of {len(tasks)} points already done; skipped", file=sys.stderr)
     remaining = sum(estimate.seconds(t.point) for t in todo)
-    started = time.monotonic()
+    print(
+        f"[sweep] {len(todo)} points to run; each point's tool console goes to its log, "
+        f"{run.paths.points}/<point>/console.log",
+        file=sys.stderr,
+    )
+    started, done_estimate = time.monotonic(), 0.0
     try:
         for i, task in enumerate(todo, 1):
-            elapsed = time.monotonic() - started
-            print(
-                f"[sweep] point {i}/{len(todo)} {task.name} ({task.point.requests} requests) "
-                f"elapsed {cost.hms(elapsed)}, estimated remaining {cost.hms(remaining)}",
-                file=sys.stderr,
-            )
+            point_started = time.monotonic()
             result = run_task(run, task, sampler_factory)
             publish(run, arts, task, result)
             remaining -= estimate.seconds(task.point)
+            done_estimate += estimate.seconds(task.point)
+            now = time.monotonic()
+            progress = Progress(i, len(todo), now - point_started, now - started)
+            print(
+                progress_line(
+                    task.name,
+                    result,
+                    progress,
+                    eta_s(progress, done_estimate, remaining),
+                    logs=f"{run.paths.points / task.name}/",
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
             write_summary(run.paths.summary, load_records(run.paths.points))
             arts.record(
                 "sweep",
@@ -380,15 +442,6 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
                 [run.paths.summary, run.paths.summary_json],
                 replace=False,
                 stamp=False,
-            )
-            print(
-                f"[sweep] {task.name}: {result.status}"
-                + (
-                    f" {result.metrics.output_tok_s:.1f} output tok/s"
-                    if result.metrics.output_tok_s
-                    else ""
-                ),
-                file=sys.stderr,
             )
     except KeyboardInterrupt:
         resume = f"make sweep MANIFEST={run.manifest_path} RUN={run.paths.name}"

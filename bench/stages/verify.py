@@ -5,7 +5,8 @@ Reads:  results/<run>/artifacts.json and every file it names, the run's records,
         (when it has one), its secondary evidence (secondary/evidence.json,
         bench.analysis.secondary),
         the reference TOML (--reference, else the manifest's `reference` key)
-Writes: reports/<run>/verify.md (also printed), recorded as stage "verify" after all checks
+Writes: reports/<run>/verify.md (printed without its per-file lists), recorded as stage "verify"
+        after all checks
 Usage:  python -m bench.stages.verify --run demo [--scope all|run]
             [--reference manifests/published/nvidia-perf-overview-1.0.toml]
         (make verify RUN=demo [REFERENCE=...])
@@ -85,10 +86,13 @@ class FileCheck:
 
 @dataclass(frozen=True)
 class Outcome:
-    text: str
+    text: str  # verify.md
     exit_code: int
     sections: list[tuple[str, list[Verdict]]]
     ref_problems: list[str]
+    console: str = (
+        ""  # what the terminal gets: verify.md without the per-file lists, and where it is
+    )
 
 
 @dataclass(frozen=True)
@@ -1023,7 +1027,10 @@ def render(
     ref_problems: list[str],
     result: str,
     method: refmod.MethodCheck | None = None,
+    *,
+    file_lists: bool = True,
 ) -> str:
+    """verify.md; file_lists=False leaves out the name of every file checked (the console)."""
     out = [
         f"# Verification: {run}\n\n",
         f"**Result: {result}**\n\n",
@@ -1052,17 +1059,18 @@ def render(
             "from the seed and recorded by digest): not re-hashed here. Run verify where they "
             "exist to re-check them.\n\n"
         )
-    if files.from_record:
+    if files.from_record and file_lists:
         out.append(
             "<details><summary>Not re-hashed (digest taken from the record)</summary>\n\n"
             + "".join(f"- `{k}`\n" for k in files.from_record)
             + "\n</details>\n\n"
         )
-    out.append(
-        "<details><summary>Re-hashed</summary>\n\n"
-        + "".join(f"- `{k}`\n" for k in files.rehashed)
-        + "\n</details>\n\n"
-    )
+    if file_lists:
+        out.append(
+            "<details><summary>Re-hashed</summary>\n\n"
+            + "".join(f"- `{k}`\n" for k in files.rehashed)
+            + "\n</details>\n\n"
+        )
     if ref is not None:
         out.append(
             f"## Reference\n\n`{ref_path}`: {ref.title}; source {ref.source}, {ref.date}; "
@@ -1189,7 +1197,7 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     if any(v.verdict == FAIL for v in accuracy):
         sections = mark_accuracy_failed(sections)
     result, exit_code = overall(files, sections, ref_problems)
-    text = render(
+    shown = (
         run_name,
         files,
         sections,
@@ -1199,14 +1207,18 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
         result,
         method,
     )
+    text = render(*shown)
     target = paths.reports / VERIFY_NAME
+    console = render(*shown, file_lists=False).rstrip("\n") + (
+        f"\n\nResult: {result}; every file checked, by name: {target}\n"
+    )
     atomic_write_text(target, text)
     inputs = {"reference": str(reference) if reference else "", "scope": scope}
     passed = exit_code == EXIT_OK
     arts.record(STAGE, inputs, [target], {"passed": passed, "result": result}, stamp=passed)
     if not passed:
         paths.stamp(STAGE).unlink(missing_ok=True)  # Make must not take a failed verify as done
-    return Outcome(text, exit_code, sections, ref_problems)
+    return Outcome(text, exit_code, sections, ref_problems, console)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1229,7 +1241,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def stage() -> int:
         outcome = verify(args.run, args.reference, args.scope)
-        sys.stdout.write(outcome.text)
+        sys.stdout.write(outcome.console or outcome.text)
         return outcome.exit_code
 
     return run_main(locked(args.run, "verify", stage, create=False), "bench.stages.verify")
