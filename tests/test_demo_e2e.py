@@ -24,6 +24,13 @@ from tests.conftest import DEMO_MANIFEST, ROOT
 pytestmark = pytest.mark.slow
 PLANTED_TOKEN = "hf_PLANTEDtokenNEVERwrittenANYWHERE0123456789"
 STAGES = ("env", "fetch", "quantize", "build", "accuracy", "datasets", "sweep", "report")
+# manifests/demo.toml: 4 points x 3 repeats (repeat 0 has no suffix)
+DEMO_POINTS = sorted(
+    f"isl{isl}_osl{osl}{f'_r{r}' if r else ''}"
+    for isl in (32, 64)
+    for osl in (16, 32)
+    for r in range(3)
+)
 
 
 def roots_env(base: Path) -> dict[str, str]:
@@ -74,7 +81,7 @@ def test_pipeline_writes_every_stage_output(demo):
     for f in ("manifest.resolved.toml", "artifacts.json", "provenance.json", "summary.csv"):
         assert (run / f).is_file(), f
     rows = list(csv.DictReader((run / "summary.csv").open()))
-    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    assert len(rows) == len(DEMO_POINTS) and {r["status"] for r in rows} == {"ok"}
     for r in rows:
         assert float(r["output_tok_s"]) > 0
         assert float(r["avg_output_len"]) == float(r["osl"])
@@ -183,12 +190,11 @@ def test_sweep_killed_mid_point_resumes_exactly_once(demo, tmp_path):
     assert "already done; skipped" in resumed.stderr
     assert "discarding interrupted point" in resumed.stderr
     names = sorted(p.name for p in points.iterdir())
-    assert names == ["isl32_osl16", "isl32_osl32", "isl64_osl16", "isl64_osl32"]
+    assert names == DEMO_POINTS
     rows = list(csv.DictReader((work / "results" / "r" / "summary.csv").open()))
-    assert sorted((r["isl"], r["osl"]) for r in rows) == sorted(
-        {(r["isl"], r["osl"]) for r in rows}
-    )
-    assert len(rows) == 4
+    measured = [(r["isl"], r["osl"], r["repeat"]) for r in rows]
+    assert sorted(measured) == sorted(set(measured))
+    assert len(rows) == len(DEMO_POINTS)
 
 
 def test_accuracy_stage_shows_the_agreement_metrics(demo):
@@ -219,11 +225,11 @@ def test_three_shards_merge_into_one_verified_run(demo, tmp_path):
         assert ("[quantize] reused" in out.stderr) == (i > 1), out.stderr[-3000:]
         shard_dirs.append(str(work / "results" / f"demo-shard{i}of3"))
     counts = [len(list((Path(d) / "points").iterdir())) for d in shard_dirs]
-    assert sum(counts) == 4
+    assert sum(counts) == len(DEMO_POINTS)
     merged = make(work, "merge", run="merged", SHARDS=" ".join(shard_dirs))
     assert merged.returncode == 0, merged.stderr[-3000:]
     points = sorted(p.name for p in (work / "results" / "merged" / "points").iterdir())
-    assert points == ["isl32_osl16", "isl32_osl32", "isl64_osl16", "isl64_osl32"]
+    assert points == DEMO_POINTS
     for target in ("report", "verify"):
         out = make(work, target, run="merged")
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
