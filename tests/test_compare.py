@@ -238,7 +238,7 @@ def test_heatmap_is_a_png_over_isl_and_osl():
 
 def test_threshold_comes_from_the_flag_then_the_manifest_then_the_kit():
     demo = load_manifest(DEMO_MANIFEST)
-    assert demo.compare is not None and demo.compare.threshold_pct == 30.0
+    assert demo.compare is not None and demo.compare.threshold_pct == 40.0
     assert compare.parse_threshold("7.5") == 7.5 and compare.parse_threshold("") is None
 
 
@@ -296,7 +296,8 @@ def with_manifest(root: Path, name: str, manifest_text: str) -> None:
 
 def demo_text(threshold: float, band_only_gates: bool) -> str:
     text = DEMO_MANIFEST.read_text()
-    text = text.replace("threshold_pct = 30.0", f"threshold_pct = {threshold}")
+    assert "threshold_pct = 40.0" in text
+    text = text.replace("threshold_pct = 40.0", f"threshold_pct = {threshold}")
     return text.replace(
         "band_only_gates = false", f"band_only_gates = {str(band_only_gates).lower()}"
     )
