@@ -91,6 +91,32 @@ def test_pipeline_writes_every_stage_output(demo):
     assert "run demo:" in first.stdout
 
 
+def test_the_console_is_one_line_per_point_and_the_summaries(demo):
+    """The runner's console goes to each point's log; the terminal gets a line per point, the
+    stage summary and verify's verdict with its path, not the file list (issue 15)."""
+    base, first = demo
+    sweep = [line for line in first.stderr.splitlines() if line.startswith("[sweep]")]
+    n = len(DEMO_POINTS)
+    progress = re.compile(
+        rf"\[sweep\] (\d+)/{n} (isl\d+_osl\d+(?:_r\d)?): ok [\d.]+ output tok/s in [\d.]+ s "
+        r"\| elapsed \d:\d\d:\d\d, ETA \d:\d\d:\d\d$"
+    )
+    matched = [m for line in sweep if (m := progress.match(line))]
+    assert [int(m.group(1)) for m in matched] == list(range(1, n + 1)), sweep
+    assert sorted(m.group(2) for m in matched) == DEMO_POINTS
+    assert len(sweep) == n + 2, sweep  # plus where the logs go, and "done"
+    console = first.stdout + first.stderr
+    for tool_line in ("PERFORMANCE OVERVIEW", "HF TRANSFORMERS RUNNER", "+ "):
+        assert not any(line.startswith(tool_line) for line in console.splitlines()), tool_line
+    log = (base / "results" / "demo" / "points" / "isl32_osl16_r2" / "console.log").read_text()
+    assert "= PERFORMANCE OVERVIEW" in log and "= HF TRANSFORMERS RUNNER" in log
+    verify_md = base / "reports" / "demo" / "verify.md"
+    assert f"Result: PASSED; every file checked, by name: {verify_md}" in first.stdout
+    assert "<summary>Re-hashed</summary>" in verify_md.read_text()
+    assert "<summary>" not in first.stdout and "run demo:" in first.stdout
+    assert len(console.splitlines()) < 150, len(console.splitlines())
+
+
 def test_second_make_all_reruns_nothing_and_says_so(demo):
     base, _ = demo
     before = stamps(base)

@@ -419,3 +419,13 @@ def test_reference_runner_on_cuda_names_the_gpu(roots: Path) -> None:
     text = report.make_report("cuda").read_text()
     assert "| GPU | NVIDIA H100 80GB HBM3 (the reference runner on CUDA) |" in text
     assert "Not applicable (reference runner)" in text
+
+
+def test_the_summary_says_how_many_repeats_each_number_averages() -> None:
+    once = [ok(128, 128, 100.0), ok(128, 256, 90.0)]
+    assert report_sections.repeats_note(once) == ""
+    thrice = [dataclasses.replace(r, repeat=k) for k in range(3) for r in once]
+    assert report_sections.repeats_note(thrice) == (
+        " (2 points x 3 repeats: each throughput is the mean of its valid repeats; "
+        "95% CI under Repeats)"
+    )

@@ -177,6 +177,18 @@ def chunked_context_note(manifest: Manifest | None) -> str:
     )
 
 
+def repeats_note(records: Sequence[PointResult]) -> str:
+    """How many times each point ran, when more than once: the tables show means."""
+    repeats = 1 + max((r.repeat for r in records), default=0)
+    if repeats < 2:
+        return ""
+    points = len({(r.isl, r.osl, r.concurrency) for r in records})
+    return (
+        f" ({points} points x {repeats} repeats: each throughput is the mean of its valid "
+        "repeats; 95% CI under Repeats)"
+    )
+
+
 def section_executive_summary(
     records: Sequence[PointResult], rows: Sequence[PointRow], ctx: Context, reference: bool
 ) -> str:
@@ -239,7 +251,8 @@ def section_executive_summary(
             "Points",
             f"{ok}/{len(records)} valid"
             + (f"; not valid: {', '.join(failed_kinds)}" if failed_kinds else "")
-            + _summary_only_count(records, ctx),
+            + _summary_only_count(records, ctx)
+            + repeats_note(records),
         ),
         ("Results recorded", ctx.recorded_at or NOT_RECORDED),
         *_import_dating(ctx),
