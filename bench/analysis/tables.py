@@ -16,8 +16,8 @@ from typing import Any
 
 from bench.core.manifest import Manifest
 from bench.gpu import gpus
-from bench.gpu.gpu_info import visible_gpus
 from bench.gpu.gpus import GpuSpec, ModelShape
+from bench.schema.provenance import Provenance
 from bench.schema.record import PointResult
 
 TOP_N = 10
@@ -327,14 +327,14 @@ def identity_problems(records: Sequence[PointResult], manifest: Manifest | None)
 
 
 def gpu_spec(
-    provenance: dict[str, Any] | None, manifest: Manifest | None
+    provenance: Provenance | None, manifest: Manifest | None
 ) -> tuple[GpuSpec | None, str]:
     """The GPU's datasheet row and where its identity came from (provenance, then manifest)."""
-    for g in visible_gpus(provenance or {}):
-        key = gpus.gpu_key(g.get("name"), g.get("form_factor"))
+    for g in provenance.used_gpus() if provenance else []:
+        key = gpus.gpu_key(g.name, g.form_factor)
         if key:
-            return gpus.GPUS[key], f"provenance.json: {g.get('name')}"
-        return None, f"provenance.json names {g.get('name')!r}, which has no datasheet row"
+            return gpus.GPUS[key], f"provenance.json: {g.name}"
+        return None, f"provenance.json names {g.name!r}, which has no datasheet row"
     if manifest is not None:
         key = gpus.gpu_key(manifest.hardware.gpu)
         if key:

@@ -30,7 +30,7 @@ class GpuProcess(BaseModel):
     model_config = STRICT
 
     pid: int | None = None
-    used_memory_mib: float | None = None
+    used_memory_mib: int | None = None
     name: str | None = None
 
 
@@ -50,8 +50,8 @@ class Gpu(BaseModel):
     cuda_driver_version: str | None = None
     form_factor: str | None = None
     form_factor_basis: str | None = None
-    memory_total_mib: float | None = None
-    memory_used_mib: float | None = None
+    memory_total_mib: int | None = None
+    memory_used_mib: int | None = None
     mig_enabled: bool | None = None
     ecc_enabled: bool | None = None
     persistence_mode: bool | None = None
@@ -61,13 +61,13 @@ class Gpu(BaseModel):
     power_limit_default_w: float | None = None
     power_limit_min_w: float | None = None
     power_limit_max_w: float | None = None
-    clock_max_sm_mhz: float | None = None
-    clock_max_memory_mhz: float | None = None
-    clock_app_graphics_mhz: float | None = None
-    clock_app_memory_mhz: float | None = None
+    clock_max_sm_mhz: int | None = None
+    clock_max_memory_mhz: int | None = None
+    clock_app_graphics_mhz: int | None = None
+    clock_app_memory_mhz: int | None = None
     clock_event_reasons_mask: int | None = None
     clock_event_reasons: list[str] | None = None
-    temperature_c: float | None = None
+    temperature_c: int | None = None
     processes: list[GpuProcess] = []
 
 
@@ -227,3 +227,12 @@ def identity_changes(
         elif a != b:
             out.append(f"{part}: {a!r} -> {b!r}")
     return out
+
+
+def provenance_json_schema() -> dict[str, Any]:
+    """The JSON Schema of provenance.json, as published in schemas/."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA,
+        **Provenance.model_json_schema(by_alias=True),
+    }

@@ -141,7 +141,8 @@ class PointResult:
     # response done; telemetry is aligned to it.
     window_start_ns: int | None = None
     window_end_ns: int | None = None
-    schema: Literal["trtllm-repro/point-result/2"] = SCHEMA
+    # /1 in a summary.json written before /2 (export reads it); the kit writes /2.
+    schema: Literal["trtllm-repro/point-result/1", "trtllm-repro/point-result/2"] = SCHEMA
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -314,14 +315,19 @@ def read_record(path: Path) -> PointResult:
         raise KitError(exc.message, path=exc.path, key=exc.key, fix=exc.fix or fix) from None
 
 
+def record_files(points_dir: Path) -> list[Path]:
+    """Each finished point folder's record file, result or recorded failure, sorted by folder;
+    a `.partial` folder (a point still running, or interrupted) is not finished."""
+    out = []
+    for folder in sorted(points_dir.glob("*")):
+        if folder.name.endswith(".partial"):
+            continue
+        found = next((folder / n for n in (RESULT, FAILURE) if (folder / n).is_file()), None)
+        if found is not None:
+            out.append(found)
+    return out
+
+
 def load_records(points_dir: Path) -> list[PointResult]:
     """Every point folder's record (ok, invalid and failed alike); unfinished ones skipped."""
-    records = []
-    for folder in sorted(points_dir.glob("*")):
-        if folder.name.endswith(".partial"):  # a point still running or interrupted
-            continue
-        for name in (RESULT, FAILURE):
-            if (folder / name).is_file():
-                records.append(read_record(folder / name))
-                break
-    return records
+    return [read_record(path) for path in record_files(points_dir)]
