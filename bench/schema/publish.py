@@ -1,8 +1,8 @@
 """schemas/: the JSON Schemas of the kit's documents, generated from their pydantic models.
 
-Writes: schemas/point-result.schema.json   a point's result.json / failure.json (bench.schema.record)
-        schemas/provenance.schema.json     a run's provenance.json (bench.schema.provenance)
-        schemas/summary.schema.json        a run's summary.json (bench.schema.results_schema)
+Writes: schemas/point-result.schema.json  a point's result.json, failure.json (bench.schema.record)
+        schemas/provenance.schema.json    a run's provenance.json (bench.schema.provenance)
+        schemas/summary.schema.json       a run's summary.json (bench.schema.results_schema)
 Usage:  python -m bench.schema.publish           (rewrite them after a model changed)
         python -m bench.schema.publish --check   (exit 1 naming each file that differs)
 tests/test_schemas.py runs the check, so a committed schema never drifts from its model.

@@ -54,6 +54,7 @@ from bench.core.results import LoadedRun, load_run_results
 from bench.core.run import RunPaths, point_id
 from bench.core.runlock import locked
 from bench.gpu import gpus
+from bench.schema.provenance import Provenance
 from bench.schema.record import PointResult, record_files
 from bench.stages import accuracy as accmod
 from bench.stages.sweep import Task
@@ -1111,10 +1112,9 @@ def render(
 # ----------------------------------------------------------------------------- I/O edge
 
 
-def recorded_gpu(run: LoadedRun) -> str | None:
+def recorded_gpu(provenance: Provenance | None) -> str | None:
     """The GPU provenance recorded for the run (bench.gpu.gpus' key, e.g. "H100-SXM"), or None: a
     merged run's is its shards' (bench.core.results), never the manifest's declared one."""
-    provenance = run.provenance().record
     used = provenance.used_gpus() if provenance else []
     return gpus.gpu_key(used[0].name, used[0].form_factor) if used else None
 
@@ -1148,7 +1148,7 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     if ref is not None:
         ref_problems = refmod.consistency_problems(ref)
         if ref.kind == "published":
-            measured = refmod.run_method(manifest, records, recorded_gpu(run))
+            measured = refmod.run_method(manifest, records, recorded_gpu(run.provenance().record))
             method = refmod.compare_method(ref.identity, measured)
         if method is not None and not method.comparable:
             sections += [
