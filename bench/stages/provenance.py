@@ -388,12 +388,12 @@ def capture(run: Run, argv: list[str], **collect_args: Any) -> dict[str, Any]:
             )
     atomic_write_json(path, data)
     arts = Artifacts(run.paths)
-    gpus = data["gpus"]
+    gpus = captured.gpus
     details = {
         "gpus": len(gpus),
-        "gpu": gpus[0]["name"] if gpus else None,
-        "driver": gpus[0]["driver_version"] if gpus else None,
-        "image_digest": data["software"]["container"]["digest"],
+        "gpu": gpus[0].name if gpus else None,
+        "driver": gpus[0].driver_version if gpus else None,
+        "image_digest": captured.software.container.digest,
     }
     arts.record("env", arts.input_digests([run.manifest_path]), [path], details, stamp=True)
     return data
