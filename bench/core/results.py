@@ -1,4 +1,4 @@
-"""A finished run as its readers load it (report, verify, compare, export): its kind, what it was
+"""A finished run as its readers load it (report, verify, compare): its kind, what it was
 asked to measure, its provenance and its records, read in one place.
 
 Kinds, by the stage that made its points (recorded in artifacts.json):
