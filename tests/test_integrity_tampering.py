@@ -22,6 +22,7 @@ from bench.core.cost import Estimator, shard_tasks
 from bench.core.errors import KitError, run_main
 from bench.core.fileio import atomic_write_json
 from bench.core.manifest import Point
+from bench.core.results import run_provenance
 from bench.core.run import RunPaths, load_run, open_run
 from bench.core.runlock import writer_lock
 from bench.core.stage_cache import cache_key, make_or_reuse
@@ -599,7 +600,7 @@ def test_a_merged_runs_gpu_is_the_one_its_shards_measured(roots: Path) -> None:
         merged.root / "shards" / "m-shard1of2" / "provenance.json",
         {"gpus": [{"name": "NVIDIA H100 PCIe", "index": 0}], "environment": {}},
     )
-    assert verify.recorded_gpu(merged) == "H100-PCIe"
+    assert verify.recorded_gpu(run_provenance(merged.root).record) == "H100-PCIe"
 
 
 def test_a_shard_run_is_held_to_its_own_points(roots: Path, capsys) -> None:

@@ -138,12 +138,19 @@ def manifest_of(records: list[PointResult]) -> str:
 
 
 def make_run(
-    roots: Path, records: list[PointResult], *, manifest: bool = True, name: str = "t"
+    roots: Path,
+    records: list[PointResult],
+    *,
+    manifest: bool = True,
+    name: str = "t",
+    merged: bool = False,
+    manifest_text: str | None = None,
 ) -> RunPaths:
-    """A finished run: records, raw logs, summary.csv, and the artifacts of its producing stage."""
+    """A finished run: records, raw logs, summary.csv, and the artifacts of its producing stage
+    (sweep; import without a manifest; merge when merged, which adds no file of its own here)."""
     paths = RunPaths.for_run(name)
     if manifest:
-        (roots / "t.toml").write_text(manifest_of(records))
+        (roots / "t.toml").write_text(manifest_text or manifest_of(records))
         open_run(roots / "t.toml", name)
     else:
         atomic_write_json(paths.root / "import.json", {"source": "/logs", "points": len(records)})
@@ -160,7 +167,8 @@ def make_run(
     outputs += [paths.summary, paths.summary_json]
     if not manifest:
         outputs.append(paths.root / "import.json")
-    Artifacts(paths).record("sweep" if manifest else "import", {}, outputs)
+    stage = "merge" if merged else "sweep" if manifest else "import"
+    Artifacts(paths).record(stage, {}, outputs)
     return paths
 
 
@@ -318,7 +326,9 @@ def test_the_gpu_named_is_the_one_cuda_used(roots: Path) -> None:
 
 
 def test_a_merged_run_names_its_shards_gpus(roots: Path) -> None:
-    paths = make_run(roots, [ok(128, 128, 20000.0, identity=GPU_ID)], manifest=False, name="m")
+    on_gpu = MANIFEST.replace('"hf-reference"', '"pytorch"').replace('gpu = "cpu"', 'gpu = "H200"')
+    records = [ok(128, 128, 20000.0, identity=GPU_ID)]
+    paths = make_run(roots, records, name="m", merged=True, manifest_text=on_gpu)
     shards = [f"m-shard{i}of10" for i in range(1, 11)]
     for index, shard in enumerate(shards):
         prov = {
@@ -327,7 +337,9 @@ def test_a_merged_run_names_its_shards_gpus(roots: Path) -> None:
         }
         atomic_write_json(paths.root / "shards" / shard / "provenance.json", prov)
     provenances = [paths.root / "shards" / shard / "provenance.json" for shard in shards]
-    Artifacts(paths).record("merge", {}, provenances, {"shards": shards})
+    arts = Artifacts(paths)
+    merged = [arts.path(key) for key in arts.stages["merge"]["outputs"]]
+    arts.record("merge", {}, merged + provenances, {"shards": shards})
     text = report.make_report("m").read_text()
     assert "| GPU | NVIDIA H200 x 1 (TP x PP as recorded) |" in text
     # the first shard is merge's first, not the first by name (shard10of10)

@@ -18,6 +18,7 @@ from bench.analysis import secondary
 from bench.core.artifacts import Artifacts
 from bench.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, KitError
 from bench.core.manifest import load_manifest
+from bench.core.results import run_provenance
 from bench.core.run import RunPaths, open_run
 from bench.core.runlock import writer_lock
 from bench.schema.record import Metrics, PointResult
@@ -232,8 +233,25 @@ def _accuracy_gate(paths: RunPaths) -> object:
 
 # (recorded file, its corrupt text, the reader, words of the refusal)
 CORRUPT = [
-    ("provenance.json", "{", report.load_provenance, "provenance.json: unreadable JSON"),
-    ("provenance.json", "[]", verify.recorded_gpu, "provenance.json: holds a JSON list"),
+    ("provenance.json", "{", lambda p: run_provenance(p.root), "provenance.json: unreadable JSON"),
+    (
+        "provenance.json",
+        "[]",
+        lambda p: run_provenance(p.root),
+        "provenance.json: holds a JSON list",
+    ),
+    (
+        "provenance.json",
+        json.dumps({"gpus": [{"name": 3}]}),
+        lambda p: run_provenance(p.root),
+        "provenance.json: gpus.0.name: not a provenance record: input should be a valid string",
+    ),
+    (
+        "shards/r-shard1of2/provenance.json",
+        json.dumps({"software": {"container": {"digest": "sha256:a", "tag": "x"}}}),
+        lambda p: run_provenance(p.root, ("r-shard1of2",)),
+        "provenance.json: software.container.tag: not a provenance record: unknown key",
+    ),
     ("secondary/evidence.json", "{not", lambda p: secondary.load(p.root), "unreadable JSON"),
     ("secondary/evidence.json", "7", lambda p: secondary.load(p.root), "holds a JSON int"),
     (

@@ -187,9 +187,9 @@ def test_environment_is_what_changes_the_bytes():
             "container": {"digest": "sha256:abc", "image": "x"},
             "packages": {"tensorrt_llm": "1.0.0", "torch": "2.8.0", "numpy": "1.26.4"},
         },
-        "host": {"hostname": "a"},
+        "host": {"cpu_model": "a"},
     }
     env = environment_of(provenance)
     assert env["gpus"] == ["NVIDIA H100 80GB HBM3"] and env["image_digest"] == "sha256:abc"
     assert env["packages"]["tensorrt_llm"] == "1.0.0" and "numpy" not in env["packages"]
-    assert "GPU-1" not in json.dumps(env) and "hostname" not in json.dumps(env)
+    assert "GPU-1" not in json.dumps(env) and "cpu_model" not in json.dumps(env)

@@ -41,9 +41,9 @@ from bench.analysis.tables import (
 )
 from bench.core.manifest import Manifest
 from bench.gpu import gpus
-from bench.gpu.gpu_info import visible_gpus
 from bench.gpu.gpus import ModelShape
 from bench.schema import record
+from bench.schema.provenance import Container, Gpu, KitGit, Provenance, Software
 from bench.schema.record import PointResult
 
 CV_FLAG = 0.05  # repeats: coefficient of variation above 5% is flagged
@@ -72,7 +72,7 @@ class Context:
     run: str
     manifest: Manifest | None
     import_summary: dict[str, Any] | None
-    provenance: dict[str, Any] | None
+    provenance: Provenance | None
     provenance_source: str  # "provenance.json", a merged run's first shard's, or "none recorded"
     shard_gpus: tuple[str, ...]  # a merged run: the GPUs each shard ran on
     shape: ModelShape | None
@@ -85,14 +85,6 @@ class Context:
     accuracy: dict[str, Any] | None = (
         None  # results/<run>/accuracy/accuracy.json (bench.stages.accuracy)
     )
-
-
-def _get(data: dict[str, Any] | None, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(k)
-    return data
 
 
 def _values(seen: dict[str, list[Any]], field: str) -> str:
@@ -136,11 +128,11 @@ def _kv_fractions(records: Sequence[PointResult]) -> str:
     )
 
 
-def first_gpu(ctx: Context) -> dict[str, Any]:
-    """The first GPU CUDA saw (provenance, CUDA_VISIBLE_DEVICES applied), {} when not captured:
-    the report names the run's GPU by it, never by what the manifest declares."""
-    gpu_list = visible_gpus(ctx.provenance or {})
-    return gpu_list[0] if gpu_list else {}
+def first_gpu(ctx: Context) -> Gpu:
+    """The first GPU CUDA saw (provenance, CUDA_VISIBLE_DEVICES applied), all None when not
+    captured: the report names the run's GPU by it, never by what the manifest declares."""
+    used = ctx.provenance.used_gpus() if ctx.provenance else []
+    return used[0] if used else Gpu()
 
 
 def section_identity_warning(problems: Sequence[str]) -> str:
@@ -199,7 +191,7 @@ def section_executive_summary(
     fast = fastest(rows)
     ok = sum(r.status == "ok" for r in records)
     failed_kinds = sorted({r.failure or r.status for r in records if r.status != "ok"})
-    gpu_name = first_gpu(ctx).get("name") or (
+    gpu_name = first_gpu(ctx).name or (
         f"{ctx.manifest.hardware.gpu}, declared by the manifest (no provenance recorded)"
         if ctx.manifest
         else None
@@ -363,7 +355,7 @@ def run_identity(records: Sequence[PointResult], ctx: Context) -> str:
     if ctx.manifest is not None and ctx.manifest.runtime.device == "cpu":
         gpu = "no GPU: ran on the CPU"
     else:
-        gpu = first_gpu(ctx).get("name") or (
+        gpu = first_gpu(ctx).name or (
             f"{ctx.manifest.hardware.gpu} (declared)" if ctx.manifest else "GPU not recorded"
         )
     return (
@@ -491,7 +483,7 @@ def section_memory(records: Sequence[PointResult], ctx: Context, reference: bool
     """Engine and KV cache sizes as the logs state them; the GPU's total, measured if captured."""
     ok_records = [r for r in records if r.status == "ok"]
     spec, _ = gpu_spec(ctx.provenance, ctx.manifest)
-    mem_total = first_gpu(ctx).get("memory_total_mib")
+    mem_total = first_gpu(ctx).memory_total_mib
     if mem_total:
         total = f"{num(mem_total)} MiB (provenance.json)"
     elif spec and not reference:
@@ -650,20 +642,19 @@ def section_recommendations(rows: Sequence[PointRow], records: Sequence[PointRes
     )
 
 
-def kit_commit(kit: dict[str, Any], container: dict[str, Any]) -> str:
+def kit_commit(kit: KitGit, container: Container) -> str:
     """The checkout's commit, else the one the image was built from (the image has no .git)."""
-    if kit.get("commit"):
-        return kit["commit"] + (" (dirty)" if kit.get("dirty") else "")
-    if container.get("kit_commit"):
-        return f"{container['kit_commit']} (image build)"
+    if kit.commit:
+        return kit.commit + (" (dirty)" if kit.dirty else "")
+    if container.kit_commit:
+        return f"{container.kit_commit} (image build)"
     return NOT_RECORDED
 
 
 def section_provenance(records: Sequence[PointResult], ctx: Context) -> str:
     """Image, software, GPU, weights and kit commit as captured, and the digest verify checks."""
-    container = _get(ctx.provenance, "software", "container") or {}
-    packages = _get(ctx.provenance, "software", "packages") or {}
-    kit = _get(ctx.provenance, "software", "kit_git") or {}
+    software = ctx.provenance.software if ctx.provenance else Software()
+    container, packages, kit = software.container, software.packages, software.kit_git
     gpu = first_gpu(ctx)
     weights = (
         f"{ctx.manifest.model.repo} @ {ctx.manifest.model.revision}"
@@ -671,17 +662,17 @@ def section_provenance(records: Sequence[PointResult], ctx: Context) -> str:
         else NOT_RECORDED
     )
     table = [
-        ("Image", container.get("image") or NOT_RECORDED),
-        ("Image digest", container.get("digest") or NOT_RECORDED),
+        ("Image", container.image or NOT_RECORDED),
+        ("Image digest", container.digest or NOT_RECORDED),
         ("TensorRT-LLM (installed)", packages.get("tensorrt_llm") or NOT_RECORDED),
         ("Engine version (results)", _values(distinct_identity(records), "engine_version")),
         (
             "GPU",
-            f"{gpu.get('name')} ({gpu.get('form_factor') or 'form factor unknown'})"
-            if gpu
+            f"{gpu.name} ({gpu.form_factor or 'form factor unknown'})"
+            if gpu != Gpu()
             else NOT_RECORDED,
         ),
-        ("Driver", gpu.get("driver_version") or NOT_RECORDED),
+        ("Driver", gpu.driver_version or NOT_RECORDED),
         ("Provenance from", ctx.provenance_source),
         *([("Shards ran on", "; ".join(ctx.shard_gpus))] if ctx.shard_gpus else []),
         ("Weights", weights),

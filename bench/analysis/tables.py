@@ -14,47 +14,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+import scipy.stats
+
 from bench.core.manifest import Manifest
 from bench.gpu import gpus
-from bench.gpu.gpu_info import visible_gpus
 from bench.gpu.gpus import GpuSpec, ModelShape
+from bench.schema.provenance import Provenance
 from bench.schema.record import PointResult
 
 TOP_N = 10
 NEAR_BEST = 0.90  # recommendations: points within 10% of the best
-# Two-sided 95% Student t quantiles by degrees of freedom; above 30 the df=30 value (conservative).
-T95 = (
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-)
+CONFIDENCE = 0.95  # two-sided, for the mean over repeats (Student t)
 IDENTITY_FIELDS = (
     "model",
     "backend",
@@ -174,51 +145,86 @@ def is_suspect(r: PointResult) -> bool:
     return bool((r.telemetry or {}).get("suspect"))
 
 
-def point_rows(records: Sequence[PointResult]) -> list[PointRow]:
-    """Valid (status ok) results grouped by point, averaged over repeats; sorted by ISL, OSL."""
-    groups: dict[tuple[int, int, int | None], list[PointResult]] = {}
-    for r in records:
-        if r.status == "ok" and r.metrics.output_tok_s is not None:
-            groups.setdefault((r.isl, r.osl, r.concurrency), []).append(r)
-    n_gpus = run_gpus(records)
-    rows = []
-    for (isl, osl, conc), rs in sorted(
-        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)
-    ):
+# The aggregation is pandas (group, mean, first, any, max); the means are statistics.fmean (an
+# exactly rounded sum) as before pandas, so the reports of existing runs stay byte-identical.
+POINT_KEY = ["isl", "osl", "concurrency"]
+MEASURED = ["output_tok_s", "req_s", "total_tok_s", "avg_input_len", "avg_output_len"]
 
-        def mean(values: list[float | None]) -> float | None:
-            known = [v for v in values if v is not None]
-            return statistics.fmean(known) if len(known) == len(values) else None
 
-        req_s = mean([r.metrics.req_s for r in rs])
-        total = mean([r.metrics.total_tok_s for r in rs])
-        avg_in = mean([r.metrics.avg_input_len for r in rs])
-        avg_out = mean([r.metrics.avg_output_len for r in rs])
-        derived = False
-        if total is None and req_s is not None and avg_in is not None and avg_out is not None:
-            total, derived = req_s * (avg_in + avg_out), True
-        tokens_each = (
-            (avg_in + avg_out) if avg_in is not None and avg_out is not None else isl + osl
-        )
-        out = statistics.fmean(r.metrics.output_tok_s or 0.0 for r in rs)  # known: grouped on it
-        rows.append(
-            PointRow(
-                isl=isl,
-                osl=osl,
-                concurrency=conc,
-                requests=rs[0].requests,
-                n=len(rs),
-                output_tok_s=out,
-                req_s=req_s,
-                total_tok_s=total,
-                total_derived=derived,
-                total_tokens=rs[0].requests * tokens_each,
-                output_tok_s_per_gpu=out / n_gpus if n_gpus else None,
-                suspect=any(is_suspect(r) for r in rs),
-                kv_fallback=", ".join(sorted({f for r in rs if (f := kv_fallback(r))})),
+def valid_frame(records: Sequence[PointResult]) -> pd.DataFrame:
+    """One row per valid record (status ok, output tok/s known), in the records' order."""
+    columns = [*POINT_KEY, "requests", *MEASURED, "suspect", "kv_fallback"]
+    return pd.DataFrame(
+        [
+            (
+                r.isl,
+                r.osl,
+                r.concurrency,
+                r.requests,
+                *(getattr(r.metrics, name) for name in MEASURED),
+                is_suspect(r),
+                kv_fallback(r),
             )
-        )
-    return rows
+            for r in records
+            if r.status == "ok" and r.metrics.output_tok_s is not None
+        ],
+        columns=columns,
+    ).astype({"concurrency": "float64", **{name: "float64" for name in MEASURED}})
+
+
+def _point_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sorted by ISL, OSL, then concurrency (all at once, None, first)."""
+    order = frame["concurrency"].fillna(0)
+    return frame.assign(_order=order).sort_values(["isl", "osl", "_order"], kind="stable")
+
+
+def _known(value: Any) -> float | None:
+    return None if pd.isna(value) else float(value)
+
+
+def point_rows(records: Sequence[PointResult]) -> list[PointRow]:
+    """Valid (status ok) results grouped by point, averaged over repeats; sorted by ISL, OSL.
+    A mean is None unless every repeat reported the value."""
+    valid = valid_frame(records)
+    if valid.empty:
+        return []
+    groups = valid.groupby(POINT_KEY, dropna=False, sort=False)
+    means = groups[MEASURED].agg(statistics.fmean)  # NaN when a repeat lacks the value
+    points = means.assign(
+        n=groups.size(),
+        requests=groups["requests"].first(),
+        suspect=groups["suspect"].any(),
+        kv_fallback=groups["kv_fallback"].agg(lambda f: ", ".join(sorted(set(f) - {""}))),
+    )
+    n_gpus = run_gpus(records)
+    return [_point_row(p, n_gpus) for p in _point_order(points.reset_index()).itertuples()]
+
+
+def _point_row(p: Any, n_gpus: int | None) -> PointRow:
+    """A PointRow from one aggregated point: total tok/s derived where the tool gave none."""
+    isl, osl, requests = int(p.isl), int(p.osl), int(p.requests)
+    req_s, total = _known(p.req_s), _known(p.total_tok_s)
+    avg_in, avg_out = _known(p.avg_input_len), _known(p.avg_output_len)
+    derived = total is None and req_s is not None and avg_in is not None and avg_out is not None
+    if derived:
+        total = req_s * (avg_in + avg_out)
+    tokens_each = (avg_in + avg_out) if avg_in is not None and avg_out is not None else isl + osl
+    out = float(p.output_tok_s)
+    return PointRow(
+        isl=isl,
+        osl=osl,
+        concurrency=None if pd.isna(p.concurrency) else int(p.concurrency),
+        requests=requests,
+        n=int(p.n),
+        output_tok_s=out,
+        req_s=req_s,
+        total_tok_s=total,
+        total_derived=derived,
+        total_tokens=requests * tokens_each,
+        output_tok_s_per_gpu=out / n_gpus if n_gpus else None,
+        suspect=bool(p.suspect),
+        kv_fallback=p.kv_fallback,
+    )
 
 
 def _rank_key(r: PointRow) -> tuple[float, int, int, int]:
@@ -240,49 +246,60 @@ def fastest(rows: Sequence[PointRow]) -> PointRow | None:
 
 def best_per(rows: Sequence[PointRow], axis: str) -> list[PointRow]:
     """The highest-output row for each ISL (axis 'isl') or OSL (axis 'osl'), ascending by it."""
-    best: dict[int, PointRow] = {}
-    for r in sorted(rows, key=_rank_key):
-        best.setdefault(getattr(r, axis), r)
-    return [best[k] for k in sorted(best)]
+    ranked = sorted(rows, key=_rank_key)
+    firsts = pd.Series([getattr(r, axis) for r in ranked], dtype="int64").drop_duplicates()
+    return [ranked[i] for i in firsts.sort_values(kind="stable").index]
 
 
 def grid(
     rows: Sequence[PointRow], records: Sequence[PointResult]
 ) -> tuple[list[int], list[int], dict[tuple[int, int], float | str]]:
-    """ISL x OSL -> best output tok/s over concurrency, or the failure of a point without one."""
+    """ISL x OSL -> best output tok/s over concurrency, or the failure of a point without one
+    (the first failed record's kind, in the records' order)."""
     isls = sorted({r.isl for r in records})
     osls = sorted({r.osl for r in records})
-    cells: dict[tuple[int, int], float | str] = {}
-    for r in records:
-        if r.status != "ok":
-            cells.setdefault((r.isl, r.osl), r.failure or r.status)
-    for row in sorted(rows, key=_rank_key, reverse=True):
-        cells[row.isl, row.osl] = row.output_tok_s
+    failed = pd.DataFrame(
+        [(r.isl, r.osl, r.failure or r.status) for r in records if r.status != "ok"],
+        columns=["isl", "osl", "why"],
+    ).drop_duplicates(["isl", "osl"])
+    cells: dict[tuple[int, int], float | str] = {
+        (int(i), int(o)): str(why) for i, o, why in failed.itertuples(index=False)
+    }
+    if rows:
+        best = pd.DataFrame(
+            [(r.isl, r.osl, r.output_tok_s) for r in rows], columns=["isl", "osl", "output_tok_s"]
+        ).pivot_table(index="isl", columns="osl", values="output_tok_s", aggfunc="max")
+        cells |= {(int(i), int(o)): float(v) for (i, o), v in best.stack().dropna().items()}
     return isls, osls, cells
+
+
+def t_quantile(df: int) -> float:
+    """The two-sided CONFIDENCE Student t quantile, to the 3 decimals t tables print (the
+    reports of existing runs used such a table: rounding keeps them byte-identical)."""
+    return round(float(scipy.stats.t.ppf((1 + CONFIDENCE) / 2, df)), 3)
 
 
 def repeat_stats(records: Sequence[PointResult]) -> list[RepeatStats]:
     """Mean, 95% CI (Student t) and CV of output tok/s for points with two or more valid repeats."""
-    groups: dict[tuple[int, int, int | None], list[float]] = {}
-    for r in records:
-        if r.status == "ok" and r.metrics.output_tok_s is not None:
-            groups.setdefault((r.isl, r.osl, r.concurrency), []).append(r.metrics.output_tok_s)
+    valid = valid_frame(records)
+    if valid.empty:
+        return []
+    spread = (
+        valid.groupby(POINT_KEY, dropna=False, sort=False)["output_tok_s"]
+        .agg(n="size", mean=statistics.fmean, sd=lambda v: statistics.stdev(v) if len(v) > 1 else 0)
+        .reset_index()
+    )
     out = []
-    for (isl, osl, conc), values in sorted(
-        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)
-    ):
-        if len(values) < 2:
-            continue
-        mean, sd = statistics.fmean(values), statistics.stdev(values)
-        t = T95[min(len(values) - 1, len(T95)) - 1]
+    for p in _point_order(spread[spread["n"] >= 2]).itertuples():
+        n, mean, sd = int(p.n), float(p.mean), float(p.sd)
         out.append(
             RepeatStats(
-                isl,
-                osl,
-                conc,
-                len(values),
+                int(p.isl),
+                int(p.osl),
+                None if pd.isna(p.concurrency) else int(p.concurrency),
+                n,
                 mean,
-                t * sd / math.sqrt(len(values)),
+                t_quantile(n - 1) * sd / math.sqrt(n),
                 sd / mean if mean else 0.0,
             )
         )
@@ -327,14 +344,14 @@ def identity_problems(records: Sequence[PointResult], manifest: Manifest | None)
 
 
 def gpu_spec(
-    provenance: dict[str, Any] | None, manifest: Manifest | None
+    provenance: Provenance | None, manifest: Manifest | None
 ) -> tuple[GpuSpec | None, str]:
     """The GPU's datasheet row and where its identity came from (provenance, then manifest)."""
-    for g in visible_gpus(provenance or {}):
-        key = gpus.gpu_key(g.get("name"), g.get("form_factor"))
+    for g in provenance.used_gpus() if provenance else []:
+        key = gpus.gpu_key(g.name, g.form_factor)
         if key:
-            return gpus.GPUS[key], f"provenance.json: {g.get('name')}"
-        return None, f"provenance.json names {g.get('name')!r}, which has no datasheet row"
+            return gpus.GPUS[key], f"provenance.json: {g.name}"
+        return None, f"provenance.json names {g.name!r}, which has no datasheet row"
     if manifest is not None:
         key = gpus.gpu_key(manifest.hardware.gpu)
         if key:

@@ -161,10 +161,10 @@ _GROUPS = {"identity": Identity, "metrics": Metrics, "memory": Memory}
 
 
 def _field_type(target: str) -> type:
-    """int, float or str: the record's own annotation for "group.field"."""
+    """int, float or str: the record's own declared type for "group.field" (pydantic's field)."""
     group, name = target.split(".")
-    hint = typing.get_type_hints(_GROUPS[group])[name]
-    return next(t for t in typing.get_args(hint) if t is not type(None))
+    declared = _GROUPS[group].__pydantic_fields__[name].annotation
+    return next(t for t in typing.get_args(declared) if t is not type(None))
 
 
 # ----------------------------------------------------------------------------- values

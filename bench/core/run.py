@@ -6,6 +6,8 @@ Layout (every name below comes from here, nowhere else):
   (bench.core.artifacts)
   results/<run>/.stamps/<stage>.ok       written last by each stage, for Make
   results/<run>/datasets/, points/<point>/, summary.csv, summary.json, provenance.json
+  results/<run>/import.json              an imported run without a manifest: what was imported
+  results/<run>/shards/<shard>/          a merged run: each shard's artifacts and provenance
   work/<run>/                            large per-run files: quantized checkpoint, engine
   models/<org>--<name>/<revision>/       model snapshots, shared by runs, immutable per revision
   reports/<run>/                         report.md, figures, verify.md
@@ -54,6 +56,13 @@ class RunPaths:
             reports=Path(env("REPORTS_DIR", "reports")) / name,
         )
 
+    @classmethod
+    def at(cls, root: Path) -> RunPaths:
+        """The run-folder names under any folder (a shard given by path, a run being merged);
+        its work, models and reports roots are not known there and lead nowhere."""
+        nowhere = root / ".stamps" / "not-here"
+        return cls(root.name, root, nowhere, nowhere, nowhere)
+
     @property
     def resolved_manifest(self) -> Path:
         return self.root / "manifest.resolved.toml"
@@ -84,6 +93,16 @@ class RunPaths:
     @property
     def provenance(self) -> Path:
         return self.root / "provenance.json"
+
+    @property
+    def import_summary(self) -> Path:
+        """What an import without a manifest imported (bench.stages.import_logs)."""
+        return self.root / "import.json"
+
+    @property
+    def shards(self) -> Path:
+        """A merged run's copies of each shard's artifacts.json and provenance.json."""
+        return self.root / "shards"
 
     def model_dir(self, repo: str, revision: str) -> Path:
         return self.models / repo.replace("/", "--") / revision

@@ -32,22 +32,21 @@ from typing import Any
 
 from bench.core.errors import KitError
 from bench.core.fileio import atomic_write_json, read_json, sha256_bytes, sha256_file
-from bench.gpu.gpu_info import visible_gpus
+from bench.schema.provenance import (
+    MAKES_FILES,
+    Provenance,
+    machine_identity,
+    parse_provenance,
+    read_provenance,
+)
 
-# What in provenance.json changes the bytes a stage makes.
-ENVIRONMENT_PACKAGES = ("tensorrt_llm", "tensorrt", "modelopt", "torch", "transformers")
 
-
-def environment_of(provenance: dict[str, Any]) -> dict[str, Any]:
-    """The part of a run's provenance that decides its checkpoint and engine bytes: the GPUs CUDA
-    used (not every GPU of the host), the image and the software that makes the files."""
-    software = provenance.get("software", {})
-    packages = software.get("packages", {})
-    return {
-        "gpus": [gpu.get("name") for gpu in visible_gpus(provenance)],
-        "image_digest": software.get("container", {}).get("digest"),
-        "packages": {name: packages.get(name) for name in ENVIRONMENT_PACKAGES},
-    }
+def environment_of(provenance: Provenance | dict[str, Any]) -> dict[str, Any]:
+    """The part of the machine identity that decides a checkpoint's and engine's bytes: the GPUs
+    CUDA used (not every GPU of the host), the image and the software that makes the files."""
+    if not isinstance(provenance, Provenance):
+        provenance = parse_provenance(provenance, "provenance")
+    return machine_identity(provenance).model_dump(include=set(MAKES_FILES))
 
 
 def cache_root() -> Path | None:
@@ -60,7 +59,7 @@ def run_environment(provenance_path: Path) -> dict[str, Any] | None:
     """environment_of the run's provenance.json; None (no caching) before `make env` wrote it."""
     if not provenance_path.is_file():
         return None
-    return environment_of(read_json(provenance_path))
+    return environment_of(read_provenance(provenance_path))
 
 
 def cache_key(inputs: dict[str, str], environment: dict[str, Any]) -> str:

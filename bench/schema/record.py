@@ -3,6 +3,11 @@
 Producers (trtllm-bench report JSON, 0.16-1.x console logs, the reference runner) map into
 `PointResult`; report, verify and plots read only these records. Keys carry units; unknown is
 None (null in JSON), never NaN, inf or a string.
+
+The record types are pydantic dataclasses: frozen, unknown keys refused, non-finite floats
+refused, every field validated on construction (also by `dataclasses.replace`), and their JSON
+Schema is published in schemas/point-result.schema.json (bench.schema.publish writes it).
+Dataclasses, not BaseModel, so that producers keep `dataclasses.replace` and `asdict`.
 """
 
 from __future__ import annotations
@@ -10,15 +15,22 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
 from bench.core.errors import KitError
 from bench.core.fileio import atomic_write_text, read_json
 
-SCHEMA = "trtllm-repro/point-result/1"
+# /2 added the latency fields (Distribution, scenario, streaming, the measured window): a /1
+# reader refuses their keys, so the string says so. A /1 record reads as /2 with them at defaults.
+SCHEMA = "trtllm-repro/point-result/2"
+READABLE_SCHEMAS = ("trtllm-repro/point-result/1", SCHEMA)
 # In results/<run>/points/<point>/: a point is done iff RESULT exists; FAILURE marks a failed try.
 RESULT, FAILURE = "result.json", "failure.json"
 
@@ -39,8 +51,12 @@ FailureKind = Literal[
 ]
 LENGTH_TOLERANCE = 0.01  # a result whose average ISL/OSL is off target by more than 1% is invalid
 
+# Frozen, no unknown keys, no NaN/inf in float fields. Lax for producers in Python (a list
+# becomes a tuple, an int a float); files are read strictly (read_record: a string is no number).
+RECORD_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, config=RECORD_CONFIG)
 class Identity:
     """What produced a number, as recorded by the producer itself (never inferred from names)."""
 
@@ -58,7 +74,21 @@ class Identity:
     kv_cache_fraction: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=RECORD_CONFIG)
+class Distribution:
+    """One measured distribution; the unit is in the name of the field that holds it."""
+
+    mean: float | None = None
+    min: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    count: int | None = None  # samples behind it (requests; token gaps for itl)
+
+
+@dataclass(frozen=True, config=RECORD_CONFIG)
 class Metrics:
     num_requests: int | None = None
     avg_input_len: float | None = None
@@ -72,23 +102,30 @@ class Metrics:
     avg_request_latency_ms: float | None = None
     avg_ttft_ms: float | None = None
     avg_tpot_ms: float | None = None
+    request_latency_ms: Distribution | None = None  # end-to-end per request
+    ttft_ms: Distribution | None = None  # time to first token (streaming only)
+    tpot_ms: Distribution | None = None  # per request: (latency - ttft) / (output_tokens - 1)
+    itl_ms: Distribution | None = None  # inter-token gaps pooled over requests (where measured)
+    per_user_output_tok_s: Distribution | None = None  # per request output tokens / latency
+    goodput_req_s: float | None = None  # under the manifest's [slo]; None without one
+    goodput_output_tok_s: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=RECORD_CONFIG)
 class Memory:
     engine_size_mib: float | None = None
     kv_cache_gib: float | None = None
     kv_cache_max_tokens: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=RECORD_CONFIG)
 class PointResult:
     isl: int
     osl: int
     requests: int
     status: Status
     source: str  # the format it was read from, e.g. "trtllm-bench-json", "trtllm-bench-console"
-    concurrency: int | None = None
+    concurrency: int | None = None  # None: all requests at once
     repeat: int = 0
     failure: FailureKind | None = None
     failure_detail: str | None = None
@@ -98,7 +135,14 @@ class PointResult:
     raw_files: tuple[str, ...] = ()  # run-relative paths of the untouched tool outputs
     attempts: tuple[dict[str, Any], ...] = ()  # e.g. kv cache fractions tried, with their outcome
     telemetry: dict[str, Any] | None = None
-    schema: str = SCHEMA
+    scenario: Literal["offline", "online"] = "offline"
+    streaming: bool = False
+    # Epoch ns (time.time_ns clock) of the window the tool measured: first request sent .. last
+    # response done; telemetry is aligned to it.
+    window_start_ns: int | None = None
+    window_end_ns: int | None = None
+    # /1 in a summary.json written before /2 (export reads it); the kit writes /2.
+    schema: Literal["trtllm-repro/point-result/1", "trtllm-repro/point-result/2"] = SCHEMA
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -107,27 +151,43 @@ class PointResult:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], path: str = "<record>") -> PointResult:
-        if data.get("schema") != SCHEMA:
+        """A record from its JSON object: validated strictly, one KitError naming the field."""
+        if data.get("schema") not in READABLE_SCHEMAS:
             raise KitError(
                 f"schema {data.get('schema')!r} is not {SCHEMA!r}",
                 path=path,
                 fix="re-import the raw outputs with this version of the kit",
             )
         try:
-            return cls(
-                **{
-                    k: v
-                    for k, v in data.items()
-                    if k not in ("identity", "metrics", "memory", "raw_files", "attempts")
-                },
-                identity=Identity(**data.get("identity", {})),
-                metrics=Metrics(**data.get("metrics", {})),
-                memory=Memory(**data.get("memory", {})),
-                raw_files=tuple(data.get("raw_files", ())),
-                attempts=tuple(data.get("attempts", ())),
-            )
-        except TypeError as exc:
-            raise KitError(f"not a point record: {exc}", path=path) from None
+            text = json.dumps({**data, "schema": SCHEMA}, allow_nan=True)
+            return _RECORD.validate_json(text, strict=True)
+        except ValidationError as exc:
+            key, problem = validation_problem(exc)
+            raise KitError(f"not a point record: {problem}", path=path, key=key) from None
+
+
+_RECORD = TypeAdapter(PointResult)
+
+
+def validation_problem(exc: ValidationError) -> tuple[str | None, str]:
+    """The first problem pydantic found: its dotted key path and what is wrong, in one line."""
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or None
+    value = first.get("input")
+    got = "" if isinstance(value, dict | list) else f" (got {value!r})"
+    if first["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+        return key, f"unknown key{got}"
+    more = f"; {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else ""
+    return key, f"{first['msg'].lower()}{got}{more}"
+
+
+def record_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a result.json / failure.json, as published in schemas/."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA,
+        **_RECORD.json_schema(),
+    }
 
 
 def _check_finite(obj: Any, where: str) -> None:
@@ -249,17 +309,25 @@ def read_record(path: Path) -> PointResult:
         raise KitError(f"unreadable point record: {exc}", path=str(path), fix=fix) from None
     if not isinstance(data, dict):
         raise KitError("not a point record: not a JSON object", path=str(path), fix=fix)
-    return PointResult.from_json(data, str(path))
+    try:
+        return PointResult.from_json(data, str(path))
+    except KitError as exc:
+        raise KitError(exc.message, path=exc.path, key=exc.key, fix=exc.fix or fix) from None
+
+
+def record_files(points_dir: Path) -> list[Path]:
+    """Each finished point folder's record file, result or recorded failure, sorted by folder;
+    a `.partial` folder (a point still running, or interrupted) is not finished."""
+    out = []
+    for folder in sorted(points_dir.glob("*")):
+        if folder.name.endswith(".partial"):
+            continue
+        found = next((folder / n for n in (RESULT, FAILURE) if (folder / n).is_file()), None)
+        if found is not None:
+            out.append(found)
+    return out
 
 
 def load_records(points_dir: Path) -> list[PointResult]:
     """Every point folder's record (ok, invalid and failed alike); unfinished ones skipped."""
-    records = []
-    for folder in sorted(points_dir.glob("*")):
-        if folder.name.endswith(".partial"):  # a point still running or interrupted
-            continue
-        for name in (RESULT, FAILURE):
-            if (folder / name).is_file():
-                records.append(read_record(folder / name))
-                break
-    return records
+    return [read_record(path) for path in record_files(points_dir)]

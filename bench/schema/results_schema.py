@@ -2,16 +2,14 @@
 a form that dashboards and notebooks read without parsing markdown or CSV.
 
 The document's shape is the pydantic model `RunSummary`; schemas/summary.schema.json is generated
-from it (`python -m bench.schema.results_schema > schemas/summary.schema.json`, checked by a test)
-and
-every summary.json is validated against that published file before it is written.
+from it (`python -m bench.schema.publish`, checked by tests/test_schemas.py) and every summary.json
+is validated against that published file before it is written.
 Units are in the key names (`_tok_s`, `_ms`, `_mib`, `_gib`); README "Data dictionary" lists them.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -21,10 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench.core.errors import KitError
 from bench.core.fileio import atomic_write_json, dumps_json, read_json, sha256_bytes
-from bench.gpu.gpu_info import visible_gpus
+from bench.core.results import run_provenance
+from bench.schema.provenance import Provenance as Captured
+from bench.schema.provenance import Software
 from bench.schema.record import PointResult, sort_key
 
-SCHEMA: Final = "trtllm-repro/summary/1"
+# /2: records are trtllm-repro/point-result/2 (latency fields); a /1 document still validates.
+SCHEMA: Final = "trtllm-repro/summary/2"
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "summary.schema.json"
 SUMMARY_JSON = "summary.json"
 
@@ -46,11 +47,11 @@ class Provenance(BaseModel):
 
 
 class RunSummary(BaseModel):
-    """One run's records (schema trtllm-repro/point-result/1) with their provenance."""
+    """One run's records (bench.schema.record.PointResult) with their provenance."""
 
     model_config = ConfigDict(extra="forbid", title="trtllm-repro run summary")
 
-    schema_: Literal["trtllm-repro/summary/1"] = Field(alias="schema")
+    schema_: Literal["trtllm-repro/summary/1", "trtllm-repro/summary/2"] = Field(alias="schema")
     run: str
     provenance: Provenance
     records: list[PointResult]
@@ -74,21 +75,21 @@ def files_digest(files: Mapping[str, Mapping[str, Any]], prefix: str) -> str | N
 
 
 def provenance_of(
-    artifacts: Mapping[str, Any], manifest_text: str | None, provenance: Mapping[str, Any] | None
+    artifacts: Mapping[str, Any], manifest_text: str | None, captured: Captured | None
 ) -> Provenance:
     files = artifacts.get("files", {})
-    software = (provenance or {}).get("software", {})
-    gpus = visible_gpus(dict(provenance)) if provenance else []
+    software = captured.software if captured else Software()
+    gpus = captured.used_gpus() if captured else []
     return Provenance(
         model=files_digest(files, "models:"),
         checkpoint=files_digest(files, "work:checkpoint/"),
         engine=files_digest(files, "work:engine/"),
         datasets=files_digest(files, "run:datasets/"),
         manifest=sha256_bytes(manifest_text.encode()) if manifest_text is not None else None,
-        image_digest=software.get("container", {}).get("digest"),
-        tensorrt_llm=software.get("packages", {}).get("tensorrt_llm"),
-        gpus=[str(g.get("name")) for g in gpus],
-        drivers=sorted({str(g.get("driver_version")) for g in gpus}),
+        image_digest=software.container.digest,
+        tensorrt_llm=software.packages.get("tensorrt_llm"),
+        gpus=[str(g.name) for g in gpus],
+        drivers=sorted({str(g.driver_version) for g in gpus}),
     )
 
 
@@ -118,21 +119,11 @@ def check(doc: Mapping[str, Any], where: str) -> None:
             f"does not match {SCHEMA_FILE.name}: {errors[0].message}",
             path=where,
             key=key,
-            fix="regenerate schemas/ with `python -m bench.schema.results_schema`"
-            " if the record changed",
+            fix="regenerate schemas/ with `python -m bench.schema.publish` if the record changed",
         )
 
 
 # ----------------------------------------------------------------------------- I/O edge
-
-
-def run_provenance(root: Path) -> dict[str, Any] | None:
-    """The run's provenance.json, or a merged run's first shard's (merged runs have none)."""
-    own = root / "provenance.json"
-    if own.is_file():
-        return read_json(own)
-    shards = sorted((root / "shards").glob("*/provenance.json"))
-    return read_json(shards[0]) if shards else None
 
 
 def run_artifacts(root: Path) -> dict[str, Any]:
@@ -148,13 +139,9 @@ def write_summary_json(root: Path, records: Sequence[PointResult]) -> Path:
     """results/<run>/summary.json beside summary.csv, validated before it is written."""
     manifest = root / "manifest.resolved.toml"
     text = manifest.read_text(encoding="utf-8") if manifest.is_file() else None
-    provenance = provenance_of(run_artifacts(root), text, run_provenance(root))
+    provenance = provenance_of(run_artifacts(root), text, run_provenance(root).record)
     doc = summary_document(root.name, provenance, records)
     path = root / SUMMARY_JSON
     check(doc, str(path))
     atomic_write_json(path, doc)
     return path
-
-
-if __name__ == "__main__":
-    sys.stdout.write(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")

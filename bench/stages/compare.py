@@ -34,10 +34,11 @@ from bench.analysis.tables import md_table
 from bench.core.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
 from bench.core.fileio import atomic_write_bytes, atomic_write_text, read_json, sha256_bytes
 from bench.core.manifest import load_manifest
+from bench.core.results import load_run_results
 from bench.core.run import RunPaths
 from bench.core.runlock import locked
-from bench.schema.record import PointResult, load_records
-from bench.schema.results_schema import Provenance, provenance_of, run_provenance
+from bench.schema.record import PointResult
+from bench.schema.results_schema import Provenance, provenance_of
 
 # ----------------------------------------------------------------------------- the kit's rules
 
@@ -504,23 +505,18 @@ class LoadedRun:
 
 
 def load(name: str, role: str) -> LoadedRun:
-    paths = RunPaths.for_run(name)
-    if not paths.artifacts.is_file() or not paths.points.is_dir():
+    try:
+        run = load_run_results(name)
+    except KitError as exc:
         raise KitError(
-            f"{role} run {name!r} has no records (artifacts.json or points/ missing)",
-            path=str(paths.root),
-            fix=f"name a finished run under {paths.root.parent}/ with {role.upper()}=",
-        )
-    manifest_text = (
-        paths.resolved_manifest.read_text(encoding="utf-8")
-        if paths.resolved_manifest.is_file()
-        else None
-    )
+            f"{role} run {name!r}: {exc.message}", path=exc.path, key=exc.key, fix=exc.fix
+        ) from None
+    manifest_text = run.manifest_text
     return LoadedRun(
-        paths=paths,
-        records=load_records(paths.points),
+        paths=run.paths,
+        records=run.records(),
         provenance=provenance_of(
-            read_json(paths.artifacts), manifest_text, run_provenance(paths.root)
+            read_json(run.paths.artifacts), manifest_text, run.provenance().record
         ),
         manifest_text=manifest_text,
     )

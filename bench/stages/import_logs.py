@@ -293,8 +293,8 @@ def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
         logs, evidence
     )
     if manifest is None:
-        atomic_write_json(paths.root / "import.json", summary)
-        outputs.append(paths.root / "import.json")
+        atomic_write_json(paths.import_summary, summary)
+        outputs.append(paths.import_summary)
     arts.record(STAGE, inputs, outputs, summary)
     counts = ", ".join(f"{n} {s}" for s, n in summary["status"].items())
     print(

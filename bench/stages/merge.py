@@ -36,7 +36,7 @@ from bench.core.fileio import atomic_write_text, read_json, sha256_file
 from bench.core.manifest import load_manifest
 from bench.core.run import RunPaths
 from bench.core.runlock import writer_lock
-from bench.gpu.gpu_info import visible_gpus
+from bench.schema.provenance import MachineIdentity, machine_identity, read_provenance
 from bench.schema.record import load_records, write_summary
 from bench.stages import accuracy as accmod
 from bench.stages.verify import finished_points, manifest_tasks
@@ -44,19 +44,24 @@ from bench.stages.verify import finished_points, manifest_tasks
 SHARED_STAGES = ("fetch", "quantize", "build")  # their outputs must be identical in every shard
 
 
-def image_digest(shard: Path) -> str | None:
+def measured_on(shard: Path) -> MachineIdentity | None:
+    """The shard's machine identity (GPUs CUDA used, image...); None without provenance."""
     provenance = shard / "provenance.json"
-    if not provenance.exists():
-        return None
-    return read_json(provenance).get("software", {}).get("container", {}).get("digest")
+    return machine_identity(read_provenance(provenance)) if provenance.exists() else None
 
 
-def gpu_models(shard: Path) -> list[str] | None:
-    """The shard's GPUs by name (CUDA_VISIBLE_DEVICES applied); None without provenance."""
-    provenance = shard / "provenance.json"
-    if not provenance.exists():
-        return None
-    return [str(g.get("name")) for g in visible_gpus(read_json(provenance))]
+def machine_problems(shard: Path, first: Path) -> list[str]:
+    """Where a shard ran on another GPU model or image than the first: its numbers measured
+    another machine (drivers may differ; the files' digests are compared in disagreements)."""
+    theirs, ours = measured_on(shard), measured_on(first)
+    if theirs is None or ours is None:
+        return [] if theirs == ours else [f"{shard.name}: provenance.json is in only one shard"]
+    out = []
+    if theirs.image_digest != ours.image_digest:
+        out.append(f"{shard.name}: image digest {theirs.image_digest} != {ours.image_digest}")
+    if theirs.gpus != ours.gpus:
+        out.append(f"{shard.name}: ran on {theirs.gpus}, not {ours.gpus}")
+    return out
 
 
 def heavy_files(arts: dict) -> dict[str, str]:
@@ -77,12 +82,7 @@ def disagreements(shards: list[Path]) -> list[str]:
     for shard in shards[1:]:
         if (shard / "manifest.resolved.toml").read_text(encoding="utf-8") != base_manifest:
             problems.append(f"{shard.name}: manifest differs from {first.name}'s")
-        if image_digest(shard) != image_digest(first):
-            problems.append(
-                f"{shard.name}: image digest {image_digest(shard)} != {image_digest(first)}"
-            )
-        if gpu_models(shard) != gpu_models(first):
-            problems.append(f"{shard.name}: ran on {gpu_models(shard)}, not {gpu_models(first)}")
+        problems += machine_problems(shard, first)
         theirs, ours = heavy_files(read_json(shard / "artifacts.json")), heavy_files(base_arts)
         for key in sorted(set(theirs) | set(ours)):
             if theirs.get(key) != ours.get(key):

@@ -33,7 +33,7 @@ from typing import Any
 
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, run_main
-from bench.core.fileio import atomic_write_json, read_json
+from bench.core.fileio import atomic_write_json
 from bench.core.run import Run, add_run_args, open_run
 from bench.core.runlock import locked
 from bench.gpu.gpu_info import (
@@ -43,8 +43,14 @@ from bench.gpu.gpu_info import (
     parse_topology,
     read_nvml,
 )
+from bench.schema.provenance import (
+    SCHEMA,
+    identity_changes,
+    machine_identity,
+    parse_provenance,
+    read_provenance,
+)
 
-SCHEMA = "trtllm-repro/provenance/1"
 KIT_ROOT = Path(__file__).resolve().parents[2]
 IMAGE_JSON = Path("/etc/trtllm-repro/image.json")
 TOOL_TIMEOUT_S = 30
@@ -366,33 +372,15 @@ def collect(
     return redact_values(data, secret_env_values(environ))
 
 
-def identity(prov: dict[str, Any]) -> dict[str, Any]:
-    """What must not change within one run: the GPUs, driver, image and key packages."""
-    gpus = prov.get("gpus") or []
-    packages = prov.get("software", {}).get("packages", {})
-    return {
-        "gpus": [g.get("name") for g in gpus],
-        "driver_version": gpus[0].get("driver_version") if gpus else None,
-        "cuda_driver_version": gpus[0].get("cuda_driver_version") if gpus else None,
-        "image_digest": prov.get("software", {}).get("container", {}).get("digest"),
-        **{
-            k: packages.get(k)
-            for k in ("tensorrt_llm", "tensorrt", "torch", "modelopt", "transformers")
-        },
-    }
-
-
-def identity_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    a, b = identity(old), identity(new)
-    return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if a[k] != b[k]]
-
-
 def capture(run: Run, argv: list[str], **collect_args: Any) -> dict[str, Any]:
     """Collect, refuse a changed identity, write provenance.json atomically, record stage 'env'."""
     data = collect(argv, **collect_args)
     path = run.paths.provenance
+    captured = parse_provenance(data, f"{path} (as captured)")  # the capture keeps its schema
     if path.is_file():
-        changes = identity_changes(read_json(path), data)
+        changes = identity_changes(
+            machine_identity(read_provenance(path)), machine_identity(captured)
+        )
         if changes:
             raise KitError(
                 "this run was started on another machine or software stack:\n"
@@ -402,12 +390,12 @@ def capture(run: Run, argv: list[str], **collect_args: Any) -> dict[str, Any]:
             )
     atomic_write_json(path, data)
     arts = Artifacts(run.paths)
-    gpus = data["gpus"]
+    gpus = captured.gpus
     details = {
         "gpus": len(gpus),
-        "gpu": gpus[0]["name"] if gpus else None,
-        "driver": gpus[0]["driver_version"] if gpus else None,
-        "image_digest": data["software"]["container"]["digest"],
+        "gpu": gpus[0].name if gpus else None,
+        "driver": gpus[0].driver_version if gpus else None,
+        "image_digest": captured.software.container.digest,
     }
     arts.record("env", arts.input_digests([run.manifest_path]), [path], details, stamp=True)
     return data

@@ -1,6 +1,7 @@
 """Stage `report`: a run's results as one markdown report with figures, computed from records.
 
-Reads:  results/<run>/points/*/{result,failure}.json, summary.csv, manifest.resolved.toml (or
+Reads:  the run as bench.core.results loads it (pipeline, imported or merged):
+        results/<run>/points/*/{result,failure}.json, summary.csv, manifest.resolved.toml (or
         import.json for an imported run), provenance.json and the model's config.json when present,
         each failed point's raw log (its last lines)
 Writes: reports/<run>/report.md, reports/<run>/figures/{throughput_heatmap,throughput_vs_osl}.png;
@@ -44,13 +45,13 @@ from bench.core.fileio import (
     sha256_bytes,
 )
 from bench.core.manifest import Manifest
-from bench.core.run import RunPaths, load_run
+from bench.core.results import load_run_results
+from bench.core.run import RunPaths
 from bench.core.runlock import locked
 from bench.gpu import gpus
-from bench.gpu.gpu_info import visible_gpus
 from bench.gpu.gpus import ModelShape
 from bench.schema import record
-from bench.schema.record import PointResult, load_records
+from bench.schema.record import PointResult, record_files
 from bench.stages import accuracy
 
 STAGE = "report"
@@ -73,19 +74,6 @@ def recorded_at(arts: Artifacts) -> str | None:
         if when:
             return f"{when} (stage {stage} finished)"
     return None
-
-
-def record_files(paths: RunPaths) -> list[Path]:
-    """The record files the report reads, one per finished point."""
-    out = []
-    for folder in sorted(paths.points.glob("*")):
-        if folder.name.endswith(".partial"):
-            continue
-        for name in (record.RESULT, record.FAILURE):
-            if (folder / name).is_file():
-                out.append(folder / name)
-                break
-    return out
 
 
 def model_shape(
@@ -112,89 +100,41 @@ def model_shape(
     return None, f"no config.json on this machine and no table row for {', '.join(models)}", None
 
 
-def load_provenance(paths: RunPaths) -> tuple[dict | None, str, tuple[str, ...], list[Path]]:
-    """The run's provenance, where it says so, which shard GPUs a merged run ran on, the files.
-
-    A merged run has no provenance.json of its own: each shard's is in shards/<shard>/, and merge
-    refused shards of different images or GPU models, so the first one speaks for them all.
-    """
-    if paths.provenance.is_file():
-        return read_json_object(paths.provenance), "provenance.json", (), [paths.provenance]
-    merged = Artifacts(paths).stages.get("merge", {}).get("details", {}).get("shards", [])
-    order = {name: position for position, name in enumerate(merged)}  # as merge was given them
-    files = sorted(
-        (paths.root / "shards").glob("*/provenance.json"),
-        key=lambda f: (order.get(f.parent.name, len(order)), f.parent.name),
-    )
-    if not files:
-        return None, "none recorded", (), []
-    shards = [(f.parent.name, read_json_object(f)) for f in files]
-    gpus_of = []
-    for name, prov in shards:
-        used = visible_gpus(prov)
-        gpus_of.append(
-            f"{name}: "
-            + (
-                ", ".join(
-                    f"{g.get('name')} (GPU {g.get('index')}), driver {g.get('driver_version')}"
-                    for g in used
-                )
-                or "no GPU"
-            )
-        )
-    source = (
-        f"shards/{shards[0][0]}/provenance.json (first of {len(shards)} shards; merge checked "
-        "that they ran one image on one GPU model)"
-    )
-    return shards[0][1], source, tuple(gpus_of), files
-
-
 def load_context(run_name: str) -> tuple[RunPaths, Context, list[PointResult], list[Path]]:
-    paths = RunPaths.for_run(run_name)
-    manifest = None
-    import_summary = None
-    inputs: list[Path] = []
-    if paths.resolved_manifest.is_file():
-        manifest = load_run(run_name).manifest
-        inputs.append(paths.resolved_manifest)
-    if (paths.root / "import.json").is_file():
-        import_summary = read_json(paths.root / "import.json")
-        inputs.append(paths.root / "import.json")
-    if manifest is None and import_summary is None:
+    run = load_run_results(run_name)
+    paths, manifest = run.paths, run.manifest
+    if manifest is None and run.import_summary is None:
         raise KitError(
-            "no such run (neither manifest.resolved.toml nor import.json)",
+            f"manifest.resolved.toml is missing, though this {run.kind} run was made from one",
             path=str(paths.root),
-            fix="name a folder under results/ with RUN=, or run `make import` first",
+            fix="restore it from the run's copy (make verify names every missing file)",
         )
-    if not paths.artifacts.is_file():
-        raise KitError(
-            "artifacts.json is missing",
-            path=str(paths.root),
-            fix="the run's stages record it; rerun them",
-        )
-    records = load_records(paths.points)
+    inputs: list[Path] = [paths.resolved_manifest] if manifest is not None else []
+    if run.import_summary is not None:
+        inputs.append(paths.import_summary)
+    records = run.records()
     if not records:
         raise KitError(
             "no point records",
             path=str(paths.points),
             fix="run the sweep (make sweep) or import logs first",
         )
-    provenance, provenance_source, shard_gpus, provenance_files = load_provenance(paths)
-    inputs += provenance_files
+    provenance = run.provenance()
+    inputs += provenance.files
     shape, shape_source, config = model_shape(paths, manifest, records)
     if config is not None:
         inputs.append(config)
     accuracy_record = accuracy.result_path(paths)
     if accuracy_record.is_file():
         inputs.append(accuracy_record)
-    arts = Artifacts(paths)
+    arts = run.artifacts
     ctx = Context(
         run=run_name,
         manifest=manifest,
-        import_summary=import_summary,
-        provenance=provenance,
-        provenance_source=provenance_source,
-        shard_gpus=shard_gpus,
+        import_summary=run.import_summary,
+        provenance=provenance.record,
+        provenance_source=provenance.source,
+        shard_gpus=provenance.shard_gpus,
         shape=shape,
         shape_source=shape_source,
         results_digest=results_digest(arts),
@@ -204,7 +144,7 @@ def load_context(run_name: str) -> tuple[RunPaths, Context, list[PointResult], l
     )
     if ctx.secondary:
         inputs.append(paths.root / secondary.FOLDER / secondary.EVIDENCE)
-    inputs += record_files(paths)
+    inputs += record_files(paths.points)
     if paths.summary.is_file():
         inputs.append(paths.summary)
     return paths, ctx, records, inputs

@@ -41,6 +41,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.analysis import accuracy_metrics as am
 from bench.analysis import reference as refmod
@@ -50,13 +51,13 @@ from bench.core.artifacts import Artifacts, Problem
 from bench.core.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
 from bench.core.fileio import atomic_write_text, read_json, read_json_object
 from bench.core.manifest import Manifest
-from bench.core.run import RunPaths, load_run, point_id
+from bench.core.results import LoadedRun, load_run_results
+from bench.core.run import RunPaths, point_id
 from bench.core.runlock import locked
 from bench.gpu import gpus
-from bench.gpu.gpu_info import visible_gpus
-from bench.schema.record import FAILURE, RESULT, PointResult, load_records
+from bench.schema.provenance import Provenance
+from bench.schema.record import PointResult, record_files
 from bench.stages import accuracy as accmod
-from bench.stages.report import load_provenance
 from bench.stages.sweep import Task
 
 STAGE = "verify"
@@ -218,14 +219,7 @@ def manifest_tasks(manifest: Manifest) -> list[Task]:
 
 def finished_points(points_dir: Path) -> set[str]:
     """Point folders holding a result or a recorded failure (a .partial one is not finished)."""
-    if not points_dir.is_dir():
-        return set()
-    return {
-        folder.name
-        for folder in points_dir.iterdir()
-        if not folder.name.endswith(".partial")
-        and ((folder / RESULT).is_file() or (folder / FAILURE).is_file())
-    }
+    return {path.parent.name for path in record_files(points_dir)}
 
 
 def completeness(arts: Artifacts, manifest: Manifest) -> Completeness:
@@ -327,22 +321,15 @@ def overall(files: FileCheck, sections, ref_problems: list[str]) -> tuple[str, i
     return next((word, code) for word, code in RESULTS if hit.get(word, True))
 
 
-def imported_point_count(paths: RunPaths) -> int | None:
+def imported_point_count(import_summary: dict[str, Any] | None) -> int | None:
     """How many points import.json (a recorded, re-hashed file) says the import wrote."""
-    summary = paths.root / "import.json"
-    if not summary.is_file():
-        return None
-    try:
-        count = read_json(summary).get("points")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        raise KitError("unreadable import summary", path=str(summary)) from None
-    return count if isinstance(count, int) else None
+    count = (import_summary or {}).get("points")
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
-def integrity_sections(
-    arts: Artifacts, files: FileCheck, manifest: Manifest | None
-) -> list[tuple[str, list[Verdict]]]:
+def integrity_sections(run: LoadedRun, files: FileCheck) -> list[tuple[str, list[Verdict]]]:
     """The verdicts on what the run holds: points against the manifest, files not here."""
+    arts, manifest = run.artifacts, run.manifest
     out = []
     if manifest is None and (stages := MANIFEST_STAGES & set(arts.stages)):
         missing = f"missing, though the run has a {'/'.join(sorted(stages))} stage"
@@ -350,7 +337,7 @@ def integrity_sections(
         out.append(("Points vs manifest", [Verdict(claim, FAIL, note=missing)]))
     if manifest is not None:
         out.append(("Points vs manifest", completeness_verdicts(completeness(arts, manifest))))
-    elif (imported := imported_point_count(arts.paths)) is not None:
+    elif (imported := imported_point_count(run.import_summary)) is not None:
         have = len(finished_points(arts.paths.points))
         verdict = PASS if have >= imported else FAIL
         claim = f"{imported} imported point(s) (import.json) are all here"
@@ -362,11 +349,11 @@ def integrity_sections(
     return out
 
 
-def readable_records(paths: RunPaths, files: FileCheck) -> list[PointResult]:
+def readable_records(run: LoadedRun, files: FileCheck) -> list[PointResult]:
     """The point records; a corrupt one is bad input (exit 2), named with what the file check
     found, since no verdict can be given on numbers that cannot be read."""
     try:
-        return load_records(paths.points)
+        return run.records()
     except KitError as exc:
         if files.problems:
             found = "; ".join(f"{p.kind} {p.key}" for p in files.problems[:5])
@@ -1133,37 +1120,31 @@ def render(
 # ----------------------------------------------------------------------------- I/O edge
 
 
-def recorded_gpu(paths: RunPaths) -> str | None:
+def recorded_gpu(provenance: Provenance | None) -> str | None:
     """The GPU provenance recorded for the run (bench.gpu.gpus' key, e.g. "H100-SXM"), or None: a
-    merged run's is its shards' (report's load_provenance), never the manifest's declared one."""
-    provenance = load_provenance(paths)[0]
-    first = next(iter(visible_gpus(provenance or {})), {})
-    return gpus.gpu_key(first.get("name"), first.get("form_factor"))
+    merged run's is its shards' (bench.core.results), never the manifest's declared one."""
+    used = provenance.used_gpus() if provenance else []
+    return gpus.gpu_key(used[0].name, used[0].form_factor) if used else None
 
 
 def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     paths = RunPaths.for_run(run_name)
     remove_old_verdict(paths)
-    if not paths.artifacts.is_file():
-        raise KitError(
-            "artifacts.json is missing: nothing to verify",
-            path=str(paths.root),
-            fix="name a run under results/ with RUN=",
-        )
-    manifest = load_run(run_name).manifest if paths.resolved_manifest.is_file() else None
+    run = load_run_results(run_name)
+    manifest = run.manifest
     if reference is None and manifest is not None and manifest.reference:
         reference = Path(manifest.reference)
     ref = refmod.load_reference(reference) if reference is not None else None
-    arts = Artifacts(paths)
+    arts = run.artifacts
     files = check_files(arts, scope)
-    records = readable_records(paths, files)
+    records = readable_records(run, files)
     rows = point_rows(records)
     summaries = secondary.load(paths.root)
     summary_rows = summary_only_rows(records, summaries)
     claims = ref is not None and ref.kind == "claims"  # published: the method table instead
     accuracy = accuracy_verdicts(paths, manifest, arts)
     sections = [
-        *integrity_sections(arts, files, manifest),
+        *integrity_sections(run, files),
         ("Identity", identity_verdicts(records, manifest, ref if claims else None)),
         ("Accuracy gate", accuracy),
         ("Consistency: output tok/s = req/s x average OSL", consistency_verdicts(records)),
@@ -1175,8 +1156,8 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     if ref is not None:
         ref_problems = refmod.consistency_problems(ref)
         if ref.kind == "published":
-            run = refmod.run_method(manifest, records, recorded_gpu(paths))
-            method = refmod.compare_method(ref.identity, run)
+            measured = refmod.run_method(manifest, records, recorded_gpu(run.provenance().record))
+            method = refmod.compare_method(ref.identity, measured)
         if method is not None and not method.comparable:
             sections += [
                 (
