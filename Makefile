@@ -65,9 +65,11 @@ EDGE := $(shell python3 -m bench.core.edge $(foreach v,$(EDGE_VARS),$(call edge_
 $(if $(filter ok,$(EDGE)),,$(error $(or $(EDGE),bench.core.edge did not run: run make from the kit's folder)))
 
 R := $(RESULTS_DIR)/$(RUN)
-# Any change to the kit's code makes Make ask every stage again; each stage then decides by the
-# digest of the code that does its work (bench.core.artifacts.code_digest) whether to rerun or skip.
-CODE := $(wildcard bench/*.py)
+# Any change to the kit's code makes Make ask every stage again; Make's prerequisites only say
+# when to ask. Each stage then decides by one rule (bench.core.stage): it reruns when its VERSION,
+# command, input digests or tool versions differ from its record, else prints "current: skipped"
+# (so a comment changes nothing).
+CODE := $(wildcard bench/*.py bench/*/*.py)
 STAMP := $(R)/.stamps
 ARGS := --manifest $(MANIFEST) --run $(RUN)
 STARTED := $(shell date +%s.%N)# GNU date: nanoseconds; BSD prints a literal N, and status keeps the seconds
@@ -81,10 +83,12 @@ include docker.mk
 
 # The stage summary is printed whatever verify says; then verify's exit decides (make exits 2).
 ## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> accuracy -> datasets -> sweep -> report -> verify
+# verify --if-changed repeats the last PASSED verdict when nothing it checked changed (stat cache);
+# `make verify` always re-reads every byte.
 all: $(STAMP)/report.ok
-	@echo "$(PYTHON) -m bench.stages.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))"
+	@echo "$(PYTHON) -m bench.stages.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)) --if-changed"
 	@verdict=0; $(PYTHON) -m bench.stages.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)) \
-	  || verdict=$$?; $(PYTHON) -m bench.stages.status --run $(RUN) --since $(STARTED); exit $$verdict
+	  --if-changed || verdict=$$?; $(PYTHON) -m bench.stages.status --run $(RUN) --since $(STARTED); exit $$verdict
 
 ## the whole pipeline on the embedded CPU demo (creates .venv; no GPU, no Hub)
 demo: $(ENV_READY)
@@ -159,8 +163,9 @@ verify: $(ENV_READY)
 doctor: _toolcheck $(ENV_READY)
 	$(PYTHON) -m bench.stages.doctor --manifest $(MANIFEST)
 
+# Skipped (by the stage rule) while the manifest, pins, packages and tools are the ones last passed.
 _doctor: _toolcheck $(ENV_READY)
-	@$(PYTHON) -m bench.stages.doctor --manifest $(MANIFEST) >/dev/null
+	@$(PYTHON) -m bench.stages.doctor --manifest $(MANIFEST) --if-changed >/dev/null
 
 ## every stage on the cheapest and the most demanding point, few requests (RUN=<manifest>-smoke)
 smoke: $(ENV_READY)

@@ -10,6 +10,13 @@ Usage:  python -m bench.stages.verify --run demo [--scope all|run]
             [--reference manifests/published/nvidia-perf-overview-1.0.toml]
         (make verify RUN=demo [REFERENCE=...])
 
+verify never trusts the stat-keyed hash cache (bench.core.hashcache): every recorded file is read
+again, so a file changed in place with its size and mtime forged back is caught here (and only
+here). `--if-changed` (what `make all` runs) first asks the stage rule (bench.core.stage): when the
+last verify PASSED with the same reference and scope, nothing recorded changed since, and every
+file's stat is the one its digest was taken at, it prints that verdict again instead of re-reading
+tens of GB; `make verify` always re-reads.
+
 Result and exit code (the old verify.md and stamp are removed before anything is read):
   PASSED      0  every check passed
   FAILED      1  a missing, changed, unexpected, misplaced (symlink, unknown root) file; a point
@@ -45,9 +52,16 @@ from bench.analysis import accuracy_metrics as am
 from bench.analysis import reference as refmod
 from bench.analysis import secondary, tables
 from bench.analysis.tables import PointRow, is_suspect, md_table, num, point_rows
+from bench.core import stage as rule
 from bench.core.artifacts import Artifacts, Problem
 from bench.core.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
-from bench.core.fileio import atomic_write_text, read_json, read_json_object
+from bench.core.fileio import (
+    atomic_write_text,
+    dumps_json,
+    read_json,
+    read_json_object,
+    sha256_bytes,
+)
 from bench.core.manifest import Manifest
 from bench.core.run import RunPaths, load_run, point_id
 from bench.core.runlock import locked
@@ -59,6 +73,7 @@ from bench.stages.report import load_provenance
 from bench.stages.sweep import Task
 
 STAGE = "verify"
+VERSION = 1  # bump when the same run and reference would get another verdict
 VERIFY_NAME = "verify.md"
 OWN_ROOTS = ("run", "reports")  # the run's own folders; --scope run re-hashes only these
 RATE_TOLERANCE = refmod.RATE_TOLERANCE
@@ -1133,6 +1148,45 @@ def recorded_gpu(paths: RunPaths) -> str | None:
     return gpus.gpu_key(first.get("name"), first.get("form_factor"))
 
 
+def verify_key(arts: Artifacts, reference: Path | None, scope: str) -> rule.StageKey:
+    """What a verdict depends on besides the files' bytes: the run's record (every stage and
+    file but verify's own), the reference, the scope."""
+    others = {
+        "files": {k: e.sha256 for k, e in arts.files.items() if e.stage != STAGE},
+        "stages": {k: v for k, v in arts.stages.items() if k != STAGE},
+    }
+    inputs = {"artifacts.json (all but verify)": sha256_bytes(dumps_json(others).encode())}
+    if reference is not None and reference.is_file():
+        inputs |= arts.input_digests([reference])
+    command = {"reference": str(reference) if reference else "", "scope": scope}
+    return rule.StageKey(STAGE, VERSION, command, inputs)
+
+
+def previous_verdict(run_name: str, reference: Path | None, scope: str) -> Outcome | None:
+    """The last PASSED verdict, when the stage rule finds it current and every recorded file's
+    stat is the one it was hashed at (the hash cache); None: verify for real."""
+    paths = RunPaths.for_run(run_name)
+    if not paths.artifacts.is_file() or not paths.stamp(STAGE).is_file():
+        return None
+    if reference is None and paths.resolved_manifest.is_file():
+        manifest = load_run(run_name).manifest
+        reference = Path(manifest.reference) if manifest.reference else None
+    arts = Artifacts(paths)
+    if rule.reasons_to_run(arts, verify_key(arts, reference, scope)):
+        return None
+    files = check_files(arts, scope)
+    if files.problems or files.absent:
+        return None
+    text = (paths.reports / VERIFY_NAME).read_text(encoding="utf-8")
+    rule.skip_if_current(arts, verify_key(arts, reference, scope), "PASSED verdict")
+    print(
+        f"[verify] every recorded file's size and mtime are as hashed; `make verify RUN={run_name}`"
+        " re-reads every byte",
+        file=sys.stderr,
+    )
+    return Outcome(text, EXIT_OK, [], [])
+
+
 def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     paths = RunPaths.for_run(run_name)
     remove_old_verdict(paths)
@@ -1146,7 +1200,7 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     if reference is None and manifest is not None and manifest.reference:
         reference = Path(manifest.reference)
     ref = refmod.load_reference(reference) if reference is not None else None
-    arts = Artifacts(paths)
+    arts = Artifacts(paths, trust_stat=False)  # every byte read again, whatever the cache says
     files = check_files(arts, scope)
     records = readable_records(paths, files)
     rows = point_rows(records)
@@ -1201,9 +1255,9 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     )
     target = paths.reports / VERIFY_NAME
     atomic_write_text(target, text)
-    inputs = {"reference": str(reference) if reference else "", "scope": scope}
     passed = exit_code == EXIT_OK
-    arts.record(STAGE, inputs, [target], {"passed": passed, "result": result}, stamp=passed)
+    key = verify_key(arts, reference, scope)
+    rule.record(arts, key, [target], {"passed": passed, "result": result}, stamp=passed)
     if not passed:
         paths.stamp(STAGE).unlink(missing_ok=True)  # Make must not take a failed verify as done
     return Outcome(text, exit_code, sections, ref_problems)
@@ -1225,10 +1279,16 @@ def main(argv: list[str] | None = None) -> int:
         default="all",
         help="re-hash every root (all) or only the run's own folders (run)",
     )
+    parser.add_argument(
+        "--if-changed",
+        action="store_true",
+        help="repeat the last PASSED verdict when nothing it checked changed (stat cache)",
+    )
     args = parser.parse_args(argv)
 
     def stage() -> int:
-        outcome = verify(args.run, args.reference, args.scope)
+        outcome = args.if_changed and previous_verdict(args.run, args.reference, args.scope)
+        outcome = outcome or verify(args.run, args.reference, args.scope)
         sys.stdout.write(outcome.text)
         return outcome.exit_code
 
