@@ -61,8 +61,10 @@ EDGE_OTHERS := $(filter-out $(EDGE_VARS) $(if $(value ENV_READY),,ENV_READY),\
   $(foreach v,$(.VARIABLES),$(if $(filter command,$(origin $(v))),$(v))))
 EDGE := $(shell python3 -m bench.core.edge $(foreach v,$(EDGE_VARS),$(call edge_word,$(v))) \
   $(if $(EDGE_OTHERS),'--not-settable=$(subst ','\'',$(EDGE_OTHERS))') \
-  $(if $(filter clean-run,$(MAKECMDGOALS)),--clean-run=$(firstword $(origin RUN))))
-$(if $(filter ok,$(EDGE)),,$(error $(or $(EDGE),bench.core.edge did not run: run make from the kit's folder)))
+  $(if $(filter clean-run,$(MAKECMDGOALS)),--clean-run=$(firstword $(origin RUN))) --interpreter)
+$(if $(filter ok,$(firstword $(EDGE))),,$(error $(or $(EDGE),bench.core.edge did not run: run make from the kit's folder)))
+# The python3 that ran the check, by its path: later stdlib checks skip a version manager's shim.
+HOST_PYTHON := $(or $(word 2,$(EDGE)),python3)
 
 R := $(RESULTS_DIR)/$(RUN)
 # Any change to the kit's code makes Make ask every stage again; Make's prerequisites only say
@@ -83,12 +85,12 @@ include docker.mk
 
 # The stage summary is printed whatever verify says; then verify's exit decides (make exits 2).
 ## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> accuracy -> datasets -> sweep -> report -> verify
-# verify --if-changed repeats the last PASSED verdict when nothing it checked changed (stat cache);
-# `make verify` always re-reads every byte.
+# bench.stages.ifchanged repeats the last PASSED verdict when nothing it checked changed (stage
+# rule, stat cache), else runs verify; `make verify` always re-reads every byte.
 all: $(STAMP)/report.ok
-	@echo "$(PYTHON) -m bench.stages.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)) --if-changed"
-	@verdict=0; $(PYTHON) -m bench.stages.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)) \
-	  --if-changed || verdict=$$?; $(PYTHON) -m bench.stages.status --run $(RUN) --since $(STARTED); exit $$verdict
+	@echo "$(PYTHON) -m bench.stages.ifchanged verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))"
+	@verdict=0; $(PYTHON) -m bench.stages.ifchanged verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)) \
+	  || verdict=$$?; $(PYTHON) -m bench.stages.status --run $(RUN) --since $(STARTED); exit $$verdict
 
 ## the whole pipeline on the embedded CPU demo (creates .venv; no GPU, no Hub)
 demo: $(ENV_READY)
@@ -165,7 +167,7 @@ doctor: _toolcheck $(ENV_READY)
 
 # Skipped (by the stage rule) while the manifest, pins, packages and tools are the ones last passed.
 _doctor: _toolcheck $(ENV_READY)
-	@$(PYTHON) -m bench.stages.doctor --manifest $(MANIFEST) --if-changed >/dev/null
+	@$(PYTHON) -m bench.stages.ifchanged doctor --manifest $(MANIFEST) >/dev/null
 
 ## every stage on the cheapest and the most demanding point, few requests (RUN=<manifest>-smoke)
 smoke: $(ENV_READY)
@@ -270,7 +272,7 @@ info: $(ENV_READY)
 	  $(DOCKER) --version 2>/dev/null || echo "$(DOCKER): not installed"
 
 _toolcheck:
-	@python3 -m bench.core.toolcheck $(MANIFEST)
+	@$(HOST_PYTHON) -m bench.core.toolcheck $(MANIFEST)
 
 $(VENV)/.installed: requirements/demo.lock requirements/demo-nodeps.lock
 	python3 -m venv $(VENV)

@@ -10,10 +10,9 @@ Checks, each printed as `ok` or `FAIL`: every option (and choice value) of every
 runs is in the installed tool's help; the TensorRT-LLM, ModelOpt and transformers versions are the
 pinned ones (torch is printed); every point fits the TensorRT runtime's prompt limit. Exit 2 on
 any failure, each naming the tool, the option or package, the installed version and the fix.
-Manifests that use no TensorRT-LLM tool (the CPU demo) pass with a note. `--if-changed` (what
-`make all` runs before every pipeline) skips the checks when the stage rule (bench.core.stage)
-finds the last passing check current: same manifest and pin bytes, same installed packages and
-tools on PATH; the key is kept in WORK_DIR/.stamps/doctor-<manifest>.json (nothing else is written).
+Manifests that use no TensorRT-LLM tool (the CPU demo) pass with a note. A passing check keeps
+its stage key (bench.stages.ifchanged.doctor_key: manifest and pins bytes, packages, tools on PATH)
+in WORK_DIR/.stamps/doctor-<manifest>-<hash>.json, so `make all` skips it while nothing changed.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
-import os
 import re
 import shlex
 import shutil
@@ -36,12 +34,12 @@ from bench.backends import trtllm
 from bench.core import pins
 from bench.core import stage as rule
 from bench.core.errors import KitError, run_main
-from bench.core.fileio import sha256_bytes, sha256_file
 from bench.core.manifest import TRTLLM_EVAL, Manifest, load_manifest
 from bench.core.toolcheck import missing_tools, prepare_dataset_script
 from bench.stages import accuracy
+from bench.stages.ifchanged import DOCTOR_VERSION, PINS, doctor_key, doctor_key_file
 
-VERSION = 1  # bump when the same tools and plan would get another diagnosis
+VERSION = DOCTOR_VERSION  # bump it there (bench.stages.ifchanged asks before this module loads)
 HELP_TIMEOUT_S = 120
 # Pinned package -> its distribution name (importlib.metadata).
 PACKAGES = {"tensorrt_llm": "tensorrt_llm", "modelopt": "nvidia-modelopt"}
@@ -388,48 +386,16 @@ def diagnose(
     return lines, problems + found
 
 
-# ----------------------------------------------------------------------------- the stage rule
-
-TOOLS_ON_PATH = ("trtllm-bench", "trtllm-build", "trtllm-eval")
-
-
-def doctor_key(manifest_path: Path, pins_path: Path) -> rule.StageKey:
-    """What a diagnosis depends on: the manifest's and pins' bytes, the installed packages and
-    the tools whose help it reads (each as path, size and mtime: running them costs seconds)."""
-    inputs = {str(p): sha256_file(p) for p in (manifest_path, pins_path) if p.is_file()}
-    tools = rule.tool_versions(*PACKAGES.values(), *SHOWN_ONLY)
-    tools |= {name: rule.executable_identity(name) for name in TOOLS_ON_PATH}
-    tools[prepare_dataset_script()] = rule.executable_identity(prepare_dataset_script())
-    command = {"manifest": str(manifest_path), "pins": str(pins_path)}
-    return rule.StageKey("doctor", VERSION, command, inputs, tools)
-
-
-def key_file(manifest_path: Path) -> Path:
-    """Where a passing diagnosis keeps its key: one file per manifest (by its absolute path)."""
-    where = sha256_bytes(str(manifest_path.resolve()).encode())[:12]
-    work = Path(os.environ.get("WORK_DIR", "work"))
-    return work / ".stamps" / f"doctor-{manifest_path.stem}-{where}.json"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bench.stages.doctor", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--pins", type=Path, default=pins.PINS)
-    parser.add_argument(
-        "--if-changed",
-        action="store_true",
-        help="skip when the last passing check had the same manifest, pins, packages and tools",
-    )
     args = parser.parse_args(argv)
 
     def doctor() -> int:
         key = doctor_key(Path(args.manifest), args.pins)
-        stamp = key_file(Path(args.manifest))
-        if args.if_changed and not rule.differences(rule.read_key_file(stamp), key):
-            print(f"doctor: current: skipped (manifest, pins and tools as checked; {stamp})")
-            return 0
         manifest = load_manifest(args.manifest)
         lines, problems = diagnose(manifest, pins.load_pins(args.pins), manifest_path=args.manifest)
         print("\n".join(lines))
@@ -439,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                 + "\n  ".join(problems),
                 path=args.manifest,
             )
-        rule.write_key_file(stamp, key, {"lines": lines})
+        if args.pins.resolve() == PINS:  # the key make all's fast path asks about
+            rule.write_key_file(doctor_key_file(Path(args.manifest)), key, {"lines": lines})
         print(f"doctor: ready ({args.manifest})")
         return 0
 

@@ -364,6 +364,10 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
     tasks = tasks_of(run)
     if shard is not None:
         tasks = cost.shard_tasks(tasks, *shard, estimate)
+    every_point_done = all((run.paths.points / t.name / RESULT).exists() for t in tasks)
+    same_shard = (previous or {}).get("details") == shard_details(shard, tasks)
+    if every_point_done and same_shard and rule.skip_if_current(arts, key, "every point"):
+        return 0
     rule.record(
         arts,
         key,

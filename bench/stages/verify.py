@@ -12,10 +12,8 @@ Usage:  python -m bench.stages.verify --run demo [--scope all|run]
 
 verify never trusts the stat-keyed hash cache (bench.core.hashcache): every recorded file is read
 again, so a file changed in place with its size and mtime forged back is caught here (and only
-here). `--if-changed` (what `make all` runs) first asks the stage rule (bench.core.stage): when the
-last verify PASSED with the same reference and scope, nothing recorded changed since, and every
-file's stat is the one its digest was taken at, it prints that verdict again instead of re-reading
-tens of GB; `make verify` always re-reads.
+here). `make all` asks bench.stages.ifchanged first, which repeats the last PASSED verdict when
+nothing it checked changed; `make verify` always re-reads.
 
 Result and exit code (the old verify.md and stamp are removed before anything is read):
   PASSED      0  every check passed
@@ -57,10 +55,8 @@ from bench.core.artifacts import Artifacts, Problem
 from bench.core.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
 from bench.core.fileio import (
     atomic_write_text,
-    dumps_json,
     read_json,
     read_json_object,
-    sha256_bytes,
 )
 from bench.core.manifest import Manifest
 from bench.core.run import RunPaths, load_run, point_id
@@ -69,11 +65,12 @@ from bench.gpu import gpus
 from bench.gpu.gpu_info import visible_gpus
 from bench.schema.record import FAILURE, RESULT, PointResult, load_records
 from bench.stages import accuracy as accmod
+from bench.stages.ifchanged import VERIFY_VERSION, verify_key
 from bench.stages.report import load_provenance
 from bench.stages.sweep import Task
 
 STAGE = "verify"
-VERSION = 1  # bump when the same run and reference would get another verdict
+VERSION = VERIFY_VERSION  # bump it there (bench.stages.ifchanged asks before this module loads)
 VERIFY_NAME = "verify.md"
 OWN_ROOTS = ("run", "reports")  # the run's own folders; --scope run re-hashes only these
 RATE_TOLERANCE = refmod.RATE_TOLERANCE
@@ -1148,45 +1145,6 @@ def recorded_gpu(paths: RunPaths) -> str | None:
     return gpus.gpu_key(first.get("name"), first.get("form_factor"))
 
 
-def verify_key(arts: Artifacts, reference: Path | None, scope: str) -> rule.StageKey:
-    """What a verdict depends on besides the files' bytes: the run's record (every stage and
-    file but verify's own), the reference, the scope."""
-    others = {
-        "files": {k: e.sha256 for k, e in arts.files.items() if e.stage != STAGE},
-        "stages": {k: v for k, v in arts.stages.items() if k != STAGE},
-    }
-    inputs = {"artifacts.json (all but verify)": sha256_bytes(dumps_json(others).encode())}
-    if reference is not None and reference.is_file():
-        inputs |= arts.input_digests([reference])
-    command = {"reference": str(reference) if reference else "", "scope": scope}
-    return rule.StageKey(STAGE, VERSION, command, inputs)
-
-
-def previous_verdict(run_name: str, reference: Path | None, scope: str) -> Outcome | None:
-    """The last PASSED verdict, when the stage rule finds it current and every recorded file's
-    stat is the one it was hashed at (the hash cache); None: verify for real."""
-    paths = RunPaths.for_run(run_name)
-    if not paths.artifacts.is_file() or not paths.stamp(STAGE).is_file():
-        return None
-    if reference is None and paths.resolved_manifest.is_file():
-        manifest = load_run(run_name).manifest
-        reference = Path(manifest.reference) if manifest.reference else None
-    arts = Artifacts(paths)
-    if rule.reasons_to_run(arts, verify_key(arts, reference, scope)):
-        return None
-    files = check_files(arts, scope)
-    if files.problems or files.absent:
-        return None
-    text = (paths.reports / VERIFY_NAME).read_text(encoding="utf-8")
-    rule.skip_if_current(arts, verify_key(arts, reference, scope), "PASSED verdict")
-    print(
-        f"[verify] every recorded file's size and mtime are as hashed; `make verify RUN={run_name}`"
-        " re-reads every byte",
-        file=sys.stderr,
-    )
-    return Outcome(text, EXIT_OK, [], [])
-
-
 def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     paths = RunPaths.for_run(run_name)
     remove_old_verdict(paths)
@@ -1279,16 +1237,10 @@ def main(argv: list[str] | None = None) -> int:
         default="all",
         help="re-hash every root (all) or only the run's own folders (run)",
     )
-    parser.add_argument(
-        "--if-changed",
-        action="store_true",
-        help="repeat the last PASSED verdict when nothing it checked changed (stat cache)",
-    )
     args = parser.parse_args(argv)
 
     def stage() -> int:
-        outcome = args.if_changed and previous_verdict(args.run, args.reference, args.scope)
-        outcome = outcome or verify(args.run, args.reference, args.scope)
+        outcome = verify(args.run, args.reference, args.scope)
         sys.stdout.write(outcome.text)
         return outcome.exit_code
 
