@@ -31,6 +31,7 @@ BASE ?=## the run `make compare` compares RUN against
 THRESHOLD ?=## compare's gate: % worse that fails (default: the manifest's [compare], else 5)
 COMPARE_SUMMARY ?=## also append compare's table to this file (CI: $GITHUB_STEP_SUMMARY)
 TO ?=## where `make export` sends RUN (mlflow)
+BENCH_MODEL_GIB ?= 16## size of the model-sized file `make bench` writes (needs that much disk, plus 4 GiB)
 DEMO_MANIFEST := manifests/demo.toml
 export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 
@@ -49,6 +50,7 @@ EDGE_LAZY := BASE_IMAGE BASE_DIGEST STARTED DEMO_MANIFEST IMAGE
 EDGE_VARS := MANIFEST SHARD REFERENCE LOGS SHARDS RESULTS_DIR WORK_DIR REPORTS_DIR MODELS_DIR \
   CACHE_DIR VENV PYTHON HF_HOME TEST_WORKERS DOCKER DOCKER_GPUS IMAGE_TAG PARTITION TIME \
   GPUS_PER_TASK CPUS_PER_TASK CONTAINER SLURM_IMAGE PARTIAL BASE THRESHOLD COMPARE_SUMMARY TO \
+  BENCH_MODEL_GIB \
   $(EDGE_LAZY) RUN
 edge_given = $(filter-out file default,$(origin $(1)))
 EDGE_DOLLAR := $(findstring $$,$(foreach v,$(EDGE_VARS),$(if $(call edge_given,$(v)),$(value $(v)))))
@@ -84,9 +86,9 @@ include docker.mk
 .PHONY: all demo env preflight fetch quantize build accuracy datasets sweep report verify plan validate
 
 # The stage summary is printed whatever verify says; then verify's exit decides (make exits 2).
-## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> accuracy -> datasets -> sweep -> report -> verify
 # bench.stages.ifchanged repeats the last PASSED verdict when nothing it checked changed (stage
 # rule, stat cache), else runs verify; `make verify` always re-reads every byte.
+## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> accuracy -> datasets -> sweep -> report -> verify
 all: $(STAMP)/report.ok
 	@echo "$(PYTHON) -m bench.stages.ifchanged verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))"
 	@verdict=0; $(PYTHON) -m bench.stages.ifchanged verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)) \
@@ -256,10 +258,11 @@ lint: $(ENV_READY)
 	$(PYTHON) -m ruff format --check bench tests scripts
 	$(PYTHON) -m scripts.lint_extra
 
-## speed benchmarks you can rerun: hashing vs sha256sum, telemetry overhead
+## speed benchmarks you can rerun: hashing vs sha256sum, telemetry overhead, no-op make all + verify
 bench: $(ENV_READY)
 	PYTHONPATH=. $(PYTHON) scripts/bench_hashing.py
 	PYTHONPATH=. $(PYTHON) scripts/bench_telemetry_overhead.py
+	PYTHONPATH=. $(PYTHON) scripts/bench_noop_make.py --model-gib $(BENCH_MODEL_GIB) --python $(PYTHON)
 
 ## resolved knobs, pins and detected tool versions
 info: $(ENV_READY)

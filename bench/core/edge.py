@@ -68,6 +68,7 @@ VARIABLES: dict[str, tuple[bool, str]] = {
     "THRESHOLD": (True, "word"),
     "COMPARE_SUMMARY": (True, "path"),
     "TO": (True, "word"),
+    "BENCH_MODEL_GIB": (False, "word"),
     "BASE_IMAGE": (True, "image"),
     "BASE_DIGEST": (True, "digest"),
     "STARTED": (True, "started"),
