@@ -115,7 +115,7 @@ def test_a_comment_in_the_stage_and_its_tools_code_reruns_nothing(fetched, capsy
         edited = tmp_path / Path(module.__file__).name
         shutil.copy(module.__file__, edited)
         edited.write_text(edited.read_text() + "\n# a comment\n")
-        module.__file__ = str(edited)  # what code_digest hashed; restored by reimport below
+        module.__file__ = str(edited)  # what the old key hashed; restored below
     try:
         said = datasets_again(capsys)
     finally:
