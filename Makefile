@@ -31,6 +31,7 @@ BASE ?=## the run `make compare` compares RUN against
 THRESHOLD ?=## compare's gate: % worse that fails (default: the manifest's [compare], else 5)
 COMPARE_SUMMARY ?=## also append compare's table to this file (CI: $GITHUB_STEP_SUMMARY)
 TO ?=## where `make export` sends RUN (mlflow)
+BENCH_MODEL_GIB ?= 16## size of the model-sized file `make bench` writes (needs that much disk, plus 4 GiB)
 DEMO_MANIFEST := manifests/demo.toml
 export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 
@@ -49,6 +50,7 @@ EDGE_LAZY := BASE_IMAGE BASE_DIGEST STARTED DEMO_MANIFEST IMAGE
 EDGE_VARS := MANIFEST SHARD REFERENCE LOGS SHARDS RESULTS_DIR WORK_DIR REPORTS_DIR MODELS_DIR \
   CACHE_DIR VENV PYTHON HF_HOME TEST_WORKERS DOCKER DOCKER_GPUS IMAGE_TAG PARTITION TIME \
   GPUS_PER_TASK CPUS_PER_TASK CONTAINER SLURM_IMAGE PARTIAL BASE THRESHOLD COMPARE_SUMMARY TO \
+  BENCH_MODEL_GIB \
   $(EDGE_LAZY) RUN
 edge_given = $(filter-out file default,$(origin $(1)))
 EDGE_DOLLAR := $(findstring $$,$(foreach v,$(EDGE_VARS),$(if $(call edge_given,$(v)),$(value $(v)))))
@@ -61,13 +63,17 @@ EDGE_OTHERS := $(filter-out $(EDGE_VARS) $(if $(value ENV_READY),,ENV_READY),\
   $(foreach v,$(.VARIABLES),$(if $(filter command,$(origin $(v))),$(v))))
 EDGE := $(shell python3 -m bench.core.edge $(foreach v,$(EDGE_VARS),$(call edge_word,$(v))) \
   $(if $(EDGE_OTHERS),'--not-settable=$(subst ','\'',$(EDGE_OTHERS))') \
-  $(if $(filter clean-run,$(MAKECMDGOALS)),--clean-run=$(firstword $(origin RUN))))
-$(if $(filter ok,$(EDGE)),,$(error $(or $(EDGE),bench.core.edge did not run: run make from the kit's folder)))
+  $(if $(filter clean-run,$(MAKECMDGOALS)),--clean-run=$(firstword $(origin RUN))) --interpreter)
+$(if $(filter ok,$(firstword $(EDGE))),,$(error $(or $(EDGE),bench.core.edge did not run: run make from the kit's folder)))
+# The python3 that ran the check, by its path: later stdlib checks skip a version manager's shim.
+HOST_PYTHON := $(or $(word 2,$(EDGE)),python3)
 
 R := $(RESULTS_DIR)/$(RUN)
-# Any change to the kit's code makes Make ask every stage again; each stage then decides by the
-# digest of the code that does its work (bench.core.artifacts.code_digest) whether to rerun or skip.
-CODE := $(wildcard bench/*.py)
+# Any change to the kit's code makes Make ask every stage again; Make's prerequisites only say
+# when to ask. Each stage then decides by one rule (bench.core.stage): it reruns when its VERSION,
+# command, input digests or tool versions differ from its record, else prints "current: skipped"
+# (so a comment changes nothing).
+CODE := $(wildcard bench/*.py bench/*/*.py)
 STAMP := $(R)/.stamps
 ARGS := --manifest $(MANIFEST) --run $(RUN)
 STARTED := $(shell date +%s.%N)# GNU date: nanoseconds; BSD prints a literal N, and status keeps the seconds
@@ -82,10 +88,12 @@ include docker.mk
 .PHONY: all demo env preflight fetch quantize build accuracy datasets sweep report verify plan validate
 
 # The stage summary is printed whatever verify says; then verify's exit decides (make exits 2).
+# bench.stages.ifchanged repeats the last PASSED verdict when nothing it checked changed (stage
+# rule, stat cache), else runs verify; `make verify` always re-reads every byte.
 ## whole pipeline for MANIFEST: env -> fetch -> quantize -> build -> accuracy -> datasets -> sweep -> report -> verify
 all: $(STAMP)/report.ok
-	@echo "$(PYTHON) -m bench.stages.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))"
-	@verdict=0; $(PYTHON) -m bench.stages.verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)) \
+	@echo "$(PYTHON) -m bench.stages.ifchanged verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE))"
+	@verdict=0; $(PYTHON) -m bench.stages.ifchanged verify --run $(RUN) $(if $(REFERENCE),--reference $(REFERENCE)) \
 	  || verdict=$$?; $(PYTHON) -m bench.stages.status --run $(RUN) --since $(STARTED); exit $$verdict
 
 ## the whole pipeline on the embedded CPU demo (creates .venv; no GPU, no Hub)
@@ -161,8 +169,9 @@ verify: $(ENV_READY)
 doctor: _toolcheck $(ENV_READY)
 	$(PYTHON) -m bench.stages.doctor --manifest $(MANIFEST)
 
+# Skipped (by the stage rule) while the manifest, pins, packages and tools are the ones last passed.
 _doctor: _toolcheck $(ENV_READY)
-	@$(PYTHON) -m bench.stages.doctor --manifest $(MANIFEST) >/dev/null
+	@$(PYTHON) -m bench.stages.ifchanged doctor --manifest $(MANIFEST) >/dev/null
 
 ## every stage on the cheapest and the most demanding point, few requests (RUN=<manifest>-smoke)
 smoke: $(ENV_READY)
@@ -252,10 +261,11 @@ lint: $(DEV_READY)
 	$(PYTHON) -m scripts.typecheck
 	$(PYTHON) -m scripts.lint_extra$(if $(DEV_READY), --require)
 
-## speed benchmarks you can rerun: hashing vs sha256sum, telemetry overhead
+## speed benchmarks you can rerun: hashing vs sha256sum, telemetry overhead, no-op make all + verify
 bench: $(ENV_READY)
 	PYTHONPATH=. $(PYTHON) scripts/bench_hashing.py
 	PYTHONPATH=. $(PYTHON) scripts/bench_telemetry_overhead.py
+	PYTHONPATH=. $(PYTHON) scripts/bench_noop_make.py --model-gib $(BENCH_MODEL_GIB) --python $(PYTHON)
 
 ## resolved knobs, pins and detected tool versions
 info: $(ENV_READY)
@@ -268,7 +278,7 @@ info: $(ENV_READY)
 	  $(DOCKER) --version 2>/dev/null || echo "$(DOCKER): not installed"
 
 _toolcheck:
-	@python3 -m bench.core.toolcheck $(MANIFEST)
+	@$(HOST_PYTHON) -m bench.core.toolcheck $(MANIFEST)
 
 PIP_INSTALL = $(VENV)/bin/python -m pip install -q --disable-pip-version-check
 # pip byte-compiles the 12,000 files of the runtime lock one at a time; compileall -j 0 does the

@@ -12,6 +12,7 @@ from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError
 from bench.core.fileio import atomic_write_bytes, sha256_file
 from bench.core.run import RunPaths, open_run
+from bench.core.stage import StageKey, is_current, record
 from tests.conftest import DEMO_MANIFEST
 
 
@@ -54,7 +55,10 @@ def test_record_check_and_tamper(arts):
     assert arts.paths.stamp("datasets").read_text().count("\n") == 2
     again = Artifacts(p)  # reloads from disk
     assert again.check(again.files) == []
-    assert again.stage_is_current("datasets", inputs)
+    key = StageKey("datasets", 1, [], inputs)
+    assert not is_current(again, key)  # recorded without its key
+    record(again, key, [a, w])
+    assert is_current(Artifacts(p), key)
 
     make(a, b"{}\r\n")  # same stage, changed bytes
     w.unlink()
@@ -67,7 +71,7 @@ def test_record_check_and_tamper(arts):
         ("run:stray.txt", "unexpected"),
         ("run:points/x.json.tmp", "unexpected"),
     }
-    assert not again.stage_is_current("datasets", inputs)
+    assert not is_current(again, key)
 
 
 def test_same_size_change_is_caught_by_the_hash(arts):
@@ -80,9 +84,9 @@ def test_same_size_change_is_caught_by_the_hash(arts):
 
 def test_inputs_changed_means_not_current(arts):
     a = make(arts.paths.root / "a.txt", b"abc")
-    arts.record("x", {"code": "1"}, [a])
-    assert arts.stage_is_current("x", {"code": "1"})
-    assert not arts.stage_is_current("x", {"code": "2"})
+    record(arts, StageKey("x", 1, [], {"in": "1"}), [a])
+    assert is_current(arts, StageKey("x", 1, [], {"in": "1"}))
+    assert not is_current(arts, StageKey("x", 1, [], {"in": "2"}))
 
 
 def test_replace_drops_old_outputs_and_forget(arts):

@@ -128,6 +128,20 @@ def test_second_make_all_reruns_nothing_and_says_so(demo):
     assert "ran " not in again.stdout.replace("last ran", "")
 
 
+def test_after_a_code_edit_make_asks_every_stage_and_none_reruns(demo):
+    """A code edit makes every stamp older than the code, so Make asks every stage; the stage
+    rule (bench.core.stage) holds no source bytes, so each answers "current" and nothing runs."""
+    base, _ = demo
+    hour_ago = time.time() - 3600
+    for stamp in (base / "results" / "demo" / ".stamps").glob("*.ok"):
+        os.utime(stamp, (hour_ago, hour_ago))
+    again = make(base, "all")
+    assert again.returncode == 0, again.stderr[-3000:]
+    for stage in STAGES:
+        assert f"[{stage}] current: skipped" in again.stderr, stage
+    assert "ran " not in again.stdout.replace("last ran", "")
+
+
 def test_every_artifact_is_recorded_and_verifies(demo):
     base, _ = demo
     arts = read_json(base / "results" / "demo" / "artifacts.json")

@@ -13,7 +13,7 @@ import pytest
 
 from bench.core.errors import EXIT_BAD_INPUT
 from bench.schema.record import read_record
-from bench.stages.import_logs import main, plan_points
+from bench.stages.import_logs import VERSION, main, plan_points
 from tests.conftest import ROOT, SHARED
 
 DATA = Path(__file__).parent / "data" / "trtllm"
@@ -142,7 +142,7 @@ def test_import_sample_folder(roots, logs, capsys):
     arts = json.loads((run / "artifacts.json").read_text())
     stage = arts["stages"]["import"]
     assert stage["inputs"][str(logs / "notes.md")] == sha256(logs / "notes.md")
-    assert "code" in stage["inputs"]
+    assert stage["key"]["version"] == VERSION  # the import's code, by its VERSION
     assert "run:import.json" in stage["outputs"] and "run:summary.csv" in stage["outputs"]
     assert (run / ".stamps" / "import.ok").is_file()
     assert "import: 4 points (1 ok, 1 invalid, 2 failed), 2 ignored" in capsys.readouterr().err

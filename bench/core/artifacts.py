@@ -5,8 +5,8 @@ Writes: results/<run>/artifacts.json and results/<run>/.stamps/<stage>.ok
 A file is named by a root and a relative path ("run:points/isl128_osl128/result.json",
 "models:meta-llama--Llama-3.1-8B-Instruct/<rev>/config.json"), so a run can be verified on
 another machine where the roots live elsewhere. Each stage records its outputs and the digests of
-its inputs; `stage_is_current` lets a stage skip work whose inputs did not change, and `verify`
-re-hashes everything.
+its inputs and its key (bench.core.stage decides from them whether a stage is current), and
+`verify` re-hashes everything.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.core.errors import KitError
-from bench.core.fileio import (
-    atomic_write_json,
-    atomic_write_text,
-    read_json,
-    sha256_bytes,
-    sha256_file,
-)
+from bench.core.fileio import atomic_write_json, atomic_write_text, read_json
+from bench.core.hashcache import HashCache
 from bench.core.run import RunPaths
 
 SCHEMA = "trtllm-repro/artifacts/1"
@@ -66,6 +60,7 @@ class _EntryModel(_Strict):
 
 class _StageModel(_Strict):
     inputs: dict[str, str]
+    key: dict[str, Any] | None = None  # bench.core.stage.StageKey: version, command, tools
     outputs: list[str]
     details: dict[str, Any] = {}
     finished_at: str | None = None
@@ -101,20 +96,20 @@ def _load_artifacts(path: Path) -> tuple[dict[str, FileEntry], dict[str, dict[st
     return files, stages
 
 
-def code_digest(*module_files: str) -> str:
-    """Digest of the code that does a stage's work: a changed stage module reruns the stage."""
-    return sha256_bytes(b"".join(Path(f).read_bytes() for f in module_files))
-
-
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Artifacts:
-    """Read-modify-write view of artifacts.json; stages of one run run one at a time."""
+    """Read-modify-write view of artifacts.json; stages of one run run one at a time.
 
-    def __init__(self, paths: RunPaths) -> None:
+    Digests go through the run's stat-keyed hash cache (bench.core.hashcache); trust_stat=False
+    (verify, merge) re-reads every byte.
+    """
+
+    def __init__(self, paths: RunPaths, *, trust_stat: bool = True) -> None:
         self.paths = paths
+        self.hashes = HashCache(paths.root / ".stamps" / "hashes.json", trust_stat=trust_stat)
         self.roots = {
             "run": paths.root,
             "work": paths.work,
@@ -133,7 +128,9 @@ class Artifacts:
         """A shard's own record, read where the shard lies: only its run: files are checked
         here (its work/ and models/ stay on its runner), so the other roots lead nowhere."""
         nowhere = folder / ".stamps" / "not-here"
-        return cls(RunPaths(folder.name, folder, nowhere, nowhere, nowhere))
+        arts = cls(RunPaths(folder.name, folder, nowhere, nowhere, nowhere), trust_stat=False)
+        arts.hashes.store = None  # merge reads shards: it writes nothing into them
+        return arts
 
     # -- naming -------------------------------------------------------------------------------
 
@@ -160,7 +157,7 @@ class Artifacts:
     # -- recording ----------------------------------------------------------------------------
 
     def digest(self, path: Path) -> str:
-        return sha256_file(path)
+        return self.hashes.sha256(path)
 
     def input_digests(
         self, inputs: Iterable[Path], extra: dict[str, str] | None = None
@@ -187,11 +184,13 @@ class Artifacts:
         *,
         replace: bool = True,
         stamp: bool = True,
+        key: dict[str, Any] | None = None,
     ) -> dict[str, FileEntry]:
         """Hash outputs, record them under `stage`, save, and write the stage's stamp last.
 
         replace=False adds to the stage's outputs (the sweep records point by point) and keeps
-        the stage's details unless new ones are given.
+        the stage's details (and key) unless new ones are given. `key` is what
+        bench.core.stage decides currency by, beside the input digests.
         """
         entries = {}
         for p in outputs:
@@ -209,21 +208,20 @@ class Artifacts:
         self.files.update(entries)
         if details is None:
             details = {} if replace else previous.get("details", {})
+        if key is None and not replace:
+            key = previous.get("key")
         self.stages[stage] = {
             "inputs": inputs,
             "outputs": keys,
             "details": details,
             "finished_at": _now(),
         }
+        if key is not None:
+            self.stages[stage]["key"] = key
         self.save()
         if stamp:
             self.write_stamp(stage)
         return entries
-
-    def skip(self, stage: str, what: str) -> None:
-        """A stage found its inputs unchanged: refresh its stamp for Make, and say so."""
-        print(f"[{stage}] skipped: inputs unchanged, {what} intact", file=sys.stderr)
-        self.write_stamp(stage)
 
     def forget(self, keys: Iterable[str]) -> None:
         """Drop files (e.g. an interrupted point's partial outputs) from the record."""
@@ -249,15 +247,9 @@ class Artifacts:
                 "stages": self.stages,
             },
         )
+        self.hashes.save()
 
     # -- checking -----------------------------------------------------------------------------
-
-    def stage_is_current(self, stage: str, inputs: dict[str, str]) -> bool:
-        """True when the stage ran with exactly these inputs and its outputs are intact."""
-        recorded = self.stages.get(stage)
-        if recorded is None or recorded["inputs"] != inputs or not self.paths.stamp(stage).exists():
-            return False
-        return not self.check(recorded["outputs"])
 
     def placement_problem(self, key: str) -> Problem | None:
         """A key under no known root, leading out of its root, or through a symlink: the file

@@ -8,7 +8,9 @@ Stdlib only: it runs under the system python3 before the virtualenv exists.
 Usage:  python3 -m bench.core.edge RUN=<value> SHARD=<value> ... [--clean-run=<origin of RUN>]
         [--not-settable=<names>]
         (`--clean-run=file`: the user gave no RUN, so `make clean-run` has nothing to name;
-        `--not-settable`: other variables given on the command line, always refused)
+        `--not-settable`: other variables given on the command line, always refused;
+        `--interpreter`: after `ok`, the path of this python, so Make's later stdlib checks skip
+        a version manager's shim, ~0.4 s a call under pyenv)
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ VARIABLES: dict[str, tuple[bool, str]] = {
     "THRESHOLD": (True, "word"),
     "COMPARE_SUMMARY": (True, "path"),
     "TO": (True, "word"),
+    "BENCH_MODEL_GIB": (False, "word"),
     "BASE_IMAGE": (True, "image"),
     "BASE_DIGEST": (True, "digest"),
     "STARTED": (True, "started"),
@@ -179,8 +182,13 @@ def main(argv: list[str]) -> int:
     flag, others = "--clean-run=", "--not-settable="
     clean_run = next((a.removeprefix(flag) for a in argv if a.startswith(flag)), None)
     not_settable = next((a.removeprefix(others).split() for a in argv if a.startswith(others)), [])
-    pairs = [a.partition("=") for a in argv if not a.startswith((flag, others))]
-    print(check({name: value for name, _, value in pairs}, clean_run, tuple(not_settable)))
+    interpreter = "--interpreter" in argv
+    pairs = [
+        a.partition("=") for a in argv if not a.startswith((flag, others)) and a != "--interpreter"
+    ]
+    verdict = check({name: value for name, _, value in pairs}, clean_run, tuple(not_settable))
+    plain = sys.executable and not any(c.isspace() or c in "$'\"\\`" for c in sys.executable)
+    print(f"{verdict} {sys.executable}" if verdict == "ok" and interpreter and plain else verdict)
     return 0
 
 

@@ -9,11 +9,14 @@ to take the lock makes the outputs and every other one takes the very same files
 Layout: <cache>/<stage>/<key>/       the outputs, as the stage wrote them
         <cache>/<stage>/<key>.json   each file's size and sha256, what the key was made of
         <cache>/<stage>/<key>.lock   flock: one maker per key, the others wait
-The key is the sha256 of the stage's input digests (manifest, model or checkpoint files, code) and
-of the environment that makes the outputs (GPU model, image digest, TensorRT-LLM, ModelOpt and
-torch versions). An entry is re-hashed before use: a changed file stops the stage, naming it.
-Entries are immutable; removing the cache folder at any time only costs the rebuild. An entry
-with a file its index does not list, or an index that cannot be read, is damaged too.
+The key is the sha256 of the stage's key (bench.core.stage.StageKey.material: its VERSION, command
+with the run's folders named by role, input digests of the manifest and model or checkpoint files,
+tool versions) and of the environment that makes the outputs (GPU model, image digest,
+TensorRT-LLM, ModelOpt and torch versions). The kit's source bytes are no part of it: a comment
+changes no key, so shards still share one engine. An entry is re-hashed before use: a changed
+file stops the stage, naming it. Entries are immutable; removing the cache folder at any time
+only costs the rebuild. An entry with a file its index does not list, or an index that cannot be
+read, is damaged too.
 """
 
 from __future__ import annotations

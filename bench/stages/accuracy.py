@@ -30,7 +30,8 @@ from pathlib import Path
 
 from bench.analysis import accuracy_metrics as am
 from bench.backends.trtllm import max_input_len
-from bench.core.artifacts import Artifacts, code_digest
+from bench.core import stage as rule
+from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, StageFailed, run_main
 from bench.core.fileio import atomic_write_json, read_json, sha256_file
 from bench.core.manifest import AGREEMENT, Accuracy, Manifest, Point
@@ -40,6 +41,7 @@ from bench.core.run import Run, RunPaths, add_run_args, open_run
 from bench.core.runlock import locked
 
 STAGE = "accuracy"
+VERSION = 1  # bump when the accuracy record this stage writes would change
 RESULT = "accuracy.json"
 TRTLLM_EVAL = "trtllm-eval"
 MMLU_MAX_INPUT = 4094  # trtllm-eval mmlu's --max_input_length default (1.0)
@@ -410,12 +412,13 @@ def accuracy_stage(run: Run) -> int:
         pinned = [Path(present(acc.prompts, "accuracy.prompts"))]
     else:
         pinned = [fetch_archive(run)]
-    inputs = arts.input_digests(
-        [run.paths.resolved_manifest, *evaluated, *pinned],
-        {"code": code_digest(__file__, am.__file__)},
+    inputs = arts.input_digests([run.paths.resolved_manifest, *evaluated, *pinned])
+    command = {"accuracy": acc.model_dump(mode="json"), "device": m.runtime.device}
+    tools = rule.tool_versions(
+        *(("torch", "transformers") if acc.method == AGREEMENT else ("tensorrt_llm",))
     )
-    if arts.stage_is_current(STAGE, inputs):
-        arts.skip(STAGE, "accuracy record")
+    key = rule.StageKey(STAGE, VERSION, command, inputs, tools)
+    if rule.skip_if_current(arts, key, "accuracy record"):
         return 0
     out_dir = accuracy_dir(run.paths)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -451,9 +454,9 @@ def accuracy_stage(run: Run) -> int:
         print(f"[accuracy] {check.line()}", file=sys.stderr)
     verdict = "PASSED" if record["passed"] else "FAILED (the sweep still runs; verify will fail)"
     print(f"[accuracy] gate {verdict}", file=sys.stderr)
-    arts.record(
-        STAGE,
-        inputs,
+    rule.record(
+        arts,
+        key,
         [*outputs, result_path(run.paths)],
         {"configured": True, "method": acc.method, "passed": record["passed"]},
     )

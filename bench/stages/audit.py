@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from bench.analysis import report_sections, tables
-from bench.core.artifacts import Artifacts, code_digest
+from bench.core import stage as rule
+from bench.core.artifacts import Artifacts
 from bench.core.errors import EXIT_OK, KitError, StageFailed, run_main
 from bench.core.run import RunPaths
 from bench.core.runlock import locked
@@ -57,14 +58,14 @@ def summary_lines(run: str, records: list[PointResult], outcome: verify.Outcome)
 
 
 def already_imported(logs: Path, paths: RunPaths) -> bool:
-    """True when the run holds an import of exactly these files with this import code."""
+    """True when the run holds an import of exactly these files under the import's key."""
     arts = Artifacts(paths)
     recorded = arts.stages.get(import_logs.STAGE)
     if recorded is None:
         return False
-    sources = sorted(p for p in logs.resolve().iterdir() if p.is_file())
-    inputs = arts.input_digests(sources, {"code": code_digest(*import_logs.CODE)})
-    return recorded["inputs"] == inputs
+    folder = logs.resolve()
+    sources = sorted(p for p in folder.iterdir() if p.is_file())
+    return not rule.differences(recorded, import_logs.import_key(arts, folder, sources, None))
 
 
 def audit(logs: Path, ref_path: Path | None, run: str) -> int:

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from bench.backends import trtllm
-from bench.core.artifacts import Artifacts, code_digest
+from bench.core import stage as rule
+from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, StageFailed, run_main
 from bench.core.fileio import read_json
 from bench.core.proc import run_logged
@@ -25,7 +26,10 @@ from bench.core.run import Run, add_run_args, open_run
 from bench.core.runlock import locked
 from bench.core.stage_cache import cache_root, make_or_reuse, run_environment
 
+VERSION = 1  # bump when the engine this stage builds would change
 BUILD_TIMEOUT_S = 3 * 3600
+# The key's command names the run's folders by role: shards with one checkpoint share one engine.
+CHECKPOINT_SLOT, ENGINE_SLOT = Path("<checkpoint>"), Path("<engine>")
 
 
 def build_stage(run: Run) -> int:
@@ -37,18 +41,20 @@ def build_stage(run: Run) -> int:
         if m.engine.needs_build and run.paths.checkpoint.is_dir()
         else []
     )
-    inputs = arts.input_digests(
-        [run.paths.resolved_manifest, *checkpoint_files],
-        {"code": code_digest(__file__, trtllm.__file__)},
-    )
-    if arts.stage_is_current("build", inputs):
-        arts.skip("build", "engine")
+    inputs = arts.input_digests([run.paths.resolved_manifest, *checkpoint_files])
+    if m.engine.needs_build:
+        command = trtllm.build_argv(m, checkpoint_dir=CHECKPOINT_SLOT, engine_dir=ENGINE_SLOT)
+        tools = rule.tool_versions("tensorrt_llm", "tensorrt")
+    else:
+        command, tools = {"backend": m.engine.backend, "engine": None}, {}
+    key = rule.StageKey("build", VERSION, command, inputs, tools)
+    if rule.skip_if_current(arts, key, "engine"):
         return 0
     if not m.engine.needs_build:
         print(
             f"[build] no-op: backend {m.engine.backend!r} runs without an engine", file=sys.stderr
         )
-        arts.record("build", inputs, [], {"backend": m.engine.backend, "engine": None})
+        rule.record(arts, key, [], {"backend": m.engine.backend, "engine": None})
         return 0
     if not checkpoint_files:
         raise KitError(
@@ -83,16 +89,16 @@ def build_stage(run: Run) -> int:
     files, origin = make_or_reuse(
         cache_root(),
         "build",
-        inputs,
+        key.material(),
         run_environment(run.paths.provenance),
         engine,
         make,
         made_by=run.paths.name,
     )
     config = read_json(engine / "config.json")
-    arts.record(
-        "build",
-        inputs,
+    rule.record(
+        arts,
+        key,
         files,
         {
             "argv": argv,

@@ -27,13 +27,17 @@ from pathlib import Path
 import numpy as np
 
 from bench.backends import trtllm
-from bench.core.artifacts import Artifacts, code_digest
+from bench.core import stage as rule
+from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, StageFailed, run_main
 from bench.core.fileio import atomic_write_text, read_json, temp_beside
 from bench.core.manifest import Point
 from bench.core.proc import run_logged
 from bench.core.run import Run, add_run_args, open_run, point_id
 from bench.core.runlock import locked
+from bench.core.toolcheck import prepare_dataset_script
+
+VERSION = 1  # bump when the request files this stage writes would change
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,30 @@ def write_prepare_dataset(run: Run, point: Point, out: Path) -> None:
     tmp.replace(out)
 
 
+def datasets_command(run: Run) -> dict:
+    """The stage key's command: NVIDIA's tool's argv per file, or the builtin generator's files
+    (its parameters are the resolved manifest's, an input)."""
+    generator = run.manifest.dataset.generator
+    if generator == "builtin":
+        return {
+            "generator": generator,
+            "files": [dataset_path(run, p).name for p in unique_points(run)],
+        }
+    tokenizer = model_files_dir(run)
+    argvs = [
+        trtllm.prepare_dataset_argv(run.manifest, p, tokenizer=tokenizer)
+        for p in unique_points(run)
+    ]
+    return {"generator": generator, "argv": argvs}
+
+
+def datasets_tools(run: Run) -> dict[str, str | None]:
+    if run.manifest.dataset.generator == "builtin":
+        return rule.tool_versions("numpy")
+    script = prepare_dataset_script()
+    return {**rule.tool_versions("tensorrt_llm"), script: rule.executable_identity(script)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bench.stages.datasets", description=__doc__.splitlines()[0]
@@ -189,10 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                     if (model_dir / f).exists()
                 ),
             ],
-            {"code": code_digest(__file__, trtllm.__file__)},
         )
-        if arts.stage_is_current("datasets", inputs):
-            arts.skip("datasets", "datasets")
+        key = rule.StageKey("datasets", VERSION, datasets_command(run), inputs, datasets_tools(run))
+        if rule.skip_if_current(arts, key, "datasets"):
             return 0
         generator = run.manifest.dataset.generator
         write = write_builtin if generator == "builtin" else write_prepare_dataset
@@ -213,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             if out.with_suffix(".log").exists():
                 outputs.append(out.with_suffix(".log"))
             stats[out.name] = s.__dict__
-        arts.record("datasets", inputs, outputs, {"generator": generator, "stats": stats})
+        rule.record(arts, key, outputs, {"generator": generator, "stats": stats})
         return 0
 
     return run_main(

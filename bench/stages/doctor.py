@@ -10,7 +10,9 @@ Checks, each printed as `ok` or `FAIL`: every option (and choice value) of every
 runs is in the installed tool's help; the TensorRT-LLM, ModelOpt and transformers versions are the
 pinned ones (torch is printed); every point fits the TensorRT runtime's prompt limit. Exit 2 on
 any failure, each naming the tool, the option or package, the installed version and the fix.
-Nothing is written. Manifests that use no TensorRT-LLM tool (the CPU demo) pass with a note.
+Manifests that use no TensorRT-LLM tool (the CPU demo) pass with a note. A passing check keeps
+its stage key (bench.stages.ifchanged.doctor_key: manifest and pins bytes, packages, tools on PATH)
+in WORK_DIR/.stamps/doctor-<manifest>-<hash>.json, so `make all` skips it while nothing changed.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ from typing import Any
 
 from bench.backends import trtllm
 from bench.core import pins
+from bench.core import stage as rule
 from bench.core.errors import KitError, run_main
 from bench.core.manifest import TRTLLM_EVAL, Manifest, load_manifest
 from bench.core.toolcheck import missing_tools, prepare_dataset_script
 from bench.stages import accuracy
+from bench.stages.ifchanged import DOCTOR_VERSION, PINS, doctor_key, doctor_key_file
 
+VERSION = DOCTOR_VERSION  # bump it there (bench.stages.ifchanged asks before this module loads)
 HELP_TIMEOUT_S = 120
 # Pinned package -> its distribution name (importlib.metadata).
 PACKAGES = {"tensorrt_llm": "tensorrt_llm", "modelopt": "nvidia-modelopt"}
@@ -390,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def doctor() -> int:
+        key = doctor_key(Path(args.manifest), args.pins)
         manifest = load_manifest(args.manifest)
         lines, problems = diagnose(manifest, pins.load_pins(args.pins), manifest_path=args.manifest)
         print("\n".join(lines))
@@ -399,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                 + "\n  ".join(problems),
                 path=args.manifest,
             )
+        if args.pins.resolve() == PINS:  # the key make all's fast path asks about
+            rule.write_key_file(doctor_key_file(Path(args.manifest)), key, {"lines": lines})
         print(f"doctor: ready ({args.manifest})")
         return 0
 

@@ -22,12 +22,15 @@ import sys
 from pathlib import Path
 
 from bench.backends import demo_model
-from bench.core.artifacts import Artifacts, code_digest
+from bench.core import stage as rule
+from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, run_main
 from bench.core.fileio import sha256_file
 from bench.core.manifest import Model
 from bench.core.run import Run, add_run_args, open_run
 from bench.core.runlock import locked
+
+VERSION = 1  # bump when the files this stage writes (or how it checks them) would change
 
 # Meta's repos also hold the original consolidated checkpoint (16 GB) that no runtime here reads.
 DEFAULT_IGNORE = ["original/*", "*.pth"]
@@ -178,12 +181,15 @@ def fetch_stage(run: Run) -> int:
     m = run.manifest.model
     arts = Artifacts(run.paths)
     target = run.paths.model_dir(m.repo, m.revision)
-    code = [__file__, demo_model.__file__] if m.source == "builtin" else [__file__]
-    inputs = arts.input_digests([run.paths.resolved_manifest], {"code": code_digest(*code)})
+    inputs = arts.input_digests([run.paths.resolved_manifest])
     if m.source == "builtin":
         inputs.update(arts.input_digests([demo_model.tokenizer_source()]))
-    if arts.stage_is_current("fetch", inputs):
-        arts.skip("fetch", "model files")
+    command = {"source": m.source, "repo": m.repo, "revision": m.revision}
+    if m.source == "builtin":
+        command["seed"] = demo_model.SEED
+    tools = rule.tool_versions("numpy" if m.source == "builtin" else "huggingface_hub")
+    key = rule.StageKey("fetch", VERSION, command, inputs, tools)
+    if rule.skip_if_current(arts, key, "model files"):
         return 0
     print(f"[fetch] {m.repo}@{m.revision} ({m.source}) -> {target}", file=sys.stderr)
     if m.source == "builtin":
@@ -204,9 +210,9 @@ def fetch_stage(run: Run) -> int:
             key="model.files",
             fix="a changed upstream file means a new revision: review it, then update the lock",
         )
-    arts.record(
-        "fetch",
-        inputs,
+    rule.record(
+        arts,
+        key,
         list(files.values()),
         {"repo": m.repo, "revision": m.revision, "verified": how},
     )

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis import secondary
-from bench.backends import parse_trtllm
 from bench.backends.parse_trtllm import (
     disagreements,
     has_performance_section,
@@ -41,7 +40,8 @@ from bench.backends.parse_trtllm import (
     read_bytes,
     read_log,
 )
-from bench.core.artifacts import Artifacts, code_digest
+from bench.core import stage as rule
+from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, run_main
 from bench.core.fileio import atomic_write_bytes, atomic_write_json, sha256_bytes
 from bench.core.manifest import MAX_REQUESTS, MAX_TOKENS, load_manifest
@@ -55,7 +55,7 @@ SCHEMA = "trtllm-repro/import/1"
 RESULT_NAME = re.compile(r"^result_(?P<isl>\d+)_(?P<osl>\d+)_(?P<requests>\d+)\.(?P<ext>txt|json)$")
 NAME_RULE = "not named result_<ISL>_<OSL>_<requests>.txt|.json"
 OWN_STAGES = ("init", STAGE)  # what an imported run may already hold
-CODE = (__file__, parse_trtllm.__file__, record.__file__, secondary.__file__)  # a change re-imports
+VERSION = 1  # bump when the records imported from the same logs would change
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,13 @@ def read_point(point: PointFiles, raw_files: tuple[str, ...]) -> PointResult:
     return dataclasses.replace(result, raw_files=raw_files)
 
 
-def _check_run_folder(arts: Artifacts, inputs: dict[str, str]) -> bool:
+def import_key(arts: Artifacts, folder: Path, sources: list[Path], manifest: Path | None):
+    """The import's stage key: the logs' digests (and the manifest's) under this VERSION."""
+    inputs = arts.input_digests(sources + ([manifest] if manifest else []))
+    return rule.StageKey(STAGE, VERSION, {"logs": str(folder)}, inputs)
+
+
+def _check_run_folder(arts: Artifacts, key: rule.StageKey) -> bool:
     """True when this import already happened; raises when the folder holds another run."""
     foreign = sorted(set(arts.stages) - set(OWN_STAGES))
     unexpected = arts.unexpected()
@@ -197,7 +203,7 @@ def _check_run_folder(arts: Artifacts, inputs: dict[str, str]) -> bool:
             path=str(arts.paths.root),
             fix="choose another --run, or remove the folder",
         )
-    return arts.stage_is_current(STAGE, inputs)
+    return rule.is_current(arts, key)
 
 
 def _remove_previous(arts: Artifacts) -> None:
@@ -244,11 +250,9 @@ def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
 
     paths = RunPaths.for_run(run_name)
     arts = Artifacts(paths)
-    sources = files
-    inputs = arts.input_digests(
-        sources + ([manifest] if manifest else []), {"code": code_digest(*CODE)}
-    )
-    if paths.root.exists() and _check_run_folder(arts, inputs):
+    key = import_key(arts, folder, files, manifest)
+    inputs = key.inputs
+    if paths.root.exists() and _check_run_folder(arts, key):
         print(f"import: {paths.root} is up to date with {folder}", file=sys.stderr)
         return 0
 
@@ -295,7 +299,7 @@ def run_import(folder: Path, run_name: str, manifest: Path | None) -> int:
     if manifest is None:
         atomic_write_json(paths.import_summary, summary)
         outputs.append(paths.import_summary)
-    arts.record(STAGE, inputs, outputs, summary)
+    rule.record(arts, key, outputs, summary)
     counts = ", ".join(f"{n} {s}" for s, n in summary["status"].items())
     print(
         f"import: {len(points)} points ({counts}), {len(ignored)} ignored -> {paths.root}",

@@ -31,9 +31,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.core import stage as rule
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, run_main
-from bench.core.fileio import atomic_write_json
+from bench.core.fileio import atomic_write_json, read_json
 from bench.core.run import Run, add_run_args, open_run
 from bench.core.runlock import locked
 from bench.gpu.gpu_info import (
@@ -51,6 +52,7 @@ from bench.schema.provenance import (
     read_provenance,
 )
 
+VERSION = 1  # bump when provenance.json would hold other fields
 KIT_ROOT = Path(__file__).resolve().parents[2]
 IMAGE_JSON = Path("/etc/trtllm-repro/image.json")
 TOOL_TIMEOUT_S = 30
@@ -388,8 +390,18 @@ def capture(run: Run, argv: list[str], **collect_args: Any) -> dict[str, Any]:
                 path=str(path),
                 fix="start a new run (RUN=<new name>); numbers from two environments never mix",
             )
-    atomic_write_json(path, data)
     arts = Artifacts(run.paths)
+    # Current while the identity is the one captured: the first capture stays the run's record.
+    key = rule.StageKey(
+        "env",
+        VERSION,
+        {"capture": path.name},
+        arts.input_digests([run.manifest_path]),
+        machine_identity(captured).model_dump(mode="json"),
+    )
+    if rule.skip_if_current(arts, key, path.name):
+        return read_json(path)
+    atomic_write_json(path, data)
     gpus = captured.gpus
     details = {
         "gpus": len(gpus),
@@ -397,7 +409,7 @@ def capture(run: Run, argv: list[str], **collect_args: Any) -> dict[str, Any]:
         "driver": gpus[0].driver_version if gpus else None,
         "image_digest": captured.software.container.digest,
     }
-    arts.record("env", arts.input_digests([run.manifest_path]), [path], details, stamp=True)
+    rule.record(arts, key, [path], details, stamp=True)
     return data
 
 

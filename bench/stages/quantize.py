@@ -25,7 +25,8 @@ from typing import Literal
 import numpy as np
 
 from bench.analysis.accuracy_metrics import rope_comparison
-from bench.core.artifacts import Artifacts, code_digest
+from bench.core import stage as rule
+from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, StageFailed, run_main
 from bench.core.fileio import read_json, sha256_file
 from bench.core.manifest import Calibration, Manifest
@@ -33,6 +34,8 @@ from bench.core.narrow import present
 from bench.core.run import Run, add_run_args, open_run
 from bench.core.runlock import locked
 from bench.core.stage_cache import cache_root, make_or_reuse, run_environment
+
+VERSION = 1  # bump when the checkpoint this stage writes would change
 
 ExportFormat = Literal["hf", "tensorrt_llm"]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -229,6 +232,30 @@ def check_checkpoint_config(model_dir: Path, checkpoint: Path, export_format: Ex
         )
 
 
+def quantize_command(m: Manifest) -> dict:
+    """What the stage does, as parameters (the stage key's command)."""
+    q = m.quantization
+    if q.method != "modelopt":
+        return {"method": q.method}
+    return {
+        "method": q.method,
+        "export_format": export_format_for(m),
+        "device": q.device,
+        "kv_cache_dtype": q.kv_cache_dtype,
+        "calibration": q.calibration.model_dump(mode="json"),
+        "seed": m.sweep.seed,
+        "tp_size": m.engine.tp_size,
+        "pp_size": m.engine.pp_size,
+    }
+
+
+def quantize_tools(m: Manifest) -> dict[str, str | None]:
+    """ModelOpt and what it runs on; a no-op calls no tool."""
+    if m.quantization.method != "modelopt":
+        return {}
+    return rule.tool_versions("nvidia-modelopt", "torch", "transformers")
+
+
 def quantize_stage(run: Run) -> int:
     m = run.manifest
     arts = Artifacts(run.paths)
@@ -243,11 +270,10 @@ def quantize_stage(run: Run) -> int:
     q = m.quantization
     # A no-op reads no model file, so it hashes none (the 16 GB of an 8B model take ~10 s).
     read = model_files if q.method == "modelopt" else []
-    inputs = arts.input_digests(
-        [run.paths.resolved_manifest, *read], {"code": code_digest(__file__)}
-    )
-    if arts.stage_is_current("quantize", inputs):
-        arts.skip("quantize", "checkpoint")
+    inputs = arts.input_digests([run.paths.resolved_manifest, *read])
+    fmt = export_format_for(m)
+    key = rule.StageKey("quantize", VERSION, quantize_command(m), inputs, quantize_tools(m))
+    if rule.skip_if_current(arts, key, "checkpoint"):
         return 0
     if q.method != "modelopt":
         print(
@@ -255,18 +281,16 @@ def quantize_stage(run: Run) -> int:
             "(the fetched model is used as is)",
             file=sys.stderr,
         )
-        arts.record("quantize", inputs, [], {"method": q.method})
+        rule.record(arts, key, [], {"method": q.method})
         return 0
-    calib_files: list[Path] = []
+    calib_sha256 = None  # the file is pinned in the manifest (revision, sha256): not a key input
     calibration = present(q.calibration, "quantization.calibration")
     if calibration.source == "synthetic":
         vocab = read_json(model_dir / "config.json")["vocab_size"]
         calib = synthetic_calibration(calibration, vocab, m.sweep.seed)
     else:
         calib, calib_file = dataset_calibration(calibration, model_dir)
-        calib_files = [calib_file]
-        inputs.update(arts.input_digests(calib_files))
-    fmt = export_format_for(m)
+        calib_sha256 = arts.digest(calib_file)
 
     def make() -> list[Path]:
         print(
@@ -290,15 +314,15 @@ def quantize_stage(run: Run) -> int:
     files, origin = make_or_reuse(
         cache_root(),
         "quantize",
-        inputs,
+        key.material(),
         run_environment(run.paths.provenance),
         run.paths.checkpoint,
         make,
         made_by=run.paths.name,
     )
-    arts.record(
-        "quantize",
-        inputs,
+    rule.record(
+        arts,
+        key,
         files,
         {
             "method": "modelopt",
@@ -308,6 +332,7 @@ def quantize_stage(run: Run) -> int:
                 "source": calibration.source,
                 "size": len(calib),
                 "seq_len": calibration.seq_len,
+                "sha256": calib_sha256,
             },
             **origin,
         },

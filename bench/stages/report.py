@@ -32,10 +32,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.analysis import figures, report_sections, secondary, tables
+from bench.analysis import figures, report_sections, secondary
 from bench.analysis.report_sections import Context, render
 from bench.analysis.tables import is_suspect
-from bench.core.artifacts import Artifacts, code_digest
+from bench.core import stage as rule
+from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, StageFailed, run_main
 from bench.core.fileio import (
     atomic_write_bytes,
@@ -55,6 +56,7 @@ from bench.schema.record import PointResult, record_files
 from bench.stages import accuracy
 
 STAGE = "report"
+VERSION = 1  # bump when the report or figures written from the same records would change
 REPORT_NAME = "report.md"
 LOG_TAIL_LINES = 6
 
@@ -200,22 +202,11 @@ def integrity_banner(unverified: Sequence[str], partial: Sequence[str]) -> str:
 def make_report(run_name: str) -> Path:
     paths, ctx, records, input_files = load_context(run_name)
     arts = Artifacts(paths)
-    inputs = arts.input_digests(
-        input_files,
-        {
-            "code": code_digest(
-                __file__,
-                report_sections.__file__,
-                tables.__file__,
-                figures.__file__,
-                gpus.__file__,
-                record.__file__,
-            )
-        },
-    )
+    inputs = arts.input_digests(input_files)
+    command = {"report": REPORT_NAME, "figures": sorted(figures.FIGURES)}
+    key = rule.StageKey(STAGE, VERSION, command, inputs, rule.tool_versions("matplotlib"))
     report = paths.reports / REPORT_NAME
-    if arts.stage_is_current(STAGE, inputs):
-        print(f"[report] up to date: {report}", file=sys.stderr)
+    if rule.skip_if_current(arts, key, str(report)):
         return report
     unverified = unverified_inputs(arts, input_files)
     partial = arts.stages.get("merge", {}).get("details", {}).get("partial") or []
@@ -228,7 +219,7 @@ def make_report(run_name: str) -> Path:
         outputs.append(paths.reports / name)
     atomic_write_text(report, text)
     outputs.append(report)
-    arts.record(STAGE, inputs, outputs, {"points": len(records)}, stamp=not unverified)
+    rule.record(arts, key, outputs, {"points": len(records)}, stamp=not unverified)
     if unverified:
         paths.stamp(STAGE).unlink(missing_ok=True)
         raise StageFailed(

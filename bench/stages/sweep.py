@@ -30,7 +30,8 @@ from typing import Any
 
 from bench.backends import parse_trtllm, trtllm
 from bench.core import cost
-from bench.core.artifacts import Artifacts, Problem, code_digest
+from bench.core import stage as rule
+from bench.core.artifacts import Artifacts, Problem
 from bench.core.errors import KitError, run_main
 from bench.core.fileio import atomic_write_json, atomic_write_text, sha256_file
 from bench.core.manifest import Point
@@ -40,11 +41,10 @@ from bench.core.runlock import locked
 from bench.schema.record import FAILURE, RESULT, PointResult, judge, load_records, write_summary
 from bench.stages.datasets import dataset_path
 
+VERSION = 1  # bump when a point measured now would not be comparable with one measured before
 PARTIAL = ".partial"
 # Under .stamps/ (never recorded): one entry per point between its rename and its record.
 JOURNAL = "publishing"
-# What measures a demo point: its code is part of the sweep's (not imported here: it needs torch).
-REFERENCE_RUNNER = str(Path(__file__).parents[1] / "backends" / "hf_runner.py")
 
 
 @dataclass(frozen=True)
@@ -363,6 +363,22 @@ def shard_details(shard: tuple[int, int] | None, tasks: list[Task]) -> dict:
     return {"shard": f"{shard[0]}/{shard[1]}", "shard_points": [t.name for t in tasks]}
 
 
+def sweep_command(run: Run) -> list[list[str]]:
+    """Every command the sweep runs (each point, each KV cache fraction), in its final folder:
+    the stage key's command, the same for every shard of one manifest."""
+    return [
+        attempt_argv(run, task, fraction, run.paths.points / task.name)[0]
+        for task in tasks_of(run)
+        for fraction in kv_fractions(run)
+    ]
+
+
+def sweep_tools(run: Run) -> dict[str, str | None]:
+    if run.manifest.engine.backend == "hf-reference":
+        return rule.tool_versions("torch", "transformers")
+    return rule.tool_versions("tensorrt_llm")
+
+
 def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
     arts = Artifacts(run.paths)
     if not run.paths.stamp("datasets").exists():
@@ -376,17 +392,20 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
     if (yaml_text := trtllm.extra_options_yaml(run.manifest)) is not None:
         atomic_write_text(extra_options_path(run), yaml_text)
     inputs = arts.input_digests(
-        [run.paths.resolved_manifest, *sorted(run.paths.datasets.glob("*.jsonl"))],
-        {"code": code_digest(__file__, trtllm.__file__, parse_trtllm.__file__, REFERENCE_RUNNER)},
+        [run.paths.resolved_manifest, *sorted(run.paths.datasets.glob("*.jsonl"))]
     )
+    key = rule.StageKey("sweep", VERSION, sweep_command(run), inputs, sweep_tools(run))
     previous = arts.stages.get("sweep")
     if (
         previous
-        and previous["inputs"] != inputs
         and any(k.startswith("run:points/") for k in arts.files)
+        and (changed := rule.differences(previous, key))
     ):
         raise KitError(
-            "the datasets or the sweep code changed since this run's points were measured",
+            "what measures the points changed since this run's points were measured ("
+            + "; ".join(changed[:4])
+            + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+            + ")",
             path=str(run.paths.root),
             fix="start a new run with RUN=<new name>",
         )
@@ -394,9 +413,13 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
     tasks = tasks_of(run)
     if shard is not None:
         tasks = cost.shard_tasks(tasks, *shard, estimate)
-    arts.record(
-        "sweep",
-        inputs,
+    every_point_done = all((run.paths.points / t.name / RESULT).exists() for t in tasks)
+    same_shard = (previous or {}).get("details") == shard_details(shard, tasks)
+    if every_point_done and same_shard and rule.skip_if_current(arts, key, "every point"):
+        return 0
+    rule.record(
+        arts,
+        key,
         [p for p in [extra_options_path(run)] if p.exists()],
         shard_details(shard, tasks),
         replace=False,

@@ -11,6 +11,11 @@ Usage:  python -m bench.stages.verify --run demo [--scope all|run]
             [--reference manifests/published/nvidia-perf-overview-1.0.toml]
         (make verify RUN=demo [REFERENCE=...])
 
+verify never trusts the stat-keyed hash cache (bench.core.hashcache): every recorded file is read
+again, so a file changed in place with its size and mtime forged back is caught here (and only
+here). `make all` asks bench.stages.ifchanged first, which repeats the last PASSED verdict when
+nothing it checked changed; `make verify` always re-reads.
+
 Result and exit code (the old verify.md and stamp are removed before anything is read):
   PASSED      0  every check passed
   FAILED      1  a missing, changed, unexpected, misplaced (symlink, unknown root) file; a point
@@ -47,9 +52,14 @@ from bench.analysis import accuracy_metrics as am
 from bench.analysis import reference as refmod
 from bench.analysis import secondary, tables
 from bench.analysis.tables import PointRow, is_suspect, md_table, num, point_rows
+from bench.core import stage as rule
 from bench.core.artifacts import Artifacts, Problem
 from bench.core.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
-from bench.core.fileio import atomic_write_text, read_json, read_json_object
+from bench.core.fileio import (
+    atomic_write_text,
+    read_json,
+    read_json_object,
+)
 from bench.core.manifest import Manifest
 from bench.core.results import LoadedRun, load_run_results
 from bench.core.run import RunPaths, point_id
@@ -58,9 +68,11 @@ from bench.gpu import gpus
 from bench.schema.provenance import Provenance
 from bench.schema.record import PointResult, record_files
 from bench.stages import accuracy as accmod
+from bench.stages.ifchanged import VERIFY_VERSION, verify_key
 from bench.stages.sweep import Task
 
 STAGE = "verify"
+VERSION = VERIFY_VERSION  # bump it there (bench.stages.ifchanged asks before this module loads)
 VERIFY_NAME = "verify.md"
 OWN_ROOTS = ("run", "reports")  # the run's own folders; --scope run re-hashes only these
 RATE_TOLERANCE = refmod.RATE_TOLERANCE
@@ -1135,7 +1147,7 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
     if reference is None and manifest is not None and manifest.reference:
         reference = Path(manifest.reference)
     ref = refmod.load_reference(reference) if reference is not None else None
-    arts = run.artifacts
+    arts = Artifacts(paths, trust_stat=False)  # every byte read again, whatever the cache says
     files = check_files(arts, scope)
     records = readable_records(run, files)
     rows = point_rows(records)
@@ -1194,9 +1206,9 @@ def verify(run_name: str, reference: Path | None, scope: str) -> Outcome:
         f"\n\nResult: {result}; every file checked, by name: {target}\n"
     )
     atomic_write_text(target, text)
-    inputs = {"reference": str(reference) if reference else "", "scope": scope}
     passed = exit_code == EXIT_OK
-    arts.record(STAGE, inputs, [target], {"passed": passed, "result": result}, stamp=passed)
+    key = verify_key(arts, reference, scope)
+    rule.record(arts, key, [target], {"passed": passed, "result": result}, stamp=passed)
     if not passed:
         paths.stamp(STAGE).unlink(missing_ok=True)  # Make must not take a failed verify as done
     return Outcome(text, exit_code, sections, ref_problems, console)
