@@ -51,7 +51,6 @@ from bench.core.run import RunPaths
 from bench.core.runlock import locked
 from bench.gpu import gpus
 from bench.gpu.gpus import ModelShape
-from bench.schema import record
 from bench.schema.record import PointResult, record_files
 from bench.stages import accuracy
 
