@@ -133,6 +133,21 @@ def hf_tokenizer(hf_model):
     return AutoTokenizer.from_pretrained(str(hf_model))
 
 
+@pytest.fixture(scope="module")
+def pytorch_port(hf_model, tmp_path_factory):
+    """One PyTorch-backend fake for the request tests (its start is most of their time)."""
+    tmp_path = tmp_path_factory.mktemp("serve")
+    argv = [
+        str(hf_model),
+        "--backend",
+        "pytorch",
+        "--extra_llm_api_options",
+        str(yaml_file(tmp_path)),
+    ]
+    with serving(argv, tmp_path) as (port, _):
+        yield port
+
+
 def engine(tmp_path: Path, hf_model: Path, max_seq_len=256, max_num_tokens=64) -> Path:
     pretrained = fakelib.hf_pretrained_config(hf_model, "test")
     build = {"max_seq_len": max_seq_len, "max_num_tokens": max_num_tokens, "max_batch_size": 8}
@@ -148,9 +163,9 @@ def yaml_file(tmp_path: Path, **options) -> Path:
 
 
 @contextlib.contextmanager
-def serving(argv: list[str], tmp_path: Path, python: str | None = sys.executable):
-    """The fake on a free port until health answers; SIGTERM on the way out. python=None runs it
-    through its shebang (the interpreter on PATH, usually without transformers)."""
+def serving(argv: list[str], tmp_path: Path, python: str | None = None):
+    """The fake on a free port until health answers; SIGTERM on the way out. It runs through its
+    shebang (python3 on PATH, as the pipeline runs it) unless python is given."""
     port = free_port()
     cmd = [*([python] if python else []), str(SERVE), *argv, "--port", str(port)]
     out, err = (tmp_path / "serve.out").open("w"), (tmp_path / "serve.err").open("w")
@@ -202,21 +217,14 @@ def post(port: int, path: str, body: dict) -> tuple[int, dict | list[dict]]:
 PROMPT = "The quick brown fox jumps over the lazy dog, then naps. " * 3
 
 
-def test_streaming_completion_has_exact_length_and_true_usage(tmp_path, hf_model, hf_tokenizer):
-    argv = [
-        str(hf_model),
-        "--backend",
-        "pytorch",
-        "--extra_llm_api_options",
-        str(yaml_file(tmp_path)),
-    ]
-    with serving(argv, tmp_path) as (port, _):
-        assert get(port, "/health") == (200, b"")
-        status, models = get(port, "/v1/models")
-        assert status == 200 and json.loads(models)["data"][0]["id"] == str(hf_model)
-        body = {"model": str(hf_model), "prompt": PROMPT, "max_tokens": 12, "ignore_eos": True}
-        body |= {"stream": True, "stream_options": {"include_usage": True}}
-        status, events = post(port, "/v1/completions", body)
+def test_streaming_completion_has_exact_length_and_true_usage(pytorch_port, hf_model, hf_tokenizer):
+    port = pytorch_port
+    assert get(port, "/health") == (200, b"")
+    status, models = get(port, "/v1/models")
+    assert status == 200 and json.loads(models)["data"][0]["id"] == str(hf_model)
+    body = {"model": str(hf_model), "prompt": PROMPT, "max_tokens": 12, "ignore_eos": True}
+    body |= {"stream": True, "stream_options": {"include_usage": True}}
+    status, events = post(port, "/v1/completions", body)
     assert status == 200 and events[-1] == "[DONE]"
     *tokens, last_usage, _ = events
     assert len(tokens) == 12 and all(e["object"] == "text_completion" for e in tokens)
@@ -230,50 +238,35 @@ def test_streaming_completion_has_exact_length_and_true_usage(tmp_path, hf_model
     assert usage["total_tokens"] == usage["prompt_tokens"] + 12
 
 
-def test_output_length_rules_and_strict_request_fields(tmp_path, hf_model):
-    argv = [
-        str(hf_model),
-        "--backend",
-        "pytorch",
-        "--extra_llm_api_options",
-        str(yaml_file(tmp_path)),
-    ]
-    base = {"model": "m", "prompt": "hello", "max_tokens": 10}
-    with serving(argv, tmp_path) as (port, _):
-        short = post(port, "/v1/completions", base)[1]
-        exact = post(port, "/v1/completions", base | {"min_tokens": 10})[1]
-        unknown = post(port, "/v1/completions", base | {"max_new_tokens": 10})
-        later = post(port, "/v1/completions", base | {"thinking_token_budget": 5})
-        options = post(port, "/v1/completions", base | {"stream_options": {"include_usage": True}})
-        no_usage = post(port, "/v1/completions", base | {"stream": True, "ignore_eos": True})[1]
-        missing = post(port, "/v1/completions", {"model": "m"})
-        route = get(port, "/v1/embeddings")[0]
+def test_output_length_rules_and_strict_request_fields(pytorch_port):
+    port, base = pytorch_port, {"model": "m", "prompt": "hello", "max_tokens": 10}
+    short = post(port, "/v1/completions", base)[1]
+    exact = post(port, "/v1/completions", base | {"min_tokens": 10})[1]
+    unknown = post(port, "/v1/completions", base | {"max_new_tokens": 10})
+    later = post(port, "/v1/completions", base | {"thinking_token_budget": 5})
+    options = post(port, "/v1/completions", base | {"stream_options": {"include_usage": True}})
+    no_usage = post(port, "/v1/completions", base | {"stream": True, "ignore_eos": True})[1]
+    missing = post(port, "/v1/completions", {"model": "m"})
     # without ignore_eos the "model" stops early: a client that forgets it measures short outputs
-    assert (
-        short["usage"]["completion_tokens"] == 5 and short["choices"][0]["finish_reason"] == "stop"
-    )
+    assert short["usage"]["completion_tokens"] == 5
+    assert short["choices"][0]["finish_reason"] == "stop"
     assert exact["usage"]["completion_tokens"] == 10
-    assert (
-        unknown[0] == 400
-        and "max_new_tokens: Extra inputs are not permitted" in unknown[1]["message"]
-    )
-    assert later[0] == 400 and unknown[1]["type"] == "BadRequestError"
+    assert unknown[0] == 400 and unknown[1]["type"] == "BadRequestError"
+    assert "max_new_tokens: Extra inputs are not permitted" in unknown[1]["message"]
+    assert later[0] == 400  # a field of a later protocol
     assert options[0] == 400 and "only be defined when stream is true" in options[1]["message"]
-    assert all("usage" not in e or e["usage"] is None for e in no_usage[:-1])  # not asked for
+    assert len(no_usage) == 11 and all(e["usage"] is None for e in no_usage[:-1])  # not asked
     assert missing[0] == 400 and "body.prompt: Field required" in missing[1]["message"]
-    assert route == 404
+    assert get(port, "/v1/embeddings")[0] == 404
 
 
+@pytest.mark.slow  # transformers loads in the server: ~20 s on the shared machine
 def test_chat_without_a_chat_template_is_refused_like_transformers(tmp_path, hf_model):
-    argv = [
-        str(hf_model),
-        "--backend",
-        "pytorch",
-        "--extra_llm_api_options",
-        str(yaml_file(tmp_path)),
-    ]
+    """Chat renders the tokenizer's template through transformers (run with the kit's python)."""
+    argv = [str(hf_model), "--backend", "pytorch"]
+    argv += ["--extra_llm_api_options", str(yaml_file(tmp_path))]
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-    with serving(argv, tmp_path) as (port, _):
+    with serving(argv, tmp_path, python=sys.executable) as (port, _):
         status, reply = post(port, "/v1/chat/completions", body)
     assert status == 400 and "chat_template is not set" in reply["message"]
 
@@ -301,30 +294,21 @@ def test_engine_prompt_limit_is_the_tensorrt_runtimes(tmp_path, hf_model, hf_tok
     assert too_long[0] == 400 and "should not exceed max_seq_len (256)" in too_long[1]["message"]
 
 
-def test_counts_without_transformers_match_it(tmp_path, hf_model, hf_tokenizer):
-    """Through its shebang (an interpreter that may lack transformers) the fake counts prompts
-    with its own byte-level BPE; the counts are transformers'."""
+def test_prompt_counts_are_transformers(pytorch_port, hf_model, hf_tokenizer):
+    """The fake counts prompts with its own standard-library byte-level BPE; the counts are
+    transformers'."""
     texts = [
         PROMPT,
         "  It's 12345 tokens,\n\n  don't   stop_me now!! <|begin_of_text|> x",
         "café naïve 日本語 テスト",
         "\t\tdef f():\n    return a_b + 1\n",
     ]
+    expected = [len(hf_tokenizer.encode(t)) for t in texts]
     bpe = ByteLevelBPE(json.loads((hf_model / "tokenizer.json").read_text()))
-    assert [bpe.count(t) for t in texts] == [len(hf_tokenizer.encode(t)) for t in texts]
-    argv = [
-        str(hf_model),
-        "--backend",
-        "pytorch",
-        "--extra_llm_api_options",
-        str(yaml_file(tmp_path)),
-    ]
-    with serving(argv, tmp_path, python=None) as (port, _):
-        counts = [
-            post(port, "/v1/completions", {"model": "m", "prompt": t, "max_tokens": 1})[1]["usage"]
-            for t in texts
-        ]
-    assert [u["prompt_tokens"] for u in counts] == [len(hf_tokenizer.encode(t)) for t in texts]
+    assert [bpe.count(t) for t in texts] == expected
+    body = {"model": "m", "max_tokens": 1}
+    replies = [post(pytorch_port, "/v1/completions", body | {"prompt": t})[1] for t in texts]
+    assert [r["usage"]["prompt_tokens"] for r in replies] == expected
 
 
 def test_sigterm_stops_it_with_uvicorns_lines(tmp_path, hf_model):

@@ -1,12 +1,12 @@
-"""Token counts for the fake trtllm-serve: the served model's own tokenizer, with or without
-transformers.
+"""Token counts for the fake trtllm-serve: the served model's own tokenizer, in the standard
+library.
 
 The real server counts a prompt with the model's Hugging Face tokenizer (BOS included) and
-applies its chat template to chat messages. The fake does the same through transformers when the
-interpreter running it has it; otherwise it reads tokenizer.json itself: Llama 3's byte-level BPE
-(its pre-tokenizer regex, the byte-to-unicode map, the merges by rank, the template's BOS) in
-the standard library. tests/test_trtllm_serve.py checks both give transformers' counts. Without
-transformers a chat request is refused: rendering a chat template needs jinja2.
+applies its chat template to chat messages. The fake reads tokenizer.json itself: Llama 3's
+byte-level BPE (its pre-tokenizer regex, the byte-to-unicode map, the merges by rank, the
+template's BOS), so it starts in a second on any python3 with PyYAML, as the other fakes do;
+tests/test_trtllm_serve.py checks its counts are transformers'. A chat request loads transformers
+(the template needs jinja2) and is refused where it is not installed.
 """
 
 from __future__ import annotations
@@ -125,26 +125,25 @@ class ServedTokenizer:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.bpe = ByteLevelBPE(json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")))
-        try:
-            from transformers import AutoTokenizer
-
-            self.hf = AutoTokenizer.from_pretrained(str(folder))
-        except ImportError:
-            self.hf = None
         # One output token whose text, repeated, re-tokenizes to exactly as many tokens: a client
         # that counts output tokens itself (AIPerf) then counts what the server generated.
         self.output_piece = self.bpe.token_text("Ġthe") if "Ġthe" in self.bpe.vocab else " a"
 
     def count(self, text: str, add_special_tokens: bool = True) -> int:
-        if self.hf is not None:
-            return len(self.hf.encode(text, add_special_tokens=add_special_tokens))
         return self.bpe.count(text, add_special_tokens)
+
+    @functools.cached_property
+    def hf(self) -> object | None:
+        """transformers' tokenizer for chat templates; None where transformers is absent."""
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            return None
+        return AutoTokenizer.from_pretrained(str(self.folder))
 
     def count_chat(self, messages: list[dict]) -> int:
         if self.hf is None:
-            raise ChatUnsupported(
-                "fake trtllm-serve: chat needs transformers to apply the template"
-            )
+            raise ChatUnsupported("fake trtllm-serve: chat needs transformers for the template")
         if not getattr(self.hf, "chat_template", None):
             raise ChatUnsupported(
                 "Cannot use chat template functions because tokenizer.chat_template is not set "
