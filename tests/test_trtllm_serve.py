@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_fake_h100_e2e import pipeline_env
 from test_trtllm_commands import manifest_with
 
 from bench.backends import aiperf_client, demo_model, trtllm
@@ -41,6 +42,7 @@ from serve_tokenizer import ByteLevelBPE  # noqa: E402
 ONLINE = REPO / "manifests" / "llama-3.1-8b-fp8-h100-online.toml"
 FAKE_TENSORRT = REPO / "tests" / "data" / "manifests" / "fake-h100-tensorrt.toml"
 FAKE_PYTORCH = REPO / "tests" / "data" / "manifests" / "fake-h100-pytorch.toml"
+FAKE_ONLINE = REPO / "tests" / "data" / "manifests" / "fake-h100-online.toml"
 AIPERF = Path("/tmp/aiperf-venv/bin/aiperf")  # a scratch AIPerf 0.13 venv, where present
 
 
@@ -168,8 +170,15 @@ def serving(argv: list[str], tmp_path: Path, python: str | None = None):
     shebang (python3 on PATH, as the pipeline runs it) unless python is given."""
     port = free_port()
     cmd = [*([python] if python else []), str(SERVE), *argv, "--port", str(port)]
+    with started(cmd, port, tmp_path) as proc:
+        yield port, proc
+
+
+@contextlib.contextmanager
+def started(cmd: list[str], port: int, tmp_path: Path, env: dict[str, str] | None = None):
+    """cmd in its own session until GET /health on port answers 200; SIGTERM on the way out."""
     out, err = (tmp_path / "serve.out").open("w"), (tmp_path / "serve.err").open("w")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -179,7 +188,7 @@ def serving(argv: list[str], tmp_path: Path, python: str | None = None):
                     break
             assert time.monotonic() < deadline, "the fake never became healthy"
             time.sleep(0.1)
-        yield port, proc
+        yield proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -329,6 +338,28 @@ def test_sigterm_stops_it_with_uvicorns_lines(tmp_path, hf_model):
     assert "Finished server process" in err
 
 
+def test_the_kits_server_command_starts_the_fake_and_serves_a_point(tmp_path, hf_model):
+    """trtllm_serve_command for the fake online manifest, found on PATH as the runner finds it,
+    with the YAML the plan writes; one request shaped as AIPerf sends it."""
+    m = load_manifest(FAKE_ONLINE)
+    e = m.engine
+    eng = engine(tmp_path, hf_model, max_seq_len=e.max_seq_len, max_num_tokens=e.max_num_tokens)
+    options = tmp_path / "serve_llm_api_options.yaml"
+    options.write_text(trtllm.serve_options_yaml(m))
+    port = free_port()
+    command = trtllm.trtllm_serve_command(m, hf_model, port, extra_options=options, engine_dir=eng)
+    env = os.environ | {"PATH": f"{FAKES / 'bin'}{os.pathsep}{os.environ['PATH']}"} | command.env
+    body = {"model": command.model_name, "prompt": PROMPT, "max_tokens": 32, "min_tokens": 32}
+    body |= {"ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
+    with started(command.argv, port, tmp_path, env) as proc:
+        status, events = post(port, "/v1/completions", body)
+        os.killpg(proc.pid, signal.SIGTERM)  # what the runner does: its whole session
+        assert proc.wait(timeout=10) == 0
+    assert status == 200 and events[-2]["usage"]["completion_tokens"] == 32
+    err = (tmp_path / "serve.out").read_text() + (tmp_path / "serve.err").read_text()
+    assert "maxInputLen: 255 = maxSequenceLen - 1 since chunked context is enabled" in err
+
+
 def run_fake(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(SERVE), *argv],
@@ -473,6 +504,28 @@ def test_doctor_checks_trtllm_serve_for_an_online_manifest(tmp_path, monkeypatch
         m, doctor.pins.load_pins(), help_of=lambda a: help_of(a, renamed), **kwargs
     )
     assert problems and "trtllm-serve: option --kv_cache_free_gpu_memory_fraction" in problems[0]
+
+
+def test_make_plan_and_doctor_on_the_fake_online_manifest(tmp_path):
+    env = pipeline_env(tmp_path, fakes=True, inject={})
+    manifest = str(FAKE_ONLINE.relative_to(REPO))
+
+    def stage(name: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", f"bench.stages.{name}", "--manifest", manifest]
+        return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+    checked = stage("doctor")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "ok   trtllm-serve:" in checked.stdout and "ok   trtllm-build:" in checked.stdout
+    planned = stage("plan")
+    assert planned.returncode == 0, planned.stderr
+    lines = planned.stdout.splitlines()
+    (serve,) = [line for line in lines if line.startswith("trtllm-serve ")]
+    engine_dir = str(tmp_path / "work" / "fake-h100-online" / "engine")
+    assert serve.startswith(f"trtllm-serve {engine_dir} ") and " --tokenizer " in serve
+    clients = [line.rsplit("# ", 1)[1] for line in lines if line.startswith("aiperf profile ")]
+    names = ["isl32_osl32_c1", "isl64_osl32_c2", "isl64_osl32_c4", "isl128_osl64_c8"]
+    assert [c.split(",")[0] for c in clients] == names
 
 
 # ----------------------------------------------------------------------------- a real client
