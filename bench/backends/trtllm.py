@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from bench.backends.server import ServerCommand
 from bench.core import pins
 from bench.core.errors import KitError
 from bench.core.manifest import Manifest, Point
@@ -23,6 +24,7 @@ from bench.core.toolcheck import prepare_dataset_script
 
 TRTLLM_BENCH = "trtllm-bench"
 TRTLLM_BUILD = "trtllm-build"
+TRTLLM_SERVE = "trtllm-serve"
 # trtllm-bench --eos_id -1: generate exactly output_tokens per request, on both backends. It
 # becomes SamplingParams(end_id=-1, pad_id=-1); the LLM API adds generation_config.json's EOS ids
 # only when end_id is None (tensorrt_llm/llmapi/llm.py _prepare_sampling_params, read at the
@@ -236,3 +238,87 @@ def throughput_argv(
     if r.streaming:
         argv += ["--streaming"]
     return argv
+
+
+# ----------------------------------------------------------------------------- trtllm-serve
+
+
+def serve_options(manifest: Manifest) -> dict[str, Any]:
+    """The LLM arguments trtllm-serve's --extra_llm_api_options YAML sets: the manifest's own, plus
+    chunked context as the LLM argument `enable_chunked_prefill` (what trtllm-bench's
+    --enable_chunked_context sets): trtllm-serve 1.0 has no chunking flag of its own, so the YAML
+    states the manifest's choice explicitly on every release."""
+    options = dict(manifest.runtime.extra_llm_api_options or {})
+    options["enable_chunked_prefill"] = manifest.runtime.enable_chunked_context
+    return options
+
+
+def serve_options_yaml(manifest: Manifest) -> str:
+    return yaml.safe_dump(serve_options(manifest), sort_keys=True)
+
+
+def trtllm_serve_command(
+    manifest: Manifest,
+    model_path: Path,
+    port: int,
+    *,
+    extra_options: Path,
+    engine_dir: Path | None = None,
+    kv_fraction: float | None = None,
+    host: str = "127.0.0.1",
+) -> ServerCommand:
+    """trtllm-serve (TensorRT-LLM 1.0 option names) with the limits the offline sweep gives
+    trtllm-bench: same backend, parallelism, KV fraction and LLM arguments.
+
+    model_path is what the sweep passes as --model_path: the HF-format checkpoint the PyTorch
+    backend loads, or, for an engine, the folder whose tokenizer it reads (MODEL is then the
+    engine). extra_options is where the caller writes serve_options_yaml(manifest).
+    Differences trtllm-serve forces: --kv_cache_free_gpu_memory_fraction (not _mem_), --tp_size;
+    max_batch_size / max_num_tokens fall back to BuildConfig's 2048 / 8192 rather than
+    trtllm-bench's dataset heuristic, so a PyTorch manifest that leaves them unset gets those;
+    --max_seq_len is passed to the PyTorch backend only (an engine fixes its own, and trtllm-bench
+    refuses it there too).
+    """
+    e, r = manifest.engine, manifest.runtime
+    if e.backend not in ("pytorch", "tensorrt"):
+        raise KitError(
+            f"trtllm-serve serves TensorRT-LLM backends, not {e.backend!r}",
+            fix="set engine.backend to pytorch or tensorrt for an online TensorRT-LLM run",
+        )
+    if e.needs_build and engine_dir is None:
+        raise KitError("the tensorrt backend serves an engine: engine_dir is required")
+    model = engine_dir if e.needs_build else model_path
+    fraction = r.kv_cache_free_gpu_mem_fraction if kv_fraction is None else kv_fraction
+    argv = [
+        TRTLLM_SERVE,
+        str(model),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--backend",
+        e.backend,
+        "--tp_size",
+        str(e.tp_size),
+        "--pp_size",
+        str(e.pp_size),
+        "--kv_cache_free_gpu_memory_fraction",
+        f"{fraction:g}",
+    ]
+    if e.needs_build:
+        argv += ["--tokenizer", str(model_path)]
+    for flag, value in (
+        ("--max_batch_size", e.max_batch_size),
+        ("--max_num_tokens", e.max_num_tokens),
+        ("--max_seq_len", None if e.needs_build else e.max_seq_len),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    argv += ["--extra_llm_api_options", str(extra_options)]
+    return ServerCommand(
+        argv=argv,
+        env={},
+        base_url=f"http://{host}:{port}",
+        health_path="/health",
+        model_name=str(model),
+    )

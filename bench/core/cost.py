@@ -57,6 +57,23 @@ class Estimator:
         return c.startup_s + self.scale * p.requests * per_request
 
 
+# Online points (issue 12): one decode step of a lightly loaded server. NVIDIA's NIM tables for
+# Llama 3.1 8B on H100 (AIPerf) give an inter-token latency of 4.4-4.6 ms at concurrency 1-5.
+LOW_LOAD_STEP_S = 0.005
+
+
+def online_seconds(estimator: Estimator, p: Point, concurrency: int | None) -> float:
+    """A point driven at a fixed concurrency: the longer of the offline model's time for its
+    requests (throughput-bound, start-up excluded: the server starts once) and its requests in
+    ceil(requests / concurrency) waves, each one request's latency at low load (prefill at the
+    model's rate, osl steps of LOW_LOAD_STEP_S)."""
+    c = estimator.c
+    bound = estimator.seconds(p) - c.startup_s
+    waves = -(-p.requests // (concurrency or p.requests))
+    per_request = estimator.scale * p.isl * c.prefill_s_per_token + p.osl * LOW_LOAD_STEP_S
+    return max(bound, waves * per_request)
+
+
 def shard_tasks(
     tasks: list[Task], index: int, count: int, estimator: Estimator | None = None
 ) -> list[Task]:

@@ -194,6 +194,17 @@ class Sweep(Strict):
     seed: Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)] = 420
     repeats: Annotated[int, Field(strict=True, gt=0, le=MAX_REPEATS)] = 1
     points: list[Point] = Field(min_length=1, max_length=MAX_POINTS)
+    # Issue 12 (docs: /work/tmp/INTERFACES.md): offline = trtllm-bench; online = a server + AIPerf.
+    scenario: Literal["offline", "online"] = "offline"
+    concurrency: list[Annotated[int, Field(strict=True, gt=0, le=MAX_REQUESTS)]] | None = None
+    streaming: bool = False
+
+
+class Slo(Strict):
+    """Per-request latency limits a point is judged by (p99 over its requests)."""
+
+    ttft_p99_ms: Annotated[float, Field(gt=0)] | None = None
+    tpot_p99_ms: Annotated[float, Field(gt=0)] | None = None
 
 
 class Hardware(Strict):
@@ -279,6 +290,7 @@ class Manifest(Strict):
     hardware: Hardware = Hardware()
     accuracy: Accuracy | None = None
     compare: CompareSettings | None = None
+    slo: Slo | None = None
 
     @model_validator(mode="after")
     def _accuracy_has_a_baseline(self) -> Manifest:

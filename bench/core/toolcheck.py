@@ -34,8 +34,12 @@ def missing_tools(
         or manifest.get("quantization", {}).get("device") == "cuda"
     )
     missing = []
-    if backend in ("pytorch", "tensorrt") and not which("trtllm-bench"):
-        missing.append("trtllm-bench (TensorRT-LLM) is not on PATH")
+    # an online manifest serves with trtllm-serve instead of running trtllm-bench (issue 12)
+    runner = (
+        "trtllm-serve" if manifest.get("sweep", {}).get("scenario") == "online" else "trtllm-bench"
+    )
+    if backend in ("pytorch", "tensorrt") and not which(runner):
+        missing.append(f"{runner} (TensorRT-LLM) is not on PATH")
     if backend == "tensorrt" and not which("trtllm-build"):
         missing.append("trtllm-build (TensorRT-LLM) is not on PATH")
     if manifest.get("dataset", {}).get("generator") == "prepare_dataset":

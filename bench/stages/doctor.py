@@ -3,7 +3,8 @@ GPU time is spent.
 
 Reads:  the manifest, manifests/pins.toml (the pin set the manifest's `release` selects), the
         installed tools' own help (trtllm-bench, trtllm-bench throughput, trtllm-build,
-        prepare_dataset.py and its token-norm-dist subcommand) and package versions.
+        prepare_dataset.py and its token-norm-dist subcommand; trtllm-serve for an online
+        manifest, which runs it instead of trtllm-bench) and package versions.
 Usage:  python -m bench.stages.doctor --manifest manifests/llama-3.1-8b-fp8-h100.toml
 
 Checks, each printed as `ok` or `FAIL`: every option (and choice value) of every command the plan
@@ -127,7 +128,13 @@ def usages(manifest: Manifest, python: str = sys.executable) -> list[Usage]:
         out.append(Usage("prepare_dataset.py", (python, script, "--help"), group))
         help_sub = (python, script, "--tokenizer", "x", "token-norm-dist", "--help")
         out.append(Usage("prepare_dataset.py token-norm-dist", help_sub, sub))
-    if m.engine.backend in ("pytorch", "tensorrt"):
+    if m.engine.backend in ("pytorch", "tensorrt") and m.sweep.scenario == "online":
+        argv = trtllm.trtllm_serve_command(
+            m, here, 8000, extra_options=here, engine_dir=here if m.engine.needs_build else None
+        ).argv
+        serve = trtllm.TRTLLM_SERVE  # argv[1] is MODEL; `serve` is the DefaultGroup's command
+        out.append(Usage(serve, (serve, "serve", "--help"), split_options(argv[2:])))
+    elif m.engine.backend in ("pytorch", "tensorrt"):
         group, sub = {}, {}
         extra = here if m.runtime.extra_llm_api_options is not None else None
         for point in m.sweep.points:
@@ -368,6 +375,8 @@ def diagnose(
     lines.append(f"{'FAIL' if found else 'ok  '} every point fits the runtime's prompt limit")
     problems += found
     options = manifest.runtime.extra_llm_api_options
+    if manifest.sweep.scenario == "online":
+        options = trtllm.serve_options(manifest)  # what trtllm-serve's YAML sets
     if options is not None:
         fields, why = llm_api_fields(manifest.engine.backend)
         if fields is None:

@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 from bench.analysis.reference import load_reference
-from bench.backends import trtllm
+from bench.backends import aiperf_client, trtllm
+from bench.backends.server import ServerCommand
 from bench.core import cost
 from bench.core.errors import run_main
 from bench.core.manifest import Manifest, Point, load_manifest
@@ -27,7 +28,15 @@ from bench.core.run import Run, RunPaths
 from bench.stages import accuracy
 from bench.stages.datasets import dataset_path, model_files_dir, unique_points
 from bench.stages.quantize import export_format_for
-from bench.stages.sweep import attempt_argv, extra_options_path, kv_fractions, parse_shard, tasks_of
+from bench.stages.sweep import (
+    Task,
+    attempt_argv,
+    extra_options_path,
+    kv_fractions,
+    model_path_for_runtime,
+    parse_shard,
+    tasks_of,
+)
 
 
 def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
@@ -64,6 +73,8 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
             lines.append(f"{shlex.join(argv)} > {shlex.quote(str(dataset_path(run, point)))}")
         else:
             lines.append(f"# datasets: builtin generator -> {dataset_path(run, point)}")
+    if m.sweep.scenario == "online":
+        return lines + online_lines(run, shard)
     yaml_text = trtllm.extra_options_yaml(m)
     if yaml_text is not None:
         path = shlex.quote(str(extra_options_path(run)))
@@ -85,6 +96,89 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
     lines.append(
         f"# estimated sweep time: {cost.hms(total)} "
         f"for {len(tasks)} points ({'GPU' if m.engine.backend != 'hf-reference' else 'CPU'})"
+    )
+    return lines
+
+
+# ----------------------------------------------------------------------------- online (issue 12)
+# The port `make plan` shows; the online runner may pick another free one.
+PLAN_PORT = 8000
+
+
+def online_tasks(run: Run) -> list[Task]:
+    """Every point at each of its concurrencies: its own, else each of [sweep] concurrency."""
+    sweep = run.manifest.sweep
+    out = []
+    for repeat in range(sweep.repeats):
+        for p in sweep.points:
+            levels = [p.concurrency] if p.concurrency is not None else sweep.concurrency or [None]
+            out += [Task(p.model_copy(update={"concurrency": c}), repeat) for c in levels]
+    return out
+
+
+def serve_options_path(run: Run) -> Path:
+    return run.paths.root / "serve_llm_api_options.yaml"
+
+
+def server_command(run: Run, port: int = PLAN_PORT) -> ServerCommand | None:
+    """The server the online points share; None for a backend whose server this module does not
+    build (the CPU runner's, bench.stages.serve)."""
+    m = run.manifest
+    if m.engine.backend not in ("pytorch", "tensorrt"):
+        return None
+    return trtllm.trtllm_serve_command(
+        m,
+        model_path_for_runtime(run),
+        port,
+        extra_options=serve_options_path(run),
+        engine_dir=run.paths.engine if m.engine.needs_build else None,
+    )
+
+
+def online_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
+    """The server (its YAML, its command, the health poll), one AIPerf command per point, then
+    the stop; the estimate is the server's start-up once plus each point (cost.online_seconds)."""
+    m, paths = run.manifest, run.paths
+    estimator = cost.Estimator(m)
+    server = server_command(run)
+    lines = []
+    if server is None:
+        lines.append(f"# server: backend {m.engine.backend} (bench.stages.serve builds it)")
+        url, model_name = f"http://127.0.0.1:{PLAN_PORT}", m.model.repo
+    else:
+        path = shlex.quote(str(serve_options_path(run)))
+        lines += [f"cat > {path} <<'EOF'", *trtllm.serve_options_yaml(m).splitlines(), "EOF"]
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in server.env.items())
+        lines.append(f"{env + ' ' if env else ''}{shlex.join(server.argv)} &  # own session")
+        lines.append(f"# wait until GET {server.base_url}{server.health_path} answers 200")
+        url, model_name = server.base_url, server.model_name
+    tasks = online_tasks(run)
+    if shard is not None:
+        tasks = cost.shard_tasks(tasks, *shard, estimator)
+    total = estimator.c.startup_s
+    for task in tasks:
+        argv = aiperf_client.profile_argv(
+            m,
+            task.point,
+            url=url,
+            model_name=model_name,
+            tokenizer=model_files_dir(run),
+            artifact_dir=paths.points / (task.name + ".partial") / "aiperf",
+        )
+        measured = task.point.model_copy(
+            update={"requests": task.point.requests + m.runtime.warmup}
+        )
+        seconds = cost.online_seconds(estimator, measured, task.point.concurrency)
+        total += seconds
+        lines.append(f"{shlex.join(argv)}  # {task.name}, est. {cost.hms(seconds)}")
+    lines.append("# stop the server: SIGTERM to its process group")
+    lines.append(
+        f"# estimated sweep time: {cost.hms(total)} for {len(tasks)} points "
+        f"({'GPU' if m.engine.backend != 'hf-reference' else 'CPU'}, warm-up requests included): "
+        f"server start-up "
+        f"{cost.hms(estimator.c.startup_s)} once, then per point the longer of the offline "
+        f"model's time and ceil(requests / concurrency) request latencies at "
+        f"{cost.LOW_LOAD_STEP_S * 1000:g} ms per output token"
     )
     return lines
 

@@ -41,6 +41,7 @@ class Command:
     style: str  # CLICK or ARGPARSE
     options: dict[str, Opt]
     subcommands: dict[str, Command] = field(default_factory=dict)
+    arguments: tuple[str, ...] = ()  # click positional arguments, all required ("MODEL")
 
 
 LOG_LEVELS = ("internal_error", "error", "warning", "info", "verbose", "debug", "trace")
@@ -320,6 +321,60 @@ PREPARE_DATASET = Command(
 )
 
 
+# ----------------------------------------------------------------------------- trtllm-serve
+# tensorrt_llm/commands/serve.py, the 1.0/1.1-line version in the source index (id 901178132, its
+# commit not returned; plain help strings, no stability tags, `asyncio.run(server(host, port))`
+# without pre-bound sockets). `trtllm-serve` is a click DefaultGroup whose `serve` command runs
+# when the first argument is no command name: `trtllm-serve MODEL [OPTIONS]` is
+# `trtllm-serve serve MODEL [OPTIONS]`. That version also has --disagg_cluster_uri,
+# --enable_chunked_prefill and --media_io_kwargs; whether v1.0.0 has them is unconfirmed, so the 1.0
+# table leaves them out and the kit never passes them (chunked prefill goes in the YAML as the LLM
+# argument enable_chunked_prefill, which 1.0 has). --reasoning_parser's choices are
+# ReasoningParserFactory.parsers' keys, not read: tabled as a string (the kit passes none).
+SERVE_1_0 = {
+    "--tokenizer": Opt("str"),
+    "--host": Opt("str", default="localhost"),
+    "--port": Opt("int", default=8000),
+    "--backend": Opt("choice", choices=("pytorch", "tensorrt", "_autodeploy"), default="pytorch"),
+    "--log_level": Opt("choice", choices=LOG_LEVELS, default="info"),
+    # BuildConfig's defaults (UNVERIFIED values): 1, 2048, 8192, None
+    "--max_beam_width": Opt("int", default=1),
+    "--max_batch_size": Opt("int", default=2048),
+    "--max_num_tokens": Opt("int", default=8192),
+    "--max_seq_len": Opt("int"),
+    "--tp_size": Opt("int", default=1),
+    "--pp_size": Opt("int", default=1),
+    "--ep_size": Opt("int"),
+    "--cluster_size": Opt("int"),
+    "--gpus_per_node": Opt("int"),
+    "--kv_cache_free_gpu_memory_fraction": Opt("float", default=0.9),
+    "--num_postprocess_workers": Opt("int", default=0),
+    "--trust_remote_code": Opt("flag"),
+    "--extra_llm_api_options": Opt("str"),
+    "--reasoning_parser": Opt("str"),  # a Choice whose list was not read
+    "--metadata_server_config_file": Opt("str"),
+    "--server_role": Opt("str"),
+    "--fail_fast_on_attention_window_too_large": Opt("flag"),
+}
+# The same file's three later options; a 1.2 image has them (its newer options, such as
+# --served_model_name and --custom_tokenizer, are not tabled: the kit does not use them).
+SERVE_1_2 = {
+    **SERVE_1_0,
+    "--disagg_cluster_uri": Opt("str"),
+    "--enable_chunked_prefill": Opt("flag"),
+    "--media_io_kwargs": Opt("str"),
+}
+TRTLLM_SERVE = Command("trtllm-serve serve", CLICK, SERVE_1_0, arguments=("MODEL",))
+TRTLLM_SERVE_1_2 = Command("trtllm-serve serve", CLICK, SERVE_1_2, arguments=("MODEL",))
+# The DefaultGroup's own commands: any other first argument is serve's MODEL.
+SERVE_GROUP_COMMANDS = ("serve", "disaggregated", "disaggregated_mpi_worker", "mm_embedding_serve")
+
+
+def serve_argv(argv: list[str]) -> list[str]:
+    """trtllm-serve's argv as its `serve` command sees it (DefaultGroup.resolve_command)."""
+    return argv[1:] if argv[:1] == ["serve"] else argv
+
+
 # ----------------------------------------------------------------------------- releases
 
 
@@ -346,6 +401,7 @@ RELEASE_1_0 = Release(
         "trtllm-bench": TRTLLM_BENCH,
         "trtllm-build": TRTLLM_BUILD,
         "prepare_dataset.py": PREPARE_DATASET,
+        "trtllm-serve": TRTLLM_SERVE,
     },
     LLM_API_1_0,
     chunked_context_default=False,
@@ -384,6 +440,7 @@ RELEASE_1_2 = Release(
         "trtllm-bench": TRTLLM_BENCH_1_2,
         "trtllm-build": TRTLLM_BUILD,
         "prepare_dataset.py": PREPARE_DATASET,
+        "trtllm-serve": TRTLLM_SERVE_1_2,
     },
     LLM_API_1_0,
     chunked_context_default=True,
@@ -420,6 +477,7 @@ class UsageError(Exception):
 def render_usage_error(command: Command, message: str) -> str:
     if command.style == CLICK:
         tail = " COMMAND [ARGS]..." if command.subcommands else ""
+        tail += "".join(f" {a}" for a in command.arguments)
         return (
             f"Usage: {command.prog} [OPTIONS]{tail}\n"
             f"Try '{command.prog} --help' for help.\n\nError: {message}"
@@ -508,6 +566,7 @@ def parse(command: Command, argv: list[str]) -> Parsed:
     """Parse argv exactly as strictly as the table says; raise UsageError like the real tool."""
     values: dict[str, object] = {}
     unknown: list[str] = []
+    positionals: list[str] = []
     i = 0
     while i < len(argv):
         token = argv[i]
@@ -520,6 +579,10 @@ def parse(command: Command, argv: list[str]) -> Parsed:
                 _check_required(command, values)
                 sub = parse(command.subcommands[token], argv[i + 1 :])
                 return Parsed(_with_defaults(command, values), token, sub)
+            if command.style == CLICK and len(positionals) < len(command.arguments):
+                positionals.append(token)
+                i += 1
+                continue
             if command.style == CLICK:
                 raise UsageError(command, f"Got unexpected extra argument ({token})")
             unknown.append(token)
@@ -565,6 +628,9 @@ def parse(command: Command, argv: list[str]) -> Parsed:
         _check_required(command, values)
         raise UsageError(command, "Missing command.")
     _check_required(command, values)
+    if len(positionals) < len(command.arguments):
+        raise UsageError(command, f"Missing argument '{command.arguments[len(positionals)]}'.")
+    values |= {a.lower(): v for a, v in zip(command.arguments, positionals, strict=False)}
     return Parsed(_with_defaults(command, values))
 
 
@@ -586,7 +652,8 @@ def _with_defaults(command: Command, values: dict[str, object]) -> dict[str, obj
 
 
 def _print_help(command: Command) -> int:
-    lines = [f"Usage: {command.prog} [OPTIONS]", "", "Options:"]
+    args = "".join(f" {a}" for a in command.arguments)
+    lines = [f"Usage: {command.prog} [OPTIONS]{args}", "", "Options:"]
     for name, opt in command.options.items():
         shown = ", ".join((*opt.aliases, name))
         listed = "|".join(opt.choices) if command.style == CLICK else ",".join(opt.choices)
