@@ -59,6 +59,23 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class Distribution:
+    """One measured distribution; its unit is in the name of the field that holds it."""
+
+    mean: float | None = None
+    min: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    count: int | None = None  # samples behind it (requests; token gaps for itl)
+
+
+DISTRIBUTIONS = ("request_latency_ms", "ttft_ms", "tpot_ms", "itl_ms", "per_user_output_tok_s")
+
+
+@dataclass(frozen=True)
 class Metrics:
     num_requests: int | None = None
     avg_input_len: float | None = None
@@ -72,6 +89,13 @@ class Metrics:
     avg_request_latency_ms: float | None = None
     avg_ttft_ms: float | None = None
     avg_tpot_ms: float | None = None
+    request_latency_ms: Distribution | None = None  # end-to-end per request
+    ttft_ms: Distribution | None = None  # time to first token (streaming only)
+    tpot_ms: Distribution | None = None  # per request: (latency - ttft) / (output_tokens - 1)
+    itl_ms: Distribution | None = None  # inter-token gaps pooled over requests (where measured)
+    per_user_output_tok_s: Distribution | None = None  # per request output tokens / latency
+    goodput_req_s: float | None = None  # under the manifest's [slo]; None without one
+    goodput_output_tok_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +122,10 @@ class PointResult:
     raw_files: tuple[str, ...] = ()  # run-relative paths of the untouched tool outputs
     attempts: tuple[dict[str, Any], ...] = ()  # e.g. kv cache fractions tried, with their outcome
     telemetry: dict[str, Any] | None = None
+    scenario: Literal["offline", "online"] = "offline"
+    streaming: bool = False
+    window_start_ns: int | None = None  # epoch ns (time.time_ns) of the window the tool measured
+    window_end_ns: int | None = None
     schema: str = SCHEMA
 
     def to_json(self) -> dict[str, Any]:
@@ -121,13 +149,23 @@ class PointResult:
                     if k not in ("identity", "metrics", "memory", "raw_files", "attempts")
                 },
                 identity=Identity(**data.get("identity", {})),
-                metrics=Metrics(**data.get("metrics", {})),
+                metrics=_metrics(data.get("metrics", {})),
                 memory=Memory(**data.get("memory", {})),
                 raw_files=tuple(data.get("raw_files", ())),
                 attempts=tuple(data.get("attempts", ())),
             )
         except TypeError as exc:
             raise KitError(f"not a point record: {exc}", path=path) from None
+
+
+def _metrics(data: dict[str, Any]) -> Metrics:
+    """Metrics from JSON: the distribution fields become Distribution objects."""
+    return Metrics(
+        **{
+            k: Distribution(**v) if k in DISTRIBUTIONS and v is not None else v
+            for k, v in data.items()
+        }
+    )
 
 
 def _check_finite(obj: Any, where: str) -> None:
