@@ -166,12 +166,12 @@ def pareto(
     ax = fig.add_subplot()
     front = sorted((p for p in points if p[3]), key=lambda p: p[1])
     faded = [p for p in points if not p[3]]
-    xs = [p[1] for p in points]
-    right = max(xs, default=1.0) * 1.15 or 1.0
+    right = max((p[1] for p in points), default=1.0) * 1.15 or 1.0
     if min_per_user_tok_s is not None:
+        right = max(right, min_per_user_tok_s * 1.15)
         ax.axvspan(
             min_per_user_tok_s,
-            max(right, min_per_user_tok_s * 1.15),
+            right,
             color="tab:green",
             alpha=0.12,
             label=f"per-user rate >= {min_per_user_tok_s:,.1f} tok/s (1000 / TPOT p99 limit)",
@@ -204,7 +204,7 @@ def pareto(
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}")
     ax.xaxis.set_major_formatter(plain)
     ax.yaxis.set_major_formatter(plain)
-    ax.set_xlim(left=0)
+    ax.set_xlim(0, right)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("output tok/s per user (mean over requests: output tokens / request latency)")
     ax.set_ylabel(y_label)
