@@ -91,7 +91,7 @@ def test_pareto_figures_are_byte_stable(roots: Path) -> None:
 def test_pareto_figure_names_the_run_and_plots_token_counts(roots: Path) -> None:
     run_of(manifest_with(roots, SERVER), sweep(), "srv")
     _, ctx, records, _ = report.load_context("srv")
-    identity = report_sections.run_identity(records, ctx)
+    identity = report_sections.serving_identity(records, ctx)
     (s,) = serving_report.pareto_sets(records, 1)
     fig = figures.pareto(
         [(p.concurrency, p.per_user_tok_s, p.throughput_tok_s, p.on_frontier) for p in s.points],
@@ -103,7 +103,13 @@ def test_pareto_figure_names_the_run_and_plots_token_counts(roots: Path) -> None
     )
     ax = fig.axes[0]
     title = ax.get_title()
-    for part in ("nvidia/Llama-3.1-8B-Instruct-FP8", "pytorch 1.0.0", "H100-SXM", "ISL 1000"):
+    for part in (
+        "nvidia/Llama-3.1-8B-Instruct-FP8",
+        "pytorch 1.0.0",
+        "H100-SXM",
+        "pinned release 1.0",
+        "ISL 1000",
+    ):
         assert part in title
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

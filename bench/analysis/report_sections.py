@@ -371,6 +371,13 @@ def run_identity(records: Sequence[PointResult], ctx: Context) -> str:
     )
 
 
+def serving_identity(records: Sequence[PointResult], ctx: Context) -> str:
+    """run_identity and the manifest's pinned release (manifests/pins.toml), for the serving
+    figures: a Pareto plot copied out of the report still names model, GPU, backend, release."""
+    release = f"; pinned release {ctx.manifest.release}" if ctx.manifest is not None else ""
+    return run_identity(records, ctx) + release
+
+
 def figure_grid(
     records: Sequence[PointResult], ctx: Context
 ) -> tuple[list[int], list[int], dict[tuple[int, int], float | str], str]:

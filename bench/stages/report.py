@@ -299,7 +299,7 @@ def make_report(run_name: str) -> Path:
         records,
         report_sections.slo_of(ctx),
         report_sections.serving_gpus(records, reference),
-        report_sections.run_identity(records, ctx),
+        report_sections.serving_identity(records, ctx),
     )
     for name, data in drawn.items():
         atomic_write_bytes(paths.reports / name, data)
