@@ -70,8 +70,9 @@ def test_sections_and_headline(roots: Path) -> None:
     assert "| 1000 | 1000 | 2,000.00 | 16 | 2,000.00 | 5,000.00 at 64 (not met) | 2 / 2 / 0 |" in (
         text
     )
-    assert "| 128 | 30.00 | 4,800.00 | dominated |" in text
-    assert "| 16 | 120.00 | 2,000.00 | frontier |" in text
+    assert "| 128 | 30.00 | 4,800.00 | dominated | not met |" in text
+    assert "| 16 | 120.00 | 2,000.00 | frontier | met |" in text
+    assert "| 64 | 70.00 | 5,000.00 | frontier | not met |" in text
     assert "1000 / tpot_p99_ms = 10.00 tok/s" in text
     assert "![Pareto ISL 1000 / OSL 1000](figures/pareto_isl1000_osl1000.png)" in text
 

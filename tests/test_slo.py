@@ -18,7 +18,7 @@ from bench.analysis.slo import (
     max_under_slo,
 )
 from bench.core.errors import KitError
-from bench.core.manifest import Slo, parse_manifest
+from bench.core.manifest import Slo, parse_manifest, resolved_toml
 from bench.schema.record import Distribution, Metrics, PointResult
 from tests.conftest import DEMO_MANIFEST
 
@@ -201,6 +201,16 @@ def test_bad_slo_is_named(slo: dict, match: str) -> None:
     data["slo"] = slo
     with pytest.raises(KitError, match=match):
         parse_manifest(data, "m.toml")
+
+
+def test_resolved_form_keeps_the_slo_and_offline_manifests_unchanged() -> None:
+    m = parse_manifest(
+        _demo(slo={"ttft_p99_ms": 500, "tpot_p99_ms": 30}, runtime={"streaming": True})
+    )
+    text = resolved_toml(m)
+    assert "[slo]\nttft_p99_ms = 500.0\ntpot_p99_ms = 30.0\n" in text
+    assert parse_manifest(tomllib.loads(text)) == m
+    assert "slo" not in resolved_toml(parse_manifest(_demo()))  # a run without [slo]: as before
 
 
 def test_e2e_only_slo_needs_no_streaming() -> None:

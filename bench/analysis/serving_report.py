@@ -252,12 +252,19 @@ def section_pareto(records: Sequence[PointResult], slo: Slo | None, gpus: int | 
         )
         + "\n\n"
     )
+    verdicts = (
+        {(p.isl, p.osl, p.concurrency): p.verdict for p in judge_points(records, slo)}
+        if slo is not None
+        else None
+    )
     for s in sets:
-        out.append(_pareto_table(s))
+        out.append(_pareto_table(s, verdicts))
     return "".join(out)
 
 
-def _pareto_table(s: ParetoSet) -> str:
+def _pareto_table(s: ParetoSet, verdicts: dict[tuple[int, int, int | None], str] | None) -> str:
+    """One ISL/OSL's points by concurrency, on the frontier or not, and (with an [slo]) each
+    point's SLO verdict, so the best frontier point within the SLO can be read off."""
     unit = "Output tok/s per GPU" if s.basis == PER_GPU else "Output tok/s (whole system)"
     rows = [
         [
@@ -265,9 +272,12 @@ def _pareto_table(s: ParetoSet) -> str:
             num(p.per_user_tok_s),
             num(p.throughput_tok_s),
             "frontier" if p.on_frontier else "dominated",
+            *([verdicts.get((p.isl, p.osl, p.concurrency), "-")] if verdicts is not None else []),
         ]
         for p in s.points
     ]
+    headers = ["Concurrency", "Output tok/s per user", unit, ""]
+    headers += ["SLO"] if verdicts is not None else []
     missing = (
         f"No per-user rate recorded at concurrency {', '.join(map(_conc, s.no_per_user_rate))}: "
         "not plotted.\n\n"
@@ -275,9 +285,7 @@ def _pareto_table(s: ParetoSet) -> str:
         else ""
     )
     body = (
-        md_table(
-            ["Concurrency", "Output tok/s per user", unit, ""], rows, [True, True, True, False]
-        )
+        md_table(headers, rows, [True, True, True] + [False] * (len(headers) - 3))
         + "\n"
         + f"![Pareto ISL {s.isl} / OSL {s.osl}]({figures.pareto_name(s.isl, s.osl)})\n\n"
         if rows
