@@ -67,8 +67,9 @@ def test_sections_and_headline(roots: Path) -> None:
     assert "| 1000 | 1000 | 64 | 70.00 | 126.00 | 140.00 | 70.00 | 200 |" in text  # TPOT
     # goodput: the producer's for c=1 and c=16, not evaluable where it computed none
     assert "| met | 0.15 | 150.00 |" in text and "| not evaluable | not evaluable |" in text
-    assert "| 1000 | 1000 | 2,000.00 | 16 | 2,000.00 | 5,000.00 at 64 (not met) | 2 / 2 / 0 |" in (
-        text
+    assert (
+        "| 1000 | 1000 | 2,000.00 | 16 | 2,000.00 | 5,000.00 at concurrency 64 (not met) | "
+        "2 / 2 / 0 |" in text
     )
     assert "| 128 | 30.00 | 4,800.00 | dominated | not met |" in text
     assert "| 16 | 120.00 | 2,000.00 | frontier | met |" in text

@@ -194,7 +194,7 @@ def pareto(
         )
     for conc, x, y, on in points:
         ax.annotate(
-            "c=" + ("all" if conc is None else str(conc)),
+            "c=" + ("unlimited" if conc is None else str(conc)),
             (x, y),
             textcoords="offset points",
             xytext=(4, 4),

@@ -43,7 +43,7 @@ def shows_serving(records: Sequence[PointResult], slo: Slo | None) -> bool:
 
 
 def _conc(c: int | None) -> str:
-    return "all at once" if c is None else str(c)
+    return "unlimited" if c is None else str(c)
 
 
 # ----------------------------------------------------------------------------- latency
@@ -184,7 +184,8 @@ def section_slo(records: Sequence[PointResult], slo: Slo | None, gpus: int | Non
             num(h.best.output_tok_s) if h.best else "none meets it",
             _conc(h.best.concurrency) if h.best else "-",
             num(h.best.output_tok_s / gpus) if h.best and gpus else "-",
-            f"{num(h.peak.output_tok_s)} at {_conc(h.peak.concurrency)} ({h.peak.verdict})",
+            f"{num(h.peak.output_tok_s)} at concurrency {_conc(h.peak.concurrency)} "
+            f"({h.peak.verdict})",
             f"{h.met} / {h.not_met} / {h.not_evaluable}",
         ]
         for h in heads
