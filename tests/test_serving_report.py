@@ -165,3 +165,22 @@ def test_no_latency_and_no_slo_adds_nothing(roots: Path) -> None:
         "## Service-level objective (SLO)",
         "## Throughput vs interactivity (Pareto frontier)",
     ]
+
+
+def test_small_rates_keep_distinct_tick_labels() -> None:
+    """A CPU run's 2 tok/s per user must not print ticks 0, 0, 1, 2, 2 (rounded to integers)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = figures.pareto(
+        [(None, 2.17, 19.99, True)],
+        isl=32,
+        osl=16,
+        y_label="y",
+        identity="id",
+        min_per_user_tok_s=None,
+    )
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+        texts = [t.get_text() for t in labels if t.get_text()]
+        assert len(texts) == len(set(texts)) > 2, texts

@@ -14,6 +14,7 @@ input gives byte-identical PNGs (fixed size and dpi, no Software/date metadata).
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -140,6 +141,13 @@ def png(fig: Figure) -> bytes:
 # ----------------------------------------------------------------------------- serving (issue 12)
 
 
+def _tick_decimals(ticks: Sequence[float]) -> int:
+    """The fewest decimals that write the tick step exactly: 0 for 1,000, 1 for 2.5 or 0.5,
+    2 for 0.25; so no two ticks read alike."""
+    step = min((b - a for a, b in itertools.pairwise(ticks) if b > a), default=1.0)
+    return next((d for d in range(7) if abs(round(step, d) - step) < 1e-9 * max(step, 1)), 6)
+
+
 def pareto_name(isl: int, osl: int) -> str:
     """The report-relative path of one ISL/OSL's Pareto figure."""
     return f"figures/pareto_isl{isl}_osl{osl}.png"
@@ -201,11 +209,11 @@ def pareto(
             fontsize=7,
             alpha=1.0 if on else 0.4,
         )
-    plain = FuncFormatter(lambda v, _: f"{v:,.0f}")
-    ax.xaxis.set_major_formatter(plain)
-    ax.yaxis.set_major_formatter(plain)
     ax.set_xlim(0, right)
     ax.set_ylim(bottom=0)
+    for axis in (ax.xaxis, ax.yaxis):
+        decimals = _tick_decimals(axis.get_majorticklocs())
+        axis.set_major_formatter(FuncFormatter(lambda v, _, d=decimals: f"{v:,.{d}f}"))
     ax.set_xlabel("output tok/s per user (mean over requests: output tokens / request latency)")
     ax.set_ylabel(y_label)
     _title(ax, f"Throughput vs interactivity, ISL {isl} / OSL {osl} tokens", identity, width)
