@@ -167,3 +167,47 @@ def test_reference_must_state_or_leave_open_every_method_field() -> None:
     data["identity"]["minor"] = ["kv_cache_dtype"]
     with pytest.raises(KitError, match="minor names kv_cache_dtype, which the reference does not"):
         refmod.parse_reference(data)
+
+
+# ----------------------------------------------------------------------------- issue 12
+
+
+def test_online_or_streamed_points_are_not_graded_against_offline_throughput(
+    roots: Path, capsys
+) -> None:
+    """NVIDIA's perf overview queues every request at once without streaming: a run that served
+    the same points online (or streamed them) is another method, never PASS or FAIL."""
+    for name, change in (
+        ("online", {"scenario": "online", "streaming": True}),
+        ("streamed", {"streaming": True}),
+    ):
+        records = [dataclasses.replace(r, **change) for r in nvidia_points(NVIDIA_ID, 1.0)]
+        run_of(NVIDIA_MANIFEST, records, name)
+        verify.main(["--run", name, "--reference", str(NVIDIA_1_0)])
+        out = capsys.readouterr().out
+        assert "**Different method: NOT COMPARABLE.**" in out
+        field = "scenario" if name == "online" else "streaming"
+        assert f"| {field} |" in out and "**DIFFERS**" in out
+        claims = out[out.index("## Reference claims") :].split("\n## ")[0]
+        assert "| PASS |" not in claims and "FAIL |" not in claims
+
+
+def test_a_point_at_a_concurrency_is_not_graded_against_an_unlimited_one() -> None:
+    ref = refmod.load_reference(NVIDIA_1_0)
+    limited = dataclasses.replace(
+        ok(128, 128, 28312.0, identity=NVIDIA_ID, requests=30000), concurrency=64
+    )
+    (v, *_) = verify.point_verdicts([limited], ref)
+    assert v.verdict == "NOT COMPARABLE" and "concurrency 64 vs no limit" in v.note
+    unlimited = ok(128, 128, 28312.0, identity=NVIDIA_ID, requests=30000)
+    (v, *_) = verify.point_verdicts([limited, unlimited], ref)
+    assert v.verdict == "PASS"  # like with like: the run's own unlimited point is the one judged
+
+
+def test_mlperf_results_are_never_graded(roots: Path, capsys) -> None:
+    run_of(NVIDIA_MANIFEST, nvidia_points(NVIDIA_ID, 1.0), "nv")
+    mlperf = PUBLISHED / "mlperf-inference-5.1-redhat-h100.toml"
+    assert verify.main(["--run", "nv", "--reference", str(mlperf)]) == 0
+    out = capsys.readouterr().out
+    assert "| 5.1-0083 server: 5,103.99 tok/s | NOT COMPARABLE |" in out
+    assert "dataset_generator prepare_dataset vs mlperf-cnn_dailymail" in out

@@ -103,7 +103,7 @@ def test_rank_order_and_total_tokens() -> None:
 def test_unknown_key_is_named() -> None:
     with pytest.raises(
         KitError,
-        match=r"points\[0\]\.speed: unknown key; allowed here: isl, note, osl, output_tok_s",
+        match=r"points\[0\]\.speed: unknown key; allowed here: concurrency, isl, note, osl",
     ):
         ref(points=[{"isl": 1, "osl": 1, "output_tok_s": 1.0, "speed": 3}])
 
@@ -137,3 +137,66 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     assert (
         tomllib.loads((PUBLISHED / "seed-report-claims.toml").read_text())["tolerance_pct"] == 0.1
     )
+
+
+# ----------------------------------------------------------------------------- issue 12
+
+
+def test_every_shipped_reference_loads_and_only_the_seed_claims_contradict_themselves() -> None:
+    shipped = sorted(PUBLISHED.glob("*.toml"))
+    refs = {p.name: load_reference(p) for p in shipped if not p.name.startswith("accuracy-")}
+    assert {"mlperf-inference-5.1-redhat-h100.toml", "mlperf-inference-5.1-hpe-h200.toml"} <= set(
+        refs
+    )
+    for name, r in refs.items():
+        assert (consistency_problems(r) != []) is (name == "seed-report-claims.toml"), name
+
+
+def test_mlperf_results_state_their_scenarios_and_limits() -> None:
+    h100 = load_reference(PUBLISHED / "mlperf-inference-5.1-redhat-h100.toml")
+    assert (h100.identity.gpus, h100.identity.backend, h100.points) == (1, "vllm", [])
+    offline, server = h100.scenario_results
+    assert (offline.scenario, offline.output_tok_s) == ("offline", 5777.08)
+    assert (server.ttft_limit_p99_ms, server.tpot_limit_p99_ms) == (2000.0, 100.0)
+    h200 = load_reference(PUBLISHED / "mlperf-inference-5.1-hpe-h200.toml")
+    interactive = h200.scenario_results[2]
+    assert (interactive.ttft_limit_p99_ms, interactive.tpot_limit_p99_ms) == (500.0, 30.0)
+    assert "engine_version" in h200.identity.leaves_open  # TensorRT named, no TRT-LLM release
+
+
+def test_a_scenario_result_beyond_its_own_limit_is_inconsistent() -> None:
+    bad = ref(
+        scenario_results=[
+            {
+                "id": "x",
+                "scenario": "server",
+                "output_tok_s": 1.0,
+                "tpot_p99_ms": 120.0,
+                "tpot_limit_p99_ms": 100.0,
+            },
+            {"id": "y", "scenario": "offline", "output_tok_s": 1.0, "ttft_limit_p99_ms": 5.0},
+        ]
+    )
+    first, second = consistency_problems(bad)
+    assert "scenario_results[0] (x, server): TPOT p99 120 ms is above its own limit 100 ms" in (
+        first
+    )
+    assert "an offline result has no latency limit" in second
+
+
+def test_points_per_concurrency() -> None:
+    sweep = ref(
+        points=[
+            {"isl": 1, "osl": 1, "concurrency": 1, "output_tok_s": 10.0},
+            {"isl": 1, "osl": 1, "concurrency": 8, "output_tok_s": 70.0},
+        ],
+        peak={"output_tok_s": 70.0},
+    )
+    assert consistency_problems(sweep) == []  # the peak is the sweep's best, not its last
+    with pytest.raises(KitError, match=r"points\[1\]: duplicate of points\[0\].*concurrency=8"):
+        ref(
+            points=[
+                {"isl": 1, "osl": 1, "concurrency": 8, "output_tok_s": 10.0},
+                {"isl": 1, "osl": 1, "concurrency": 8, "output_tok_s": 11.0},
+            ]
+        )

@@ -14,6 +14,7 @@ input gives byte-identical PNGs (fixed size and dpi, no Software/date metadata).
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -135,3 +136,89 @@ def png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- serving (issue 12)
+
+
+def _tick_decimals(ticks: Sequence[float]) -> int:
+    """The fewest decimals that write the tick step exactly: 0 for 1,000, 1 for 2.5 or 0.5,
+    2 for 0.25; so no two ticks read alike."""
+    step = min((b - a for a, b in itertools.pairwise(ticks) if b > a), default=1.0)
+    return next((d for d in range(7) if abs(round(step, d) - step) < 1e-9 * max(step, 1)), 6)
+
+
+def pareto_name(isl: int, osl: int) -> str:
+    """The report-relative path of one ISL/OSL's Pareto figure."""
+    return f"figures/pareto_isl{isl}_osl{osl}.png"
+
+
+def pareto(
+    points: Sequence[tuple[int | None, float, float, bool]],
+    *,
+    isl: int,
+    osl: int,
+    y_label: str,
+    identity: str,
+    min_per_user_tok_s: float | None,
+) -> Figure:
+    """Output tok/s per GPU (y) against output tok/s per user (x), one marker per concurrency
+    (concurrency, x, y, on the frontier): frontier points solid, joined and labelled, dominated
+    ones faded. min_per_user_tok_s: the SLO's per-user rate (1000 / TPOT p99 limit), shaded to its
+    right; None draws no region. Axes in plain token counts, linear, never powers of two."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    width = 7.5
+    fig = Figure(figsize=(width, 5.2))
+    ax = fig.add_subplot()
+    front = sorted((p for p in points if p[3]), key=lambda p: p[1])
+    faded = [p for p in points if not p[3]]
+    right = max((p[1] for p in points), default=1.0) * 1.15 or 1.0
+    if min_per_user_tok_s is not None:
+        right = max(right, min_per_user_tok_s * 1.15)
+        ax.axvspan(
+            min_per_user_tok_s,
+            right,
+            color="tab:green",
+            alpha=0.12,
+            label=f"per-user rate >= {min_per_user_tok_s:,.1f} tok/s (1000 / TPOT p99 limit)",
+        )
+    if faded:
+        ax.scatter(
+            [p[1] for p in faded],
+            [p[2] for p in faded],
+            color="tab:blue",
+            alpha=0.25,
+            label="dominated",
+        )
+    if front:
+        ax.plot(
+            [p[1] for p in front],
+            [p[2] for p in front],
+            marker="o",
+            color="tab:blue",
+            label="Pareto frontier",
+        )
+    for conc, x, y, on in points:
+        ax.annotate(
+            "c=" + ("unlimited" if conc is None else str(conc)),
+            (x, y),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=7,
+            alpha=1.0 if on else 0.4,
+        )
+    ax.set_xlim(0, right)
+    ax.set_ylim(bottom=0)
+    for axis in (ax.xaxis, ax.yaxis):
+        decimals = _tick_decimals(axis.get_majorticklocs())
+        axis.set_major_formatter(FuncFormatter(lambda v, _, d=decimals: f"{v:,.{d}f}"))
+    ax.set_xlabel("output tok/s per user (mean over requests: output tokens / request latency)")
+    ax.set_ylabel(y_label)
+    _title(ax, f"Throughput vs interactivity, ISL {isl} / OSL {osl} tokens", identity, width)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig

@@ -67,6 +67,11 @@ class RefIdentity(_Table):
     kv_cache_fraction: PositiveFloat | None = None
     cuda_graphs: bool | None = None
     chunked_prefill: bool | None = None
+    # How the load was offered (issue 12): "offline" = every request queued at once (trtllm-bench
+    # throughput, MLPerf Offline); "online" = requests arriving at a server (AIPerf against
+    # trtllm-serve, MLPerf Server). streaming: tokens returned as generated (TTFT/TPOT measured).
+    scenario: Literal["offline", "online"] | None = None
+    streaming: bool | None = None
     leaves_open: list[str] = Field(default_factory=list)
     minor: list[str] = Field(default_factory=list)
 
@@ -97,12 +102,15 @@ METHOD_FIELDS = (
     "kv_cache_fraction",
     "cuda_graphs",
     "chunked_prefill",
+    "scenario",
+    "streaming",
 )
 
 
 class RefPoint(_Table):
     isl: Positive
     osl: Positive
+    concurrency: Positive | None = None  # requests in flight; None: no limit (all at once)
     requests: Positive | None = None
     output_tok_s: PositiveFloat
     req_s: PositiveFloat | None = None
@@ -126,6 +134,21 @@ class Peak(_Table):
     osl: Positive | None = None
 
 
+class ScenarioResult(_Table):
+    """A result over a dataset of varying lengths (MLPerf's CNN/DailyMail): no single ISL/OSL, so
+    no run point is graded against it; its own latencies are checked against its limits."""
+
+    id: str = Field(min_length=1)  # e.g. MLPerf's "5.1-0083"
+    scenario: Literal["offline", "server", "interactive"]
+    output_tok_s: PositiveFloat  # whole system
+    ttft_p99_ms: PositiveFloat | None = None  # measured
+    tpot_p99_ms: PositiveFloat | None = None
+    ttft_limit_p99_ms: PositiveFloat | None = None  # the scenario's limits
+    tpot_limit_p99_ms: PositiveFloat | None = None
+    target_qps: PositiveFloat | None = None
+    note: str = ""
+
+
 class Reference(_Table):
     schema_: Literal["trtllm-repro/reference/1"] = Field(alias="schema")
     # published: numbers to reproduce, compared only with a run of the same method.
@@ -143,6 +166,7 @@ class Reference(_Table):
     best_per_isl: list[BestRow] = Field(default_factory=list)
     best_per_osl: list[BestRow] = Field(default_factory=list)
     peak: Peak | None = None
+    scenario_results: list[ScenarioResult] = Field(default_factory=list)
 
     def tolerance(self, point: RefPoint) -> float:
         return point.tolerance_pct if point.tolerance_pct is not None else self.tolerance_pct
@@ -180,16 +204,18 @@ def parse_reference(data: dict[str, Any], path: str = "<reference>") -> Referenc
                 key="identity.minor",
                 fix="state its value, or drop it from minor",
             )
-    seen: dict[tuple[int, int], int] = {}
+    seen: dict[tuple[int, int, int | None], int] = {}
     for i, p in enumerate(ref.points):
-        if (p.isl, p.osl) in seen:
+        if (p.isl, p.osl, p.concurrency) in seen:
             raise KitError(
-                f"duplicate of points[{seen[p.isl, p.osl]}] (isl={p.isl}, osl={p.osl})",
+                f"duplicate of points[{seen[p.isl, p.osl, p.concurrency]}] "
+                f"(isl={p.isl}, osl={p.osl}"
+                + (f", concurrency={p.concurrency})" if p.concurrency else ")"),
                 path=path,
                 key=f"points[{i}]",
-                fix="list each ISL/OSL once",
+                fix="list each ISL/OSL (and concurrency) once",
             )
-        seen[p.isl, p.osl] = i
+        seen[p.isl, p.osl, p.concurrency] = i
     return ref
 
 
@@ -207,8 +233,9 @@ def _close(a: float, b: float, rel: float) -> bool:
 def _facts(ref: Reference) -> dict[tuple[int, int], tuple[float, str]]:
     """Every (ISL, OSL) -> output tok/s the reference states anywhere, with where it says it."""
     facts: dict[tuple[int, int], tuple[float, str]] = {}
-    for i, p in enumerate(ref.points):
-        facts[p.isl, p.osl] = (p.output_tok_s, f"points[{i}]")
+    for i, p in enumerate(ref.points):  # over a concurrency sweep: the highest
+        if (p.isl, p.osl) not in facts or p.output_tok_s > facts[p.isl, p.osl][0]:
+            facts[p.isl, p.osl] = (p.output_tok_s, f"points[{i}]")
     for table in ("best_per_isl", "best_per_osl"):
         for i, row in enumerate(getattr(ref, table)):
             facts.setdefault((row.isl, row.osl), (row.output_tok_s, f"{table}[{i}]"))
@@ -265,6 +292,20 @@ def consistency_problems(ref: Reference) -> list[str]:
             problems.append(
                 f"peak {ref.peak.output_tok_s:,.2f} is below {w} "
                 f"(ISL {k[0]}, OSL {k[1]}) at {v:,.2f}"
+            )
+    for i, r in enumerate(ref.scenario_results):
+        for what, measured, limit in (
+            ("TTFT", r.ttft_p99_ms, r.ttft_limit_p99_ms),
+            ("TPOT", r.tpot_p99_ms, r.tpot_limit_p99_ms),
+        ):
+            if measured is not None and limit is not None and measured > limit:
+                problems.append(
+                    f"scenario_results[{i}] ({r.id}, {r.scenario}): {what} p99 {measured:g} ms "
+                    f"is above its own limit {limit:g} ms: not a valid result"
+                )
+        if r.scenario == "offline" and (r.ttft_limit_p99_ms or r.tpot_limit_p99_ms):
+            problems.append(
+                f"scenario_results[{i}] ({r.id}): an offline result has no latency limit"
             )
     ranked = sorted((p for p in ref.points if p.rank is not None), key=lambda p: p.rank or 0)
     for a, b in itertools.pairwise(ranked):
@@ -330,6 +371,10 @@ def run_method(
             out[field] = (value, "records")
     if (value := recorded("model")) is not None:
         out["model"] = (value, "records")
+    for field in ("scenario", "streaming"):  # recorded per point by the producers (issue 12)
+        values = sorted({getattr(r, field) for r in records}, key=str)
+        if values:
+            out[field] = (values[0] if len(values) == 1 else ", ".join(map(str, values)), "records")
     if gpu:
         out["gpu"] = (gpu, "provenance")
     if manifest is not None:
@@ -356,6 +401,8 @@ def run_method(
             "chunked_prefill": _llm_option_on(
                 m.runtime.extra_llm_api_options, ("enable_chunked_prefill",)
             ),
+            "scenario": getattr(m.sweep, "scenario", "offline"),  # the online helpers' key
+            "streaming": m.measures_streaming(),
         }
         for field, value in declared.items():
             if value is not None:
@@ -411,17 +458,26 @@ def point_method_notes(
     identity: RefIdentity, point: RefPoint, got: PointResult
 ) -> tuple[list[str], list[str]]:
     """What of one point's own method differs, as (differences, declared-minor differences):
-    its request count (the dataset), and a KV fraction that fell back from the reference's."""
+    its request count (the dataset), its concurrency (requests in flight; none = all at once),
+    and a KV fraction that fell back from the reference's."""
     major: list[str] = []
     minor: list[str] = []
     if point.requests is not None and got.requests != point.requests:
         major.append(f"requests {got.requests} vs {point.requests}")
+    if got.concurrency != point.concurrency:
+        major.append(
+            f"concurrency {_in_flight(got.concurrency)} vs {_in_flight(point.concurrency)}"
+        )
     fraction = got.identity.kv_cache_fraction
     wanted = identity.kv_cache_fraction
     if wanted is not None and fraction is not None and abs(fraction - wanted) > 1e-9:
         note = f"KV fraction {fraction:g} vs {wanted:g}"
         (minor if "kv_cache_fraction" in identity.minor else major).append(note)
     return major, minor
+
+
+def _in_flight(concurrency: int | None) -> str:
+    return "no limit" if concurrency is None else str(concurrency)
 
 
 # ----------------------------------------------------------------------------- CLI

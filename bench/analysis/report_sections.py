@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.analysis import figures, secondary
+from bench.analysis import figures, secondary, serving_report
 from bench.analysis.secondary import SecondaryFile
 from bench.analysis.tables import (
     KV_FLAG,
@@ -39,7 +39,7 @@ from bench.analysis.tables import (
     top_rows,
     where,
 )
-from bench.core.manifest import Manifest
+from bench.core.manifest import Manifest, Slo
 from bench.gpu import gpus
 from bench.gpu.gpus import ModelShape
 from bench.schema import record
@@ -239,6 +239,7 @@ def section_executive_summary(
         ("TP / PP", f"{_values(seen, 'tp_size')} / {_values(seen, 'pp_size')}"),
         ("Peak output throughput", peak),
         ("Peak request rate", f"{num(fast.req_s)} req/s at {where(fast)}" if fast else "-"),
+        *serving_report.summary_row(records, slo_of(ctx), None if reference else n_gpus),
         (
             "Points",
             f"{ok}/{len(records)} valid"
@@ -282,6 +283,16 @@ def _import_dating(ctx: Context) -> list[tuple[str, str]]:
         ("Measured (by the logs)", logs),
         ("Imported by kit commit", commit + (" (dirty)" if kit.get("dirty") else "")),
     ]
+
+
+def slo_of(ctx: Context) -> Slo | None:
+    """The manifest's [slo] (issue 12), None without one or without a manifest."""
+    return ctx.manifest.slo if ctx.manifest is not None else None
+
+
+def serving_gpus(records: Sequence[PointResult], reference: bool) -> int | None:
+    """The GPU count serving figures divide by: None for the reference runner (no GPU ceiling)."""
+    return None if reference else run_gpus(records)
 
 
 def section_top_points(rows: Sequence[PointRow]) -> str:
@@ -363,6 +374,13 @@ def run_identity(records: Sequence[PointResult], ctx: Context) -> str:
         f" = {n_gpus if n_gpus else '?'} GPU(s); {_values(seen, 'backend')} "
         f"{_values(seen, 'engine_version')}; {gpu}; run {ctx.run}"
     )
+
+
+def serving_identity(records: Sequence[PointResult], ctx: Context) -> str:
+    """run_identity and the manifest's pinned release (manifests/pins.toml), for the serving
+    figures: a Pareto plot copied out of the report still names model, GPU, backend, release."""
+    release = f"; pinned release {ctx.manifest.release}" if ctx.manifest is not None else ""
+    return run_identity(records, ctx) + release
 
 
 def figure_grid(
@@ -701,6 +719,8 @@ THROUGHPUT_HEADINGS = (
     "## Efficiency",
     "## Repeats",
     "## Recommendations",
+    "## Service-level",
+    "## Throughput vs",
 )
 
 
@@ -801,6 +821,7 @@ def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, li
             section_best_per(rows, "isl"),
             section_best_per(rows, "osl"),
             section_grid(rows, records, ctx),
+            *serving_report.sections(records, slo_of(ctx), serving_gpus(records, reference)),
             section_efficiency(rows, records, ctx, reference),
             section_memory(records, ctx, reference),
             section_telemetry(records),

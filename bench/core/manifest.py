@@ -200,13 +200,6 @@ class Sweep(Strict):
     streaming: bool = False
 
 
-class Slo(Strict):
-    """Per-request latency limits a point is judged by (p99 over its requests)."""
-
-    ttft_p99_ms: Annotated[float, Field(gt=0)] | None = None
-    tpot_p99_ms: Annotated[float, Field(gt=0)] | None = None
-
-
 class Hardware(Strict):
     gpu: str = "H100-SXM"
     gpus: Gpus = 1
@@ -276,6 +269,42 @@ class CompareSettings(Strict):
     band_only_gates: bool = True
 
 
+# ----------------------------------------------------------------------------- SLO (issue 12)
+
+LatencyLimit = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class Slo(Strict):
+    """Per-point latency limits: each point meets them or not, its goodput counts the requests
+    within them, and the report names the highest throughput that meets them per ISL/OSL.
+
+    MLPerf Inference v5.1, Llama 3.1 8B (mlcommons/inference loadgen/mlperf.conf at tag v5.1.1,
+    6776245e; the same at HEAD b66003e1): Server ("conversational") ttft_p99_ms = 2000,
+    tpot_p99_ms = 100; Interactive ttft_p99_ms = 500, tpot_p99_ms = 30 (the interactive lines were
+    added by 62a0dfd4, 2025-07-07, after the v5.1 tag 75f297d4). Each limit is a 99th percentile
+    over the point's requests, in milliseconds; TPOT excludes the first token.
+    """
+
+    ttft_p99_ms: LatencyLimit | None = None
+    tpot_p99_ms: LatencyLimit | None = None
+    e2e_p99_ms: LatencyLimit | None = None  # end-to-end request latency
+
+    @model_validator(mode="after")
+    def _names_a_limit(self) -> Slo:
+        if self.limits() == {}:
+            raise ValueError("names no limit: set ttft_p99_ms, tpot_p99_ms or e2e_p99_ms")
+        return self
+
+    def limits(self) -> dict[str, float]:
+        """Each limit set, by its key: what a point is judged against, in a fixed order."""
+        keys = ("ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms")
+        return {k: v for k in keys if (v := getattr(self, k)) is not None}
+
+    @property
+    def needs_streaming(self) -> bool:
+        return self.ttft_p99_ms is not None or self.tpot_p99_ms is not None
+
+
 class Manifest(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)  # a run name
     description: str = ""
@@ -291,6 +320,27 @@ class Manifest(Strict):
     accuracy: Accuracy | None = None
     compare: CompareSettings | None = None
     slo: Slo | None = None
+
+    def measures_streaming(self) -> bool:
+        """Whether the points measure the first token: trtllm-bench --streaming
+        (runtime.streaming), or [sweep] streaming / the online scenario where the integrated
+        manifest has them (their keys belong to the serving helpers' branches)."""
+        return bool(
+            self.runtime.streaming
+            or getattr(self.sweep, "streaming", False)
+            or getattr(self.sweep, "scenario", "offline") == "online"
+        )
+
+    @model_validator(mode="after")
+    def _slo_is_measurable(self) -> Manifest:
+        if self.slo is not None and self.slo.needs_streaming and not self.measures_streaming():
+            raise KeyedError(
+                "slo",
+                "TTFT and TPOT limits need streaming measurements, and no point streams: every "
+                "point would be 'SLO not evaluable' (set runtime.streaming = true, or keep only "
+                "e2e_p99_ms)",
+            )
+        return self
 
     @model_validator(mode="after")
     def _accuracy_has_a_baseline(self) -> Manifest:

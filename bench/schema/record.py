@@ -88,6 +88,9 @@ class Distribution:
     count: int | None = None  # samples behind it (requests; token gaps for itl)
 
 
+DISTRIBUTIONS = ("request_latency_ms", "ttft_ms", "tpot_ms", "itl_ms", "per_user_output_tok_s")
+
+
 @dataclass(frozen=True, config=RECORD_CONFIG)
 class Metrics:
     num_requests: int | None = None
@@ -188,6 +191,16 @@ def record_json_schema() -> dict[str, Any]:
         "$id": SCHEMA,
         **_RECORD.json_schema(),
     }
+
+
+def _metrics(data: dict[str, Any]) -> Metrics:
+    """Metrics from JSON: the distribution fields become Distribution objects."""
+    return Metrics(
+        **{
+            k: Distribution(**v) if k in DISTRIBUTIONS and v is not None else v
+            for k, v in data.items()
+        }
+    )
 
 
 def _check_finite(obj: Any, where: str) -> None:

@@ -194,7 +194,9 @@ def published_rates(m: Manifest) -> dict[tuple[int, int], float]:
         return {}
     ref = load_reference(m.reference)
     same = ref.identity.backend == m.engine.backend and ref.identity.gpus == m.hardware.gpus
-    return {(p.isl, p.osl): p.output_tok_s for p in ref.points} if same else {}
+    # a rate published at a concurrency limit is no estimate for a point without one
+    rates = {(p.isl, p.osl): p.output_tok_s for p in ref.points if p.concurrency is None}
+    return rates if same else {}
 
 
 def point_estimate(

@@ -32,7 +32,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.analysis import figures, report_sections, secondary
+from bench.analysis import (
+    figures,
+    report_sections,
+    secondary,
+    serving_report,
+    tables,
+)
 from bench.analysis.report_sections import Context, render
 from bench.analysis.tables import is_suspect
 from bench.core import stage as rule
@@ -213,7 +219,14 @@ def make_report(run_name: str) -> Path:
         records, ctx, read_log_tails(paths, records)
     )
     outputs = []
-    for name, data in figures.draw(*report_sections.figure_grid(records, ctx)).items():
+    reference = tables.is_reference_run(records, ctx.manifest)
+    drawn = figures.draw(*report_sections.figure_grid(records, ctx)) | serving_report.draw(
+        records,
+        report_sections.slo_of(ctx),
+        report_sections.serving_gpus(records, reference),
+        report_sections.serving_identity(records, ctx),
+    )
+    for name, data in drawn.items():
         atomic_write_bytes(paths.reports / name, data)
         outputs.append(paths.reports / name)
     atomic_write_text(report, text)
@@ -226,7 +239,7 @@ def make_report(run_name: str) -> Path:
             path=str(report),
             fix="restore those files (make verify names every problem), or re-run the run",
         )
-    print(f"[report] wrote {report} and {len(figures.FIGURES)} figures", file=sys.stderr)
+    print(f"[report] wrote {report} and {len(drawn)} figures", file=sys.stderr)
     return report
 
 

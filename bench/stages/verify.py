@@ -483,14 +483,23 @@ def point_verdicts(
 ) -> list[Verdict]:
     """Every reference point, then every run point the reference does not list. A point with
     no raw record is judged from a summary file's number when there is one, marked so."""
-    rows = {(r.isl, r.osl): r for r in sorted(point_rows(records), key=lambda r: r.output_tok_s)}
+    ordered = sorted(point_rows(records), key=lambda r: r.output_tok_s)
+    rows = {(r.isl, r.osl): r for r in ordered}
+    at_concurrency = {(r.isl, r.osl, r.concurrency): r for r in ordered}
     summarized = {(r.isl, r.osl): r for r in summary}
     out = []
     for p in ref.points:
-        claim = f"ISL {p.isl} / OSL {p.osl}" + (f" (rank {p.rank})" if p.rank else "")
+        claim = (
+            f"ISL {p.isl} / OSL {p.osl}"
+            + (f" / concurrency {p.concurrency}" if p.concurrency else "")
+            + (f" (rank {p.rank})" if p.rank else "")
+        )
         tol = ref.tolerance(p)
         got = _measured(records, p.isl, p.osl)
         row = rows.get((p.isl, p.osl))
+        same_load = [r for r in got if r.concurrency == p.concurrency]
+        if same_load:  # like with like: the run's point at the reference's concurrency
+            got, row = same_load, at_concurrency.get((p.isl, p.osl, p.concurrency))
         if not got and (p.isl, p.osl) in summarized:
             s = summarized[p.isl, p.osl]
             within = abs(s.output_tok_s - p.output_tok_s) <= tol / 100 * p.output_tok_s
@@ -805,6 +814,7 @@ def not_comparable_verdicts(ref: refmod.Reference, check: refmod.MethodCheck) ->
     claims += [f"best at OSL {r.osl}: ISL {r.isl}, {num(r.output_tok_s)}" for r in ref.best_per_osl]
     if ref.peak is not None:
         claims.append("peak")
+    claims += [f"{r.id} {r.scenario}: {num(r.output_tok_s)} tok/s" for r in ref.scenario_results]
     return [Verdict(c, NOT_COMPARABLE, note=why) for c in claims]
 
 
