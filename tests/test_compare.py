@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.backends.hf_runner import TEST_SLOWDOWN_ENV, slowdown_factor
+from bench.backends.hf_transformers.runner import TEST_SLOWDOWN_ENV, slowdown_factor
 from bench.core.artifacts import Artifacts
 from bench.core.fileio import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
 from bench.core.manifest import load_manifest

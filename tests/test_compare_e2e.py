@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.backends.hf_runner import TEST_SLOWDOWN_ENV
+from bench.backends.hf_transformers.runner import TEST_SLOWDOWN_ENV
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

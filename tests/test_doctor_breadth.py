@@ -14,7 +14,7 @@ import tomli_w
 from test_fake_h100_e2e import pipeline_env
 from test_trtllm_commands import manifest_with
 
-from bench.backends import trtllm
+from bench.backends.trtllm import commands as trtllm
 from bench.core import pins
 from bench.core.manifest import load_manifest
 from bench.stages import doctor

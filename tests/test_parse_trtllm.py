@@ -1,4 +1,4 @@
-"""bench.backends.parse_trtllm: every label set, report JSON, failure classes and the seed's 0.16
+"""bench.backends.trtllm.parse: every label set, report JSON, failure classes and the seed's 0.16
 logs."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.backends import parse_trtllm
-from bench.backends.parse_trtllm import (
+from bench.backends.trtllm import parse as parse_trtllm
+from bench.backends.trtllm.parse import (
     classify_failure,
     failed_result,
     parse_console,

@@ -1,7 +1,6 @@
-"""Every command line bench/backends/trtllm.py builds is one TensorRT-LLM 1.0 accepts, and the
-fakes in
-tests/fakes/ behave like the real tools: they reject what the release rejects and write the real
-formats, which bench/backends/parse_trtllm.py reads.
+"""Every command line bench/backends/trtllm/commands.py builds is one TensorRT-LLM 1.0 accepts,
+and the fakes in tests/fakes/ behave like the real tools: they reject what the release rejects
+and write the real formats, which bench/backends/trtllm/parse.py reads.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.backends import parse_trtllm, trtllm
+from bench.backends.trtllm import commands as trtllm
+from bench.backends.trtllm import parse as parse_trtllm
 from bench.core.manifest import parse_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def test_throughput_argv_is_accepted_by_trtllm_bench(name, manifest, paths):
                 extra_options=extra,
             )
             if manifest.engine.backend == "hf-reference":
-                assert argv[1:3] == ["-m", "bench.backends.hf_runner"]
+                assert argv[1:3] == ["-m", "bench.backends.hf_transformers.runner"]
                 argv = reference_runner_as_trtllm_bench(argv)
             else:
                 assert argv[0] == trtllm.TRTLLM_BENCH

@@ -26,7 +26,8 @@ from test_trtllm_commands import (
     tokenizer_dir,
 )
 
-from bench.backends import parse_trtllm, trtllm
+from bench.backends.trtllm import commands as trtllm
+from bench.backends.trtllm import parse as parse_trtllm
 from bench.core.manifest import load_manifest
 from bench.schema import record
 

@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.analysis import accuracy_metrics as am
-from bench.backends.trtllm import max_input_len
+from bench.backends.trtllm.commands import max_input_len
 from bench.core.artifacts import Artifacts, code_digest
 from bench.core.errors import KitError, StageFailed, run_main
 from bench.core.fileio import atomic_write_json, read_json, sha256_file

@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.backends import trtllm
+from bench.backends.trtllm import commands as trtllm
 from bench.core.artifacts import Artifacts, code_digest
 from bench.core.errors import KitError, StageFailed, run_main
 from bench.core.fileio import read_json

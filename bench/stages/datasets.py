@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.backends import trtllm
+from bench.backends.trtllm import commands as trtllm
 from bench.core.artifacts import Artifacts, code_digest
 from bench.core.errors import KitError, StageFailed, run_main
 from bench.core.fileio import atomic_write_text, read_json, temp_beside

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.backends import trtllm
+from bench.backends.trtllm import commands as trtllm
 from bench.core import pins
 from bench.core.errors import KitError, run_main
 from bench.core.manifest import TRTLLM_EVAL, Manifest, load_manifest

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis import secondary
-from bench.backends import parse_trtllm
-from bench.backends.parse_trtllm import (
+from bench.backends.trtllm import parse as parse_trtllm
+from bench.backends.trtllm.parse import (
     disagreements,
     has_performance_section,
     identity_disagreements,

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from bench.analysis.reference import load_reference
-from bench.backends import trtllm
+from bench.backends.trtllm import commands as trtllm
 from bench.core import cost
 from bench.core.errors import run_main
 from bench.core.manifest import Manifest, Point, load_manifest

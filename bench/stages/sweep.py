@@ -27,7 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.backends import parse_trtllm, trtllm
+from bench.backends.trtllm import commands as trtllm
+from bench.backends.trtllm import parse as parse_trtllm
 from bench.core import cost
 from bench.core.artifacts import Artifacts, Problem, code_digest
 from bench.core.errors import KitError, run_main
@@ -43,7 +44,7 @@ PARTIAL = ".partial"
 # Under .stamps/ (never recorded): one entry per point between its rename and its record.
 JOURNAL = "publishing"
 # What measures a demo point: its code is part of the sweep's (not imported here: it needs torch).
-REFERENCE_RUNNER = str(Path(__file__).parents[1] / "backends" / "hf_runner.py")
+REFERENCE_RUNNER = str(Path(__file__).parents[1] / "backends" / "hf_transformers" / "runner.py")
 
 
 @dataclass(frozen=True)

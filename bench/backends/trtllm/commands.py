@@ -174,7 +174,7 @@ def throughput_argv(
         head = [
             sys.executable,
             "-m",
-            "bench.backends.hf_runner",
+            "bench.backends.hf_transformers.runner",
             "--model",
             manifest.model.repo,
             "--model_path",

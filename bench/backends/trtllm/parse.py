@@ -586,7 +586,7 @@ def parse_console(
             f"PERFORMANCE OVERVIEW has no known output throughput label; it printed: "
             f"{', '.join(seen) or 'nothing'}",
             path=source_file,
-            fix="add the new label to CONSOLE_LABELS in bench/backends/parse_trtllm.py",
+            fix="add the new label to CONSOLE_LABELS in bench/backends/trtllm/parse.py",
         )
     if values.get("identity.engine_version") is None:
         values["identity.engine_version"] = version_from_log(text)

@@ -2,7 +2,7 @@
 
 Reads:  a trtllm-bench JSONL dataset and the quantized FP8 checkpoint (unified HF format)
 Writes: --report_json in trtllm-bench's section and key names; a trtllm-bench-style console report
-Usage:  python -m bench.backends.hf_runner --model NAME --model_path CKPT throughput \
+Usage:  python -m bench.backends.hf_transformers.runner --model NAME --model_path CKPT throughput \
             --backend hf-reference --dataset D.jsonl --report_json R.json \
             --max_batch_size 8 --device cpu
 
@@ -268,7 +268,7 @@ def run_throughput(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="bench.backends.hf_runner", description=__doc__.splitlines()[0]
+        prog="bench.backends.hf_transformers.runner", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--model", required=True, help="model name, as recorded in the report")
     parser.add_argument("--model_path", type=Path, required=True, help="FP8 checkpoint (HF format)")
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--concurrency", type=int, default=-1)
     t.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args(argv)
-    return run_main(lambda: run_throughput(args), "bench.backends.hf_runner")
+    return run_main(lambda: run_throughput(args), "bench.backends.hf_transformers.runner")
 
 
 if __name__ == "__main__":

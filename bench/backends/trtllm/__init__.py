@@ -1,0 +1,2 @@
+"""TensorRT-LLM: the trtllm-bench and trtllm-build argv (commands), its report and console
+parser (parse)."""
