@@ -161,9 +161,9 @@ def test_installed_llm_api_fields_read_the_pydantic_arguments(tmp_path, monkeypa
         "    cuda_graph_config: CudaGraphConfig | None = None\n    backend: str = ''\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    fields, why = doctor.installed_llm_api_fields("pytorch")
+    fields, why = doctor.installed_llm_api_fields("TorchLlmArgs")
     assert why == "" and fields["backend"] is None
-    assert doctor.installed_llm_api_fields("tensorrt")[0] is None
+    assert doctor.installed_llm_api_fields("TrtLlmArgs")[0] is None
 
 
 # ----------------------------------------------------------------------------- chunked context

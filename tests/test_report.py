@@ -36,7 +36,7 @@ revision = "v1"
 method = "none"
 format = "none"
 [engine]
-backend = "hf-reference"
+backend = "hf-transformers"
 max_seq_len = 4096
 [runtime]
 device = "cpu"
@@ -47,7 +47,7 @@ gpu = "cpu"
 """
 CPU_ID = Identity(
     model="trtllm-repro/tiny-llama-3.1",
-    backend="hf-reference",
+    backend="hf-transformers",
     tp_size=1,
     pp_size=1,
     quantization="FP8",
@@ -56,7 +56,7 @@ CPU_ID = Identity(
 )
 GPU_ID = Identity(
     model="meta-llama/Llama-3.1-8B-Instruct",
-    backend="pytorch",
+    backend="trtllm-pytorch",
     tp_size=1,
     pp_size=1,
     quantization="FP8",
@@ -339,7 +339,7 @@ def test_a_merged_run_names_its_shards_gpus(roots: Path) -> None:
 
 
 def test_without_provenance_the_manifests_gpu_is_marked_declared(roots: Path) -> None:
-    gpu_manifest = MANIFEST.replace('"hf-reference"', '"pytorch"').replace(
+    gpu_manifest = MANIFEST.replace('"hf-transformers"', '"trtllm-pytorch"').replace(
         'gpu = "cpu"', 'gpu = "H100-SXM"'
     )
     (roots / "g.toml").write_text(gpu_manifest)

@@ -30,12 +30,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench import backends
 from bench.core.errors import KitError
 from bench.core.fileio import atomic_write_json, read_json, sha256_bytes, sha256_file
 from bench.gpu.gpu_info import visible_gpus
 
 # What in provenance.json changes the bytes a stage makes.
-ENVIRONMENT_PACKAGES = ("tensorrt_llm", "tensorrt", "modelopt", "torch", "transformers")
+ENVIRONMENT_PACKAGES = tuple(
+    dict.fromkeys(("modelopt", "torch", "transformers", *backends.provenance_packages()))
+)
 
 
 def environment_of(provenance: dict[str, Any]) -> dict[str, Any]:

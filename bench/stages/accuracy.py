@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.analysis import accuracy_metrics as am
-from bench.backends.trtllm.commands import max_input_len
+from bench.backends.trtllm.commands import eval_backend, max_input_len
 from bench.core.artifacts import Artifacts, code_digest
 from bench.core.errors import KitError, StageFailed, run_main
 from bench.core.fileio import atomic_write_json, read_json, sha256_file
@@ -90,7 +90,7 @@ def eval_argv(
     argv = [TRTLLM_EVAL, "--model", str(model)]
     if tokenizer is not None:
         argv += ["--tokenizer", str(tokenizer)]
-    argv += ["--backend", "tensorrt" if e.needs_build else "pytorch"]
+    argv += ["--backend", eval_backend(manifest)]
     argv += ["--tp_size", str(e.tp_size), "--pp_size", str(e.pp_size)]
     if not engine:  # an engine has its limits built in
         argv += ["--max_seq_len", str(max_input + MMLU_MAX_OUTPUT)]

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import backends
+from bench.backends.base import DatasetFormat
 from bench.backends.trtllm import commands as trtllm
 from bench.core.artifacts import Artifacts, code_digest
 from bench.core.errors import KitError, StageFailed, run_main
@@ -34,6 +36,9 @@ from bench.core.manifest import Point
 from bench.core.proc import run_logged
 from bench.core.run import Run, add_run_args, open_run, point_id
 from bench.core.runlock import locked
+
+# The request formats both generators write; a backend reads one (bench.backends: dataset_format).
+WRITES: tuple[DatasetFormat, ...] = ("trtllm-bench-jsonl",)
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         if arts.stage_is_current("datasets", inputs):
             arts.skip("datasets", "datasets")
             return 0
+        wanted = backends.get(run.manifest.engine.backend).dataset_format
+        if wanted not in WRITES:
+            raise KitError(
+                f"backend {run.manifest.engine.backend} reads {wanted} datasets; "
+                f"this stage writes {', '.join(WRITES)}",
+                path=str(run.manifest_path),
+                fix="add a writer for that format to bench/stages/datasets.py",
+            )
         generator = run.manifest.dataset.generator
         write = write_builtin if generator == "builtin" else write_prepare_dataset
         outputs, stats = [], {}

@@ -31,11 +31,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import backends
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, run_main
 from bench.core.fileio import atomic_write_json, read_json
 from bench.core.run import Run, add_run_args, open_run
 from bench.core.runlock import locked
+from bench.core.stage_cache import ENVIRONMENT_PACKAGES
 from bench.gpu.gpu_info import (
     cross_check,
     open_nvml,
@@ -72,10 +74,10 @@ ENV_ALLOWLIST = (
 # Credentials the kit may need: recorded by name when set, never by value.
 CREDENTIAL_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "NGC_API_KEY")
 
-# Display key -> distribution names to try, first found wins.
+# Display key -> distribution names to try, first found wins: every backend's (bench.backends,
+# `provenance_packages`), then the kit's own.
 PACKAGES: dict[str, tuple[str, ...]] = {
-    "tensorrt_llm": ("tensorrt_llm",),
-    "tensorrt": ("tensorrt", "tensorrt_cu13", "tensorrt_cu12"),
+    **backends.provenance_packages(),
     "torch": ("torch",),
     "modelopt": ("nvidia-modelopt",),
     "transformers": ("transformers",),
@@ -373,10 +375,7 @@ def identity(prov: dict[str, Any]) -> dict[str, Any]:
         "driver_version": gpus[0].get("driver_version") if gpus else None,
         "cuda_driver_version": gpus[0].get("cuda_driver_version") if gpus else None,
         "image_digest": prov.get("software", {}).get("container", {}).get("digest"),
-        **{
-            k: packages.get(k)
-            for k in ("tensorrt_llm", "tensorrt", "torch", "modelopt", "transformers")
-        },
+        **{k: packages.get(k) for k in ENVIRONMENT_PACKAGES},
     }
 
 
