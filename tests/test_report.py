@@ -255,7 +255,7 @@ def test_report_content_for_cpu_run(roots: Path) -> None:
     make_run(roots, RECORDS)
     text = report.make_report("t").read_text()
     assert "| Points | 3/4 valid; not valid: silent |" in text
-    assert "Not applicable (reference runner)" in text
+    assert "Not applicable (hf-transformers)" in text
     assert "### ISL 256 / OSL 256: failed, silent" in text
     assert "Preparing to run throughput benchmark..." in text
     assert "WARNING" not in text
@@ -406,7 +406,7 @@ def test_telemetry_section_shows_samples_and_flags_suspect_points():
     assert "Points on several GPUs" in pooled and "| 128 | 64 | 12 over 2 GPUs |" in pooled
 
 
-def test_reference_runner_on_cuda_names_the_gpu(roots: Path) -> None:
+def test_hf_transformers_runner_on_cuda_names_the_gpu(roots: Path) -> None:
     """The demo on a GPU (manifests/demo-cuda.toml): the GPU is named, ceilings do not apply."""
     (roots / "cuda.toml").write_text(MANIFEST.replace('device = "cpu"', 'device = "cuda"'))
     open_run(roots / "cuda.toml", "cuda")
@@ -417,5 +417,5 @@ def test_reference_runner_on_cuda_names_the_gpu(roots: Path) -> None:
     paths.provenance.write_bytes(provenance.read_bytes())
     Artifacts(paths).record("sweep", {}, [target, paths.provenance])
     text = report.make_report("cuda").read_text()
-    assert "| GPU | NVIDIA H100 80GB HBM3 (the reference runner on CUDA) |" in text
-    assert "Not applicable (reference runner)" in text
+    assert "| GPU | NVIDIA H100 80GB HBM3 (the hf-transformers runner on CUDA) |" in text
+    assert "Not applicable (hf-transformers)" in text

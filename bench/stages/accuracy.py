@@ -304,7 +304,7 @@ def agreement_gate(
     source: Path, checkpoint: Path, acc: Accuracy, prompts: list[str], device: str
 ) -> tuple[list[am.PromptAgreement], list[am.Check]]:
     """The demo's gate: full precision (the fetched model) vs the FP8 checkpoint, dequantized
-    as the reference runner loads it; the agreement checks, then the RoPE configuration."""
+    as the hf-transformers runner loads it; the agreement checks, then the RoPE configuration."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
