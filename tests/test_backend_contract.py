@@ -185,6 +185,20 @@ def test_an_old_name_says_the_new_one(tmp_path, old: str, new: str) -> None:
     )
 
 
+def test_a_published_reference_with_an_old_name_says_the_new_one(tmp_path) -> None:
+    from bench.analysis.reference import load_reference
+    from bench.core.errors import KitError
+
+    published = ROOT / "manifests" / "published" / "nvidia-perf-overview-1.0.toml"
+    old = tmp_path / "old.toml"
+    old.write_text(
+        published.read_text().replace('backend = "trtllm-pytorch"', 'backend = "pytorch"')
+    )
+    assert load_reference(published).identity.backend == "trtllm-pytorch"
+    with pytest.raises(KitError, match=r"backend 'pytorch' was renamed: write 'trtllm-pytorch'"):
+        load_reference(old)
+
+
 def test_the_registry_imports_with_the_standard_library_only() -> None:
     """bench.core.toolcheck reads the registry before any install (system python3, no venv)."""
     code = (
@@ -266,20 +280,42 @@ print("echoed", len(rows), "requests")
 """
 
 
-@pytest.fixture
-def toy_registered(tmp_path, monkeypatch):
-    """bench/backends/ plus one more package, `toy_echo`, found the way every backend is."""
+def add_package(tmp_path: Path, monkeypatch, name: str, init: str) -> Path:
+    """One more package beside bench/backends/'s own, found the way every backend is."""
     import bench.backends as package
 
-    extra = tmp_path / "plugins"
-    (extra / "toy_echo").mkdir(parents=True)
-    (extra / "toy_echo" / "__init__.py").write_text(textwrap.dedent(TOY_PACKAGE))
-    (extra / "toy_echo" / "echo_tool.py").write_text(textwrap.dedent(TOY_TOOL))
-    monkeypatch.setattr(package, "__path__", [*package.__path__, str(extra)])
+    folder = tmp_path / "plugins" / name
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text(textwrap.dedent(init))
+    monkeypatch.setattr(package, "__path__", [*package.__path__, str(folder.parent)])
     backends.registry.cache_clear()
+    return folder
+
+
+@pytest.fixture
+def fresh_registry():
     yield
     backends.registry.cache_clear()
-    sys.modules.pop("bench.backends.toy_echo", None)
+    for name in [m for m in sys.modules if m.startswith("bench.backends.toy_")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def toy_registered(tmp_path, monkeypatch, fresh_registry):
+    folder = add_package(tmp_path, monkeypatch, "toy_echo", TOY_PACKAGE)
+    (folder / "echo_tool.py").write_text(textwrap.dedent(TOY_TOOL))
+
+
+def test_a_name_registered_twice_is_refused(tmp_path, monkeypatch, fresh_registry) -> None:
+    add_package(
+        tmp_path,
+        monkeypatch,
+        "toy_twice",
+        "from bench.backends.hf_transformers.backend import HfTransformers\n"
+        "BACKENDS = (HfTransformers(),)\n",
+    )
+    with pytest.raises(backends.UnknownBackend, match=r"'hf-transformers' is registered twice"):
+        backends.names()
 
 
 class NoTelemetry:

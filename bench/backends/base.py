@@ -99,13 +99,31 @@ class Backend(abc.ABC):
     ) -> tuple[FailureKind, str]:
         """(kind, one line of evidence) for a point that did not finish; kind "oom" retries."""
 
-    def failed_result(self, kind: FailureKind, detail: str, **key: object) -> PointResult:
+    def failed_result(
+        self,
+        kind: FailureKind,
+        detail: str,
+        *,
+        isl: int,
+        osl: int,
+        requests: int,
+        concurrency: int | None = None,
+        repeat: int = 0,
+    ) -> PointResult:
         """The record of a point that gave no result, read as from its console log."""
         from bench.schema.record import PointResult
 
         return PointResult(
-            status="failed", source=self.log_source, failure=kind, failure_detail=detail, **key
-        )  # type: ignore[arg-type]
+            isl=isl,
+            osl=osl,
+            requests=requests,
+            status="failed",
+            source=self.log_source,
+            concurrency=concurrency,
+            repeat=repeat,
+            failure=kind,
+            failure_detail=detail,
+        )
 
     def runtime_note(self, manifest: Manifest) -> str:
         """A clause the report adds after the runtime settings ("" for none)."""

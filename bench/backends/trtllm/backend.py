@@ -58,10 +58,32 @@ class Trtllm(Backend):
         r = manifest.runtime
         return [r.kv_cache_free_gpu_mem_fraction, *r.kv_cache_fallbacks]
 
-    def run_argv(self, manifest: Manifest, point: Point, **files) -> list[str]:
+    def run_argv(
+        self,
+        manifest: Manifest,
+        point: Point,
+        *,
+        model_path: Path,
+        dataset: Path,
+        report_json: Path,
+        kv_fraction: float,
+        workspace: Path,
+        engine_dir: Path | None = None,
+        extra_options: Path | None = None,
+    ) -> list[str]:
         from bench.backends.trtllm import commands
 
-        return commands.throughput_argv(manifest, point, **files)
+        return commands.throughput_argv(
+            manifest,
+            point,
+            model_path=model_path,
+            dataset=dataset,
+            report_json=report_json,
+            kv_fraction=kv_fraction,
+            workspace=workspace,
+            engine_dir=engine_dir,
+            extra_options=extra_options,
+        )
 
     def finished(self, report_json: Path, log_text: str) -> bool:
         from bench.backends.trtllm import parse
