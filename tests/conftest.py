@@ -22,7 +22,7 @@ format = "none"
 kv_cache_dtype = "auto"
 device = "cpu"
 [engine]
-backend = "hf-reference"
+backend = "hf-transformers"
 max_seq_len = 256
 [runtime]
 device = "cpu"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.analysis import accuracy_metrics as am
-from bench.backends import demo_model
+from bench.backends.hf_transformers import demo_model
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError
 from bench.core.manifest import Accuracy, Calibration, load_manifest, parse_manifest

@@ -31,7 +31,7 @@ def test_seed_audit_finds_70b_tp8_and_the_wrong_claims(roots: Path, capsys) -> N
     out = capsys.readouterr().out
     assert (
         "the logs record model meta-llama/Llama-3.1-70B-Instruct, TP 8, PP 1, backend "
-        "tensorrt 0.16.0; 47/48 points valid"
+        "trtllm-tensorrt 0.16.0; 47/48 points valid"
     ) in out
     assert "FAIL: Identity: tp_size = reference; recorded 8, declared 1" in out
     assert "FAIL: Identity: GPUs (TP x PP) = reference; recorded 8, declared 1" in out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.backends.hf_runner import TEST_SLOWDOWN_ENV, slowdown_factor
+from bench.backends.hf_transformers.runner import TEST_SLOWDOWN_ENV, slowdown_factor
 from bench.core.artifacts import Artifacts
 from bench.core.fileio import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
 from bench.core.manifest import load_manifest
@@ -31,7 +31,7 @@ def rec(isl: int, osl: int, tok_s: float, repeat: int = 0, status: str = "ok") -
         status=status,  # type: ignore[arg-type]
         source="test",
         repeat=repeat,
-        identity=Identity(backend="hf-reference", engine_version="x", tp_size=1, pp_size=1),
+        identity=Identity(backend="hf-transformers", engine_version="x", tp_size=1, pp_size=1),
         metrics=Metrics(output_tok_s=tok_s, avg_request_latency_ms=1000.0 * osl / tok_s),
     )
 

@@ -3,7 +3,7 @@ an identical-method rerun is never SLOWER.
 
 The runs use tests/data/manifests/demo-repeats.toml (the demo's model, two points, 3 repeats),
 share one model store and stage cache, and are measured at the same time (see concurrent_runs).
-The slowed run sets the reference runner's test knob (TRTLLM_REPRO_TEST_SLOWDOWN, honoured under
+The slowed run sets the CPU runner's test knob (TRTLLM_REPRO_TEST_SLOWDOWN, honoured under
 pytest only). COMPARE_REPETITIONS=5 makes 5 identical reruns, each compared with the base (the
 issue's acceptance; default 1).
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.backends.hf_runner import TEST_SLOWDOWN_ENV
+from bench.backends.hf_transformers.runner import TEST_SLOWDOWN_ENV
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ GRID = [128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 @pytest.fixture
 def gpu_estimator():
     m = load_manifest(DEMO_MANIFEST)
-    gpu = m.model_copy(update={"engine": m.engine.model_copy(update={"backend": "pytorch"})})
+    gpu = m.model_copy(update={"engine": m.engine.model_copy(update={"backend": "trtllm-pytorch"})})
     return Estimator(gpu)
 
 

@@ -85,7 +85,7 @@ def test_pipeline_writes_every_stage_output(demo):
     for r in rows:
         assert float(r["output_tok_s"]) > 0
         assert float(r["avg_output_len"]) == float(r["osl"])
-        assert r["backend"] == "hf-reference" and r["model"] == "trtllm-repro/tiny-llama-3.1"
+        assert r["backend"] == "hf-transformers" and r["model"] == "trtllm-repro/tiny-llama-3.1"
     report = base / "reports" / "demo" / "report.md"
     assert report.is_file() and "isl" in report.read_text().lower()
     assert "run demo:" in first.stdout

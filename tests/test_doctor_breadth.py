@@ -14,7 +14,7 @@ import tomli_w
 from test_fake_h100_e2e import pipeline_env
 from test_trtllm_commands import manifest_with
 
-from bench.backends import trtllm
+from bench.backends.trtllm import commands as trtllm
 from bench.core import pins
 from bench.core.manifest import load_manifest
 from bench.stages import doctor
@@ -161,9 +161,9 @@ def test_installed_llm_api_fields_read_the_pydantic_arguments(tmp_path, monkeypa
         "    cuda_graph_config: CudaGraphConfig | None = None\n    backend: str = ''\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    fields, why = doctor.installed_llm_api_fields("pytorch")
+    fields, why = doctor.installed_llm_api_fields("TorchLlmArgs")
     assert why == "" and fields["backend"] is None
-    assert doctor.installed_llm_api_fields("tensorrt")[0] is None
+    assert doctor.installed_llm_api_fields("TrtLlmArgs")[0] is None
 
 
 # ----------------------------------------------------------------------------- chunked context

@@ -14,7 +14,7 @@ import pytest
 from test_fake_h100_e2e import make, pipeline_env, records
 from test_trtllm_commands import manifest_with
 
-from bench.backends import trtllm
+from bench.backends.trtllm import commands as trtllm
 from bench.core import pins
 from bench.core.manifest import load_manifest, parse_manifest
 from bench.stages import doctor, smoke

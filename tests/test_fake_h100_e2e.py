@@ -149,7 +149,10 @@ def test_tensorrt_pipeline_with_injected_failures(tmp_path):
     assert got[(128, 32)]["metrics"]["avg_output_len"] == pytest.approx(32 * 0.8, abs=1)
     # the measured points carry the fake engine's identity and memory lines
     ok = got[(32, 32)]
-    assert ok["identity"]["backend"] == "tensorrt" and ok["identity"]["engine_version"] == "1.0.0"
+    assert (
+        ok["identity"]["backend"] == "trtllm-tensorrt"
+        and ok["identity"]["engine_version"] == "1.0.0"
+    )
     assert ok["identity"]["max_seq_len"] == 256 and ok["identity"]["quantization"] == "FP8"
     assert ok["memory"]["engine_size_mib"] and ok["memory"]["kv_cache_max_tokens"]
 
@@ -186,7 +189,7 @@ def test_tensorrt_pipeline_with_injected_failures(tmp_path):
     claims = verify_out.split("## Reference claims")[1].split("## Cross-method")[0]
     rows = [line for line in claims.splitlines() if line.startswith("| ISL ")]
     assert len(rows) == 10 and all("| NOT COMPARABLE |" in line for line in rows)
-    assert "backend tensorrt vs pytorch" in rows[0] and "checkpoint " in rows[0]
+    assert "backend trtllm-tensorrt vs trtllm-pytorch" in rows[0] and "checkpoint " in rows[0]
     assert "| PASS |" not in claims and "FAIL" not in claims
 
     # the accuracy gate ran trtllm-eval on the engine the sweep measured and on the BF16 model
@@ -211,7 +214,7 @@ def test_pytorch_pipeline_without_failures(tmp_path):
     got = records(run_dir)
     assert {k: r["status"] for k, r in got.items()} == dict.fromkeys(EXPECTED, "ok")
     for record in got.values():
-        assert record["identity"]["backend"] == "pytorch"
+        assert record["identity"]["backend"] == "trtllm-pytorch"
         assert record["identity"]["kv_cache_fraction"] == pytest.approx(0.95)
         assert record["memory"]["engine_size_mib"] is None  # no engine on this path
     assert not (tmp_path / "work" / PYTORCH.stem / "engine").exists()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from bench.backends import hf_runner
-from bench.backends.parse_trtllm import parse_console
+from bench.backends.hf_transformers import runner as hf_runner
+from bench.backends.trtllm.parse import parse_console
 
 
 def report() -> dict:

@@ -28,7 +28,7 @@ revision = "0123456789abcdef0123456789abcdef01234567"
 method = "none"
 format = "none"
 [engine]
-backend = "pytorch"
+backend = "trtllm-pytorch"
 max_seq_len = 4096
 [sweep]
 points = [{isl = 128, osl = 128, requests = 200}]
@@ -103,7 +103,7 @@ def test_import_sample_folder(roots, logs, capsys):
     assert (both.status, both.source, both.identity.backend) == (
         "ok",
         "trtllm-bench-json",
-        "tensorrt",
+        "trtllm-tensorrt",
     )
     assert (both.memory.kv_cache_gib, both.memory.kv_cache_max_tokens) == (61.75, 505856)
     assert both.raw_files == (
@@ -182,7 +182,7 @@ def test_import_with_manifest_fixes_it_in_the_run(roots, logs, tmp_path):
 def test_import_with_a_bad_manifest_writes_nothing(roots, logs, tmp_path, capsys):
     manifest = tmp_path / "bad.toml"
     manifest.write_text(
-        MANIFEST.replace('backend = "pytorch"', 'backend = "vllm"'), encoding="utf-8"
+        MANIFEST.replace('backend = "trtllm-pytorch"', 'backend = "vllm"'), encoding="utf-8"
     )
     assert main(["--logs", str(logs), "--run", "m", "--manifest", str(manifest)]) == EXIT_BAD_INPUT
     assert "engine.backend" in capsys.readouterr().err

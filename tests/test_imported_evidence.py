@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.analysis import secondary
-from bench.backends.parse_trtllm import decode_log, parse_console, parse_report_json
+from bench.backends.trtllm.parse import decode_log, parse_console, parse_report_json
 from bench.core.errors import EXIT_BAD_INPUT, KitError
 from bench.schema.record import read_record
 from bench.stages.import_logs import main

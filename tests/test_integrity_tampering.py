@@ -41,7 +41,7 @@ revision = "v1"
 method = "none"
 format = "none"
 [engine]
-backend = "hf-reference"
+backend = "hf-transformers"
 max_seq_len = 4096
 [runtime]
 device = "cpu"

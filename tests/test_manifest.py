@@ -25,7 +25,7 @@ def write(tmp_path, data: dict):
 
 def test_demo_manifest_is_valid():
     m = load_manifest(DEMO_MANIFEST)
-    assert m.engine.backend == "hf-reference"
+    assert m.engine.backend == "hf-transformers"
     assert len(m.sweep.points) >= 4
     assert len({p.isl for p in m.sweep.points}) >= 2 and len({p.osl for p in m.sweep.points}) >= 2
 
@@ -64,6 +64,11 @@ def test_resolved_form_is_stable_and_reloads(demo):
             r"sweep\.points\[2\]: isl \+ osl = 266 exceeds engine\.max_seq_len = 256",
         ),
         (lambda d: d["engine"].update(backend="vllm"), r"engine\.backend = 'vllm'"),
+        (
+            lambda d: d["engine"].update(backend="hf-reference"),
+            r"engine\.backend = 'hf-reference': backend 'hf-reference' was renamed: "
+            r"write 'hf-transformers'",
+        ),
         (lambda d: d["model"].update(source="hf"), r"revision 'v1' must be a 40-hex commit"),
         (
             lambda d: d["model"]["files"].update({"config.json": "abc"}),
@@ -87,7 +92,7 @@ def test_each_problem_names_file_and_key(tmp_path, demo, change, match):
 
 
 def test_tensorrt_backend_needs_engine_limits(tmp_path, demo):
-    demo["engine"]["backend"] = "tensorrt"
+    demo["engine"]["backend"] = "trtllm-tensorrt"
     with pytest.raises(KitError, match=r"needs max_batch_size and max_num_tokens"):
         load_manifest(write(tmp_path, demo))
 

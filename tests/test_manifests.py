@@ -110,7 +110,7 @@ def test_h100_method() -> None:
     cal = m.quantization.calibration
     assert cal is not None and (cal.source, cal.size, cal.seq_len) == ("hf-dataset", 512, 512)
     assert (m.engine.backend, m.engine.max_batch_size, m.engine.max_num_tokens) == (
-        "tensorrt",
+        "trtllm-tensorrt",
         2048,
         8192,
     )
@@ -146,7 +146,7 @@ def test_nvidia_method() -> None:
     )
     assert m.quantization.calibration is None
     assert (m.engine.backend, m.engine.max_batch_size, m.engine.max_num_tokens) == (
-        "pytorch",
+        "trtllm-pytorch",
         None,
         None,
     )

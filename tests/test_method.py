@@ -25,7 +25,7 @@ NVIDIA_MANIFEST = REPO / "manifests" / "nvidia-perf-overview-1.0.toml"
 FAKE_TRT = REPO / "tests" / "data" / "manifests" / "fake-h100-tensorrt.toml"
 NVIDIA_ID = Identity(
     model="nvidia/Llama-3.1-8B-Instruct-FP8",
-    backend="pytorch",
+    backend="trtllm-pytorch",
     engine_version="1.0.0",
     tp_size=1,
     pp_size=1,
@@ -33,7 +33,10 @@ NVIDIA_ID = Identity(
     kv_cache_fraction=0.95,
 )
 TRT_ID = dataclasses.replace(
-    NVIDIA_ID, model="trtllm-repro/tiny-llama-3.1", backend="tensorrt", kv_cache_fraction=0.95
+    NVIDIA_ID,
+    model="trtllm-repro/tiny-llama-3.1",
+    backend="trtllm-tensorrt",
+    kv_cache_fraction=0.95,
 )
 
 
@@ -97,7 +100,7 @@ def test_fake_h100_tensorrt_run_vs_nvidia_1_0_is_not_comparable(roots: Path, cap
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ISL 128 / OSL 128 |")]
     assert rows and all("NOT COMPARABLE" in line for line in rows)
-    assert "backend tensorrt vs pytorch" in rows[0]
+    assert "backend trtllm-tensorrt vs trtllm-pytorch" in rows[0]
     assert "checkpoint trtllm-repro/tiny-llama-3.1 quantized by this kit" in rows[0]
     for verdict in ("| PASS |", "| FAIL |", "| **FAIL** |"):
         claims = out[out.index("## Reference claims") :]

@@ -1,4 +1,4 @@
-"""bench.backends.parse_trtllm: every label set, report JSON, failure classes and the seed's 0.16
+"""bench.backends.trtllm.parse: every label set, report JSON, failure classes and the seed's 0.16
 logs."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.backends import parse_trtllm
-from bench.backends.parse_trtllm import (
+from bench.backends.trtllm import parse as parse_trtllm
+from bench.backends.trtllm.parse import (
     classify_failure,
     failed_result,
     parse_console,
@@ -50,7 +50,7 @@ def test_console_016_label_set():
     i = r.identity
     assert (i.model, i.backend, i.engine_version) == (
         "meta-llama/Llama-3.1-8B-Instruct",
-        "tensorrt",
+        "trtllm-tensorrt",
         "0.16.0",
     )
     assert (i.tp_size, i.pp_size, i.max_seq_len, i.max_batch_size, i.max_num_tokens) == (
@@ -83,7 +83,7 @@ def test_console_10_label_set():
     r = parse_console(text("console_1.0.txt"), **POINT)
     assert r.status == "ok"
     assert (r.identity.backend, r.identity.engine_version, r.identity.max_seq_len) == (
-        "pytorch",
+        "trtllm-pytorch",
         "1.0.0",
         None,
     )
@@ -186,7 +186,7 @@ def test_report_json_maps_every_section():
     i = r.identity
     assert (i.model, i.backend, i.engine_version, i.max_seq_len) == (
         "meta-llama/Llama-3.1-8B-Instruct",
-        "tensorrt",
+        "trtllm-tensorrt",
         "1.0.0",
         4096,
     )
@@ -212,7 +212,7 @@ def test_report_json_optional_sections_and_keys_are_none():
     r = parse_report_json(data, source_file="r.json", **POINT)
     assert r.status == "ok"
     assert (r.identity.backend, r.identity.max_seq_len, r.identity.tp_size) == (
-        "pytorch",
+        "trtllm-pytorch",
         None,
         None,
     )
@@ -429,5 +429,5 @@ def test_seed_logs_identity_and_the_silent_failure(seed_logs):
             8,
             "0.16.0",
         )
-        assert (i.backend, i.max_seq_len, i.quantization) == ("tensorrt", 25000, "FP8")
+        assert (i.backend, i.max_seq_len, i.quantization) == ("trtllm-tensorrt", 25000, "FP8")
         assert (r.memory.engine_size_mib, r.memory.kv_cache_gib) == (8941.0, 52.08)

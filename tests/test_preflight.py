@@ -48,7 +48,7 @@ def manifest(**changes: Any) -> Manifest:
             "gated": True,
         },
         "quantization": {"method": "modelopt", "calibration": {"source": "synthetic"}},
-        "engine": {"backend": "pytorch", "max_seq_len": 4096},
+        "engine": {"backend": "trtllm-pytorch", "max_seq_len": 4096},
         "sweep": {"points": [{"isl": 128, "osl": 128, "requests": 30000}]},
         "hardware": {"gpu": "H100-SXM", "gpus": 1},
     }
@@ -65,7 +65,7 @@ def cpu_manifest() -> Manifest:
             "kv_cache_dtype": "auto",
             "device": "cpu",
         },
-        engine={"backend": "hf-reference", "max_seq_len": 256},
+        engine={"backend": "hf-transformers", "max_seq_len": 256},
         runtime={"device": "cpu"},
         sweep={"points": [{"isl": 16, "osl": 16, "requests": 4}]},
     )
@@ -150,7 +150,7 @@ def test_expected_gpu(spec: str, expected: tuple[str, str | None]) -> None:
 def test_fewer_gpus_than_the_manifest_needs_is_an_error() -> None:
     m = manifest(
         hardware={"gpu": "H100-SXM", "gpus": 2},
-        engine={"backend": "pytorch", "max_seq_len": 4096, "tp_size": 2},
+        engine={"backend": "trtllm-pytorch", "max_seq_len": 4096, "tp_size": 2},
     )
     finding = by_check(gpu_checks(prov_from(SXM_XML), m, OWN_PID))["gpu count"]
     assert finding.level == "error"
@@ -273,7 +273,7 @@ def test_disk_estimate_for_llama_8b(tmp_path: Path) -> None:
     }
     trt = manifest(
         engine={
-            "backend": "tensorrt",
+            "backend": "trtllm-tensorrt",
             "max_seq_len": 4096,
             "max_batch_size": 256,
             "max_num_tokens": 8192,

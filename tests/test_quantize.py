@@ -1,6 +1,6 @@
-"""bench.backends.demo_model and bench.stages.quantize: bit-exact demo model, ModelOpt FP8 exports
-that keep
-Llama 3.1's RoPE, and dequantized FP8 logits close to the unquantized model's."""
+"""bench.backends.hf_transformers.demo_model and bench.stages.quantize: bit-exact demo model,
+ModelOpt FP8 exports that keep Llama 3.1's RoPE, and dequantized FP8 logits close to the
+unquantized model's."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.backends import demo_model
+from bench.backends.hf_transformers import demo_model
 from bench.core.fileio import sha256_file
 from bench.core.manifest import Calibration, load_manifest
 from bench.stages.quantize import load_dequantized, quantize_fp8, synthetic_calibration

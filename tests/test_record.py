@@ -28,7 +28,7 @@ def ok(isl=128, osl=128, requests=10, out_len=128.0, n=10, tok_s=1000.0) -> Poin
         requests=requests,
         status="ok",
         source="test",
-        identity=Identity(model="m", tp_size=1, backend="pytorch"),
+        identity=Identity(model="m", tp_size=1, backend="trtllm-pytorch"),
         metrics=Metrics(
             num_requests=n, avg_input_len=float(isl), avg_output_len=out_len, output_tok_s=tok_s
         ),

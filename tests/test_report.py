@@ -36,7 +36,7 @@ revision = "v1"
 method = "none"
 format = "none"
 [engine]
-backend = "hf-reference"
+backend = "hf-transformers"
 max_seq_len = 4096
 [runtime]
 device = "cpu"
@@ -47,7 +47,7 @@ gpu = "cpu"
 """
 CPU_ID = Identity(
     model="trtllm-repro/tiny-llama-3.1",
-    backend="hf-reference",
+    backend="hf-transformers",
     tp_size=1,
     pp_size=1,
     quantization="FP8",
@@ -56,7 +56,7 @@ CPU_ID = Identity(
 )
 GPU_ID = Identity(
     model="meta-llama/Llama-3.1-8B-Instruct",
-    backend="pytorch",
+    backend="trtllm-pytorch",
     tp_size=1,
     pp_size=1,
     quantization="FP8",
@@ -263,7 +263,7 @@ def test_report_content_for_cpu_run(roots: Path) -> None:
     make_run(roots, RECORDS)
     text = report.make_report("t").read_text()
     assert "| Points | 3/4 valid; not valid: silent |" in text
-    assert "Not applicable (reference runner)" in text
+    assert "Not applicable (hf-transformers)" in text
     assert "### ISL 256 / OSL 256: failed, silent" in text
     assert "Preparing to run throughput benchmark..." in text
     assert "WARNING" not in text
@@ -351,7 +351,7 @@ def test_a_merged_run_names_its_shards_gpus(roots: Path) -> None:
 
 
 def test_without_provenance_the_manifests_gpu_is_marked_declared(roots: Path) -> None:
-    gpu_manifest = MANIFEST.replace('"hf-reference"', '"pytorch"').replace(
+    gpu_manifest = MANIFEST.replace('"hf-transformers"', '"trtllm-pytorch"').replace(
         'gpu = "cpu"', 'gpu = "H100-SXM"'
     )
     (roots / "g.toml").write_text(gpu_manifest)
@@ -418,7 +418,7 @@ def test_telemetry_section_shows_samples_and_flags_suspect_points():
     assert "Points on several GPUs" in pooled and "| 128 | 64 | 12 over 2 GPUs |" in pooled
 
 
-def test_reference_runner_on_cuda_names_the_gpu(roots: Path) -> None:
+def test_hf_transformers_runner_on_cuda_names_the_gpu(roots: Path) -> None:
     """The demo on a GPU (manifests/demo-cuda.toml): the GPU is named, ceilings do not apply."""
     (roots / "cuda.toml").write_text(MANIFEST.replace('device = "cpu"', 'device = "cuda"'))
     open_run(roots / "cuda.toml", "cuda")
@@ -429,8 +429,8 @@ def test_reference_runner_on_cuda_names_the_gpu(roots: Path) -> None:
     paths.provenance.write_bytes(provenance.read_bytes())
     Artifacts(paths).record("sweep", {}, [target, paths.provenance])
     text = report.make_report("cuda").read_text()
-    assert "| GPU | NVIDIA H100 80GB HBM3 (the reference runner on CUDA) |" in text
-    assert "Not applicable (reference runner)" in text
+    assert "| GPU | NVIDIA H100 80GB HBM3 (the hf-transformers runner on CUDA) |" in text
+    assert "Not applicable (hf-transformers)" in text
 
 
 def test_the_summary_says_how_many_repeats_each_number_averages() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.backends import parse_trtllm
+from bench.backends.trtllm import parse as parse_trtllm
 from bench.core import stage as rule
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError

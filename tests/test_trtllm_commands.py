@@ -1,7 +1,6 @@
-"""Every command line bench/backends/trtllm.py builds is one TensorRT-LLM 1.0 accepts, and the
-fakes in
-tests/fakes/ behave like the real tools: they reject what the release rejects and write the real
-formats, which bench/backends/parse_trtllm.py reads.
+"""Every command line bench/backends/trtllm/commands.py builds is one TensorRT-LLM 1.0 accepts,
+and the fakes in tests/fakes/ behave like the real tools: they reject what the release rejects
+and write the real formats, which bench/backends/trtllm/parse.py reads.
 """
 
 from __future__ import annotations
@@ -14,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.backends import parse_trtllm, trtllm
+from bench import backends
+from bench.backends.trtllm import commands as trtllm
+from bench.backends.trtllm import parse as parse_trtllm
 from bench.core.manifest import parse_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,9 +46,9 @@ def manifest_with(path: Path, drop: tuple[tuple[str, str], ...] = (), **changes)
 
 def variants():
     base = MANIFESTS[1]
-    for backend in ("tensorrt", "pytorch", "hf-reference"):
+    for backend in backends.names():
         engine = {"backend": backend}
-        runtime = {"device": "cpu"} if backend == "hf-reference" else {}
+        runtime = {"device": "cpu"} if backend == "hf-transformers" else {}
         yield backend, manifest_with(base, engine=engine, runtime=runtime)
         yield (
             f"{backend}-streaming-extra",
@@ -64,7 +65,7 @@ def variants():
             ),
         )
     yield (
-        "pytorch-no-limits",
+        "trtllm-pytorch-no-limits",
         manifest_with(
             MANIFESTS[2], drop=(("engine", "max_batch_size"), ("engine", "max_num_tokens"))
         ),
@@ -85,7 +86,7 @@ def paths(tmp_path):
 def test_throughput_argv_is_accepted_by_trtllm_bench(name, manifest, paths):
     for point in manifest.sweep.points:
         for extra in (None, paths / "extra.yaml"):
-            argv = trtllm.throughput_argv(
+            argv = backends.get(manifest.engine.backend).run_argv(
                 manifest,
                 point,
                 model_path=paths / "ckpt",
@@ -96,8 +97,8 @@ def test_throughput_argv_is_accepted_by_trtllm_bench(name, manifest, paths):
                 engine_dir=paths / "engine",
                 extra_options=extra,
             )
-            if manifest.engine.backend == "hf-reference":
-                assert argv[1:3] == ["-m", "bench.backends.hf_runner"]
+            if manifest.engine.backend == "hf-transformers":
+                assert argv[1:3] == ["-m", "bench.backends.hf_transformers.runner"]
                 argv = reference_runner_as_trtllm_bench(argv)
             else:
                 assert argv[0] == trtllm.TRTLLM_BENCH
@@ -107,7 +108,7 @@ def test_throughput_argv_is_accepted_by_trtllm_bench(name, manifest, paths):
             assert sub["eos_id"] == -1 and sub["num_requests"] == 0
             assert sub["streaming"] is manifest.runtime.streaming
             assert sub["concurrency"] == (point.concurrency or -1)
-            if manifest.engine.backend == "tensorrt":
+            if manifest.engine.needs_build:
                 assert sub["engine_dir"] and sub["max_seq_len"] is None  # not a runtime option
 
 
@@ -120,7 +121,7 @@ def reference_runner_as_trtllm_bench(argv: list[str]) -> list[str]:
         if rest[i] in REFERENCE_RUNNER_ONLY:
             i += 2
             continue
-        out.append("pytorch" if rest[i] == "hf-reference" else rest[i])
+        out.append("pytorch" if rest[i] == "hf-transformers" else rest[i])
         i += 1
     return out
 
@@ -398,7 +399,7 @@ def test_trtllm_bench_report_has_the_keys_the_parser_reads(engine, tmp_path, str
             assert key in doc[section], f"{section}.{key}"
     result = parse_trtllm.parse_report_json(doc, isl=32, osl=16, requests=8, source_file="r")
     assert result.status == "ok"
-    assert result.identity.backend == "tensorrt" and result.identity.max_seq_len == 128
+    assert result.identity.backend == "trtllm-tensorrt" and result.identity.max_seq_len == 128
     assert result.metrics.avg_input_len == 32 and result.metrics.avg_output_len == 16
     assert (result.metrics.avg_ttft_ms is not None) is streaming
     console = parse_trtllm.parse_console(proc.stdout, isl=32, osl=16, requests=8)

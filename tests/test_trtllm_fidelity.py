@@ -26,9 +26,11 @@ from test_trtllm_commands import (
     tokenizer_dir,
 )
 
-from bench.backends import parse_trtllm, trtllm
+from bench.backends.trtllm import commands as trtllm
+from bench.backends.trtllm import parse as parse_trtllm
 from bench.core.manifest import load_manifest
 from bench.schema import record
+from bench.stages.sweep import extra_options_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 H100 = REPO / "manifests" / "llama-3.1-8b-fp8-h100.toml"
@@ -144,7 +146,7 @@ def test_extra_llm_api_options_are_validated_strictly(tmp_path, options, error):
 
 def test_nvidia_yaml_is_accepted(tmp_path):
     extra = tmp_path / "extra.yaml"
-    extra.write_text(trtllm.extra_options_yaml(load_manifest(NVIDIA)))
+    extra.write_text(extra_options_yaml(load_manifest(NVIDIA)))
     data = dataset(tmp_path / "d.jsonl", isl=32, osl=8)
     proc = pytorch_throughput(tmp_path, data, "--extra_llm_api_options", str(extra))
     assert proc.returncode == 0, proc.stderr
@@ -202,7 +204,7 @@ def test_short_outputs_on_the_pytorch_backend_are_invalid(tmp_path, monkeypatch)
         parse_trtllm.parse_report_json(doc, isl=32, osl=64, requests=8, source_file="r.json")
     )
     assert result.status == "invalid" and result.failure == "length_mismatch"
-    assert result.identity.backend == "pytorch"
+    assert result.identity.backend == "trtllm-pytorch"
 
 
 def test_report_says_whether_chunked_context_was_on():

@@ -23,7 +23,10 @@ import yaml
 from test_fake_h100_e2e import pipeline_env
 from test_trtllm_commands import manifest_with
 
-from bench.backends import aiperf_client, demo_model, trtllm
+from bench.backends import aiperf_client
+from bench.backends.hf_transformers import demo_model
+from bench.backends.trtllm import commands as trtllm
+from bench.backends.trtllm.commands import tool_backend_of
 from bench.core import cost
 from bench.core.errors import KitError
 from bench.core.manifest import load_manifest
@@ -73,11 +76,14 @@ def test_serve_argv_is_accepted_by_trtllm_serve(name, manifest, release, tmp_pat
     table = opts.RELEASES[release].tools["trtllm-serve"]
     v = opts.parse(table, opts.serve_argv(command.argv[1:])).values
     e = manifest.engine
-    assert v["backend"] == e.backend and (v["tp_size"], v["pp_size"]) == (e.tp_size, e.pp_size)
+    assert v["backend"] == tool_backend_of(m) and (v["tp_size"], v["pp_size"]) == (
+        e.tp_size,
+        e.pp_size,
+    )
     assert v["kv_cache_free_gpu_memory_fraction"] == 0.9 and v["port"] == 8123
     assert v["extra_llm_api_options"] == str(tmp_path / "serve.yaml")
     assert v["max_batch_size"] == (e.max_batch_size or 2048)
-    if e.backend == "tensorrt":  # MODEL is the engine; the tokenizer is the fetched model
+    if e.backend == "trtllm-tensorrt":  # MODEL is the engine; the tokenizer is the fetched model
         assert v["model"] == str(tmp_path / "engine") and v["tokenizer"] == str(tmp_path / "hf")
         assert v["max_seq_len"] is None  # the engine's own, as trtllm-bench requires
     else:

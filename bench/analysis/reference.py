@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from bench import backends
 from bench.core.errors import KitError, run_main
 from bench.core.manifest import Manifest
 from bench.core.tomlconfig import read_toml, validate
@@ -43,6 +44,13 @@ class _Table(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _not_renamed(name: str) -> str:
+    """A published method may name an engine the kit lacks, but never one of the kit's old names."""
+    if name in backends.RENAMED:
+        raise ValueError(backends.problem(name))
+    return name
+
+
 class RefIdentity(_Table):
     """The method the numbers were measured with. Every field of METHOD_FIELDS is either stated
     here or named in `leaves_open` (the source does not say), so a reader sees what was checked.
@@ -55,7 +63,7 @@ class RefIdentity(_Table):
     quantization: str | None = None  # weights
     activations: str | None = None
     kv_cache_dtype: str | None = None
-    backend: str | None = None
+    backend: Annotated[str, AfterValidator(_not_renamed)] | None = None  # bench.backends' names
     engine_version: str | None = None  # the TensorRT-LLM release
     tp_size: Positive | None = None
     pp_size: Positive | None = None

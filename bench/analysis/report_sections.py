@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench import backends
 from bench.analysis import figures, secondary, serving_report
 from bench.analysis.secondary import SecondaryFile
 from bench.analysis.tables import (
@@ -19,13 +20,13 @@ from bench.analysis.tables import (
     TOP_N,
     PointRow,
     best_per,
+    ceilings_do_not_apply,
     distinct_identity,
     efficiency_rows,
     fastest,
     gpu_spec,
     grid,
     identity_problems,
-    is_reference_run,
     is_suspect,
     kv_fallback,
     kv_fallback_note,
@@ -159,14 +160,9 @@ def section_import_note(ctx: Context) -> str:
 
 
 def chunked_context_note(manifest: Manifest | None) -> str:
-    """Chunked context decides which prompts the TensorRT runtime accepts; its default changed."""
-    if manifest is None or manifest.engine.backend not in ("pytorch", "tensorrt"):
-        return ""
-    state = "on" if manifest.runtime.enable_chunked_context else "off"
-    return (
-        f"; chunked context {state} (off by default in TensorRT-LLM 1.0, on by default in 0.16, "
-        "which the seed logs ran)"
-    )
+    """The backend's note on its runtime settings (TensorRT-LLM: chunked context, whose default
+    changed and which decides the prompts the TensorRT runtime accepts)."""
+    return "" if manifest is None else backends.get(manifest.engine.backend).runtime_note(manifest)
 
 
 def repeats_note(records: Sequence[PointResult]) -> str:
@@ -182,7 +178,7 @@ def repeats_note(records: Sequence[PointResult]) -> str:
 
 
 def section_executive_summary(
-    records: Sequence[PointResult], rows: Sequence[PointRow], ctx: Context, reference: bool
+    records: Sequence[PointResult], rows: Sequence[PointRow], ctx: Context, no_ceilings: bool
 ) -> str:
     """What ran (model, precision, engine, GPUs) and its headline numbers, in one table."""
     seen = distinct_identity(records)
@@ -196,12 +192,12 @@ def section_executive_summary(
         if ctx.manifest
         else None
     )
-    if reference:
+    if no_ceilings:
         on_cuda = ctx.manifest is not None and ctx.manifest.runtime.device == "cuda"
         gpu = (
-            f"{gpu_name or NOT_RECORDED} (the reference runner on CUDA)"
+            f"{gpu_name or NOT_RECORDED} (the {_values(seen, 'backend')} runner on CUDA)"
             if on_cuda
-            else "none: the reference runner ran on the CPU"
+            else f"none: the {_values(seen, 'backend')} runner ran on the CPU"
         )
     else:
         gpu = f"{gpu_name or NOT_RECORDED} x {n_gpus if n_gpus else NOT_RECORDED}" + (
@@ -210,7 +206,7 @@ def section_executive_summary(
     if best:
         peak = f"{num(best.output_tok_s)} tok/s at {where(best)}, {num(best.requests)} requests" + (
             f" ({num(best.output_tok_s_per_gpu)} per GPU)"
-            if best.output_tok_s_per_gpu is not None and not reference
+            if best.output_tok_s_per_gpu is not None and not no_ceilings
             else ""
         )
     else:
@@ -239,7 +235,7 @@ def section_executive_summary(
         ("TP / PP", f"{_values(seen, 'tp_size')} / {_values(seen, 'pp_size')}"),
         ("Peak output throughput", peak),
         ("Peak request rate", f"{num(fast.req_s)} req/s at {where(fast)}" if fast else "-"),
-        *serving_report.summary_row(records, slo_of(ctx), None if reference else n_gpus),
+        *serving_report.summary_row(records, slo_of(ctx), None if no_ceilings else n_gpus),
         (
             "Points",
             f"{ok}/{len(records)} valid"
@@ -290,9 +286,9 @@ def slo_of(ctx: Context) -> Slo | None:
     return ctx.manifest.slo if ctx.manifest is not None else None
 
 
-def serving_gpus(records: Sequence[PointResult], reference: bool) -> int | None:
-    """The GPU count serving figures divide by: None for the reference runner (no GPU ceiling)."""
-    return None if reference else run_gpus(records)
+def serving_gpus(records: Sequence[PointResult], no_ceilings: bool) -> int | None:
+    """The GPU count serving figures divide by: None where GPU ceilings do not apply (a CPU run)."""
+    return None if no_ceilings else run_gpus(records)
 
 
 def section_top_points(rows: Sequence[PointRow]) -> str:
@@ -440,15 +436,14 @@ def section_grid(rows: Sequence[PointRow], records: Sequence[PointResult], ctx: 
 
 
 def section_efficiency(
-    rows: Sequence[PointRow], records: Sequence[PointResult], ctx: Context, reference: bool
+    rows: Sequence[PointRow], records: Sequence[PointResult], ctx: Context, no_ceilings: bool
 ) -> str:
     """How far each point is from the GPU's compute and bandwidth ceilings, or why not computed."""
     spec, spec_source = gpu_spec(ctx.provenance, ctx.manifest)
     head = "## Efficiency vs the physical limit\n\n"
-    if reference:
-        return (
-            head + "Not applicable (reference runner): GPU ceilings do not describe this run.\n\n"
-        )
+    if no_ceilings:
+        named = _values(distinct_identity(records), "backend")
+        return head + f"Not applicable ({named}): GPU ceilings do not describe this run.\n\n"
     if spec is None:
         return (
             head + f"Not computed: {spec_source}. Record it with provenance (`make env`) or the "
@@ -497,14 +492,14 @@ def section_efficiency(
     )
 
 
-def section_memory(records: Sequence[PointResult], ctx: Context, reference: bool) -> str:
+def section_memory(records: Sequence[PointResult], ctx: Context, no_ceilings: bool) -> str:
     """Engine and KV cache sizes as the logs state them; the GPU's total, measured if captured."""
     ok_records = [r for r in records if r.status == "ok"]
     spec, _ = gpu_spec(ctx.provenance, ctx.manifest)
     mem_total = first_gpu(ctx).memory_total_mib
     if mem_total:
         total = f"{num(mem_total)} MiB (provenance.json)"
-    elif spec and not reference:
+    elif spec and not no_ceilings:
         total = f"{spec.memory_gb:g} GB (datasheet; not measured)"
     else:
         total = NOT_RECORDED
@@ -807,23 +802,23 @@ def mark_throughput(section: str) -> str:
 def render(records: Sequence[PointResult], ctx: Context, log_tails: dict[str, list[str]]) -> str:
     """The whole report.md: its sections in reading order."""
     rows = point_rows(records)
-    reference = is_reference_run(records, ctx.manifest)
+    no_ceilings = ceilings_do_not_apply(records, ctx.manifest)
     return join_marked(
         ctx,
         [
             f"# Benchmark report: {ctx.run}\n\n",
             section_identity_warning(identity_problems(records, ctx.manifest)),
             section_import_note(ctx),
-            section_executive_summary(records, rows, ctx, reference),
+            section_executive_summary(records, rows, ctx, no_ceilings),
             section_accuracy(ctx),
             METRIC_DEFINITIONS,
             section_top_points(rows),
             section_best_per(rows, "isl"),
             section_best_per(rows, "osl"),
             section_grid(rows, records, ctx),
-            *serving_report.sections(records, slo_of(ctx), serving_gpus(records, reference)),
-            section_efficiency(rows, records, ctx, reference),
-            section_memory(records, ctx, reference),
+            *serving_report.sections(records, slo_of(ctx), serving_gpus(records, no_ceilings)),
+            section_efficiency(rows, records, ctx, no_ceilings),
+            section_memory(records, ctx, no_ceilings),
             section_telemetry(records),
             section_failures(records, log_tails),
             section_repeats(records),

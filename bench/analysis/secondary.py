@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.backends.parse_trtllm import GPUS_IF_UNKNOWN, decode_log, rate_limit_any_model
+from bench.backends.trtllm.parse import GPUS_IF_UNKNOWN, decode_log, rate_limit_any_model
 from bench.core.errors import KitError
 from bench.core.fileio import atomic_write_bytes, atomic_write_json, read_json_object
 from bench.stages import provenance

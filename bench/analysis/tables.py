@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import scipy.stats
 
+from bench import backends
 from bench.core.manifest import Manifest
 from bench.gpu import gpus
 from bench.gpu.gpus import GpuSpec, ModelShape
@@ -360,11 +361,13 @@ def gpu_spec(
     return None, "the GPU model is not recorded (no provenance.json, no manifest)"
 
 
-def is_reference_run(records: Sequence[PointResult], manifest: Manifest | None) -> bool:
-    """Measured by the kit's reference runner (or declared so): GPU ceilings do not apply."""
-    if any(r.identity.backend == "hf-reference" for r in records):
-        return True
-    return manifest is not None and manifest.engine.backend == "hf-reference"
+def ceilings_do_not_apply(records: Sequence[PointResult], manifest: Manifest | None) -> bool:
+    """Measured (or declared) by a backend whose numbers no GPU datasheet describes, such as the
+    hf-transformers runner (bench.backends: `gpu_ceilings_apply`)."""
+    named = [r.identity.backend for r in records]
+    if manifest is not None:
+        named.append(manifest.engine.backend)
+    return any(b is not None and not b.gpu_ceilings_apply for b in map(backends.find, named))
 
 
 def efficiency_rows(

@@ -7,45 +7,25 @@ the seed sweep (70B, TP8, 8x H100, TensorRT-LLM 0.16; ../shared/fixtures), the m
 every point's latency within 15% (scripts/fit_cost_model.py reproduces the fit; start-up is
 added apart). Absolute times scale with model and GPU; only the ratios matter for balancing.
 A 16384/16384 request costs about 1000x a 128/128 request, so shards are balanced by this
-estimate, not by count.
+estimate, not by count. Each backend brings its coefficients (bench.backends: `cost`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bench import backends
+from bench.backends.base import Coefficients
 from bench.core.manifest import Manifest, Point
 
 if TYPE_CHECKING:
     from bench.stages.sweep import Task
 
 
-@dataclass(frozen=True)
-class Coefficients:
-    startup_s: float
-    prefill_s_per_token: float
-    decode_s_per_token: float
-    attention_s_per_token_pair: float
-
-
-# Seed fit (seconds, 70B TP8 H100). Start-up: "Preparing to run" to "Executor started" in the
-# seed's 47 logs took 32-36 s, median 33 s; the per-token terms come from scripts/fit_cost_model.py.
-GPU = Coefficients(33.0, 2.75e-5, 3.49e-5, 2.00e-8)
-# NVIDIA's 8B TP1 figure at 128/128 (28,312 tok/s) is ~2x the seed's 70B TP8 (14,390 tok/s).
-GPU_8B_SPEEDUP = 2.0
-# The demo's tiny model on 2 CPU cores, batch 8: set by hand, not fitted. `make plan
-# MANIFEST=manifests/demo.toml` estimates 26 s for its 4 points; the sweep stage of a fresh
-# `make demo` took about 22 s on the 2-core machine (stamp times in `make demo`'s summary).
-CPU = Coefficients(6.0, 2.0e-5, 1.5e-3, 1.0e-8)
-
-
 class Estimator:
     def __init__(self, manifest: Manifest) -> None:
-        if manifest.engine.backend == "hf-reference":
-            self.c, self.scale = CPU, 1.0
-        else:
-            self.c, self.scale = GPU, 1.0 / GPU_8B_SPEEDUP
+        self.c: Coefficients = backends.get(manifest.engine.backend).cost
+        self.scale = self.c.scale
 
     def seconds(self, p: Point) -> float:
         c = self.c

@@ -73,8 +73,17 @@ MAX_SEED = 2**32 - 1  # numpy's and prepare_dataset's seeds are 32-bit
 Tokens = Annotated[int, Field(strict=True, gt=0, le=MAX_TOKENS)]
 Gpus = Annotated[int, Field(strict=True, gt=0, le=MAX_GPUS)]
 
-Backend = Literal["hf-reference", "pytorch", "tensorrt"]
-ENGINE_BACKENDS: tuple[str, ...] = ("tensorrt",)  # backends that need `trtllm-build`
+
+def _registered_backend(name: str) -> str:
+    """A name bench.backends registers (imported here, not at the top: backends import this)."""
+    from bench import backends
+
+    if (why := backends.problem(name)) is not None:
+        raise ValueError(why)
+    return name
+
+
+Backend = Annotated[str, AfterValidator(_registered_backend)]
 
 
 class Strict(BaseModel):
@@ -144,14 +153,17 @@ class Engine(Strict):
 
     @property
     def needs_build(self) -> bool:
-        return self.backend in ENGINE_BACKENDS
+        """The backend builds an engine (bench.backends: its `builds_engine`)."""
+        from bench import backends
+
+        return backends.get(self.backend).builds_engine
 
     @model_validator(mode="after")
-    def _tensorrt_needs_limits(self) -> Engine:
-        if self.backend == "tensorrt" and (
-            self.max_batch_size is None or self.max_num_tokens is None
-        ):
-            raise ValueError("backend 'tensorrt' needs max_batch_size and max_num_tokens to build")
+    def _backend_can_run_it(self) -> Engine:
+        from bench import backends
+
+        if (why := backends.get(self.backend).engine_problem(self)) is not None:
+            raise ValueError(why)
         return self
 
 

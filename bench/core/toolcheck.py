@@ -16,6 +16,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from bench import backends
+
 # NVIDIA's dataset tool inside the release image; TRTLLM_PREPARE_DATASET overrides it.
 PREPARE_DATASET = "/app/tensorrt_llm/benchmarks/cpp/prepare_dataset.py"
 
@@ -27,21 +29,15 @@ def prepare_dataset_script() -> str:
 def missing_tools(
     manifest: dict, which=shutil.which, exists=os.path.exists, gpu_ok=None
 ) -> list[str]:
-    """What this manifest needs that is not here, one line each."""
-    backend = manifest.get("engine", {}).get("backend")
-    needs_gpu = (
-        backend in ("pytorch", "tensorrt")
-        or manifest.get("quantization", {}).get("device") == "cuda"
-    )
-    missing = []
-    # an online manifest serves with trtllm-serve instead of running trtllm-bench (issue 12)
-    runner = (
-        "trtllm-serve" if manifest.get("sweep", {}).get("scenario") == "online" else "trtllm-bench"
-    )
-    if backend in ("pytorch", "tensorrt") and not which(runner):
-        missing.append(f"{runner} (TensorRT-LLM) is not on PATH")
-    if backend == "tensorrt" and not which("trtllm-build"):
-        missing.append("trtllm-build (TensorRT-LLM) is not on PATH")
+    """What this manifest needs that is not here, one line each (an unknown backend needs
+    nothing here: validating the manifest names it next)."""
+    backend = backends.find(manifest.get("engine", {}).get("backend"))
+    needs_gpu = (backend is not None and backend.needs_gpu) or manifest.get("quantization", {}).get(
+        "device"
+    ) == "cuda"
+    online = manifest.get("sweep", {}).get("scenario") == "online"
+    tools = (backend.online_tools if online else backend.tools) if backend else ()
+    missing = [f"{tool} ({backend.name}) is not on PATH" for tool in tools if not which(tool)]
     if manifest.get("dataset", {}).get("generator") == "prepare_dataset":
         script = prepare_dataset_script()
         if not exists(script):
@@ -71,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         manifest = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         print(f"{path}: error: cannot read the manifest: {exc}", file=sys.stderr)
+        return 2
+    name = manifest.get("engine", {}).get("backend")
+    if isinstance(name, str) and name in backends.RENAMED:
+        print(
+            f"{path}: error: engine.backend = {name!r}: {backends.problem(name)}", file=sys.stderr
+        )
         return 2
     missing = missing_tools(manifest)
     if missing:

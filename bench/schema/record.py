@@ -1,6 +1,6 @@
 """The one normalized result record, whatever produced it, and the run's summary.csv.
 
-Producers (trtllm-bench report JSON, 0.16-1.x console logs, the reference runner) map into
+Producers (trtllm-bench report JSON, 0.16-1.x console logs, the hf-transformers runner) map into
 `PointResult`; report, verify and plots read only these records. Keys carry units; unknown is
 None (null in JSON), never NaN, inf or a string.
 

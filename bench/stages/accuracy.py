@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.analysis import accuracy_metrics as am
-from bench.backends.trtllm import max_input_len
+from bench.backends.trtllm.commands import eval_backend, max_input_len
 from bench.core import stage as rule
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, StageFailed, run_main
@@ -93,7 +93,7 @@ def eval_argv(
     argv = [TRTLLM_EVAL, "--model", str(model)]
     if tokenizer is not None:
         argv += ["--tokenizer", str(tokenizer)]
-    argv += ["--backend", "tensorrt" if e.needs_build else "pytorch"]
+    argv += ["--backend", eval_backend(manifest)]
     argv += ["--tp_size", str(e.tp_size), "--pp_size", str(e.pp_size)]
     if not engine:  # an engine has its limits built in
         argv += ["--max_seq_len", str(max_input + MMLU_MAX_OUTPUT)]
@@ -312,7 +312,7 @@ def agreement_gate(
     source: Path, checkpoint: Path, acc: Accuracy, prompts: list[str], device: str
 ) -> tuple[list[am.PromptAgreement], list[am.Check]]:
     """The demo's gate: full precision (the fetched model) vs the FP8 checkpoint, dequantized
-    as the reference runner loads it; the agreement checks, then the RoPE configuration."""
+    as the hf-transformers runner loads it; the agreement checks, then the RoPE configuration."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

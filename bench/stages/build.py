@@ -1,4 +1,5 @@
-"""Stage `build`: the TensorRT engine for the `tensorrt` backend; a recorded no-op otherwise.
+"""Stage `build`: the engine of a backend that builds one (trtllm-tensorrt); a recorded no-op
+otherwise.
 
 Reads:  work/<run>/checkpoint/ (TensorRT-LLM checkpoint from the quantize stage)
 Writes: work/<run>/engine/ (config.json, rank<N>.engine, build.log)
@@ -16,7 +17,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.backends import trtllm
+from bench import backends
+from bench.backends.trtllm import commands as trtllm
 from bench.core import stage as rule
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, StageFailed, run_main
@@ -85,7 +87,9 @@ def build_stage(run: Run) -> int:
         print(f"[build] engine built in {result.seconds:.1f} s", file=sys.stderr)
         return files
 
-    argv = trtllm.build_argv(m, checkpoint_dir=run.paths.checkpoint, engine_dir=engine)
+    argv = backends.get(m.engine.backend).build_argv(
+        m, checkpoint_dir=run.paths.checkpoint, engine_dir=engine
+    )
     files, origin = make_or_reuse(
         cache_root(),
         "build",

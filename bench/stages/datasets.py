@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.backends import trtllm
+from bench import backends
+from bench.backends.base import DatasetFormat
+from bench.backends.trtllm import commands as trtllm
 from bench.core import stage as rule
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, StageFailed, run_main
@@ -38,6 +40,9 @@ from bench.core.runlock import locked
 from bench.core.toolcheck import prepare_dataset_script
 
 VERSION = 1  # bump when the request files this stage writes would change
+
+# The request formats both generators write; a backend reads one (bench.backends: dataset_format).
+WRITES: tuple[DatasetFormat, ...] = ("trtllm-bench-jsonl",)
 
 
 @dataclass(frozen=True)
@@ -221,6 +226,14 @@ def main(argv: list[str] | None = None) -> int:
         key = rule.StageKey("datasets", VERSION, datasets_command(run), inputs, datasets_tools(run))
         if rule.skip_if_current(arts, key, "datasets"):
             return 0
+        wanted = backends.get(run.manifest.engine.backend).dataset_format
+        if wanted not in WRITES:
+            raise KitError(
+                f"backend {run.manifest.engine.backend} reads {wanted} datasets; "
+                f"this stage writes {', '.join(WRITES)}",
+                path=str(run.manifest_path),
+                fix="add a writer for that format to bench/stages/datasets.py",
+            )
         generator = run.manifest.dataset.generator
         write = write_builtin if generator == "builtin" else write_prepare_dataset
         outputs, stats = [], {}

@@ -31,7 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.backends import trtllm
+from bench import backends
+from bench.backends.trtllm import commands as trtllm
+from bench.backends.trtllm.backend import Trtllm
 from bench.core import pins
 from bench.core import stage as rule
 from bench.core.errors import KitError, run_main
@@ -128,17 +130,18 @@ def usages(manifest: Manifest, python: str = sys.executable) -> list[Usage]:
         out.append(Usage("prepare_dataset.py", (python, script, "--help"), group))
         help_sub = (python, script, "--tokenizer", "x", "token-norm-dist", "--help")
         out.append(Usage("prepare_dataset.py token-norm-dist", help_sub, sub))
-    if m.engine.backend in ("pytorch", "tensorrt") and m.sweep.scenario == "online":
+    backend = backends.get(m.engine.backend)
+    if isinstance(backend, Trtllm) and m.sweep.scenario == "online":
         argv = trtllm.trtllm_serve_command(
-            m, here, 8000, extra_options=here, engine_dir=here if m.engine.needs_build else None
+            m, here, 8000, extra_options=here, engine_dir=here if backend.builds_engine else None
         ).argv
         serve = trtllm.TRTLLM_SERVE  # argv[1] is MODEL; `serve` is the DefaultGroup's command
         out.append(Usage(serve, (serve, "serve", "--help"), split_options(argv[2:])))
-    elif m.engine.backend in ("pytorch", "tensorrt"):
+    elif isinstance(backend, Trtllm):
         group, sub = {}, {}
         extra = here if m.runtime.extra_llm_api_options is not None else None
         for point in m.sweep.points:
-            argv = trtllm.throughput_argv(
+            argv = backend.run_argv(
                 m,
                 point,
                 model_path=here,
@@ -227,14 +230,16 @@ def llm_api_key_problems(
     return problems
 
 
-def installed_llm_api_fields(backend: str) -> tuple[dict[str, frozenset[str] | None] | None, str]:
+def installed_llm_api_fields(
+    args_class: str,
+) -> tuple[dict[str, frozenset[str] | None] | None, str]:
     """(top-level field -> nested field names or None, why not) from the installed tensorrt_llm's
-    pydantic LLM arguments (TrtLlmArgs for the TensorRT backend, TorchLlmArgs otherwise)."""
+    pydantic LLM arguments class the backend fills (TrtLlmArgs, TorchLlmArgs)."""
     try:
         module = importlib.import_module("tensorrt_llm.llmapi.llm_args")
     except Exception as exc:  # importing it can fail on CUDA too: reported, not raised
         return None, f"tensorrt_llm.llmapi.llm_args is not importable here ({type(exc).__name__})"
-    cls = getattr(module, "TrtLlmArgs" if backend == "tensorrt" else "TorchLlmArgs", None)
+    cls = getattr(module, args_class, None)
     if cls is None or not hasattr(cls, "model_fields"):
         return None, "the installed tensorrt_llm has no pydantic TrtLlmArgs/TorchLlmArgs"
     fields: dict[str, frozenset[str] | None] = {}
@@ -344,8 +349,9 @@ def diagnose(
     """(report lines, problems). Tools missing from PATH stop the option checks early."""
     lines = [f"manifest {manifest.name}: release {manifest.release}, backend "]
     lines[0] += manifest.engine.backend
-    if manifest.engine.backend == "hf-reference":
-        lines.append("ok   no TensorRT-LLM tool is used (CPU reference backend)")
+    backend = backends.get(manifest.engine.backend)
+    if not isinstance(backend, Trtllm):  # the doctor reads TensorRT-LLM's tools and packages
+        lines.append("ok   no TensorRT-LLM tool is used")
         return lines, []
     pinned = pin_set(all_pins, manifest.release)
     raw = manifest.model_dump(mode="json")
@@ -378,7 +384,7 @@ def diagnose(
     if manifest.sweep.scenario == "online":
         options = trtllm.serve_options(manifest)  # what trtllm-serve's YAML sets
     if options is not None:
-        fields, why = llm_api_fields(manifest.engine.backend)
+        fields, why = llm_api_fields(backend.llm_api_args)
         if fields is None:
             lines.append(f"skip --extra_llm_api_options keys not checked: {why}")
         else:

@@ -9,8 +9,8 @@ against the digest the Hub publishes (LFS sha256, or the git blob id for small f
 the manifest's lock; a mismatch stops the pipeline naming the file. With HF_HUB_OFFLINE=1 a
 complete local copy is checked against the lock alone. Gated repos need HF_TOKEN in the
 environment; it is passed to the Hub client and never written anywhere.
-`builtin`: the demo's tiny Llama, made offline by bench.backends.demo_model, checked against the
-lock.
+`builtin`: the demo's tiny Llama, made offline by bench.backends.hf_transformers.demo_model,
+checked against the lock.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench.backends import demo_model
+from bench.backends.hf_transformers import demo_model
 from bench.core import stage as rule
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, run_main
@@ -193,7 +193,8 @@ def fetch_stage(run: Run) -> int:
         return 0
     print(f"[fetch] {m.repo}@{m.revision} ({m.source}) -> {target}", file=sys.stderr)
     if m.source == "builtin":
-        files, how = fetch_builtin(m, target), "made offline by bench.backends.demo_model"
+        how = "made offline by bench.backends.hf_transformers.demo_model"
+        files = fetch_builtin(m, target)
     else:
         files, how = fetch_hf(m, target)
     if not m.files:

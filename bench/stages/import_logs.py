@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis import secondary
-from bench.backends.parse_trtllm import (
+from bench.backends.trtllm.parse import (
     disagreements,
     has_performance_section,
     identity_disagreements,

@@ -3,7 +3,7 @@
 Usage: python -m bench.stages.plan --manifest manifests/demo.toml [--run NAME] [--shard i/N]
 
 Runs nothing and writes nothing. External tools print as shell lines (shlex-quoted argv, the
-same lists bench.backends.trtllm gives the stages, with the image's interpreter for GPU
+same lists the backend gives the stages, with the image's interpreter for GPU
 manifests); the
 --extra_llm_api_options YAML prints as the heredoc that writes it; in-process steps print as `#`
 comments. A point the manifest's reference publishes is estimated from that measurement. The sweep
@@ -18,9 +18,12 @@ import shlex
 import sys
 from pathlib import Path
 
+from bench import backends
 from bench.analysis.reference import load_reference
-from bench.backends import aiperf_client, trtllm
+from bench.backends import aiperf_client
 from bench.backends.server import ServerCommand
+from bench.backends.trtllm import commands as trtllm
+from bench.backends.trtllm.backend import Trtllm
 from bench.core import cost
 from bench.core.errors import run_main
 from bench.core.manifest import Manifest, Point, load_manifest
@@ -32,6 +35,7 @@ from bench.stages.sweep import (
     Task,
     attempt_argv,
     extra_options_path,
+    extra_options_yaml,
     kv_fractions,
     model_path_for_runtime,
     parse_shard,
@@ -41,6 +45,7 @@ from bench.stages.sweep import (
 
 def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
     m, paths = run.manifest, run.paths
+    backend = backends.get(m.engine.backend)
     lines = [
         f"# run {paths.name}: {paths.root}",
         "# env: provenance.json (NVML, nvidia-smi -q -x, pip freeze)",
@@ -53,10 +58,10 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
         )
     else:
         lines.append(f"# quantize: no-op (method {m.quantization.method})")
-    if m.engine.needs_build:
+    if backend.builds_engine:
         lines.append(
             shlex.join(
-                trtllm.build_argv(m, checkpoint_dir=paths.checkpoint, engine_dir=paths.engine)
+                backend.build_argv(m, checkpoint_dir=paths.checkpoint, engine_dir=paths.engine)
             )
         )
     else:
@@ -75,7 +80,7 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
             lines.append(f"# datasets: builtin generator -> {dataset_path(run, point)}")
     if m.sweep.scenario == "online":
         return lines + online_lines(run, shard)
-    yaml_text = trtllm.extra_options_yaml(m)
+    yaml_text = extra_options_yaml(m)
     if yaml_text is not None:
         path = shlex.quote(str(extra_options_path(run)))
         lines += [f"cat > {path} <<'EOF'", *yaml_text.splitlines(), "EOF"]
@@ -95,7 +100,7 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
         lines.append(f"{shlex.join(argv)}  # {task.name}, est. {cost.hms(seconds)}{basis}")
     lines.append(
         f"# estimated sweep time: {cost.hms(total)} "
-        f"for {len(tasks)} points ({'GPU' if m.engine.backend != 'hf-reference' else 'CPU'})"
+        f"for {len(tasks)} points ({'GPU' if backend.needs_gpu else 'CPU'})"
     )
     return lines
 
@@ -124,7 +129,7 @@ def server_command(run: Run, port: int = PLAN_PORT) -> ServerCommand | None:
     """The server the online points share; None for a backend whose server this module does not
     build (the CPU runner's, bench.stages.serve)."""
     m = run.manifest
-    if m.engine.backend not in ("pytorch", "tensorrt"):
+    if not isinstance(backends.get(m.engine.backend), Trtllm):
         return None
     return trtllm.trtllm_serve_command(
         m,
@@ -185,7 +190,7 @@ def online_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
 
 def container_python(m: Manifest) -> str:
     """GPU manifests run in the TensorRT-LLM image, whose interpreter is python3."""
-    return "python3" if m.engine.backend in ("pytorch", "tensorrt") else sys.executable
+    return "python3" if backends.get(m.engine.backend).needs_gpu else sys.executable
 
 
 def published_rates(m: Manifest) -> dict[tuple[int, int], float]:

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import backends
 from bench.core import stage as rule
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, run_main
@@ -80,10 +81,10 @@ ENV_ALLOWLIST = (
 # Credentials the kit may need: recorded by name when set, never by value.
 CREDENTIAL_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "NGC_API_KEY")
 
-# Display key -> distribution names to try, first found wins.
+# Display key -> distribution names to try, first found wins: every backend's (bench.backends,
+# `provenance_packages`), then the kit's own.
 PACKAGES: dict[str, tuple[str, ...]] = {
-    "tensorrt_llm": ("tensorrt_llm",),
-    "tensorrt": ("tensorrt", "tensorrt_cu13", "tensorrt_cu12"),
+    **backends.provenance_packages(),
     "torch": ("torch",),
     "modelopt": ("nvidia-modelopt",),
     "transformers": ("transformers",),

@@ -2,8 +2,8 @@
 
 Reads:  the fetched model (models/<repo>/<revision>/), the calibration set
 Writes: work/<run>/checkpoint/ in the format the runtime loads:
-        `tensorrt` backend -> TensorRT-LLM checkpoint (config.json, rank0.safetensors)
-        `pytorch`, `hf-reference` -> unified Hugging Face FP8 checkpoint (hf_quant_config.json)
+        `trtllm-tensorrt` -> TensorRT-LLM checkpoint (config.json, rank0.safetensors)
+        `trtllm-pytorch`, `hf-transformers` -> unified Hugging Face FP8 checkpoint
 Usage:  python -m bench.stages.quantize --manifest manifests/demo.toml [--run demo]
 
 `quantize_fp8` is the one function both paths call; only device, model and calibration differ.
@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 
+from bench import backends
 from bench.analysis.accuracy_metrics import rope_comparison
 from bench.core import stage as rule
 from bench.core.artifacts import Artifacts
@@ -42,7 +43,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 def export_format_for(manifest: Manifest) -> ExportFormat:
-    return "tensorrt_llm" if manifest.engine.needs_build else "hf"
+    return backends.get(manifest.engine.backend).checkpoint_format
 
 
 # ----------------------------------------------------------------------------- ModelOpt

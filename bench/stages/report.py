@@ -219,7 +219,7 @@ def make_report(run_name: str) -> Path:
         records, ctx, read_log_tails(paths, records)
     )
     outputs = []
-    reference = tables.is_reference_run(records, ctx.manifest)
+    reference = tables.ceilings_do_not_apply(records, ctx.manifest)
     drawn = figures.draw(*report_sections.figure_grid(records, ctx)) | serving_report.draw(
         records,
         report_sections.slo_of(ctx),

@@ -24,6 +24,7 @@ from typing import Any
 
 import tomli_w
 
+from bench import backends
 from bench.core import cost
 from bench.core.errors import KitError, run_main
 from bench.core.manifest import Manifest, Point, load_manifest, parse_manifest
@@ -89,7 +90,7 @@ def readiness(manifest: Manifest, smoke: Manifest, points_dir: Path) -> tuple[bo
     if not ready:
         missing = len(smoke.sweep.points) - len(ok)
         lines.append(f"NOT READY: {missing} of {len(smoke.sweep.points)} smoke point(s) not ok")
-    device = "CPU" if manifest.engine.backend == "hf-reference" else "GPU"
+    device = "GPU" if backends.get(manifest.engine.backend).needs_gpu else "CPU"
     estimate = total_seconds(manifest)
     lines.append(
         f"full sweep, cost model: {cost.hms(estimate)} {device} time for "

@@ -28,13 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.backends import parse_trtllm, trtllm
+import yaml
+
+from bench import backends
 from bench.core import cost
 from bench.core import stage as rule
 from bench.core.artifacts import Artifacts, Problem
 from bench.core.errors import KitError, run_main
 from bench.core.fileio import atomic_write_json, atomic_write_text, sha256_file
-from bench.core.manifest import Point
+from bench.core.manifest import Manifest, Point
 from bench.core.proc import run_logged
 from bench.core.run import Run, add_run_args, open_run, point_id
 from bench.core.runlock import locked
@@ -66,10 +68,7 @@ def tasks_of(run: Run) -> list[Task]:
 
 
 def kv_fractions(run: Run) -> list[float | None]:
-    r = run.manifest.runtime
-    if run.manifest.engine.backend == "hf-reference":
-        return [None]
-    return [r.kv_cache_free_gpu_mem_fraction, *r.kv_cache_fallbacks]
+    return backends.get(run.manifest.engine.backend).kv_fractions(run.manifest)
 
 
 def model_path_for_runtime(run: Run) -> Path:
@@ -86,12 +85,18 @@ def extra_options_path(run: Run) -> Path:
     return run.paths.root / "extra_llm_api_options.yaml"
 
 
+def extra_options_yaml(manifest: Manifest) -> str | None:
+    """runtime.extra_llm_api_options as the YAML that --extra_llm_api_options reads."""
+    options = manifest.runtime.extra_llm_api_options
+    return None if options is None else yaml.safe_dump(options, sort_keys=True)
+
+
 def attempt_argv(
     run: Run, task: Task, fraction: float | None, workdir: Path
 ) -> tuple[list[str], Path, Path]:
     stem = "" if fraction is None else f"kv{fraction:g}."
     report, log = workdir / f"{stem}report.json", workdir / f"{stem}console.log"
-    argv = trtllm.throughput_argv(
+    argv = backends.get(run.manifest.engine.backend).run_argv(
         run.manifest,
         task.point,
         model_path=model_path_for_runtime(run),
@@ -123,6 +128,7 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
     }
     attempts: list[dict] = []
     result: PointResult | None = None
+    backend = backends.get(run.manifest.engine.backend)
     for fraction in kv_fractions(run):
         argv, report, log = attempt_argv(run, task, fraction, workdir)
         with sampler_factory(workdir / "telemetry.csv") as sampler:
@@ -135,10 +141,9 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
             )
         telemetry = sampler.summary()
         log_text = log.read_text(errors="replace")
-        finished = report.exists() or parse_trtllm.has_performance_section(log_text)
-        if finished and not proc.timed_out:  # a crash in teardown after the report still counts
-            result = parse_trtllm.parse_file(report if report.exists() else log, **key)
-            result = dataclasses.replace(result, memory=parse_trtllm.memory_from_log(log_text))
+        # a crash in teardown after the report still counts
+        if backend.finished(report, log_text) and not proc.timed_out:
+            result = backend.parse(report, log, **key)
             attempts.append(
                 {
                     "kv_cache_fraction": fraction,
@@ -148,7 +153,7 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
                 }
             )
             break
-        kind, detail = parse_trtllm.classify_failure(log_text, proc.exit_code, proc.timed_out)
+        kind, detail = backend.classify_failure(log_text, proc.exit_code, proc.timed_out)
         attempts.append(
             {
                 "kv_cache_fraction": fraction,
@@ -163,7 +168,7 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
             break
     if result is None:
         last = attempts[-1]
-        result = parse_trtllm.failed_result(kind=last["outcome"], detail=last["detail"], **key)
+        result = backend.failed_result(last["outcome"], last["detail"], **key)
     raw = tuple(sorted(f"points/{task.name}/{f.name}" for f in workdir.iterdir()))
     return dataclasses.replace(
         judge(result), attempts=tuple(attempts), raw_files=raw, telemetry=telemetry
@@ -374,9 +379,9 @@ def sweep_command(run: Run) -> list[list[str]]:
 
 
 def sweep_tools(run: Run) -> dict[str, str | None]:
-    if run.manifest.engine.backend == "hf-reference":
-        return rule.tool_versions("torch", "transformers")
-    return rule.tool_versions("tensorrt_llm")
+    """The installed versions of what measures: the backend's provenance packages."""
+    packages = backends.get(run.manifest.engine.backend).provenance_packages
+    return rule.tool_versions(*(dist for dists in packages.values() for dist in dists))
 
 
 def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
@@ -389,7 +394,7 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
         )
     check_points_folder(run)
     run.paths.points.mkdir(parents=True, exist_ok=True)
-    if (yaml_text := trtllm.extra_options_yaml(run.manifest)) is not None:
+    if (yaml_text := extra_options_yaml(run.manifest)) is not None:
         atomic_write_text(extra_options_path(run), yaml_text)
     inputs = arts.input_digests(
         [run.paths.resolved_manifest, *sorted(run.paths.datasets.glob("*.jsonl"))]

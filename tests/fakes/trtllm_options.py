@@ -2,7 +2,8 @@
 
 Used by the fake tools in tests/fakes/bin/ (so a flag the release does not have fails the way the
 real tool fails: exit 2 with click's or argparse's message) and by tests/test_trtllm_commands.py
-(so every argv bench/backends/trtllm.py builds is checked without running anything). Stdlib only.
+(so every argv bench/backends/trtllm/commands.py builds is checked without running anything).
+Stdlib only.
 
 Release: TensorRT-LLM 1.0.0 (tag v1.0.0 = commit ae8270b713446948246f16fadf4e2a32e35d0f62). The
 tag's files are not in the source index, so each table names the stored NVIDIA/TensorRT-LLM

@@ -1,14 +1,14 @@
-"""The reference runner: trtllm-bench's `throughput` interface over Hugging Face transformers.
+"""The hf-transformers runner: trtllm-bench's `throughput` interface over Hugging Face transformers.
 
 Reads:  a trtllm-bench JSONL dataset and the quantized FP8 checkpoint (unified HF format)
 Writes: --report_json in trtllm-bench's section and key names; a trtllm-bench-style console report
-Usage:  python -m bench.backends.hf_runner --model NAME --model_path CKPT throughput \
-            --backend hf-reference --dataset D.jsonl --report_json R.json \
+Usage:  python -m bench.backends.hf_transformers.runner --model NAME --model_path CKPT throughput \
+            --backend hf-transformers --dataset D.jsonl --report_json R.json \
             --max_batch_size 8 --device cpu
 
 It exists so the demo exercises the same sweep, parsers, report and verify code as the H100 path.
 FP8 weights are dequantized to float32 (transformers cannot run FP8 on a CPU), so the numbers
-measure this machine, not FP8 kernels; `engine.backend` says "hf-reference" to keep that honest.
+measure this machine, not FP8 kernels; `engine.backend` says "hf-transformers" to keep that honest.
 Requests are grouped by (input, output) length and run in static batches, greedy, with EOS
 suppressed so each request produces exactly `output_tokens` tokens.
 """
@@ -30,8 +30,8 @@ from bench import __version__
 from bench.core.errors import KitError, run_main
 from bench.core.fileio import atomic_write_json
 
-BACKEND = "hf-reference"
-# The console report's first block title (bench.backends.parse_trtllm.CONSOLE_SECTIONS knows it).
+BACKEND = "hf-transformers"
+# The console report's first block title (bench.backends.trtllm.parse.CONSOLE_SECTIONS knows it).
 RUNNER_TITLE = "HF TRANSFORMERS RUNNER"
 # TEST KNOB, not a setting: the runner's clock runs this many times slow (2.0: every timed duration
 # doubles, throughput halves), a simulated slower machine whose work and noise are real. Scaling the
@@ -271,7 +271,7 @@ def run_throughput(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="bench.backends.hf_runner", description=__doc__.splitlines()[0]
+        prog="bench.backends.hf_transformers.runner", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--model", required=True, help="model name, as recorded in the report")
     parser.add_argument("--model_path", type=Path, required=True, help="FP8 checkpoint (HF format)")
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--concurrency", type=int, default=-1)
     t.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args(argv)
-    return run_main(lambda: run_throughput(args), "bench.backends.hf_runner")
+    return run_main(lambda: run_throughput(args), "bench.backends.hf_transformers.runner")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ Rules (each one decided here, once):
   (`free_gpu_memory_fraction`, e.g. 0.9) and the console prints it x100 with a `%`. A value with
   `%`, or a bare number above 1, is a percentage and is divided by 100; a bare number <= 1 is a
   fraction.
-- Backend is written in the manifest's words: the JSON's "TRT" and the console's
-  `= ENGINE DETAILS` block mean "tensorrt"; "Pytorch" and `= PYTORCH BACKEND` mean "pytorch"
-  (the tool writes "Pytorch" for _autodeploy too). Any other name is kept as printed.
+- Backend is written in the manifest's words (bench.backends' names): the JSON's "TRT" and the
+  console's `= ENGINE DETAILS` block mean "trtllm-tensorrt"; "Pytorch" and `= PYTORCH BACKEND`
+  mean "trtllm-pytorch" (the tool writes "Pytorch" for _autodeploy too). Any other name is kept
+  as printed.
 - `TensorRT-LLM Version` from the report block wins; the start-up banner
   `[TensorRT-LLM] TensorRT-LLM version: X` is the fallback (and the only identity a log that
   died early has).
@@ -125,8 +126,8 @@ CONSOLE_LABELS: dict[str, str] = {
 }
 # Report blocks whose `Label: value` lines are read; the title names the backend where it can.
 CONSOLE_SECTIONS: dict[str, str | None] = {
-    "ENGINE DETAILS": "tensorrt",
-    "PYTORCH BACKEND": "pytorch",
+    "ENGINE DETAILS": "trtllm-tensorrt",
+    "PYTORCH BACKEND": "trtllm-pytorch",
     "HF TRANSFORMERS RUNNER": None,  # the kit's CPU/CUDA runner; its Backend line names it
     "WORLD + RUNTIME INFORMATION": None,
     "REQUEST DETAILS": None,
@@ -134,7 +135,11 @@ CONSOLE_SECTIONS: dict[str, str | None] = {
     "STREAMING STATISTICS": None,
 }
 PERFORMANCE_SECTION = "PERFORMANCE OVERVIEW"
-BACKEND_NAMES = {"trt": "tensorrt", "tensorrt": "tensorrt", "pytorch": "pytorch"}
+BACKEND_NAMES = {
+    "trt": "trtllm-tensorrt",
+    "tensorrt": "trtllm-tensorrt",
+    "pytorch": "trtllm-pytorch",
+}
 NOT_PRINTED = {"", "none", "n/a"}
 
 BANNER = re.compile(r"^=\s+(?P<title>\S.*?)\s*$")  # "= PERFORMANCE OVERVIEW " (not "=====")
@@ -587,7 +592,7 @@ def parse_console(
             f"PERFORMANCE OVERVIEW has no known output throughput label; it printed: "
             f"{', '.join(seen) or 'nothing'}",
             path=source_file,
-            fix="add the new label to CONSOLE_LABELS in bench/backends/parse_trtllm.py",
+            fix="add the new label to CONSOLE_LABELS in bench/backends/trtllm/parse.py",
         )
     if values.get("identity.engine_version") is None:
         values["identity.engine_version"] = version_from_log(text)

@@ -153,9 +153,18 @@ def runtime_max_input_len(manifest: Manifest, rule: ChunkingRule | None = None) 
     return min(e.max_seq_len - 1, e.max_num_tokens or e.max_seq_len)
 
 
-def extra_options_yaml(manifest: Manifest) -> str | None:
-    options = manifest.runtime.extra_llm_api_options
-    return None if options is None else yaml.safe_dump(options, sort_keys=True)
+def tool_backend_of(manifest: Manifest) -> str:
+    """trtllm-bench's `--backend` value for the manifest's backend ("tensorrt" or "pytorch")."""
+    from bench.backends.trtllm.backend import PYTORCH, TENSORRT
+
+    return {b.name: b.tool_backend for b in (TENSORRT, PYTORCH)}[manifest.engine.backend]
+
+
+def eval_backend(manifest: Manifest) -> str:
+    """trtllm-eval's `--backend`: the TensorRT runtime for an engine, else the PyTorch one."""
+    from bench.backends.trtllm.backend import PYTORCH, TENSORRT
+
+    return (TENSORRT if manifest.engine.needs_build else PYTORCH).tool_backend
 
 
 def throughput_argv(
@@ -170,34 +179,23 @@ def throughput_argv(
     engine_dir: Path | None = None,
     extra_options: Path | None = None,
 ) -> list[str]:
-    """One sweep point. The reference runner takes the same options as trtllm-bench."""
+    """One sweep point: trtllm-bench throughput with the backend's `--backend` value."""
     e, r = manifest.engine, manifest.runtime
-    if e.backend == "hf-reference":
-        head = [
-            sys.executable,
-            "-m",
-            "bench.backends.hf_runner",
-            "--model",
-            manifest.model.repo,
-            "--model_path",
-            str(model_path),
-            "throughput",
-        ]
-    else:
-        head = [
-            TRTLLM_BENCH,
-            "--model",
-            manifest.model.repo,
-            "--model_path",
-            str(model_path),
-            "--workspace",
-            str(workspace),
-            "throughput",
-        ]
+    tool_backend = tool_backend_of(manifest)
+    head = [
+        TRTLLM_BENCH,
+        "--model",
+        manifest.model.repo,
+        "--model_path",
+        str(model_path),
+        "--workspace",
+        str(workspace),
+        "throughput",
+    ]
     argv = [
         *head,
         "--backend",
-        e.backend,
+        tool_backend,
         "--dataset",
         str(dataset),
         "--num_requests",
@@ -211,18 +209,15 @@ def throughput_argv(
     ]
     if e.needs_build:
         argv += ["--engine_dir", str(engine_dir)]
-    if e.backend != "hf-reference":
-        argv += [
-            "--kv_cache_free_gpu_mem_fraction",
-            f"{kv_fraction:g}",
-            "--tp",
-            str(e.tp_size),
-            "--pp",
-            str(e.pp_size),
-        ]
-    else:
-        argv += ["--max_batch_size", str(r.batch_size), "--device", r.device]
-    if e.backend == "pytorch":
+    argv += [
+        "--kv_cache_free_gpu_mem_fraction",
+        f"{kv_fraction:g}",
+        "--tp",
+        str(e.tp_size),
+        "--pp",
+        str(e.pp_size),
+    ]
+    if tool_backend == "pytorch":
         for flag, value in (
             ("--max_batch_size", e.max_batch_size),
             ("--max_num_tokens", e.max_num_tokens),
@@ -231,8 +226,7 @@ def throughput_argv(
                 argv += [flag, str(value)]
     if extra_options is not None:
         argv += ["--extra_llm_api_options", str(extra_options)]
-    if e.backend != "hf-reference":
-        argv += chunked_context_args(r.enable_chunked_context, _pinned_rule(manifest.release))
+    argv += chunked_context_args(r.enable_chunked_context, _pinned_rule(manifest.release))
     if point.concurrency is not None:
         argv += ["--concurrency", str(point.concurrency)]
     if r.streaming:
@@ -280,10 +274,10 @@ def trtllm_serve_command(
     refuses it there too).
     """
     e, r = manifest.engine, manifest.runtime
-    if e.backend not in ("pytorch", "tensorrt"):
+    if e.backend not in ("trtllm-pytorch", "trtllm-tensorrt"):
         raise KitError(
             f"trtllm-serve serves TensorRT-LLM backends, not {e.backend!r}",
-            fix="set engine.backend to pytorch or tensorrt for an online TensorRT-LLM run",
+            fix="set engine.backend to trtllm-pytorch or trtllm-tensorrt for an online run",
         )
     if e.needs_build and engine_dir is None:
         raise KitError("the tensorrt backend serves an engine: engine_dir is required")
@@ -297,7 +291,7 @@ def trtllm_serve_command(
         "--port",
         str(port),
         "--backend",
-        e.backend,
+        tool_backend_of(manifest),
         "--tp_size",
         str(e.tp_size),
         "--pp_size",
