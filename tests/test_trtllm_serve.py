@@ -76,10 +76,8 @@ def test_serve_argv_is_accepted_by_trtllm_serve(name, manifest, release, tmp_pat
     table = opts.RELEASES[release].tools["trtllm-serve"]
     v = opts.parse(table, opts.serve_argv(command.argv[1:])).values
     e = manifest.engine
-    assert v["backend"] == tool_backend_of(m) and (v["tp_size"], v["pp_size"]) == (
-        e.tp_size,
-        e.pp_size,
-    )
+    assert v["backend"] == tool_backend_of(manifest)
+    assert (v["tp_size"], v["pp_size"]) == (e.tp_size, e.pp_size)
     assert v["kv_cache_free_gpu_memory_fraction"] == 0.9 and v["port"] == 8123
     assert v["extra_llm_api_options"] == str(tmp_path / "serve.yaml")
     assert v["max_batch_size"] == (e.max_batch_size or 2048)
