@@ -54,9 +54,9 @@ def variants():
             manifest_with(
                 base,
                 engine=engine,
+                sweep={"streaming": True, "concurrency": [1, 4]},
                 runtime={
                     **runtime,
-                    "streaming": True,
                     "extra_llm_api_options": {
                         "cuda_graph_config": {"enable_padding": True, "batch_sizes": [1, 2, 4]}
                     },
@@ -95,6 +95,7 @@ def test_throughput_argv_is_accepted_by_trtllm_bench(name, manifest, paths):
                 workspace=paths / "ws",
                 engine_dir=paths / "engine",
                 extra_options=extra,
+                request_json=paths / "requests.json",
             )
             if manifest.engine.backend == "hf-reference":
                 assert argv[1:3] == ["-m", "bench.backends.hf_runner"]
@@ -105,8 +106,9 @@ def test_throughput_argv_is_accepted_by_trtllm_bench(name, manifest, paths):
             assert parsed.subcommand == "throughput"
             sub = parsed.sub.values
             assert sub["eos_id"] == -1 and sub["num_requests"] == 0
-            assert sub["streaming"] is manifest.runtime.streaming
+            assert sub["streaming"] is manifest.sweep.streaming
             assert sub["concurrency"] == (point.concurrency or -1)
+            assert sub["request_json"] == str(paths / "requests.json")
             if manifest.engine.backend == "tensorrt":
                 assert sub["engine_dir"] and sub["max_seq_len"] is None  # not a runtime option
 

@@ -167,8 +167,15 @@ def throughput_argv(
     workspace: Path,
     engine_dir: Path | None = None,
     extra_options: Path | None = None,
+    request_json: Path | None = None,
 ) -> list[str]:
-    """One sweep point. The reference runner takes the same options as trtllm-bench."""
+    """One sweep point. The reference runner takes the same options as trtllm-bench.
+
+    Serving (issue 12): `--concurrency N` caps the requests in flight (trtllm-bench holds an
+    asyncio semaphore slot per request from submit to final response; all requests are queued at
+    once), `--streaming` makes it time the first token (its report then has streaming_metrics),
+    `--request_json` writes every request's timestamps (ns), which the sweep turns into
+    requests.csv and the measured window."""
     e, r = manifest.engine, manifest.runtime
     if e.backend == "hf-reference":
         head = [
@@ -233,6 +240,8 @@ def throughput_argv(
         argv += chunked_context_args(r.enable_chunked_context, _pinned_rule(manifest.release))
     if point.concurrency is not None:
         argv += ["--concurrency", str(point.concurrency)]
-    if r.streaming:
+    if manifest.sweep.streaming:
         argv += ["--streaming"]
+    if request_json is not None:
+        argv += ["--request_json", str(request_json)]
     return argv

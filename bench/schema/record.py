@@ -59,6 +59,26 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class Distribution:
+    """One measured distribution (issue 12); its unit is in the name of the field holding it.
+
+    Percentiles are what the producer reported (trtllm-bench: nearest rank, sorted[int(n*q)]);
+    bench.analysis.latency computes the same from requests.csv."""
+
+    mean: float | None = None
+    min: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    count: int | None = None  # samples behind it (requests; token gaps for itl)
+
+
+DISTRIBUTIONS = ("request_latency_ms", "ttft_ms", "tpot_ms", "itl_ms", "per_user_output_tok_s")
+
+
+@dataclass(frozen=True)
 class Metrics:
     num_requests: int | None = None
     avg_input_len: float | None = None
@@ -72,6 +92,23 @@ class Metrics:
     avg_request_latency_ms: float | None = None
     avg_ttft_ms: float | None = None
     avg_tpot_ms: float | None = None
+    request_latency_ms: Distribution | None = None  # end-to-end per request
+    ttft_ms: Distribution | None = None  # time to first token (streaming only)
+    tpot_ms: Distribution | None = None  # per request: (latency - ttft) / (output_tokens - 1)
+    itl_ms: Distribution | None = None  # inter-token gaps pooled over requests, where measured
+    per_user_output_tok_s: Distribution | None = None  # per request: output tokens / latency
+    goodput_req_s: float | None = None  # requests within the manifest's [slo], per second
+    goodput_output_tok_s: float | None = None  # their output tokens per second
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Metrics:
+        """Metrics from its JSON form: distributions are objects there."""
+        return cls(
+            **{
+                k: Distribution(**v) if k in DISTRIBUTIONS and isinstance(v, dict) else v
+                for k, v in data.items()
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -98,6 +135,12 @@ class PointResult:
     raw_files: tuple[str, ...] = ()  # run-relative paths of the untouched tool outputs
     attempts: tuple[dict[str, Any], ...] = ()  # e.g. kv cache fractions tried, with their outcome
     telemetry: dict[str, Any] | None = None
+    scenario: Literal["offline", "online"] = "offline"
+    streaming: bool = False
+    # epoch ns (time.time_ns clock) of the window the tool measured: first request sent .. last
+    # response done; telemetry is summarized over it (bench.gpu.telemetry)
+    window_start_ns: int | None = None
+    window_end_ns: int | None = None
     schema: str = SCHEMA
 
     def to_json(self) -> dict[str, Any]:
@@ -121,7 +164,7 @@ class PointResult:
                     if k not in ("identity", "metrics", "memory", "raw_files", "attempts")
                 },
                 identity=Identity(**data.get("identity", {})),
-                metrics=Metrics(**data.get("metrics", {})),
+                metrics=Metrics.from_json(data.get("metrics", {})),
                 memory=Memory(**data.get("memory", {})),
                 raw_files=tuple(data.get("raw_files", ())),
                 attempts=tuple(data.get("attempts", ())),
@@ -191,6 +234,13 @@ SUMMARY_COLUMNS = (
     "avg_input_len",
     "avg_output_len",
     "total_latency_ms",
+    "ttft_p50_ms",
+    "ttft_p99_ms",
+    "tpot_p50_ms",
+    "tpot_p99_ms",
+    "e2e_p99_ms",
+    "output_tok_s_per_user",
+    "j_per_output_token",
     "model",
     "tp_size",
     "pp_size",
@@ -202,11 +252,28 @@ SUMMARY_COLUMNS = (
 )
 
 
+def headline_latency(m: Metrics) -> dict[str, float | None]:
+    """The serving headline columns: TTFT and TPOT p50/p99, end-to-end p99 (ms)."""
+
+    def pick(d: Distribution | None, q: str) -> float | None:
+        return None if d is None else getattr(d, q)
+
+    return {
+        "ttft_p50_ms": pick(m.ttft_ms, "p50"),
+        "ttft_p99_ms": pick(m.ttft_ms, "p99"),
+        "tpot_p50_ms": pick(m.tpot_ms, "p50"),
+        "tpot_p99_ms": pick(m.tpot_ms, "p99"),
+        "e2e_p99_ms": pick(m.request_latency_ms, "p99"),
+    }
+
+
 def summary_row(r: PointResult) -> dict[str, Any]:
     flat = {
         **dataclasses.asdict(r.identity),
         **dataclasses.asdict(r.metrics),
         **dataclasses.asdict(r),
+        **headline_latency(r.metrics),
+        "j_per_output_token": (r.telemetry or {}).get("j_per_output_token"),
     }
     return {c: flat[c] for c in SUMMARY_COLUMNS}
 
