@@ -317,7 +317,7 @@ def test_concurrency_sweep_with_streaming_end_to_end(tmp_path):
         mine = distributions(rows)
         m = record["metrics"]
         for key in ("request_latency_ms", "ttft_ms", "tpot_ms"):
-            assert m[key]["p99"] == pytest.approx(getattr(mine[key], "p99"), rel=1e-6), key
+            assert m[key]["p99"] == pytest.approx(mine[key].p99, rel=1e-6), key
         assert m["per_user_output_tok_s"]["count"] == expected
         window_s = (record["window_end_ns"] - record["window_start_ns"]) / 1e9
         assert window_s == pytest.approx(m["total_latency_ms"] / 1000, rel=1e-3)

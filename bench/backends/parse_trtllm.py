@@ -54,9 +54,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.analysis.latency import RequestRow
 from bench.core.errors import KitError
 from bench.gpu import gpus
-from bench.analysis.latency import RequestRow
 from bench.schema.record import (
     Distribution,
     FailureKind,

@@ -24,6 +24,7 @@ pure core: the same numbers can be recomputed from the CSV with `read_csv`.
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import statistics
 import threading
@@ -200,7 +201,7 @@ def integrate_power_j(points: list[tuple[int, float]], start_ns: int, end_ns: in
     curve = [(start_ns, at(start_ns))]
     curve += [(x, w) for x, w in points if start_ns < x < end_ns]
     curve.append((end_ns, at(end_ns)))
-    return sum((x1 - x0) / 1e9 * (w0 + w1) / 2 for (x0, w0), (x1, w1) in zip(curve, curve[1:]))
+    return sum((x1 - x0) / 1e9 * (w0 + w1) / 2 for (x0, w0), (x1, w1) in itertools.pairwise(curve))
 
 
 def window_energy(

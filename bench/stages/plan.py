@@ -74,6 +74,14 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
     if shard is not None:
         tasks = cost.shard_tasks(tasks, *shard, estimator)
     fraction = kv_fractions(run)[0]
+    if any(p.concurrency is not None for p in m.sweep.points):
+        lines.append(
+            f"# requests per point with a concurrency limit: max(requests, "
+            f"{m.sweep.requests_per_concurrency} x concurrency) "
+            "(sweep.requests_per_concurrency), so each slot serves a run of requests"
+            + (f"; concurrency sweep {m.sweep.concurrency}" if m.sweep.concurrency else "")
+            + ("; streaming: TTFT/TPOT timed per token" if m.sweep.streaming else "")
+        )
     total = 0.0
     for task in tasks:
         argv, _, _ = attempt_argv(run, task, fraction, paths.points / (task.name + ".partial"))
