@@ -27,7 +27,9 @@ def demo() -> dict:
 
 
 def offline(demo: dict) -> dict:
+    """The demo's four offline points, with the kit's default requests per concurrency."""
     demo["sweep"]["points"] = [p for p in demo["sweep"]["points"] if "concurrency" not in p]
+    demo["sweep"].pop("requests_per_concurrency", None)
     return demo
 
 
@@ -90,7 +92,7 @@ def test_offline_point_ids_do_not_change(demo):
     "change,match",
     [
         (lambda s: s.update(concurrency=[4, 4]), r"repeats a value"),
-        (lambda s: s.update(concurrency=[0]), r"sweep\.concurrency\.0"),
+        (lambda s: s.update(concurrency=[0]), r"sweep\.concurrency\[0\] = 0"),
         (lambda s: s.update(concurrency=[]), r"sweep\.concurrency"),
         (lambda s: s.update(concurrency=4), r"sweep\.concurrency"),
         (lambda s: s.update(streaming="yes"), r"sweep\.streaming"),

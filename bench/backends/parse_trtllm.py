@@ -168,6 +168,12 @@ PERFORMANCE_SECTION = "PERFORMANCE OVERVIEW"
 BACKEND_NAMES = {"trt": "tensorrt", "tensorrt": "tensorrt", "pytorch": "pytorch"}
 NOT_PRINTED = {"", "none", "n/a"}
 
+# Console percentile lines of 1.x: "[Latency] P50    : 1490.0000", "[TTFT] MINIMUM: ...".
+CONSOLE_PERCENTILE = re.compile(
+    r"^\[(?P<tag>Latency|TTFT|TPOT)\]\s+(?P<stat>MINIMUM|MAXIMUM|AVERAGE|P50|P90|P95|P99)\s*:"
+    r"\s*(?P<value>\S+)\s*$"
+)
+CONSOLE_DISTRIBUTIONS = {"Latency": "request_latency_ms", "TTFT": "ttft_ms", "TPOT": "tpot_ms"}
 BANNER = re.compile(r"^=\s+(?P<title>\S.*?)\s*$")  # "= PERFORMANCE OVERVIEW " (not "=====")
 LOG_PREFIX = re.compile(r"^\[(\d\d/\d\d/\d{4}-|TensorRT[- ]LLM\]|TRT-LLM\])")  # ends a report block
 LABEL_LINE = re.compile(r"^(?P<label>[^:]+?)\s*:\s*(?P<value>.*?)\s*$")
@@ -736,6 +742,7 @@ def parse_console(
         )
     if values.get("identity.engine_version") is None:
         values["identity.engine_version"] = version_from_log(text)
+    found = console_distributions(lines, values.get("metrics.num_requests"))
     values.update({f"memory.{k}": v for k, v in dataclasses.asdict(memory_from_log(text)).items()})
     base = dict(
         isl=isl,
@@ -744,8 +751,28 @@ def parse_console(
         concurrency=concurrency,
         repeat=repeat,
         source=SOURCE_CONSOLE,
+        streaming="ttft_ms" in found,
     )
-    return _build(values, base, where, cut_off(text, lines))
+    result = _build(values, base, where, cut_off(text, lines))
+    return dataclasses.replace(result, metrics=dataclasses.replace(result.metrics, **found))
+
+
+def console_distributions(lines: list[tuple[str, int, str]], count: Any) -> dict[str, Distribution]:
+    """The 1.x console's [Latency]/[TTFT]/[TPOT] percentile lines (ms), as distributions."""
+    stats: dict[str, dict[str, float]] = {}
+    for section, _, line in lines:
+        match = CONSOLE_PERCENTILE.match(line.strip()) if section == PERFORMANCE_SECTION else None
+        if match:
+            with contextlib.suppress(ValueError):
+                value = float(match.group("value"))
+                stats.setdefault(match.group("tag"), {})[match.group("stat").lower()] = value
+    return {
+        CONSOLE_DISTRIBUTIONS[tag]: Distribution(
+            **{PERCENTILE_KEYS[k]: v if math.isfinite(v) else None for k, v in raw.items()},
+            count=count if isinstance(count, int) else None,
+        )
+        for tag, raw in stats.items()
+    }
 
 
 def cut_off(text: str, lines: list[tuple[str, int, str]]) -> str | None:
