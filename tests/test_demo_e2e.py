@@ -74,10 +74,14 @@ def test_pipeline_writes_every_stage_output(demo):
     for f in ("manifest.resolved.toml", "artifacts.json", "provenance.json", "summary.csv"):
         assert (run / f).is_file(), f
     rows = list(csv.DictReader((run / "summary.csv").open()))
-    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
     for r in rows:
         assert float(r["output_tok_s"]) > 0
         assert float(r["avg_output_len"]) == float(r["osl"])
+        # streamed: TTFT and TPOT measured per token by the CPU runner
+        assert 0 < float(r["ttft_p50_ms"]) <= float(r["ttft_p99_ms"])
+        assert 0 < float(r["tpot_p50_ms"]) <= float(r["tpot_p99_ms"])
+        assert float(r["e2e_p99_ms"]) >= float(r["ttft_p99_ms"])
         assert r["backend"] == "hf-reference" and r["model"] == "trtllm-repro/tiny-llama-3.1"
     report = base / "reports" / "demo" / "report.md"
     assert report.is_file() and "isl" in report.read_text().lower()
@@ -183,12 +187,44 @@ def test_sweep_killed_mid_point_resumes_exactly_once(demo, tmp_path):
     assert "already done; skipped" in resumed.stderr
     assert "discarding interrupted point" in resumed.stderr
     names = sorted(p.name for p in points.iterdir())
-    assert names == ["isl32_osl16", "isl32_osl32", "isl64_osl16", "isl64_osl32"]
+    assert names == [
+        "isl32_osl16",
+        "isl32_osl16_c1",
+        "isl32_osl16_c4",
+        "isl32_osl32",
+        "isl64_osl16",
+        "isl64_osl32",
+    ]
     rows = list(csv.DictReader((work / "results" / "r" / "summary.csv").open()))
     assert sorted((r["isl"], r["osl"]) for r in rows) == sorted(
         {(r["isl"], r["osl"]) for r in rows}
     )
-    assert len(rows) == 4
+    assert len(rows) == 6
+
+
+def test_demo_points_record_measured_latency(demo):
+    """The CPU runner's streamer: requests.csv per point, the record's distributions equal to
+    what requests.csv gives, inter-token gaps pooled, and the window the requests spanned."""
+    from bench.analysis.latency import distributions, read_requests
+
+    base, _ = demo
+    points = base / "results" / "demo" / "points"
+    for folder in sorted(points.iterdir()):
+        record = read_json(folder / "result.json")
+        rows = read_requests(folder / "requests.csv")
+        assert len(rows) == record["requests"] == 16
+        mine = distributions(rows)
+        m = record["metrics"]
+        for key in ("request_latency_ms", "ttft_ms", "tpot_ms"):
+            assert m[key]["p99"] == pytest.approx(mine[key].p99, rel=1e-6), (folder.name, key)
+        assert m["itl_ms"]["count"] == 16 * (record["osl"] - 1)  # every gap of every request
+        window_ms = (record["window_end_ns"] - record["window_start_ns"]) / 1e6
+        assert window_ms == pytest.approx(m["total_latency_ms"], rel=1e-6)
+        assert max(r.start_ms + r.latency_ms for r in rows) == pytest.approx(window_ms, abs=1e-3)
+        if record["concurrency"] == 1:  # one request at a time: starts never overlap
+            ends = sorted(r.start_ms + r.latency_ms for r in rows)
+            starts = sorted(r.start_ms for r in rows)
+            assert all(s >= e - 1e-3 for s, e in zip(starts[1:], ends, strict=False))
 
 
 def test_accuracy_stage_shows_the_agreement_metrics(demo):
@@ -219,11 +255,18 @@ def test_three_shards_merge_into_one_verified_run(demo, tmp_path):
         assert ("[quantize] reused" in out.stderr) == (i > 1), out.stderr[-3000:]
         shard_dirs.append(str(work / "results" / f"demo-shard{i}of3"))
     counts = [len(list((Path(d) / "points").iterdir())) for d in shard_dirs]
-    assert sum(counts) == 4
+    assert sum(counts) == 6
     merged = make(work, "merge", run="merged", SHARDS=" ".join(shard_dirs))
     assert merged.returncode == 0, merged.stderr[-3000:]
     points = sorted(p.name for p in (work / "results" / "merged" / "points").iterdir())
-    assert points == ["isl32_osl16", "isl32_osl32", "isl64_osl16", "isl64_osl32"]
+    assert points == [
+        "isl32_osl16",
+        "isl32_osl16_c1",
+        "isl32_osl16_c4",
+        "isl32_osl32",
+        "isl64_osl16",
+        "isl64_osl32",
+    ]
     for target in ("report", "verify"):
         out = make(work, target, run="merged")
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
