@@ -134,3 +134,14 @@ def test_latency_manifest_sweeps_concurrency_with_streaming(tmp_path):
         at = argv.index("--concurrency")
         assert argv[at + 1] == str(p.concurrency) and "--streaming" in argv
         assert argv[argv.index("--request_json") + 1] == str(tmp_path / "request.json")
+
+
+def test_smoke_of_a_concurrency_sweep_keeps_few_requests():
+    from bench.core.manifest import load_manifest
+    from bench.stages.smoke import smoke_data
+
+    m = load_manifest(LATENCY_MANIFEST)
+    data = smoke_data(tomllib.loads(LATENCY_MANIFEST.read_text(encoding="utf-8")), m)
+    smoke = parse_manifest(data)
+    # the cheapest point at 16 requests; the most demanding at one request per slot, not 10
+    assert [(p.concurrency, p.requests) for p in smoke.sweep.points] == [(1, 16), (256, 256)]
