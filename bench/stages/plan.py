@@ -89,7 +89,10 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
             argv += ["--extra_llm_api_options", str(extra_options_path(run))]
         seconds, basis = point_estimate(estimator, published, task.point)
         total += seconds
-        lines.append(f"{shlex.join(argv)}  # {task.name}, est. {cost.hms(seconds)}{basis}")
+        lines.append(
+            f"{shlex.join(argv)}  # {task.name}, {task.point.requests} requests, "
+            f"est. {cost.hms(seconds)}{basis}"
+        )
     lines.append(
         f"# estimated sweep time: {cost.hms(total)} "
         f"for {len(tasks)} points ({'GPU' if m.engine.backend != 'hf-reference' else 'CPU'})"
