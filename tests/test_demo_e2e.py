@@ -24,11 +24,12 @@ from tests.conftest import DEMO_MANIFEST, ROOT
 pytestmark = pytest.mark.slow
 PLANTED_TOKEN = "hf_PLANTEDtokenNEVERwrittenANYWHERE0123456789"
 STAGES = ("env", "fetch", "quantize", "build", "accuracy", "datasets", "sweep", "report")
-# manifests/demo.toml: 4 points x 3 repeats (repeat 0 has no suffix)
+# manifests/demo.toml: 4 offline points and 32/16 at concurrency 1 and 4, x 3 repeats (repeat 0
+# has no suffix)
+DEMO_SHAPES = ["isl32_osl16", "isl32_osl32", "isl64_osl16", "isl64_osl32"]
 DEMO_POINTS = sorted(
-    f"isl{isl}_osl{osl}{f'_r{r}' if r else ''}"
-    for isl in (32, 64)
-    for osl in (16, 32)
+    f"{name}{f'_r{r}' if r else ''}"
+    for name in [*DEMO_SHAPES, "isl32_osl16_c1", "isl32_osl16_c4"]
     for r in range(3)
 )
 
@@ -85,6 +86,10 @@ def test_pipeline_writes_every_stage_output(demo):
     for r in rows:
         assert float(r["output_tok_s"]) > 0
         assert float(r["avg_output_len"]) == float(r["osl"])
+        # streamed: TTFT and TPOT measured per token by the CPU runner
+        assert 0 < float(r["ttft_p50_ms"]) <= float(r["ttft_p99_ms"])
+        assert 0 < float(r["tpot_p50_ms"]) <= float(r["tpot_p99_ms"])
+        assert float(r["e2e_p99_ms"]) >= float(r["ttft_p99_ms"])
         assert r["backend"] == "hf-transformers" and r["model"] == "trtllm-repro/tiny-llama-3.1"
     report = base / "reports" / "demo" / "report.md"
     assert report.is_file() and "isl" in report.read_text().lower()
@@ -232,9 +237,35 @@ def test_sweep_killed_mid_point_resumes_exactly_once(demo, tmp_path):
     names = sorted(p.name for p in points.iterdir())
     assert names == DEMO_POINTS
     rows = list(csv.DictReader((work / "results" / "r" / "summary.csv").open()))
-    measured = [(r["isl"], r["osl"], r["repeat"]) for r in rows]
+    measured = [(r["isl"], r["osl"], r["concurrency"], r["repeat"]) for r in rows]
     assert sorted(measured) == sorted(set(measured))
     assert len(rows) == len(DEMO_POINTS)
+
+
+def test_demo_points_record_measured_latency(demo):
+    """The CPU runner's streamer: requests.csv per point, the record's distributions equal to
+    what requests.csv gives, inter-token gaps pooled, and the window the requests spanned."""
+    from bench.analysis.latency import distributions, read_requests
+
+    base, _ = demo
+    points = base / "results" / "demo" / "points"
+    for folder in sorted(points.iterdir()):
+        record = read_json(folder / "result.json")
+        rows = read_requests(folder / "requests.csv")
+        assert len(rows) == record["requests"] == (16 if record["concurrency"] is None else 8)
+        mine = distributions(rows)
+        m = record["metrics"]
+        for key in ("request_latency_ms", "ttft_ms", "tpot_ms"):
+            assert m[key]["p99"] == pytest.approx(mine[key].p99, rel=1e-6), (folder.name, key)
+        # every gap of every request
+        assert m["itl_ms"]["count"] == record["requests"] * (record["osl"] - 1)
+        window_ms = (record["window_end_ns"] - record["window_start_ns"]) / 1e6
+        assert window_ms == pytest.approx(m["total_latency_ms"], rel=1e-6)
+        assert max(r.start_ms + r.latency_ms for r in rows) == pytest.approx(window_ms, abs=1e-3)
+        if record["concurrency"] == 1:  # one request at a time: starts never overlap
+            ends = sorted(r.start_ms + r.latency_ms for r in rows)
+            starts = sorted(r.start_ms for r in rows)
+            assert all(s >= e - 1e-3 for s, e in zip(starts[1:], ends, strict=False))
 
 
 def test_accuracy_stage_shows_the_agreement_metrics(demo):

@@ -289,3 +289,50 @@ def test_tensorrt_shards_share_one_engine_and_merge(tmp_path):
     assert code != 0
     assert "work:engine/rank0.engine sha256" in out and "CACHE_DIR" in out
     assert not (tmp_path / "results" / "refused").exists()
+
+
+LATENCY = REPO / "tests" / "data" / "manifests" / "fake-h100-latency.toml"
+
+
+@pytest.mark.slow
+def test_concurrency_sweep_with_streaming_end_to_end(tmp_path):
+    """[sweep] concurrency + streaming through the fake 1.2 trtllm-bench: each point passes
+    --concurrency/--streaming/--request_json, its record carries the tool's percentiles and the
+    measured window, requests.csv matches them, and summary.csv has the headline columns."""
+    env = pipeline_env(tmp_path, fakes=True, inject={}, release="1.2")
+    code, out = run_pipeline(LATENCY, env)
+    assert code == 0, out[-4000:]
+    run_dir = tmp_path / "results" / LATENCY.stem
+    names = sorted(p.name for p in (run_dir / "points").iterdir())
+    assert names == ["isl32_osl32_c1", "isl32_osl32_c4", "isl64_osl16_c1", "isl64_osl16_c4"]
+    from bench.analysis.latency import distributions, read_requests
+
+    for name in names:
+        folder = run_dir / "points" / name
+        record = json.loads((folder / "result.json").read_text())
+        assert record["status"] == "ok" and record["streaming"] is True
+        expected = 8 if record["concurrency"] == 1 else 16  # max(8, 4 x concurrency)
+        assert record["requests"] == record["metrics"]["num_requests"] == expected
+        (request_json,) = folder.glob("kv*.request.json")  # beside kv0.95.report.json
+        assert request_json.read_text().startswith("[\n    {")  # 1.2: indent 4
+        rows = read_requests(folder / "requests.csv")
+        assert len(rows) == expected and all(r.ttft_ms is not None for r in rows)
+        mine = distributions(rows)
+        m = record["metrics"]
+        for key in ("request_latency_ms", "ttft_ms", "tpot_ms"):
+            assert m[key]["p99"] == pytest.approx(mine[key].p99, rel=1e-6), key
+        assert m["per_user_output_tok_s"]["count"] == expected
+        window_s = (record["window_end_ns"] - record["window_start_ns"]) / 1e9
+        assert window_s == pytest.approx(m["total_latency_ms"] / 1000, rel=1e-3)
+    with open(run_dir / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["concurrency"] for r in rows} == {"1", "4"}
+    for r in rows:
+        assert float(r["ttft_p99_ms"]) >= float(r["ttft_p50_ms"]) > 0
+        assert float(r["tpot_p99_ms"]) > 0 and float(r["e2e_p99_ms"]) > 0
+        assert float(r["output_tok_s_per_user"]) > 0
+    argv_lines = [
+        line for line in out.splitlines() if "trtllm-bench" in line and "--dataset" in line
+    ]
+    assert argv_lines and all("--streaming" in line for line in argv_lines)
+    assert all("--request_json" in line for line in argv_lines)

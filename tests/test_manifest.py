@@ -57,7 +57,7 @@ def test_resolved_form_is_stable_and_reloads(demo):
         (lambda d: d["sweep"]["points"][3].update(isl=1.5), r"sweep\.points\[3\]\.isl = 1\.5"),
         (
             lambda d: d["sweep"]["points"].append(dict(d["sweep"]["points"][0])),
-            r"sweep\.points\[4\]: duplicate of sweep\.points\[0\]",
+            r"sweep\.points\[6\]: duplicate of sweep\.points\[0\]",
         ),
         (
             lambda d: d["sweep"]["points"][2].update(isl=250),
@@ -108,7 +108,7 @@ def test_malformed_toml_and_missing_file(tmp_path):
 
 def test_validate_cli_exit_codes(tmp_path, demo, capsys):
     assert main(["validate", str(DEMO_MANIFEST)]) == 0
-    assert "ok (4 points" in capsys.readouterr().out
+    assert "ok (6 points" in capsys.readouterr().out
     demo["sweep"]["points"][0]["isl"] = 0
     assert main(["validate", str(write(tmp_path, demo))]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err

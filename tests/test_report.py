@@ -406,7 +406,8 @@ def test_telemetry_section_shows_samples_and_flags_suspect_points():
     }
     text = section_telemetry([point(256, hot), point(128, calm)])
     lines = [line for line in text.splitlines() if line.startswith("| 1") or line.startswith("| 2")]
-    assert lines[0].startswith("| 128 | 64 | 12 | 500.0 / 690.0 |")
+    assert lines[0].startswith("| 128 | 64 | all | 12 | 500.0 / 690.0 |")
+    assert "| whole process | n/a |" in lines[0]  # no measured window: no energy
     assert "sw_power_cap 3 s" in lines[0] and lines[0].endswith("| ok |")
     assert "hw_thermal_slowdown 4.5 s" in lines[1]
     assert "**suspect**: thermal slowdown for 4.5 s" in lines[1]
@@ -415,7 +416,7 @@ def test_telemetry_section_shows_samples_and_flags_suspect_points():
     assert "Points on several GPUs" not in text
     tp2 = calm | {"gpus": [{"device_index": 0}, {"device_index": 1}]}
     pooled = section_telemetry([point(128, tp2)])
-    assert "Points on several GPUs" in pooled and "| 128 | 64 | 12 over 2 GPUs |" in pooled
+    assert "Points on several GPUs" in pooled and "| 128 | 64 | all | 12 over 2 GPUs |" in pooled
 
 
 def test_hf_transformers_runner_on_cuda_names_the_gpu(roots: Path) -> None:

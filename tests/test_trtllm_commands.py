@@ -55,9 +55,9 @@ def variants():
             manifest_with(
                 base,
                 engine=engine,
+                sweep={"streaming": True, "concurrency": [1, 4]},
                 runtime={
                     **runtime,
-                    "streaming": True,
                     "extra_llm_api_options": {
                         "cuda_graph_config": {"enable_padding": True, "batch_sizes": [1, 2, 4]}
                     },
@@ -96,6 +96,7 @@ def test_throughput_argv_is_accepted_by_trtllm_bench(name, manifest, paths):
                 workspace=paths / "ws",
                 engine_dir=paths / "engine",
                 extra_options=extra,
+                request_json=paths / "requests.json",
             )
             if manifest.engine.backend == "hf-transformers":
                 assert argv[1:3] == ["-m", "bench.backends.hf_transformers.runner"]
@@ -106,8 +107,9 @@ def test_throughput_argv_is_accepted_by_trtllm_bench(name, manifest, paths):
             assert parsed.subcommand == "throughput"
             sub = parsed.sub.values
             assert sub["eos_id"] == -1 and sub["num_requests"] == 0
-            assert sub["streaming"] is manifest.runtime.streaming
+            assert sub["streaming"] is manifest.sweep.streaming
             assert sub["concurrency"] == (point.concurrency or -1)
+            assert sub["request_json"] == str(paths / "requests.json")
             if manifest.engine.needs_build:
                 assert sub["engine_dir"] and sub["max_seq_len"] is None  # not a runtime option
 

@@ -546,6 +546,7 @@ def section_telemetry(records: Sequence[PointResult]) -> str:
             [
                 r.isl,
                 r.osl,
+                "all" if r.concurrency is None else r.concurrency,
                 f"{t.get('samples')} over {len(t['gpus'])} GPUs"
                 if t.get("gpus")
                 else t.get("samples"),
@@ -554,6 +555,8 @@ def section_telemetry(records: Sequence[PointResult]) -> str:
                 num(t.get("app_clock_mhz"), 0),
                 num(t.get("below_application_clock_s"), 1),
                 t.get("temperature_c_max"),
+                window_cell(t),
+                energy_cell(t),
                 slow or "none",
                 "**suspect**: " + "; ".join(t.get("reasons") or []) if t.get("suspect") else "ok",
             ]
@@ -563,19 +566,31 @@ def section_telemetry(records: Sequence[PointResult]) -> str:
             [
                 "ISL",
                 "OSL",
+                "Concurrency",
                 "Samples",
                 "Power mean / max W",
                 "SM clock mean MHz",
                 "App clock MHz",
                 "Below app clock s",
                 "Max temp C",
+                "Window s (load s, W)",
+                "Energy J (J / output token)",
                 "Throttled",
                 "Verdict",
             ],
             rows,
-            [True, True, True, True, True, True, True, True, False, False],
+            [True, True, True, True, True, True, True, True, True, True, True, False, False],
         )
     )
+    if any((r.telemetry or {}).get("window") for r in sampled):
+        out.append(
+            "\nMeans, maxima and verdicts cover only the samples inside the window the tool "
+            "measured (first request sent to last response); the samples before it (model load, "
+            "set-up, warm-up) are the load phase, shown apart. Energy is the GPU board power "
+            "(NVML) integrated over that window by the trapezoid rule, over the output tokens "
+            "of the point; a window with fewer than two samples gives none (window shorter "
+            "than sampling).\n"
+        )
     out.append(
         "\nSampled with NVML while each point ran. Power capping at the default limit is "
         "reported but not suspect (NVIDIA's published runs meet it too); thermal or hardware "
@@ -589,6 +604,24 @@ def section_telemetry(records: Sequence[PointResult]) -> str:
             "and throttled seconds summed over GPUs), and a point is suspect if any GPU is.\n\n"
         )
     return "".join(out)
+
+
+def window_cell(t: dict) -> str:
+    """The measured window's seconds, and the load phase's seconds and mean power."""
+    window = t.get("window")
+    if not window:
+        return "whole process"
+    load = t.get("load_phase") or {}
+    return (
+        f"{num(window.get('seconds'), 2)} ({num(load.get('seconds'), 1)} s, "
+        f"{num(load.get('power_w_mean'), 0)} W)"
+    )
+
+
+def energy_cell(t: dict) -> str:
+    if t.get("energy_j") is None:
+        return "window shorter than sampling" if t.get("window") else "n/a"
+    return f"{num(t['energy_j'], 1)} ({num(t.get('j_per_output_token'), 4)})"
 
 
 def section_failures(records: Sequence[PointResult], log_tails: dict[str, list[str]]) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from bench.analysis.latency import RequestTimes
     from bench.core.manifest import Engine, Manifest, Point
     from bench.schema.record import FailureKind, PointResult
 
@@ -45,6 +46,8 @@ class Backend(abc.ABC):
     name: str  # as manifests (`engine.backend`) and records (`identity.backend`) say it
     tools: tuple[str, ...]  # executables it needs on PATH (toolcheck, doctor)
     online_tools: tuple[str, ...]  # the same for the online scenario (its server instead)
+    # Per-request timings cost it nothing (the CPU runner): the sweep always asks for them.
+    always_times_requests: bool = False
     needs_gpu: bool  # runs on an NVIDIA GPU, inside the pinned image
     builds_engine: bool  # the build stage makes an engine, which the sweep loads
     checkpoint_format: CheckpointFormat  # what quantize exports for it
@@ -82,8 +85,14 @@ class Backend(abc.ABC):
         workspace: Path,
         engine_dir: Path | None = None,
         extra_options: Path | None = None,
+        request_json: Path | None = None,
     ) -> list[str]:
-        """One sweep point's argv: it writes report_json; its console output goes to a log."""
+        """One sweep point's argv: it writes report_json (and request_json, per-request timings,
+        when given); its console output goes to a log."""
+
+    def request_times(self, request_json: Path, *, streaming: bool) -> RequestTimes | None:
+        """The per-request timings its run wrote to request_json; None: it writes none."""
+        return None
 
     @abc.abstractmethod
     def finished(self, report_json: Path, log_text: str) -> bool:

@@ -175,7 +175,6 @@ class Runtime(Strict):
     point_timeout_s: Annotated[int, Field(strict=True, gt=0, le=MAX_TIMEOUT_S)] = 7200
     telemetry_interval_s: Annotated[float, Field(gt=0)] = 1.0
     batch_size: PositiveInt = 8
-    streaming: bool = False
     extra_llm_api_options: dict[str, Any] | None = None
     # trtllm-bench --enable_chunked_context (issue 10): off by default in 1.0, when the TensorRT
     # runtime caps prompts at min(max_seq_len - 1, max_num_tokens); 0.16 had it on.
@@ -202,14 +201,56 @@ class Point(Strict):
     concurrency: Annotated[int, Field(strict=True, gt=0, le=MAX_REQUESTS)] | None = None
 
 
+Concurrency = Annotated[int, Field(strict=True, gt=0, le=MAX_REQUESTS)]
+# Requests per point under a concurrency limit: at least this many per concurrency slot, so each
+# slot serves a run of requests and the ramp-up (every slot starting at once) and the drain (the
+# last slots finishing alone) are a small part of the window. InferenceX runs 10 x concurrency
+# prompts per point; a manifest may lower it (the CPU demo does, to stay fast).
+REQUESTS_PER_CONCURRENCY = 10
+
+
+def requests_for(point: Point, per_slot: int) -> int:
+    """The rule: max(point.requests, per_slot x concurrency); a point without a limit keeps its
+    requests."""
+    if point.concurrency is None:
+        return point.requests
+    return min(MAX_REQUESTS, max(point.requests, per_slot * point.concurrency))
+
+
 class Sweep(Strict):
     seed: Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)] = 420
     repeats: Annotated[int, Field(strict=True, gt=0, le=MAX_REPEATS)] = 1
+    # Every point without its own `concurrency` runs once per value (issue 12); None: all
+    # requests at once (offline). Requests per point follow requests_for.
+    concurrency: list[Concurrency] | None = Field(default=None, min_length=1)
+    requests_per_concurrency: Annotated[int, Field(strict=True, gt=0, le=1000)] = (
+        REQUESTS_PER_CONCURRENCY
+    )
+    streaming: bool = False  # per-token responses: TTFT and TPOT are measured (--streaming)
     points: list[Point] = Field(min_length=1, max_length=MAX_POINTS)
-    # Issue 12 (docs: /work/tmp/INTERFACES.md): offline = trtllm-bench; online = a server + AIPerf.
+    # offline: the backend's benchmark tool; online: its server driven by AIPerf (README "Online")
     scenario: Literal["offline", "online"] = "offline"
-    concurrency: list[Annotated[int, Field(strict=True, gt=0, le=MAX_REQUESTS)]] | None = None
-    streaming: bool = False
+
+    @model_validator(mode="after")
+    def _expand_concurrency(self) -> Sweep:
+        """Each point over `concurrency` (a point's own value wins), requests by requests_for.
+        Idempotent, so the resolved manifest (which lists the expanded points) loads the same."""
+        if self.concurrency is not None and len(set(self.concurrency)) != len(self.concurrency):
+            raise ValueError(f"sweep.concurrency {self.concurrency} repeats a value")
+        expanded = [
+            q.model_copy(update={"requests": requests_for(q, self.requests_per_concurrency)})
+            for p in self.points
+            for q in (
+                [p]
+                if p.concurrency is not None or self.concurrency is None
+                else [p.model_copy(update={"concurrency": c}) for c in self.concurrency]
+            )
+        ]
+        if len(expanded) > MAX_POINTS:
+            raise ValueError(f"{len(expanded)} points after the concurrency sweep (> {MAX_POINTS})")
+        if expanded == self.points:
+            return self
+        return self.model_copy(update={"points": expanded})
 
 
 class Hardware(Strict):
@@ -334,14 +375,9 @@ class Manifest(Strict):
     slo: Slo | None = None
 
     def measures_streaming(self) -> bool:
-        """Whether the points measure the first token: trtllm-bench --streaming
-        (runtime.streaming), or [sweep] streaming / the online scenario where the integrated
-        manifest has them (their keys belong to the serving helpers' branches)."""
-        return bool(
-            self.runtime.streaming
-            or getattr(self.sweep, "streaming", False)
-            or getattr(self.sweep, "scenario", "offline") == "online"
-        )
+        """Whether the points measure the first token: [sweep] streaming, or the online scenario
+        (AIPerf always streams)."""
+        return self.sweep.streaming or self.sweep.scenario == "online"
 
     @model_validator(mode="after")
     def _slo_is_measurable(self) -> Manifest:
@@ -349,7 +385,7 @@ class Manifest(Strict):
             raise KeyedError(
                 "slo",
                 "TTFT and TPOT limits need streaming measurements, and no point streams: every "
-                "point would be 'SLO not evaluable' (set runtime.streaming = true, or keep only "
+                "point would be 'SLO not evaluable' (set [sweep] streaming = true, or keep only "
                 "e2e_p99_ms)",
             )
         return self
@@ -372,7 +408,8 @@ class Manifest(Strict):
             if key in seen:
                 raise KeyedError(
                     f"sweep.points[{i}]",
-                    f"duplicate of sweep.points[{seen[key]}] (isl={p.isl}, osl={p.osl})",
+                    f"duplicate of sweep.points[{seen[key]}] (isl={p.isl}, osl={p.osl}"
+                    + (f", concurrency={p.concurrency})" if p.concurrency is not None else ")"),
                 )
             seen[key] = i
             if p.isl + p.osl > self.engine.max_seq_len:

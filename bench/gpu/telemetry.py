@@ -1,5 +1,10 @@
 """GPU telemetry during a sweep point: power, clocks, temperature and clock events, once a second.
 
+The sampler runs around the whole tool process, model load included; the summary covers only the
+samples inside the window the tool measured (first request sent .. last response, epoch ns from
+the record), keeps the samples before it apart (`load_phase`), and integrates board power over
+the window into energy per output token (`window_energy`).
+
 Writes: results/<run>/points/<point>/telemetry.csv (one row per sample, CSV_FIELDS), through
         telemetry.csv.tmp, renamed when the sampler stops; telemetry.gpu<k>.csv for the k-th
         further GPU of a point on several GPUs.
@@ -19,6 +24,7 @@ pure core: the same numbers can be recomputed from the CSV with `read_csv`.
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import statistics
 import threading
@@ -47,6 +53,7 @@ CSV_FIELDS = (
     "mem_used_mib",
     "clock_event_reasons_mask",
     "clock_event_reasons",
+    "time_ns",  # epoch ns (time.time_ns) of the reading: aligns samples to the measured window
 )
 # Clock events that cost throughput; the others (gpu_idle, applications_clocks_setting,
 # sync_boost, display_clocks_setting) are normal.
@@ -78,6 +85,11 @@ BUSY_UTIL_PCT = 5  # a sample counts as busy from this GPU utilization up
 SUSPECT_MIN_IDLE_SAMPLES = 3  # a point idle in every one of this many samples watched the wrong GPU
 JOIN_GRACE_S = 5.0
 
+
+# Energy needs the power curve inside the measured window: fewer samples than this in it and the
+# window is shorter than the sampling (a 1 s sampler against a 0.3 s window), so no number is
+# given rather than a wrong one.
+MIN_WINDOW_SAMPLES = 2
 
 # ----------------------------------------------------------------------------- summary (pure)
 
@@ -173,6 +185,106 @@ def summarize(
     }
 
 
+def integrate_power_j(points: list[tuple[int, float]], start_ns: int, end_ns: int) -> float:
+    """Board power integrated over [start_ns, end_ns] by the trapezoid rule, in joules.
+
+    points: (time_ns, watts) sorted by time, the window's samples and, where there are, the one
+    just before and the one just after it; the power at each window edge is interpolated
+    linearly between its neighbours (held flat past the first or last sample)."""
+
+    def at(t: int) -> float:
+        before = [(x, w) for x, w in points if x <= t]
+        after = [(x, w) for x, w in points if x >= t]
+        if not before:
+            return after[0][1]
+        if not after:
+            return before[-1][1]
+        (x0, w0), (x1, w1) = before[-1], after[0]
+        return w0 if x1 == x0 else w0 + (w1 - w0) * (t - x0) / (x1 - x0)
+
+    curve = [(start_ns, at(start_ns))]
+    curve += [(x, w) for x, w in points if start_ns < x < end_ns]
+    curve.append((end_ns, at(end_ns)))
+    return sum((x1 - x0) / 1e9 * (w0 + w1) / 2 for (x0, w0), (x1, w1) in itertools.pairwise(curve))
+
+
+def window_energy(
+    rows: list[dict[str, Any]], start_ns: int, end_ns: int, output_tokens: float | None
+) -> dict[str, Any]:
+    """GPU board power integrated over the measured window: energy_j, j_per_output_token,
+    output_tokens_per_j; None with the reason when the window holds too few power samples."""
+    powered = sorted(
+        (int(r["time_ns"]), float(r["power_w"]))
+        for r in rows
+        if r.get("time_ns") is not None and r.get("power_w") is not None
+    )
+    inside = [p for p in powered if start_ns <= p[0] <= end_ns]
+    none = {"energy_j": None, "j_per_output_token": None, "output_tokens_per_j": None}
+    window_s = (end_ns - start_ns) / 1e9
+    if len(inside) < MIN_WINDOW_SAMPLES:
+        return none | {
+            "energy_note": f"window shorter than sampling: {len(inside)} power sample(s) in a "
+            f"{window_s:.3g} s window (need {MIN_WINDOW_SAMPLES}; lower "
+            "runtime.telemetry_interval_s)"
+        }
+    before = [p for p in powered if p[0] < start_ns][-1:]
+    after = [p for p in powered if p[0] > end_ns][:1]
+    energy = integrate_power_j(before + inside + after, start_ns, end_ns)
+    per_token = energy / output_tokens if output_tokens and energy > 0 else None
+    return {
+        "energy_j": round(energy, 3),
+        "j_per_output_token": None if per_token is None else round(per_token, 6),
+        "output_tokens_per_j": None if per_token is None else round(1 / per_token, 4),
+        "energy_note": "GPU board power (NVML) integrated over the measured window, trapezoid "
+        f"rule over {len(inside)} samples",
+    }
+
+
+def load_phase(rows: list[dict[str, Any]], interval_s: float) -> dict[str, Any]:
+    """The samples before the measured window (model load, engine set-up, warm-up), kept apart."""
+    power = [r["power_w"] for r in rows if r.get("power_w") is not None]
+    return {
+        "samples": len(rows),
+        "seconds": round(interval_s * len(rows), 3),
+        "power_w_mean": _mean(power),
+        "mem_used_mib_max": max(
+            (r["mem_used_mib"] for r in rows if r.get("mem_used_mib") is not None), default=None
+        ),
+    }
+
+
+def summarize_window(
+    rows: list[dict[str, Any]],
+    interval_s: float,
+    app_clock_mhz: float | None,
+    window_ns: tuple[int, int] | None,
+    output_tokens: float | None = None,
+    *,
+    power_limit_w: float | None = None,
+    default_power_limit_w: float | None = None,
+) -> dict[str, Any]:
+    """summarize() over the samples inside the measured window only, with the load phase (the
+    samples before it) apart and the window's energy. Without a window: every sample, as
+    before, and no energy."""
+    limits = {"power_limit_w": power_limit_w, "default_power_limit_w": default_power_limit_w}
+    if window_ns is None:
+        return summarize(rows, interval_s, app_clock_mhz, **limits) | {"window": None}
+    start, end = window_ns
+    stamped = [r for r in rows if r.get("time_ns") is not None]
+    inside = [r for r in stamped if start <= r["time_ns"] <= end]
+    out = summarize(inside, interval_s, app_clock_mhz, **limits)
+    return out | {
+        "window": {
+            "start_ns": start,
+            "end_ns": end,
+            "seconds": round((end - start) / 1e9, 6),
+            "samples_after": sum(1 for r in stamped if r["time_ns"] > end),
+        },
+        "load_phase": load_phase([r for r in stamped if r["time_ns"] < start], interval_s),
+        **window_energy(rows, start, end, output_tokens),
+    }
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -197,6 +309,8 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
                     )
                 elif key == "clock_event_reasons_mask":
                     row[key] = int(text, 16) if text else None
+                elif key == "time_ns":
+                    row[key] = int(text) if text else None
                 else:
                     row[key] = float(text) if text else None
             rows.append(row)
@@ -358,6 +472,7 @@ class Sampler:
         if mask is None:  # the name before nvidia-ml-py 12.535
             mask = self._query("nvmlDeviceGetCurrentClocksThrottleReasons")
         return {
+            "time_ns": time.time_ns(),
             "elapsed_s": round(elapsed_s, 3),
             "power_w": None if power is None else power / 1000,
             "sm_clock_mhz": self._query("nvmlDeviceGetClockInfo", NVML_CLOCK_SM),
@@ -395,14 +510,19 @@ class Sampler:
     def rows(self) -> list[dict[str, Any]]:
         return list(self._rows)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(
+        self, window_ns: tuple[int, int] | None = None, output_tokens: float | None = None
+    ) -> dict[str, Any]:
+        """The point's telemetry over the measured window (summarize_window)."""
         if self._reason is not None:
             return {"available": False, "reason": self._reason}
         limit, default = self._power_limits
-        result = summarize(
+        result = summarize_window(
             self.rows,
             self.interval_s,
             self._app_clock,
+            window_ns,
+            output_tokens,
             power_limit_w=limit,
             default_power_limit_w=default,
         )
@@ -450,8 +570,11 @@ class PointSamplers:
         for sampler in self.samplers:
             sampler.stop()
 
-    def summary(self) -> dict[str, Any]:
-        summaries = [s.summary() for s in self.samplers]
+    def summary(
+        self, window_ns: tuple[int, int] | None = None, output_tokens: float | None = None
+    ) -> dict[str, Any]:
+        """One GPU's summary, or every GPU's pooled; energy is the sum over the GPUs."""
+        summaries = [s.summary(window_ns, output_tokens) for s in self.samplers]
         if len(summaries) == 1:
             return summaries[0]
         watched = [s for s, one in zip(self.samplers, summaries, strict=True) if one["available"]]
@@ -459,20 +582,41 @@ class PointSamplers:
             return summaries[0]
         first = watched[0]
         limit, default = first._power_limits
-        pooled = summarize(
+        pooled = summarize_window(
             [row for s in watched for row in s.rows],
             first.interval_s,
             first._app_clock,
+            window_ns,
+            output_tokens,
             power_limit_w=limit,
             default_power_limit_w=default,
         )
+        if window_ns is not None:  # energy: each GPU's own curve integrated, then summed
+            energies = [one.get("energy_j") for one in summaries if one["available"]]
+            if energies and all(e is not None for e in energies):
+                energy = sum(energies)
+                per_token = energy / output_tokens if output_tokens and energy > 0 else None
+                pooled |= {
+                    "energy_j": round(energy, 3),
+                    "j_per_output_token": None if per_token is None else round(per_token, 6),
+                    "output_tokens_per_j": None if per_token is None else round(1 / per_token, 4),
+                    "energy_note": f"sum over {len(energies)} GPUs of each GPU's board power "
+                    "integrated over the measured window (trapezoid rule)",
+                }
         reasons = []
         for position, one in enumerate(summaries):
             name = f"GPU {one.get('device_index', self.samplers[position].device)}"
             if not one["available"]:
                 reasons.append(f"{name}: not watched ({one['reason']})")
             reasons += [f"{name}: {reason}" for reason in one.get("reasons", [])]
-        keep = ("device_index", "samples", "busy_s", "power_w_mean", "sm_clock_mhz_mean")
+        keep = (
+            "device_index",
+            "samples",
+            "busy_s",
+            "power_w_mean",
+            "sm_clock_mhz_mean",
+            "energy_j",
+        )
         return {
             **pooled,
             "gpus": [

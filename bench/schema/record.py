@@ -76,7 +76,10 @@ class Identity:
 
 @dataclass(frozen=True, config=RECORD_CONFIG)
 class Distribution:
-    """One measured distribution; the unit is in the name of the field that holds it."""
+    """One measured distribution (issue 12); its unit is in the name of the field holding it.
+
+    Percentiles are what the producer reported (trtllm-bench: nearest rank, sorted[int(n*q)]);
+    bench.analysis.latency computes the same from requests.csv."""
 
     mean: float | None = None
     min: float | None = None
@@ -193,16 +196,6 @@ def record_json_schema() -> dict[str, Any]:
     }
 
 
-def _metrics(data: dict[str, Any]) -> Metrics:
-    """Metrics from JSON: the distribution fields become Distribution objects."""
-    return Metrics(
-        **{
-            k: Distribution(**v) if k in DISTRIBUTIONS and v is not None else v
-            for k, v in data.items()
-        }
-    )
-
-
 def _check_finite(obj: Any, where: str) -> None:
     if isinstance(obj, float) and not math.isfinite(obj):
         raise ValueError(f"{where}: {obj} is not finite; unknown values must be None")
@@ -264,6 +257,13 @@ SUMMARY_COLUMNS = (
     "avg_input_len",
     "avg_output_len",
     "total_latency_ms",
+    "ttft_p50_ms",
+    "ttft_p99_ms",
+    "tpot_p50_ms",
+    "tpot_p99_ms",
+    "e2e_p99_ms",
+    "output_tok_s_per_user",
+    "j_per_output_token",
     "model",
     "tp_size",
     "pp_size",
@@ -275,11 +275,28 @@ SUMMARY_COLUMNS = (
 )
 
 
+def headline_latency(m: Metrics) -> dict[str, float | None]:
+    """The serving headline columns: TTFT and TPOT p50/p99, end-to-end p99 (ms)."""
+
+    def pick(d: Distribution | None, q: str) -> float | None:
+        return None if d is None else getattr(d, q)
+
+    return {
+        "ttft_p50_ms": pick(m.ttft_ms, "p50"),
+        "ttft_p99_ms": pick(m.ttft_ms, "p99"),
+        "tpot_p50_ms": pick(m.tpot_ms, "p50"),
+        "tpot_p99_ms": pick(m.tpot_ms, "p99"),
+        "e2e_p99_ms": pick(m.request_latency_ms, "p99"),
+    }
+
+
 def summary_row(r: PointResult) -> dict[str, Any]:
     flat = {
         **dataclasses.asdict(r.identity),
         **dataclasses.asdict(r.metrics),
         **dataclasses.asdict(r),
+        **headline_latency(r.metrics),
+        "j_per_output_token": (r.telemetry or {}).get("j_per_output_token"),
     }
     return {c: flat[c] for c in SUMMARY_COLUMNS}
 

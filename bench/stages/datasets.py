@@ -127,10 +127,11 @@ def dataset_path(run: Run, point: Point) -> Path:
 
 
 def unique_points(run: Run) -> list[Point]:
-    """One dataset per (isl, osl): concurrency variants of a point share its requests."""
-    seen: dict[tuple[int, int], Point] = {}
+    """One dataset per (isl, osl, requests): concurrency variants of a point with as many
+    requests share them (under a concurrency sweep, requests grow with concurrency)."""
+    seen: dict[tuple[int, int, int], Point] = {}
     for p in run.manifest.sweep.points:
-        seen.setdefault((p.isl, p.osl), p)
+        seen.setdefault((p.isl, p.osl, p.requests), p)
     return list(seen.values())
 
 

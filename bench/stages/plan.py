@@ -90,6 +90,14 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
     if shard is not None:
         tasks = cost.shard_tasks(tasks, *shard, estimator)
     fraction = kv_fractions(run)[0]
+    if any(p.concurrency is not None for p in m.sweep.points):
+        lines.append(
+            f"# requests per point with a concurrency limit: max(requests, "
+            f"{m.sweep.requests_per_concurrency} x concurrency) "
+            "(sweep.requests_per_concurrency), so each slot serves a run of requests"
+            + (f"; concurrency sweep {m.sweep.concurrency}" if m.sweep.concurrency else "")
+            + ("; streaming: TTFT/TPOT timed per token" if m.sweep.streaming else "")
+        )
     total = 0.0
     for task in tasks:
         argv, _, _ = attempt_argv(run, task, fraction, paths.points / (task.name + ".partial"))
@@ -97,7 +105,10 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
             argv += ["--extra_llm_api_options", str(extra_options_path(run))]
         seconds, basis = point_estimate(estimator, published, task.point)
         total += seconds
-        lines.append(f"{shlex.join(argv)}  # {task.name}, est. {cost.hms(seconds)}{basis}")
+        lines.append(
+            f"{shlex.join(argv)}  # {task.name}, {task.point.requests} requests, "
+            f"est. {cost.hms(seconds)}{basis}"
+        )
     lines.append(
         f"# estimated sweep time: {cost.hms(total)} "
         f"for {len(tasks)} points ({'GPU' if backend.needs_gpu else 'CPU'})"

@@ -51,7 +51,9 @@ def smoke_data(data: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
         {**p.model_dump(exclude_none=True), "requests": min(p.requests, SMOKE_REQUESTS)}
         for p in smoke_points(manifest)
     ]
-    out["sweep"] = {**data["sweep"], "repeats": 1, "points": points}
+    # requests_per_concurrency 1: a smoke point keeps its 16 requests, or one per slot when its
+    # concurrency is higher (the full sweep's 10 per slot would be 2,560 at concurrency 256)
+    out["sweep"] = {**data["sweep"], "repeats": 1, "points": points, "requests_per_concurrency": 1}
     return out
 
 

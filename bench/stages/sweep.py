@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from bench import backends
+from bench.analysis.latency import REQUESTS_CSV, distributions, goodput, write_requests
 from bench.core import cost
 from bench.core import stage as rule
 from bench.core.artifacts import Artifacts, Problem
@@ -91,11 +92,28 @@ def extra_options_yaml(manifest: Manifest) -> str | None:
     return None if options is None else yaml.safe_dump(options, sort_keys=True)
 
 
+def wants_request_json(run: Run, point: Point) -> bool:
+    """Per-request timings for serving points (a concurrency limit or streaming) and where they
+    cost nothing (the CPU runner); an offline trtllm-bench point skips them (30,000 requests'
+    decoded outputs)."""
+    return (
+        point.concurrency is not None
+        or run.manifest.sweep.streaming
+        or backends.get(run.manifest.engine.backend).always_times_requests
+    )
+
+
+def request_json_for(report: Path) -> Path:
+    """The attempt's --request_json beside its --report_json."""
+    return report.with_name(report.name.removesuffix("report.json") + "request.json")
+
+
 def attempt_argv(
     run: Run, task: Task, fraction: float | None, workdir: Path
 ) -> tuple[list[str], Path, Path]:
     stem = "" if fraction is None else f"kv{fraction:g}."
     report, log = workdir / f"{stem}report.json", workdir / f"{stem}console.log"
+    wanted = wants_request_json(run, task.point)
     argv = backends.get(run.manifest.engine.backend).run_argv(
         run.manifest,
         task.point,
@@ -106,8 +124,75 @@ def attempt_argv(
         workspace=run.paths.work / "bench-workspace",
         engine_dir=run.paths.engine if run.manifest.engine.needs_build else None,
         extra_options=extra_options_path(run) if extra_options_path(run).exists() else None,
+        request_json=request_json_for(report) if wanted else None,
     )
     return argv, report, log
+
+
+# ----------------------------------------------------------------------------- serving fields
+
+
+@dataclass(frozen=True)
+class Window:
+    """The measured window in epoch ns, and how it was found."""
+
+    start_ns: int
+    end_ns: int
+    source: str
+
+
+def monotonic_offset_ns() -> int:
+    """epoch ns - monotonic ns now. trtllm-bench (and the CPU runner) stamp requests with
+    time.perf_counter_ns(), CLOCK_MONOTONIC on Linux, one clock for every process of the
+    machine: adding this offset puts their stamps on the time.time_ns clock the sampler uses."""
+    return time.time_ns() - time.monotonic_ns()
+
+
+def serving_fields(
+    run: Run, result: PointResult, report: Path, workdir: Path, offset_ns: int
+) -> tuple[PointResult, Window | None]:
+    """requests.csv and the per-request distributions from --request_json where it was written,
+    goodput under the manifest's [slo], and the measured window; else the window from the report
+    (its file time as the end, total_latency_ms before it: a bound that includes the report's
+    own writing)."""
+    request_json = request_json_for(report)
+    backend = backends.get(run.manifest.engine.backend)
+    times = (
+        backend.request_times(request_json, streaming=result.streaming)
+        if result.status == "ok" and request_json.is_file()
+        else None
+    )
+    if times is not None:
+        write_requests(workdir / REQUESTS_CSV, times.rows)
+        found = distributions(times.rows)
+        filled = {k: v for k, v in found.items() if getattr(result.metrics, k) is None}
+        window = Window(
+            times.first_start_ns + offset_ns, times.last_end_ns + offset_ns, "request_json"
+        )
+        slo = getattr(run.manifest, "slo", None)  # [slo] (issue 12): None without one
+        if slo is not None:
+            req_s, tok_s = goodput(times.rows, slo, (window.end_ns - window.start_ns) / 1e9)
+            filled |= {"goodput_req_s": req_s, "goodput_output_tok_s": tok_s}
+        metrics = dataclasses.replace(result.metrics, **filled)
+    elif result.status == "ok" and report.is_file() and result.metrics.total_latency_ms:
+        end = report.stat().st_mtime_ns
+        window = Window(end - round(result.metrics.total_latency_ms * 1e6), end, "report mtime")
+        metrics = result.metrics
+    else:
+        return result, None
+    placed = dataclasses.replace(
+        result, metrics=metrics, window_start_ns=window.start_ns, window_end_ns=window.end_ns
+    )
+    return placed, window
+
+
+def output_tokens(result: PointResult) -> float | None:
+    m = result.metrics
+    return (
+        None
+        if m.num_requests is None or m.avg_output_len is None
+        else (m.num_requests * m.avg_output_len)
+    )
 
 
 # ----------------------------------------------------------------------------- one point
@@ -129,8 +214,10 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
     attempts: list[dict] = []
     result: PointResult | None = None
     backend = backends.get(run.manifest.engine.backend)
+    window: Window | None = None
     for fraction in kv_fractions(run):
         argv, report, log = attempt_argv(run, task, fraction, workdir)
+        offset_ns = monotonic_offset_ns()
         with sampler_factory(workdir / "telemetry.csv") as sampler:
             proc = run_logged(  # the tool's console goes to the log only; one line per point
                 argv,
@@ -139,11 +226,11 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
                 echo=False,
                 announce=False,
             )
-        telemetry = sampler.summary()
         log_text = log.read_text(errors="replace")
         # a crash in teardown after the report still counts
         if backend.finished(report, log_text) and not proc.timed_out:
             result = backend.parse(report, log, **key)
+            result, window = serving_fields(run, result, report, workdir, offset_ns)
             attempts.append(
                 {
                     "kv_cache_fraction": fraction,
@@ -169,6 +256,12 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
     if result is None:
         last = attempts[-1]
         result = backend.failed_result(last["outcome"], last["detail"], **key)
+    # The last attempt's sampler: telemetry over the measured window, the load phase apart.
+    telemetry = sampler.summary(
+        None if window is None else (window.start_ns, window.end_ns), output_tokens(result)
+    )
+    if window is not None and telemetry.get("window"):
+        telemetry["window"]["source"] = window.source
     raw = tuple(sorted(f"points/{task.name}/{f.name}" for f in workdir.iterdir()))
     return dataclasses.replace(
         judge(result), attempts=tuple(attempts), raw_files=raw, telemetry=telemetry

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from bench.backends.base import Backend, CheckpointFormat, Coefficients, DatasetFormat
 
 if TYPE_CHECKING:
+    from bench.analysis.latency import RequestTimes
     from bench.core.manifest import Manifest, Point
     from bench.schema.record import FailureKind, PointResult
 
@@ -30,6 +31,7 @@ class HfTransformers(Backend):
     name: str = NAME
     tools: tuple[str, ...] = ()
     online_tools: tuple[str, ...] = ()  # `transformers serve` comes with the kit's .venv
+    always_times_requests: bool = True
     needs_gpu: bool = False
     builds_engine: bool = False
     checkpoint_format: CheckpointFormat = "hf"
@@ -53,6 +55,7 @@ class HfTransformers(Backend):
         workspace: Path | None = None,
         engine_dir: Path | None = None,
         extra_options: Path | None = None,
+        request_json: Path | None = None,
     ) -> list[str]:
         """The runner takes trtllm-bench's options, less the GPU ones, plus --device."""
         r = manifest.runtime
@@ -68,9 +71,17 @@ class HfTransformers(Backend):
             argv += ["--extra_llm_api_options", str(extra_options)]
         if point.concurrency is not None:
             argv += ["--concurrency", str(point.concurrency)]
-        if r.streaming:
+        if manifest.sweep.streaming:
             argv += ["--streaming"]
+        if request_json is not None:
+            argv += ["--request_json", str(request_json)]
         return argv
+
+    def request_times(self, request_json: Path, *, streaming: bool) -> RequestTimes:
+        """The runner writes trtllm-bench's --request_json format, so its reader reads it."""
+        from bench.backends.trtllm import parse
+
+        return parse.read_request_json(request_json, streaming=streaming)
 
     def finished(self, report_json: Path, log_text: str) -> bool:
         from bench.backends.trtllm import parse

@@ -11,17 +11,31 @@ FP8 weights are dequantized to float32 (transformers cannot run FP8 on a CPU), s
 measure this machine, not FP8 kernels; `engine.backend` says "hf-transformers" to keep that honest.
 Requests are grouped by (input, output) length and run in static batches, greedy, with EOS
 suppressed so each request produces exactly `output_tokens` tokens.
+
+Concurrency N (`--concurrency`, capped by --max_batch_size as trtllm-bench's batch is): N
+requests generated together as one static batch, the next N when they finish. With the kit's
+fixed ISL/OSL points every request of a batch ends on the same decode step, so this is "N in
+flight, refilled as requests finish" except for the last, partial batch; requests are not
+admitted mid-batch (no continuous batching), and one batch shares one clock.
+`--streaming`: a streamer stamps every decode step (time.perf_counter_ns, as trtllm-bench stamps
+requests), so TTFT, TPOT, inter-token gaps and per-user tok/s are measured, not derived; the
+report then has trtllm-bench's streaming_metrics, plus `itl_percentiles` (the pooled gaps between
+tokens, which trtllm-bench does not report). `--request_json` writes trtllm-bench's per-request
+records (ns), from which the sweep writes requests.csv and the measured window.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
 import os
 import statistics
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib.metadata import version
 from itertools import groupby
 from pathlib import Path
@@ -65,6 +79,83 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {**pick, "minimum": s[0], "maximum": s[-1], "average": sum(s) / len(s)}
 
 
+def percentile_dict(values: list[float]) -> dict[str, float] | None:
+    return percentiles(values) if values else None
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One measured request: perf_counter_ns stamps (first_token -1 when not streamed) and the
+    times of each of its tokens after the first."""
+
+    index: int
+    input_tokens: int
+    output_tokens: int
+    start_ns: int
+    first_token_ns: int
+    end_ns: int
+    token_ns: tuple[int, ...] = ()
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+    @property
+    def ttft_ms(self) -> float | None:
+        return None if self.first_token_ns < 0 else (self.first_token_ns - self.start_ns) / 1e6
+
+    @property
+    def tpot_ms(self) -> float | None:
+        if self.ttft_ms is None or self.output_tokens < 2:
+            return None
+        return (self.latency_ms - self.ttft_ms) / (self.output_tokens - 1)
+
+
+def request_record(t: Timed) -> dict:
+    """trtllm-bench's --request_json entry: RequestRecord fields, raw ns, tokens per ns."""
+    e2e = t.end_ns - t.start_ns
+    ttft = 0 if t.first_token_ns < 0 else t.first_token_ns - t.start_ns
+    gen = e2e - ttft
+    return {
+        "id": t.index,
+        "num_input_tokens": t.input_tokens,
+        "error_tokens": 0,
+        "start_timestamp": t.start_ns,
+        "first_token_timestamp": t.first_token_ns,
+        "end_timestamp": t.end_ns,
+        "decode_iteration": t.output_tokens - 1,
+        "num_total_output_tokens": t.output_tokens,
+        "num_generated_tokens": t.output_tokens - 1,
+        "generation_time": gen,
+        "time_to_first_token": float(ttft),
+        "intertoken_latency": gen / (t.output_tokens - 1)
+        if t.first_token_ns >= 0 and t.output_tokens > 1
+        else 0.0,
+        "end_to_end_latency": e2e,
+        "total_token_throughput": (t.input_tokens + t.output_tokens) / e2e if e2e else 0.0,
+        "generation_token_throughput": (t.output_tokens - 1) / gen if gen > 0 else 0.0,
+        "output_token_throughput": t.output_tokens / e2e if e2e else 0.0,
+        "output_tokens": t.output_tokens,
+    }
+
+
+def streaming_metrics(timed: list[Timed]) -> dict:
+    """trtllm-bench's streaming_metrics (ms; gen_tps per user excludes the first token) and the
+    kit's itl_percentiles: the gaps between consecutive tokens, pooled over requests."""
+    ttft = [t.ttft_ms for t in timed if t.ttft_ms is not None]
+    tpot = [t.tpot_ms for t in timed if t.tpot_ms is not None]
+    gaps = [(b - a) / 1e6 for t in timed for a, b in itertools.pairwise(t.token_ns)]
+    return {
+        "token_output_speed_tok_s": 1000.0 / statistics.fmean(tpot) if tpot else None,
+        "avg_ttft_ms": statistics.fmean(ttft) if ttft else None,
+        "avg_tpot_ms": statistics.fmean(tpot) if tpot else None,
+        "tpot_percentiles": percentile_dict(tpot),
+        "ttft_percentiles": percentile_dict(ttft),
+        "gen_tps_percentiles": percentile_dict([1000.0 / x for x in tpot if x > 0]),
+        "itl_percentiles": percentile_dict(gaps) | {"count": len(gaps)} if gaps else None,
+    }
+
+
 def batches(requests: list[dict], max_batch: int) -> list[list[dict]]:
     """Static batches of requests that share input and output length (no padding needed)."""
 
@@ -90,6 +181,7 @@ def build_report(
     max_batch: int,
     device: str,
     dtype: str,
+    timed: list[Timed] | None = None,
 ) -> dict:
     n = len(requests)
     isl = [len(r["input_ids"]) for r in requests]
@@ -113,13 +205,13 @@ def build_report(
             "world_size": 1,
             "max_batch_size": max_batch,
             "max_num_tokens": None,
-            "scheduling_policy": "static batches",
+            "scheduling_policy": f"static batches of up to {max_batch}",
             "kv_cache_percentage": None,
             "issue_rate": None,
         },
         "request_info": {
             "num_requests": n,
-            "avg_num_concurrent_requests": None,
+            "avg_num_concurrent_requests": sum(latencies_ms) / (total_s * 1000.0),
             "avg_input_length": in_tokens / n,
             "avg_output_length": out_tokens / n,
         },
@@ -135,6 +227,7 @@ def build_report(
             "output_throughput_per_gpu_tok_s": out_tokens / total_s,
             "request_latency_percentiles_ms": percentiles(latencies_ms),
         },
+        **({"streaming_metrics": streaming_metrics(timed)} if timed else {}),
         "dataset": {
             "dataset_path": dataset,
             "num_requests": n,
@@ -189,10 +282,72 @@ def console_report(report: dict) -> str:
             f"Total Latency (ms):\t\t\t\t{p['total_latency_ms']:.4f}",
             f"Average request latency (ms):\t\t\t{p['avg_request_latency_ms']:.4f}",
             f"Per GPU Output Throughput (tps/gpu):\t\t{p['output_throughput_per_gpu_tok_s']:.4f}",
+            *streaming_lines(report.get("streaming_metrics")),
             bar,
             "",
         ]
     )
+
+
+def streaming_lines(s: dict | None) -> list[str]:
+    """trtllm-bench's streaming lines of the PERFORMANCE OVERVIEW, with its labels."""
+    if not s or s.get("avg_ttft_ms") is None:
+        return []
+    lines = [
+        f"Average time-to-first-token [TTFT] (ms):\t{s['avg_ttft_ms']:.4f}",
+        f"Average time-per-output-token [TPOT] (ms):\t{s['avg_tpot_ms']:.4f}"
+        if s.get("avg_tpot_ms") is not None
+        else "Average time-per-output-token [TPOT] (ms):\tNone",
+    ]
+    for tag, key in (("TTFT", "ttft"), ("TPOT", "tpot")):
+        stats = s.get(f"{key}_percentiles")
+        if stats:
+            lines += [f"[{tag}] {k.upper():<7}: {stats[k]:.4f}" for k in ("p50", "p99")]
+    return lines
+
+
+def slowed(timed: list[Timed], factor: float) -> list[Timed]:
+    """The test knob: every stamp moved away from the first start by `factor`."""
+    if factor == 1.0 or not timed:
+        return timed
+    origin = min(t.start_ns for t in timed)
+
+    def scale(ns: int) -> int:
+        return ns if ns < 0 else origin + round((ns - origin) * factor)
+
+    return [
+        dataclasses.replace(
+            t,
+            start_ns=scale(t.start_ns),
+            first_token_ns=scale(t.first_token_ns),
+            end_ns=scale(t.end_ns),
+            token_ns=tuple(scale(x) for x in t.token_ns),
+        )
+        for t in timed
+    ]
+
+
+def step_stamper() -> type:
+    """A transformers streamer class that stamps each decode step (perf_counter_ns). generate()
+    calls put() once with the prompt, then once per step with that step's tokens of the whole
+    batch (after moving them to the CPU, so a CUDA step is finished when it is stamped)."""
+    from transformers.generation.streamers import BaseStreamer
+
+    class StepStamper(BaseStreamer):
+        def __init__(self) -> None:
+            self.prompt_seen = False
+            self.steps: list[int] = []
+
+        def put(self, value: object) -> None:
+            if not self.prompt_seen:
+                self.prompt_seen = True
+                return
+            self.steps.append(time.perf_counter_ns())
+
+        def end(self) -> None:
+            pass
+
+    return StepStamper
 
 
 # ----------------------------------------------------------------------------- I/O edge
@@ -223,10 +378,13 @@ def run_throughput(args: argparse.Namespace) -> int:
         print(f"TEST KNOB {TEST_SLOWDOWN_ENV}={slowdown:g}: the clock runs slow", file=sys.stderr)
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
 
-    def generate(batch: list[dict]) -> tuple[list[int], float]:
+    streamer_cls = step_stamper()
+
+    def generate(batch: list[dict], start_index: int) -> list[Timed]:
         ids = torch.tensor([r["input_ids"] for r in batch], device=args.device)
         n_new = int(batch[0]["output_tokens"])
-        start = time.perf_counter()
+        streamer = streamer_cls() if args.streaming else None
+        start = time.perf_counter_ns()
         with torch.inference_mode():
             out = model.generate(
                 ids,
@@ -235,35 +393,51 @@ def run_throughput(args: argparse.Namespace) -> int:
                 max_new_tokens=n_new,
                 min_new_tokens=n_new,
                 pad_token_id=0,
+                streamer=streamer,
             )
         if args.device == "cuda":
             torch.cuda.synchronize()
-        return [out.shape[1] - ids.shape[1]] * len(batch), (time.perf_counter() - start) * slowdown
+        end = time.perf_counter_ns()
+        steps = tuple(streamer.steps) if streamer else ()
+        return [
+            Timed(
+                index=start_index + k,
+                input_tokens=ids.shape[1],
+                output_tokens=out.shape[1] - ids.shape[1],
+                start_ns=start,
+                first_token_ns=steps[0] if steps else -1,
+                end_ns=end,
+                token_ns=steps,
+            )
+            for k in range(len(batch))
+        ]
 
     for batch in batches(requests[: args.warmup], max_batch):
-        generate(batch)
-    latencies, output_lens = [], []
+        generate(batch, 0)
+    timed: list[Timed] = []
     bar = tqdm(total=len(requests), desc="requests", unit="req", file=sys.stderr, mininterval=1.0)
-    start = time.perf_counter()
     for batch in batches(requests, max_batch):
-        lens, seconds = generate(batch)
-        output_lens += lens
-        latencies += [seconds * 1000.0] * len(batch)
+        timed += generate(batch, len(timed))
         bar.update(len(batch))
-    total_s = (time.perf_counter() - start) * slowdown
     bar.close()
+    timed = slowed(timed, slowdown)
+    first, last = min(t.start_ns for t in timed), max(t.end_ns for t in timed)
+    total_s = (last - first) / 1e9
     report = build_report(
         model=args.model,
         model_path=str(args.model_path),
         dataset=str(args.dataset),
         requests=requests,
-        latencies_ms=latencies,
-        output_lens=output_lens,
+        latencies_ms=[t.latency_ms for t in timed],
+        output_lens=[t.output_tokens for t in timed],
         total_s=total_s,
         max_batch=max_batch,
         device=args.device,
         dtype=dtype,
+        timed=timed if args.streaming else None,
     )
+    if args.request_json is not None:
+        atomic_write_json(args.request_json, [request_record(t) for t in timed])
     atomic_write_json(args.report_json, report)
     print(console_report(report), file=sys.stderr)
     return 0
@@ -287,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--warmup", type=int, default=2)
     t.add_argument("--max_batch_size", type=int, default=8)
     t.add_argument("--concurrency", type=int, default=-1)
+    t.add_argument("--streaming", action="store_true", help="time every token (a streamer)")
+    t.add_argument("--request_json", type=Path, help="per-request records (ns), trtllm-bench's")
     t.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args(argv)
     return run_main(lambda: run_throughput(args), "bench.backends.hf_transformers.runner")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from bench.backends.base import Backend, CheckpointFormat, Coefficients, DatasetFormat
 
 if TYPE_CHECKING:
+    from bench.analysis.latency import RequestTimes
     from bench.core.manifest import Engine, Manifest, Point
     from bench.schema.record import FailureKind, PointResult
 
@@ -71,6 +72,7 @@ class Trtllm(Backend):
         workspace: Path,
         engine_dir: Path | None = None,
         extra_options: Path | None = None,
+        request_json: Path | None = None,
     ) -> list[str]:
         from bench.backends.trtllm import commands
 
@@ -84,7 +86,13 @@ class Trtllm(Backend):
             workspace=workspace,
             engine_dir=engine_dir,
             extra_options=extra_options,
+            request_json=request_json,
         )
+
+    def request_times(self, request_json: Path, *, streaming: bool) -> RequestTimes:
+        from bench.backends.trtllm import parse
+
+        return parse.read_request_json(request_json, streaming=streaming)
 
     def finished(self, report_json: Path, log_text: str) -> bool:
         from bench.backends.trtllm import parse

@@ -178,8 +178,15 @@ def throughput_argv(
     workspace: Path,
     engine_dir: Path | None = None,
     extra_options: Path | None = None,
+    request_json: Path | None = None,
 ) -> list[str]:
-    """One sweep point: trtllm-bench throughput with the backend's `--backend` value."""
+    """One sweep point: trtllm-bench throughput with the backend's `--backend` value.
+
+    Serving (issue 12): `--concurrency N` caps the requests in flight (trtllm-bench holds an
+    asyncio semaphore slot per request from submit to final response; all requests are queued at
+    once), `--streaming` makes it time the first token (its report then has streaming_metrics),
+    `--request_json` writes every request's timestamps (ns), which the sweep turns into
+    requests.csv and the measured window."""
     e, r = manifest.engine, manifest.runtime
     tool_backend = tool_backend_of(manifest)
     head = [
@@ -229,8 +236,10 @@ def throughput_argv(
     argv += chunked_context_args(r.enable_chunked_context, _pinned_rule(manifest.release))
     if point.concurrency is not None:
         argv += ["--concurrency", str(point.concurrency)]
-    if r.streaming:
+    if manifest.sweep.streaming:
         argv += ["--streaming"]
+    if request_json is not None:
+        argv += ["--request_json", str(request_json)]
     return argv
 
 

@@ -54,9 +54,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.analysis.latency import RequestRow, RequestTimes
 from bench.core.errors import KitError
 from bench.gpu import gpus
-from bench.schema.record import FailureKind, Identity, Memory, Metrics, PointResult, judge
+from bench.schema.record import (
+    Distribution,
+    FailureKind,
+    Identity,
+    Memory,
+    Metrics,
+    PointResult,
+    judge,
+)
 
 SOURCE_JSON = "trtllm-bench-json"
 SOURCE_CONSOLE = "trtllm-bench-console"
@@ -89,6 +98,28 @@ REPORT_JSON_FIELDS: dict[tuple[str, str], str] = {
     ("streaming_metrics", "avg_tpot_ms"): "metrics.avg_tpot_ms",
 }
 REPORT_JSON_HEADLINE = ("performance", "system_output_throughput_tok_s")
+# --report_json percentile dicts (PercentileStats: p50, p90, p95, p99, minimum, maximum, average;
+# nearest rank) -> record distributions. All in ms (convert_to_ms of perf_counter_ns), the same in
+# 1.0 and 1.2 (reporting.py, /work/research/trtllm-latency.md section 2). streaming_metrics exists
+# only with --streaming; its dicts have no `_ms` suffix. Not mapped: gen_tps_percentiles, which is
+# 1000 / tpot per request (nothing new); per-user tok/s with the first token comes from
+# --request_json (bench.analysis.latency). `itl_percentiles` is no trtllm-bench key: the kit's CPU
+# runner writes it (it has per-token times; trtllm-bench's "ITL" is its TPOT).
+REPORT_JSON_DISTRIBUTIONS: dict[tuple[str, str], str] = {
+    ("performance", "request_latency_percentiles_ms"): "request_latency_ms",
+    ("streaming_metrics", "ttft_percentiles"): "ttft_ms",
+    ("streaming_metrics", "tpot_percentiles"): "tpot_ms",
+    ("streaming_metrics", "itl_percentiles"): "itl_ms",
+}
+PERCENTILE_KEYS = {
+    "p50": "p50",
+    "p90": "p90",
+    "p95": "p95",
+    "p99": "p99",
+    "minimum": "min",
+    "maximum": "max",
+    "average": "mean",
+}
 
 # Console report label -> record field, every known label set (a new rename is one line).
 # 0.16: fixtures/trtllm-bench-0.16-logs; 0.17-0.21: NVIDIA docs samples; 1.x: reporting.py.
@@ -142,6 +173,12 @@ BACKEND_NAMES = {
 }
 NOT_PRINTED = {"", "none", "n/a"}
 
+# Console percentile lines of 1.x: "[Latency] P50    : 1490.0000", "[TTFT] MINIMUM: ...".
+CONSOLE_PERCENTILE = re.compile(
+    r"^\[(?P<tag>Latency|TTFT|TPOT)\]\s+(?P<stat>MINIMUM|MAXIMUM|AVERAGE|P50|P90|P95|P99)\s*:"
+    r"\s*(?P<value>\S+)\s*$"
+)
+CONSOLE_DISTRIBUTIONS = {"Latency": "request_latency_ms", "TTFT": "ttft_ms", "TPOT": "tpot_ms"}
 BANNER = re.compile(r"^=\s+(?P<title>\S.*?)\s*$")  # "= PERFORMANCE OVERVIEW " (not "=====")
 LOG_PREFIX = re.compile(r"^\[(\d\d/\d\d/\d{4}-|TensorRT[- ]LLM\]|TRT-LLM\])")  # ends a report block
 LABEL_LINE = re.compile(r"^(?P<label>[^:]+?)\s*:\s*(?P<value>.*?)\s*$")
@@ -476,8 +513,113 @@ def parse_report_json(
         concurrency=concurrency,
         repeat=repeat,
         source=SOURCE_JSON,
+        streaming="streaming_metrics" in data,
     )
-    return _build(values, base, where)
+    result = _build(values, base, where)
+    found = report_distributions(data, source_file, result.metrics.num_requests)
+    return dataclasses.replace(result, metrics=dataclasses.replace(result.metrics, **found))
+
+
+def _distribution(raw: Any, count: int | None, where: str, key: str) -> Distribution | None:
+    """A PercentileStats dict as a Distribution; a non-finite value is unknown (None)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise KitError(f"expected a percentile object, got {raw!r}", path=where, key=key)
+    picked: dict[str, float | None] = {}
+    for name, field in PERCENTILE_KEYS.items():
+        value = raw.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise KitError(f"expected a number, got {value!r}", path=where, key=f"{key}.{name}")
+        picked[field] = float(value) if value is not None and math.isfinite(value) else None
+    # `count`: only the CPU runner's itl_percentiles state it (token gaps, not requests)
+    own = raw.get("count")
+    return Distribution(**picked, count=own if isinstance(own, int) and own >= 0 else count)
+
+
+def report_distributions(
+    data: dict[str, Any], source_file: str, count: int | None
+) -> dict[str, Distribution]:
+    """The report's percentile dicts that are present, by record field (count: the requests)."""
+    found = {}
+    for (section, key), target in REPORT_JSON_DISTRIBUTIONS.items():
+        block = data.get(section)
+        if isinstance(block, dict) and block.get(key) is not None:
+            found[target] = _distribution(block[key], count, source_file, f"{section}.{key}")
+    return found
+
+
+# ----------------------------------------------------------------------------- --request_json
+# A JSON list, one RequestRecord.model_dump() per request (tokens dropped, `output` and
+# `output_tokens` added), in completion order. Timestamps and durations are raw
+# time.perf_counter_ns() values (ns; CLOCK_MONOTONIC on Linux, so comparable with the sweep's own
+# monotonic clock); first_token_timestamp is unset (<= 0 or < start) without streaming. 1.0 writes
+# it without indent, 1.2 with indent=4 (generate_json_report); the content is the same.
+
+
+def _int_field(item: dict[str, Any], key: str, where: str, index: int) -> int:
+    value = item.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise KitError(
+            f"request {index}: {key} is {value!r}, expected a number",
+            path=where,
+            key=f"[{index}].{key}",
+            fix="re-run the point (its --request_json is damaged)",
+        )
+    return int(value)
+
+
+def parse_request_json(data: Any, *, streaming: bool, source_file: str) -> RequestTimes:
+    """--request_json -> requests.csv rows (ms, start relative to the first request) and the
+    window [first start, last end] in the tool's ns clock."""
+    if not isinstance(data, list) or not data:
+        raise KitError(
+            "not a trtllm-bench --request_json document (expected a non-empty list)",
+            path=source_file,
+        )
+    raw = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise KitError(f"request {index} is not an object", path=source_file)
+        start = _int_field(item, "start_timestamp", source_file, index)
+        end = _int_field(item, "end_timestamp", source_file, index)
+        if end < start:
+            raise KitError(
+                f"request {index} ends before it starts ({end} < {start} ns)", path=source_file
+            )
+        first = item.get("first_token_timestamp")
+        out_key = "output_tokens" if "output_tokens" in item else "num_total_output_tokens"
+        raw.append(
+            (
+                _int_field(item, "id", source_file, index),
+                _int_field(item, "num_input_tokens", source_file, index),
+                _int_field(item, out_key, source_file, index),
+                start,
+                first if streaming and isinstance(first, int) and first >= start else None,
+                end,
+            )
+        )
+    first_start = min(r[3] for r in raw)
+    rows = [
+        RequestRow(
+            request=rid,
+            input_tokens=isl,
+            output_tokens=osl,
+            start_ms=(start - first_start) / 1e6,
+            ttft_ms=None if first is None else (first - start) / 1e6,
+            latency_ms=(end - start) / 1e6,
+        )
+        for rid, isl, osl, start, first, end in sorted(raw, key=lambda r: (r[3], r[0]))
+    ]
+    return RequestTimes(rows, first_start, max(r[5] for r in raw))
+
+
+def read_request_json(path: Path, *, streaming: bool) -> RequestTimes:
+    try:
+        data = json.loads(read_bytes(path))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise KitError(f"not valid JSON: {exc}", path=str(path)) from None
+    return parse_request_json(data, streaming=streaming, source_file=str(path))
 
 
 # ----------------------------------------------------------------------------- console log
@@ -596,6 +738,7 @@ def parse_console(
         )
     if values.get("identity.engine_version") is None:
         values["identity.engine_version"] = version_from_log(text)
+    found = console_distributions(lines, values.get("metrics.num_requests"))
     values.update({f"memory.{k}": v for k, v in dataclasses.asdict(memory_from_log(text)).items()})
     base = dict(
         isl=isl,
@@ -604,8 +747,28 @@ def parse_console(
         concurrency=concurrency,
         repeat=repeat,
         source=SOURCE_CONSOLE,
+        streaming="ttft_ms" in found,
     )
-    return _build(values, base, where, cut_off(text, lines))
+    result = _build(values, base, where, cut_off(text, lines))
+    return dataclasses.replace(result, metrics=dataclasses.replace(result.metrics, **found))
+
+
+def console_distributions(lines: list[tuple[str, int, str]], count: Any) -> dict[str, Distribution]:
+    """The 1.x console's [Latency]/[TTFT]/[TPOT] percentile lines (ms), as distributions."""
+    stats: dict[str, dict[str, float]] = {}
+    for section, _, line in lines:
+        match = CONSOLE_PERCENTILE.match(line.strip()) if section == PERFORMANCE_SECTION else None
+        if match:
+            with contextlib.suppress(ValueError):
+                value = float(match.group("value"))
+                stats.setdefault(match.group("tag"), {})[match.group("stat").lower()] = value
+    return {
+        CONSOLE_DISTRIBUTIONS[tag]: Distribution(
+            **{PERCENTILE_KEYS[k]: v if math.isfinite(v) else None for k, v in raw.items()},
+            count=count if isinstance(count, int) else None,
+        )
+        for tag, raw in stats.items()
+    }
 
 
 def cut_off(text: str, lines: list[tuple[str, int, str]]) -> str | None:
