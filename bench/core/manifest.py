@@ -193,6 +193,9 @@ class Point(Strict):
 class Sweep(Strict):
     seed: Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)] = 420
     repeats: Annotated[int, Field(strict=True, gt=0, le=MAX_REPEATS)] = 1
+    # "online": each point is measured against the backend's OpenAI-compatible server by AIPerf
+    # (bench.stages.serve); "offline": the engine's own benchmark tool (bench.stages.sweep)
+    scenario: Literal["offline", "online"] = "offline"
     points: list[Point] = Field(min_length=1, max_length=MAX_POINTS)
 
 

@@ -59,6 +59,20 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class Distribution:
+    """One measured distribution; the unit is in the name of the field that holds it."""
+
+    mean: float | None = None
+    min: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    count: int | None = None  # samples behind it (requests; token gaps for itl)
+
+
+@dataclass(frozen=True)
 class Metrics:
     num_requests: int | None = None
     avg_input_len: float | None = None
@@ -72,6 +86,17 @@ class Metrics:
     avg_request_latency_ms: float | None = None
     avg_ttft_ms: float | None = None
     avg_tpot_ms: float | None = None
+    request_latency_ms: Distribution | None = None
+    ttft_ms: Distribution | None = None
+    tpot_ms: Distribution | None = None
+    itl_ms: Distribution | None = None
+    per_user_output_tok_s: Distribution | None = None
+    goodput_req_s: float | None = None
+    goodput_output_tok_s: float | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Metrics:
+        return cls(**{k: Distribution(**v) if isinstance(v, dict) else v for k, v in data.items()})
 
 
 @dataclass(frozen=True)
@@ -98,6 +123,10 @@ class PointResult:
     raw_files: tuple[str, ...] = ()  # run-relative paths of the untouched tool outputs
     attempts: tuple[dict[str, Any], ...] = ()  # e.g. kv cache fractions tried, with their outcome
     telemetry: dict[str, Any] | None = None
+    scenario: Literal["offline", "online"] = "offline"
+    streaming: bool = False
+    window_start_ns: int | None = None  # epoch ns (time.time_ns) of the window the tool measured
+    window_end_ns: int | None = None
     schema: str = SCHEMA
 
     def to_json(self) -> dict[str, Any]:
@@ -121,7 +150,7 @@ class PointResult:
                     if k not in ("identity", "metrics", "memory", "raw_files", "attempts")
                 },
                 identity=Identity(**data.get("identity", {})),
-                metrics=Metrics(**data.get("metrics", {})),
+                metrics=Metrics.from_json(data.get("metrics", {})),
                 memory=Memory(**data.get("memory", {})),
                 raw_files=tuple(data.get("raw_files", ())),
                 attempts=tuple(data.get("attempts", ())),

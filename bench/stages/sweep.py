@@ -17,6 +17,7 @@ with the manifest's smaller KV cache fractions; every try is kept in the record.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -37,6 +38,7 @@ from bench.core.proc import run_logged
 from bench.core.run import Run, add_run_args, open_run, point_id
 from bench.core.runlock import locked
 from bench.schema.record import FAILURE, RESULT, PointResult, judge, load_records, write_summary
+from bench.stages import serve
 from bench.stages.datasets import dataset_path
 
 PARTIAL = ".partial"
@@ -162,6 +164,23 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
     return dataclasses.replace(
         judge(result), attempts=tuple(attempts), raw_files=raw, telemetry=telemetry
     )
+
+
+@contextlib.contextmanager
+def offline_session(run: Run, sampler_factory):
+    yield lambda task: run_task(run, task, sampler_factory)
+
+
+def measurer(run: Run, arts: Artifacts, inputs: dict, sampler_factory, aiperf_bin: str):
+    """What measures each point: the offline tool per point, or (scenario "online") the
+    backend's server with AIPerf, started once and stopped on every way out (bench.stages.serve)."""
+    if run.manifest.sweep.scenario != "online":
+        return offline_session(run, sampler_factory)
+
+    def record(files: list[Path]) -> None:
+        arts.record("sweep", inputs, files, replace=False, stamp=False)
+
+    return serve.session(run, sampler_factory, aiperf_bin, record)
 
 
 def journal_path(run: Run, name: str) -> Path:
@@ -314,7 +333,9 @@ def shard_details(shard: tuple[int, int] | None, tasks: list[Task]) -> dict:
     return {"shard": f"{shard[0]}/{shard[1]}", "shard_points": [t.name for t in tasks]}
 
 
-def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
+def sweep(
+    run: Run, shard: tuple[int, int] | None, sampler_factory, aiperf_bin: str = "aiperf"
+) -> int:
     arts = Artifacts(run.paths)
     if not run.paths.stamp("datasets").exists():
         raise KitError(
@@ -328,7 +349,8 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
         atomic_write_text(extra_options_path(run), yaml_text)
     inputs = arts.input_digests(
         [run.paths.resolved_manifest, *sorted(run.paths.datasets.glob("*.jsonl"))],
-        {"code": code_digest(__file__, trtllm.__file__, parse_trtllm.__file__, REFERENCE_RUNNER)},
+        {"code": code_digest(__file__, trtllm.__file__, parse_trtllm.__file__, REFERENCE_RUNNER)}
+        | ({"online": code_digest(*serve.CODE)} if run.manifest.sweep.scenario == "online" else {}),
     )
     previous = arts.stages.get("sweep")
     if (
@@ -361,7 +383,10 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
         print(f"[sweep] {skipped} of {len(tasks)} points already done; skipped", file=sys.stderr)
     remaining = sum(estimate.seconds(t.point) for t in todo)
     started = time.monotonic()
+    stack = contextlib.ExitStack()
     try:
+        if todo:  # nothing to measure: no server is started
+            measure = stack.enter_context(measurer(run, arts, inputs, sampler_factory, aiperf_bin))
         for i, task in enumerate(todo, 1):
             elapsed = time.monotonic() - started
             print(
@@ -369,7 +394,7 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
                 f"elapsed {cost.hms(elapsed)}, estimated remaining {cost.hms(remaining)}",
                 file=sys.stderr,
             )
-            result = run_task(run, task, sampler_factory)
+            result = measure(task)
             publish(run, arts, task, result)
             remaining -= estimate.seconds(task.point)
             write_summary(run.paths.summary, load_records(run.paths.points))
@@ -395,6 +420,8 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
             f"[sweep] interrupted; finished points are kept. Resume with: {resume}", file=sys.stderr
         )
         raise
+    finally:
+        stack.close()
     write_summary(run.paths.summary, load_records(run.paths.points))
     arts.record(
         "sweep", inputs, [run.paths.summary, run.paths.summary_json], replace=False, stamp=True
@@ -425,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.stages.sweep", description=__doc__.splitlines()[0])
     add_run_args(parser)
     parser.add_argument("--shard", help="run only shard i of N (i/N), balanced by estimated cost")
+    parser.add_argument("--aiperf", default="aiperf", help="AIPerf (scenario online)")
     args = parser.parse_args(argv)
 
     def stage() -> int:
@@ -434,7 +462,12 @@ def main(argv: list[str] | None = None) -> int:
         interval = run.manifest.runtime.telemetry_interval_s
         engine = run.manifest.engine
         gpus = watched_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), engine.tp_size * engine.pp_size)
-        return sweep(run, parse_shard(args.shard), lambda path: PointSamplers(path, interval, gpus))
+        return sweep(
+            run,
+            parse_shard(args.shard),
+            lambda path: PointSamplers(path, interval, gpus),
+            args.aiperf,
+        )
 
     return run_main(locked(args.run or args.manifest.stem, "sweep", stage), "bench.stages.sweep")
 
