@@ -75,11 +75,12 @@ STARTED := $(shell date +%s.%N)# GNU date: nanoseconds; BSD prints a literal N, 
 # The virtualenv is built only when PYTHON points into it (not inside the container).
 ENV_READY := $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/.installed,)
 # The online scenario ([sweep] scenario = "online") needs AIPerf (its own venv) and, for the CPU
-# demo's `transformers serve`, the serving extras in $(VENV): built only for such a manifest, so
-# `make demo` installs nothing more. SCENARIO is read with python3's tomllib, before any venv.
+# demo's `transformers serve`, the serving extras in $(VENV) when the stages run from it: built
+# only for such a manifest, so `make demo` installs nothing more. SCENARIO is read with python3's
+# tomllib, before any venv.
 SCENARIO = $(shell python3 -m bench.core.toolcheck --scenario $(MANIFEST))
 ONLINE_READY = $(if $(filter online,$(SCENARIO)),$(AIPERF_VENV)/.installed \
-  $(if $(ENV_READY),$(VENV)/.serve-installed))
+  $(if $(filter $(VENV)/bin/python $(abspath $(VENV))/bin/python,$(PYTHON)),$(VENV)/.serve-installed))
 
 include docker.mk
 
@@ -141,9 +142,9 @@ $(STAMP)/datasets.ok: $(STAMP)/build.ok $(CODE)
 
 ## every point (SHARD=i/N for a share), resumable (-> results/<run>/points/, summary.csv)
 sweep: $(STAMP)/sweep.ok
+AIPERF_ARG = $(if $(filter online,$(SCENARIO)), --aiperf $(AIPERF_VENV)/bin/aiperf)
 $(STAMP)/sweep.ok: $(STAMP)/accuracy.ok $(STAMP)/datasets.ok $(CODE) | $(ONLINE_READY)
-	$(PYTHON) -m bench.stages.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD)) \
-	  $(if $(filter online,$(SCENARIO)),--aiperf $(AIPERF_VENV)/bin/aiperf)
+	$(PYTHON) -m bench.stages.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))$(AIPERF_ARG)
 
 $(STAMP)/report.ok: $(STAMP)/sweep.ok $(CODE)
 	$(PYTHON) -m bench.stages.report --run $(RUN)
@@ -289,7 +290,7 @@ $(AIPERF_VENV)/.installed: requirements/aiperf.lock
 	touch $@
 
 # `transformers serve`'s extras (fastapi, uvicorn, openai, accelerate), on top of the demo's venv.
-$(VENV)/.serve-installed: requirements/serve.lock | $(VENV)/.installed
+$(VENV)/.serve-installed: requirements/serve.lock | $(ENV_READY)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --require-hashes \
 	  -r requirements/serve.lock
 	touch $@

@@ -190,3 +190,69 @@ def test_aiperf_env_drops_offline_flags(tmp_path, monkeypatch):
     env = serve.aiperf_env(tmp_path)
     assert "HF_HUB_OFFLINE" not in env and "TRANSFORMERS_OFFLINE" not in env
     assert env["AIPERF_DATASET_MMAP_BASE_PATH"] == env["TMPDIR"] == str(tmp_path)
+
+
+def test_word_level_tokenizer_round_trips_every_count():
+    """Streamed text re-tokenized by AIPerf must give back exactly the tokens generated."""
+    import random
+
+    from tokenizers import Tokenizer
+
+    from bench.backends.server import word_level_tokenizer
+
+    special = {100: "<|begin_of_text|>", 101: "<|end_of_text|>"}
+    tok = Tokenizer.from_str(json.dumps(word_level_tokenizer(102, special)))
+    rng = random.Random(0)
+    for n in (1, 2, 16, 33):
+        ids = [rng.randrange(100) for _ in range(n)]
+        text = tok.decode(ids)
+        assert tok.encode(text, add_special_tokens=False).ids == ids
+    # a special token is never text: skipped when decoding (and never generated)
+    assert tok.decode([5, 101, 6]) == "t5 t6"
+
+
+def test_served_generation_config_forbids_every_special_token():
+    from bench.backends.server import served_generation_config
+
+    cfg = served_generation_config({"bos_token_id": 1, "eos_token_id": [2, 3]}, [3, 1, 2, 9])
+    assert cfg["suppress_tokens"] == [1, 2, 3, 9]
+    assert cfg["do_sample"] is False and cfg["pad_token_id"] == 2
+
+
+def test_scenario_is_read_before_any_venv(tmp_path):
+    from bench.core.toolcheck import scenario_of
+
+    path = tmp_path / "m.toml"
+    path.write_text('[sweep]\nscenario = "online"\n')
+    assert scenario_of(path) == "online"
+    path.write_text("[sweep]\nseed = 1\n")
+    assert scenario_of(path) == "offline"
+    path.write_text("not toml [")
+    assert scenario_of(path) == ""
+
+
+def test_manifest_rejects_an_unknown_scenario():
+    import tomllib
+
+    from bench.core.manifest import parse_manifest
+    from tests.conftest import ROOT
+
+    data = tomllib.loads((ROOT / "manifests" / "demo-online.toml").read_text())
+    assert parse_manifest(data).sweep.scenario == "online"
+    data["sweep"]["scenario"] = "server"
+    with pytest.raises(KitError, match=r"sweep\.scenario"):
+        parse_manifest(data)
+
+
+def test_online_points_are_never_graded_against_an_offline_reference():
+    import dataclasses
+
+    from bench.analysis.reference import RefIdentity, compare_method, run_method
+    from bench.schema.record import PointResult
+
+    online = PointResult(isl=1, osl=1, requests=1, status="ok", source="aiperf", scenario="online")
+    check = compare_method(RefIdentity(), run_method(None, [online], None))
+    assert not check.comparable
+    assert [f.field for f in check.differences] == ["scenario"]
+    offline = dataclasses.replace(online, scenario="offline")
+    assert compare_method(RefIdentity(), run_method(None, [offline], None)).comparable

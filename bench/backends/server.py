@@ -65,6 +65,9 @@ def transformers_serve_command(
     once uvicorn listens (/v1/models returns a hard-coded Hub list); the model loads on the
     first request, so the runner's warmup requests absorb that. --continuous_batching fails on
     the CPU (4.57.3). --model_timeout: never unload the model between points.
+    OMP_NUM_THREADS=1: the 64-wide model gains nothing from a second thread, and OpenMP's
+    spin-waiting on the shared 2-core machine made one stream 25x slower (32 tokens: 25-28 s
+    with 2 threads, 1.1-2.3 s with 1, measured side by side at load average 16).
     """
     return ServerCommand(
         argv=[
@@ -87,7 +90,12 @@ def transformers_serve_command(
             "--log_level",
             "warning",
         ],
-        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+        env={
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "OMP_NUM_THREADS": "1",
+        },
         base_url=f"http://{LOOPBACK}:{port}",
         health_path="/health",
         model_name=model_name,
