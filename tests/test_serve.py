@@ -256,3 +256,20 @@ def test_online_points_are_never_graded_against_an_offline_reference():
     assert [f.field for f in check.differences] == ["scenario"]
     offline = dataclasses.replace(online, scenario="offline")
     assert compare_method(RefIdentity(), run_method(None, [offline], None)).comparable
+
+
+def test_plan_shows_the_server_and_one_aiperf_run_per_point(run_roots):
+    from bench.core.manifest import load_manifest
+    from bench.core.run import Run, RunPaths
+    from bench.stages.plan import plan_lines
+    from tests.conftest import ROOT
+
+    path = ROOT / "manifests" / "demo-online.toml"
+    run = Run(RunPaths.for_run(path.stem), load_manifest(path), path)
+    lines = plan_lines(run, None)
+    servers = [line for line in lines if "transformers_cli serve" in line]
+    assert len(servers) == 1 and "OMP_NUM_THREADS=1" in servers[0]
+    profiles = [line for line in lines if line.startswith("aiperf profile")]
+    assert len(profiles) == 4 and all("--streaming" in line for line in profiles)
+    assert not any("hf_runner" in line for line in lines)
+    assert not (run.paths.work / "served-model").exists()  # the plan writes nothing

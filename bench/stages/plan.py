@@ -24,7 +24,7 @@ from bench.core import cost
 from bench.core.errors import run_main
 from bench.core.manifest import Manifest, Point, load_manifest
 from bench.core.run import Run, RunPaths
-from bench.stages import accuracy
+from bench.stages import accuracy, serve
 from bench.stages.datasets import dataset_path, model_files_dir, unique_points
 from bench.stages.quantize import export_format_for
 from bench.stages.sweep import attempt_argv, extra_options_path, kv_fractions, parse_shard, tasks_of
@@ -75,9 +75,15 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
         tasks = cost.shard_tasks(tasks, *shard, estimator)
     fraction = kv_fractions(run)[0]
     total = 0.0
-    for task in tasks:
-        argv, _, _ = attempt_argv(run, task, fraction, paths.points / (task.name + ".partial"))
-        if yaml_text is not None and "--extra_llm_api_options" not in argv:
+    online = serve.plan_commands(run, tasks) if m.sweep.scenario == "online" else None
+    if online is not None:
+        lines.append(online[0])
+    for i, task in enumerate(tasks):
+        if online is not None:
+            argv = online[1][i]
+        else:
+            argv, _, _ = attempt_argv(run, task, fraction, paths.points / (task.name + ".partial"))
+        if online is None and yaml_text is not None and "--extra_llm_api_options" not in argv:
             argv += ["--extra_llm_api_options", str(extra_options_path(run))]
         seconds, basis = point_estimate(estimator, published, task.point)
         total += seconds

@@ -80,15 +80,19 @@ def _installed(package: str) -> str | None:
         return None
 
 
-def serving_for(run: Run) -> Serving:
-    """The backend's server (for now a choice by engine.backend; a backend plug-in later)."""
+def serving_for(run: Run, prepare: bool = True) -> Serving:
+    """The backend's server (for now a choice by engine.backend; a backend plug-in later).
+    prepare=False: write nothing (`make plan`)."""
     from bench.stages.sweep import model_path_for_runtime
 
     m = run.manifest
     if m.engine.backend == HF_BACKEND:
         out = run.paths.work / "served-model"
-        files = server.write_served_model(
-            model_path_for_runtime(run), run.paths.model_dir(m.model.repo, m.model.revision), out
+        model_dir = run.paths.model_dir(m.model.repo, m.model.revision)
+        files = (
+            server.write_served_model(model_path_for_runtime(run), model_dir, out)
+            if prepare
+            else []
         )
         return Serving(
             command=lambda port: server.transformers_serve_command(out, m.model.repo, port),
@@ -243,6 +247,45 @@ def aiperf_env(scratch: Path) -> dict[str, str]:
     return env
 
 
+def point_argv(
+    run: Run, task, command: ServerCommand, serving: Serving, aiperf_bin: str, artifact_dir: Path
+) -> list[str]:
+    p, m = task.point, run.manifest
+    return aiperf.profile_argv(
+        aiperf_bin,
+        model_name=command.model_name,
+        base_url=command.base_url,
+        tokenizer=serving.tokenizer,
+        isl=p.isl,
+        osl=p.osl,
+        requests=p.requests,
+        concurrency=p.concurrency or p.requests,  # None: every request at once
+        warmup=m.runtime.warmup,
+        seed=m.sweep.seed + task.repeat,
+        artifact_dir=artifact_dir,
+        extra_inputs=serving.fixed_length_inputs(p.osl),
+    )
+
+
+PLAN_PORT = 8000  # the plan shows one; the run takes a free loopback port
+
+
+def plan_commands(run: Run, tasks: list) -> tuple[str, list[list[str]]]:
+    """What `make plan` prints for an online sweep: the server, and AIPerf per point."""
+    serving = serving_for(run, prepare=False)
+    command = serving.command(PLAN_PORT)
+    line = (
+        f"{shlex.join([f'{k}={v}' for k, v in command.env.items()] + command.argv)} &"
+        f"  # the server, once; ready when {command.health_url} "
+        f"answers (a free loopback port at run time)"
+    )
+    scratch = Path("<scratch>")
+    return line, [
+        point_argv(run, t, command, serving, "aiperf", scratch / t.name / "artifacts")
+        for t in tasks
+    ]
+
+
 def failed(key: dict, kind: str, detail: str) -> PointResult:
     return PointResult(
         **key, status="failed", source=aiperf.SOURCE, failure=kind, failure_detail=detail,
@@ -269,7 +312,6 @@ def measure(
     scratch = scratch_root / task.name
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    concurrency = p.concurrency or p.requests  # None: every request at once
     key = {
         "isl": p.isl,
         "osl": p.osl,
@@ -278,20 +320,7 @@ def measure(
         "repeat": task.repeat,
     }
     command = srv.ensure_up()
-    argv = aiperf.profile_argv(
-        aiperf_bin,
-        model_name=command.model_name,
-        base_url=command.base_url,
-        tokenizer=serving.tokenizer,
-        isl=p.isl,
-        osl=p.osl,
-        requests=p.requests,
-        concurrency=concurrency,
-        warmup=m.runtime.warmup,
-        seed=m.sweep.seed + task.repeat,
-        artifact_dir=scratch / "artifacts",
-        extra_inputs=serving.fixed_length_inputs(p.osl),
-    )
+    argv = point_argv(run, task, command, serving, aiperf_bin, scratch / "artifacts")
     with sampler_factory(workdir / "telemetry.csv") as sampler:
         proc = run_logged(
             argv,
