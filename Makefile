@@ -20,6 +20,7 @@ SHARDS ?=## shard run folders for `make merge`
 PARTIAL ?=## PARTIAL=1: let `make merge` take a subset of the shards (report and verify say PARTIAL)
 VENV ?= .venv## virtualenv that `make demo`/`make test` create (unused in the container)
 PYTHON ?= $(VENV)/bin/python## interpreter for the stages (the image sets PYTHON=python3)
+AIPERF_VENV ?= .venv-aiperf## AIPerf's own virtualenv, built when an online manifest runs
 RESULTS_DIR ?= results## where runs live
 WORK_DIR ?= work## large per-run files: checkpoint, engine
 MODELS_DIR ?= models## model snapshots, shared by runs
@@ -48,7 +49,7 @@ export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
 # expands is missing here.
 EDGE_LAZY := BASE_IMAGE BASE_DIGEST STARTED DEMO_MANIFEST IMAGE
 EDGE_VARS := MANIFEST SHARD REFERENCE LOGS SHARDS RESULTS_DIR WORK_DIR REPORTS_DIR MODELS_DIR \
-  CACHE_DIR VENV PYTHON HF_HOME TEST_WORKERS DOCKER DOCKER_GPUS IMAGE_TAG PARTITION TIME \
+  CACHE_DIR VENV AIPERF_VENV PYTHON HF_HOME TEST_WORKERS DOCKER DOCKER_GPUS IMAGE_TAG PARTITION TIME \
   GPUS_PER_TASK CPUS_PER_TASK CONTAINER SLURM_IMAGE PARTIAL BASE THRESHOLD COMPARE_SUMMARY TO \
   BENCH_MODEL_GIB \
   $(EDGE_LAZY) RUN
@@ -81,6 +82,13 @@ STARTED := $(shell date +%s.%N)# GNU date: nanoseconds; BSD prints a literal N, 
 ENV_READY := $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/.installed,)
 # `make demo` installs only what the pipeline runs (runtime.lock); tests and linters add dev.lock.
 DEV_READY := $(if $(ENV_READY),$(VENV)/.dev-installed,)
+# The online scenario ([sweep] scenario = "online") needs AIPerf (its own venv) and, for the CPU
+# demo's `transformers serve`, the serving extras in $(VENV) when the stages run from it: built
+# only for such a manifest, so `make demo` installs nothing more. SCENARIO is read with python3's
+# tomllib, before any venv.
+SCENARIO = $(shell python3 -m bench.core.toolcheck --scenario $(MANIFEST))
+ONLINE_READY = $(if $(filter online,$(SCENARIO)),$(AIPERF_VENV)/.installed \
+  $(if $(filter $(VENV)/bin/python $(abspath $(VENV))/bin/python,$(PYTHON)),$(VENV)/.serve-installed))
 
 include docker.mk
 
@@ -144,8 +152,9 @@ $(STAMP)/datasets.ok: $(STAMP)/build.ok $(CODE)
 
 ## every point (SHARD=i/N for a share), resumable (-> results/<run>/points/, summary.csv)
 sweep: $(STAMP)/sweep.ok
-$(STAMP)/sweep.ok: $(STAMP)/accuracy.ok $(STAMP)/datasets.ok $(CODE)
-	$(PYTHON) -m bench.stages.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))
+AIPERF_ARG = $(if $(filter online,$(SCENARIO)), --aiperf $(AIPERF_VENV)/bin/aiperf)
+$(STAMP)/sweep.ok: $(STAMP)/accuracy.ok $(STAMP)/datasets.ok $(CODE) | $(ONLINE_READY)
+	$(PYTHON) -m bench.stages.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))$(AIPERF_ARG)
 
 $(STAMP)/report.ok: $(STAMP)/sweep.ok $(CODE)
 	$(PYTHON) -m bench.stages.report --run $(RUN)
@@ -293,6 +302,19 @@ $(VENV)/.installed: requirements/runtime.lock requirements/runtime-nodeps.lock
 
 $(VENV)/.dev-installed: $(VENV)/.installed requirements/dev.lock
 	$(PIP_INSTALL) -c requirements/runtime.lock -r requirements/dev.lock
+	touch $@
+
+# AIPerf pulls transformers 5 and ~140 packages: its own venv keeps them out of the kit's.
+$(AIPERF_VENV)/.installed: requirements/aiperf.lock
+	python3 -m venv $(AIPERF_VENV)
+	$(AIPERF_VENV)/bin/python -m pip install -q --disable-pip-version-check --require-hashes \
+	  -r requirements/aiperf.lock
+	touch $@
+
+# `transformers serve`'s extras (fastapi, uvicorn, openai, accelerate), on top of the demo's venv.
+$(VENV)/.serve-installed: requirements/serve.lock | $(ENV_READY)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --require-hashes \
+	  -r requirements/serve.lock
 	touch $@
 
 # ============================================================================== Help

@@ -326,7 +326,9 @@ def test_the_gpu_named_is_the_one_cuda_used(roots: Path) -> None:
 
 
 def test_a_merged_run_names_its_shards_gpus(roots: Path) -> None:
-    on_gpu = MANIFEST.replace('"hf-reference"', '"pytorch"').replace('gpu = "cpu"', 'gpu = "H200"')
+    on_gpu = MANIFEST.replace('"hf-transformers"', '"trtllm-pytorch"').replace(
+        'gpu = "cpu"', 'gpu = "H200"'
+    )
     records = [ok(128, 128, 20000.0, identity=GPU_ID)]
     paths = make_run(roots, records, name="m", merged=True, manifest_text=on_gpu)
     shards = [f"m-shard{i}of10" for i in range(1, 11)]

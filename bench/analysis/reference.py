@@ -459,6 +459,11 @@ def compare_method(identity: RefIdentity, run: dict[str, tuple[Any, str]]) -> Me
         else:
             outcome = MINOR if field in identity.minor else DIFFERS
         checks.append(FieldCheck(field, ref_value, run_value, outcome, source))
+    # Every reference is an offline measurement (trtllm-bench, or logs of it): a run whose points
+    # were measured online (a server driven by AIPerf) is another method, never graded against it.
+    scenario, source = run.get("scenario", ("offline", ""))
+    if scenario != "offline":
+        checks.append(FieldCheck("scenario", "offline", scenario, DIFFERS, source))
     return MethodCheck(tuple(checks))
 
 

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from bench.analysis.latency import RequestTimes
+    from bench.backends.server import Serving
     from bench.core.manifest import Engine, Manifest, Point
+    from bench.core.run import Run
     from bench.schema.record import FailureKind, PointResult
 
 # The request files bench.stages.datasets writes: trtllm-bench's JSONL, one request a line,
@@ -89,6 +91,17 @@ class Backend(abc.ABC):
     ) -> list[str]:
         """One sweep point's argv: it writes report_json (and request_json, per-request timings,
         when given); its console output goes to a log."""
+
+    def serving(self, run: Run, *, prepare: bool) -> Serving:
+        """Its OpenAI-compatible server for the online scenario (bench.stages.serve);
+        prepare=False writes nothing (`make plan`)."""
+        from bench.core.errors import KitError
+
+        raise KitError(
+            f"engine.backend {self.name!r} has no server in this kit",
+            key="sweep.scenario",
+            fix='use scenario = "offline" for this backend',
+        )
 
     def request_times(self, request_json: Path, *, streaming: bool) -> RequestTimes | None:
         """The per-request timings its run wrote to request_json; None: it writes none."""

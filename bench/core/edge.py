@@ -51,6 +51,7 @@ VARIABLES: dict[str, tuple[bool, str]] = {
     "MODELS_DIR": (False, "path"),
     "CACHE_DIR": (True, "path"),
     "VENV": (True, "path"),
+    "AIPERF_VENV": (True, "path"),
     "PYTHON": (True, "path"),
     "HF_HOME": (True, "path"),
     "TEST_WORKERS": (True, "word"),

@@ -51,8 +51,8 @@ def guarded_argv(argv: list[str]) -> list[str]:
     return [sys.executable, "-I", "-c", _DEATHSIG_TRAMPOLINE, str(os.getpid()), *argv]
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait_s in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, None)):
+def _kill_group(proc: subprocess.Popen[bytes], grace_s: float = GRACE_S) -> None:
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, None)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -62,6 +62,11 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace_s: float = GRACE_S) -> None:
+    """SIGTERM to the command's whole process group, SIGKILL after grace_s: nothing survives."""
+    _kill_group(proc, grace_s)
 
 
 def _pump(source: int, log, echo: bool) -> None:

@@ -28,7 +28,7 @@ from bench.core import cost
 from bench.core.errors import run_main
 from bench.core.manifest import Manifest, Point, load_manifest
 from bench.core.run import Run, RunPaths
-from bench.stages import accuracy
+from bench.stages import accuracy, serve
 from bench.stages.datasets import dataset_path, model_files_dir, unique_points
 from bench.stages.quantize import export_format_for
 from bench.stages.sweep import (
@@ -99,9 +99,15 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
             + ("; streaming: TTFT/TPOT timed per token" if m.sweep.streaming else "")
         )
     total = 0.0
-    for task in tasks:
-        argv, _, _ = attempt_argv(run, task, fraction, paths.points / (task.name + ".partial"))
-        if yaml_text is not None and "--extra_llm_api_options" not in argv:
+    online = serve.plan_commands(run, tasks) if m.sweep.scenario == "online" else None
+    if online is not None:
+        lines.append(online[0])
+    for i, task in enumerate(tasks):
+        if online is not None:
+            argv = online[1][i]
+        else:
+            argv, _, _ = attempt_argv(run, task, fraction, paths.points / (task.name + ".partial"))
+        if online is None and yaml_text is not None and "--extra_llm_api_options" not in argv:
             argv += ["--extra_llm_api_options", str(extra_options_path(run))]
         seconds, basis = point_estimate(estimator, published, task.point)
         total += seconds
@@ -133,6 +139,7 @@ def online_tasks(run: Run) -> list[Task]:
 
 
 def serve_options_path(run: Run) -> Path:
+    """Where the TensorRT-LLM backends write trtllm-serve's LLM-API YAML (their `serving`)."""
     return run.paths.root / "serve_llm_api_options.yaml"
 
 
@@ -190,7 +197,8 @@ def online_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
     lines.append("# stop the server: SIGTERM to its process group")
     lines.append(
         f"# estimated sweep time: {cost.hms(total)} for {len(tasks)} points "
-        f"({'GPU' if m.engine.backend != 'hf-reference' else 'CPU'}, warm-up requests included): "
+        f"({'GPU' if backends.get(m.engine.backend).needs_gpu else 'CPU'}, "
+        "warm-up requests included): "
         f"server start-up "
         f"{cost.hms(estimator.c.startup_s)} once, then per point the longer of the offline "
         f"model's time and ceil(requests / concurrency) request latencies at "

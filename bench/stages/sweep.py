@@ -17,6 +17,7 @@ with the manifest's smaller KV cache fractions; every try is kept in the record.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -42,6 +43,7 @@ from bench.core.proc import run_logged
 from bench.core.run import Run, add_run_args, open_run, point_id
 from bench.core.runlock import locked
 from bench.schema.record import FAILURE, RESULT, PointResult, judge, load_records, write_summary
+from bench.stages import serve
 from bench.stages.datasets import dataset_path
 
 VERSION = 1  # bump when a point measured now would not be comparable with one measured before
@@ -268,6 +270,23 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
     )
 
 
+@contextlib.contextmanager
+def offline_session(run: Run, sampler_factory):
+    yield lambda task: run_task(run, task, sampler_factory)
+
+
+def measurer(run: Run, arts: Artifacts, inputs: dict, sampler_factory, aiperf_bin: str):
+    """What measures each point: the offline tool per point, or (scenario "online") the
+    backend's server with AIPerf, started once and stopped on every way out (bench.stages.serve)."""
+    if run.manifest.sweep.scenario != "online":
+        return offline_session(run, sampler_factory)
+
+    def record(files: list[Path]) -> None:
+        arts.record("sweep", inputs, files, replace=False, stamp=False)
+
+    return serve.session(run, sampler_factory, aiperf_bin, record)
+
+
 def journal_path(run: Run, name: str) -> Path:
     """Where publish notes a point's files before the rename that makes the point visible."""
     return run.paths.root / ".stamps" / JOURNAL / f"{name}.json"
@@ -462,8 +481,11 @@ def shard_details(shard: tuple[int, int] | None, tasks: list[Task]) -> dict:
 
 
 def sweep_command(run: Run) -> list[list[str]]:
-    """Every command the sweep runs (each point, each KV cache fraction), in its final folder:
-    the stage key's command, the same for every shard of one manifest."""
+    """Every command the sweep runs (each point, each KV cache fraction; online: the server and
+    AIPerf per point), in its final folder: the stage key's command, the same for every shard."""
+    if run.manifest.sweep.scenario == "online":
+        server_line, clients = serve.plan_commands(run, tasks_of(run))
+        return [[server_line], *clients]
     return [
         attempt_argv(run, task, fraction, run.paths.points / task.name)[0]
         for task in tasks_of(run)
@@ -477,7 +499,9 @@ def sweep_tools(run: Run) -> dict[str, str | None]:
     return rule.tool_versions(*(dist for dists in packages.values() for dist in dists))
 
 
-def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
+def sweep(
+    run: Run, shard: tuple[int, int] | None, sampler_factory, aiperf_bin: str = "aiperf"
+) -> int:
     arts = Artifacts(run.paths)
     if not run.paths.stamp("datasets").exists():
         raise KitError(
@@ -536,10 +560,13 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
         file=sys.stderr,
     )
     started, done_estimate = time.monotonic(), 0.0
+    stack = contextlib.ExitStack()
     try:
+        if todo:  # nothing to measure: no server is started
+            measure = stack.enter_context(measurer(run, arts, inputs, sampler_factory, aiperf_bin))
         for i, task in enumerate(todo, 1):
             point_started = time.monotonic()
-            result = run_task(run, task, sampler_factory)
+            result = measure(task)
             publish(run, arts, task, result)
             remaining -= estimate.seconds(task.point)
             done_estimate += estimate.seconds(task.point)
@@ -570,6 +597,8 @@ def sweep(run: Run, shard: tuple[int, int] | None, sampler_factory) -> int:
             f"[sweep] interrupted; finished points are kept. Resume with: {resume}", file=sys.stderr
         )
         raise
+    finally:
+        stack.close()
     write_summary(run.paths.summary, load_records(run.paths.points))
     arts.record(
         "sweep", inputs, [run.paths.summary, run.paths.summary_json], replace=False, stamp=True
@@ -600,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.stages.sweep", description=__doc__.splitlines()[0])
     add_run_args(parser)
     parser.add_argument("--shard", help="run only shard i of N (i/N), balanced by estimated cost")
+    parser.add_argument("--aiperf", default="aiperf", help="AIPerf (scenario online)")
     args = parser.parse_args(argv)
 
     def stage() -> int:
@@ -609,7 +639,12 @@ def main(argv: list[str] | None = None) -> int:
         interval = run.manifest.runtime.telemetry_interval_s
         engine = run.manifest.engine
         gpus = watched_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), engine.tp_size * engine.pp_size)
-        return sweep(run, parse_shard(args.shard), lambda path: PointSamplers(path, interval, gpus))
+        return sweep(
+            run,
+            parse_shard(args.shard),
+            lambda path: PointSamplers(path, interval, gpus),
+            args.aiperf,
+        )
 
     return run_main(locked(args.run or args.manifest.stem, "sweep", stage), "bench.stages.sweep")
 

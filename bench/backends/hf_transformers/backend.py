@@ -14,7 +14,9 @@ from bench.backends.base import Backend, CheckpointFormat, Coefficients, Dataset
 
 if TYPE_CHECKING:
     from bench.analysis.latency import RequestTimes
+    from bench.backends.server import Serving
     from bench.core.manifest import Manifest, Point
+    from bench.core.run import Run
     from bench.schema.record import FailureKind, PointResult
 
 RUNNER = "bench.backends.hf_transformers.runner"
@@ -76,6 +78,31 @@ class HfTransformers(Backend):
         if request_json is not None:
             argv += ["--request_json", str(request_json)]
         return argv
+
+    def serving(self, run: Run, *, prepare: bool) -> Serving:
+        """`transformers serve` over a served copy of the model that makes output lengths exact
+        (bench.backends.server's docstring says how)."""
+        from importlib.metadata import version
+
+        from bench.backends import server
+        from bench.stages.sweep import model_path_for_runtime
+
+        m = run.manifest
+        out = run.paths.work / "served-model"
+        model_dir = run.paths.model_dir(m.model.repo, m.model.revision)
+        files = (
+            server.write_served_model(model_path_for_runtime(run), model_dir, out)
+            if prepare
+            else []
+        )
+        return server.Serving(
+            command=lambda port: server.transformers_serve_command(out, m.model.repo, port),
+            tokenizer=out,
+            fixed_length_inputs=lambda osl: {},  # 422 on ignore_eos/min_tokens: see server.py
+            prepared=files,
+            engine_version=f"transformers {version('transformers')}",
+            dtype="float32",  # the runner dequantizes the FP8 checkpoint to float32
+        )
 
     def request_times(self, request_json: Path, *, streaming: bool) -> RequestTimes:
         """The runner writes trtllm-bench's --request_json format, so its reader reads it."""

@@ -14,7 +14,9 @@ from bench.backends.base import Backend, CheckpointFormat, Coefficients, Dataset
 
 if TYPE_CHECKING:
     from bench.analysis.latency import RequestTimes
+    from bench.backends.server import Serving
     from bench.core.manifest import Engine, Manifest, Point
+    from bench.core.run import Run
     from bench.schema.record import FailureKind, PointResult
 
 # Seed fit (seconds, 70B TP8 H100). Start-up: "Preparing to run" to "Executor started" in the
@@ -87,6 +89,35 @@ class Trtllm(Backend):
             engine_dir=engine_dir,
             extra_options=extra_options,
             request_json=request_json,
+        )
+
+    def serving(self, run: Run, *, prepare: bool) -> Serving:
+        """trtllm-serve with the offline sweep's limits; its LLM-API YAML written when prepared."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        from bench.backends.server import Serving
+        from bench.backends.trtllm import commands
+        from bench.core.fileio import atomic_write_text
+        from bench.stages.sweep import model_path_for_runtime
+
+        m = run.manifest
+        options = run.paths.root / "serve_llm_api_options.yaml"
+        if prepare:
+            atomic_write_text(options, commands.serve_options_yaml(m))
+        model_path = model_path_for_runtime(run)
+        engine = run.paths.engine if self.builds_engine else None
+        try:
+            installed: str | None = version("tensorrt_llm")
+        except PackageNotFoundError:
+            installed = None
+        return Serving(
+            command=lambda port: commands.trtllm_serve_command(
+                m, model_path, port, extra_options=options, engine_dir=engine
+            ),
+            tokenizer=run.paths.model_dir(m.model.repo, m.model.revision),
+            fixed_length_inputs=lambda osl: {"ignore_eos": True, "min_tokens": osl},
+            prepared=[options] if prepare else [],
+            engine_version=installed,
         )
 
     def request_times(self, request_json: Path, *, streaming: bool) -> RequestTimes:
