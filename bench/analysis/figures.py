@@ -17,7 +17,7 @@ import io
 import itertools
 import math
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ def png(fig: Figure) -> bytes:
 # ----------------------------------------------------------------------------- serving (issue 12)
 
 
-def _tick_decimals(ticks: Sequence[float]) -> int:
+def _tick_decimals(ticks: Iterable[float]) -> int:
     """The fewest decimals that write the tick step exactly: 0 for 1,000, 1 for 2.5 or 0.5,
     2 for 0.25; so no two ticks read alike."""
     step = min((b - a for a, b in itertools.pairwise(ticks) if b > a), default=1.0)

@@ -14,7 +14,15 @@ from collections.abc import Sequence
 
 from bench.analysis import figures
 from bench.analysis.pareto import PER_GPU, ParetoSet, pareto_sets
-from bench.analysis.slo import MET, NOT_MET, Headline, PointSlo, judge_points, max_under_slo
+from bench.analysis.slo import (
+    MET,
+    NOT_MET,
+    Headline,
+    PointSlo,
+    Verdict,
+    judge_points,
+    max_under_slo,
+)
 from bench.analysis.tables import md_table, num
 from bench.core.manifest import Slo
 from bench.schema.record import DISTRIBUTIONS, Distribution, PointResult, sort_key
@@ -263,7 +271,7 @@ def section_pareto(records: Sequence[PointResult], slo: Slo | None, gpus: int | 
     return "".join(out)
 
 
-def _pareto_table(s: ParetoSet, verdicts: dict[tuple[int, int, int | None], str] | None) -> str:
+def _pareto_table(s: ParetoSet, verdicts: dict[tuple[int, int, int | None], Verdict] | None) -> str:
     """One ISL/OSL's points by concurrency, on the frontier or not, and (with an [slo]) each
     point's SLO verdict, so the best frontier point within the SLO can be read off."""
     unit = "Output tok/s per GPU" if s.basis == PER_GPU else "Output tok/s (whole system)"

@@ -25,8 +25,10 @@ from typing import Literal
 from bench.core.manifest import Slo
 from bench.schema.record import Distribution, PointResult
 
-MET, NOT_MET, NOT_EVALUABLE = "met", "not met", "not evaluable"
 Verdict = Literal["met", "not met", "not evaluable"]
+MET: Verdict = "met"
+NOT_MET: Verdict = "not met"
+NOT_EVALUABLE: Verdict = "not evaluable"
 
 # [slo] key -> (record metric holding the distribution, label)
 LIMIT_SOURCES = {

@@ -206,9 +206,9 @@ def _point_row(p: Any, n_gpus: int | None) -> PointRow:
     isl, osl, requests = int(p.isl), int(p.osl), int(p.requests)
     req_s, total = _known(p.req_s), _known(p.total_tok_s)
     avg_in, avg_out = _known(p.avg_input_len), _known(p.avg_output_len)
-    derived = total is None and req_s is not None and avg_in is not None and avg_out is not None
-    if derived:
-        total = req_s * (avg_in + avg_out)
+    derived = False
+    if total is None and req_s is not None and avg_in is not None and avg_out is not None:
+        total, derived = req_s * (avg_in + avg_out), True
     tokens_each = (avg_in + avg_out) if avg_in is not None and avg_out is not None else isl + osl
     out = float(p.output_tok_s)
     return PointRow(

@@ -152,7 +152,10 @@ def metrics_from(data: dict, gpus: int) -> Metrics:
     out_tok_s = metric(data, "output_token_throughput", "tokens/sec")
     duration_s = metric(data, "benchmark_duration", "sec")
     count = metric(data, "request_count", "requests")
-    dists = {field: distribution(data, tag, unit) for field, (tag, unit) in DISTRIBUTIONS.items()}
+    # Any: Metrics fields named at run time, so mypy cannot match them to its keywords
+    dists: dict[str, Any] = {
+        field: distribution(data, tag, unit) for field, (tag, unit) in DISTRIBUTIONS.items()
+    }
     return Metrics(
         num_requests=int(count) if count is not None else None,
         avg_input_len=metric(data, "input_sequence_length", "tokens"),

@@ -120,6 +120,7 @@ def reasons_to_run(arts: Artifacts, key: StageKey) -> list[str]:
     recorded = arts.stages.get(key.stage)
     if why := differences(recorded, key):
         return why
+    assert recorded is not None  # differences() says "never ran" for a missing record
     if not arts.paths.stamp(key.stage).exists():
         return ["no stamp"]
     return [f"output {p.key} {p.kind}" for p in arts.check(recorded["outputs"])]

@@ -37,8 +37,10 @@ def missing_tools(
         "device"
     ) == "cuda"
     online = manifest.get("sweep", {}).get("scenario") == "online"
-    tools = (backend.online_tools if online else backend.tools) if backend else ()
-    missing = [f"{tool} ({backend.name}) is not on PATH" for tool in tools if not which(tool)]
+    missing: list[str] = []
+    if backend is not None:
+        tools = backend.online_tools if online else backend.tools
+        missing = [f"{tool} ({backend.name}) is not on PATH" for tool in tools if not which(tool)]
     if manifest.get("dataset", {}).get("generator") == "prepare_dataset":
         script = prepare_dataset_script()
         if not exists(script):

@@ -593,8 +593,9 @@ class PointSamplers:
         )
         if window_ns is not None:  # energy: each GPU's own curve integrated, then summed
             energies = [one.get("energy_j") for one in summaries if one["available"]]
-            if energies and all(e is not None for e in energies):
-                energy = sum(energies)
+            known = [e for e in energies if e is not None]
+            if energies and len(known) == len(energies):
+                energy = sum(known)
                 per_token = energy / output_tokens if output_tokens and energy > 0 else None
                 pooled |= {
                     "energy_j": round(energy, 3),

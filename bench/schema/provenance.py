@@ -14,7 +14,7 @@ never mixes two machines), the stage cache (what makes the checkpoint and engine
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,7 +22,7 @@ from bench.core.errors import KitError
 from bench.core.fileio import read_json_object
 from bench.gpu.gpu_info import visible_gpus
 
-SCHEMA = "trtllm-repro/provenance/1"
+SCHEMA: Final = "trtllm-repro/provenance/1"
 STRICT = ConfigDict(extra="forbid", frozen=True)
 
 

@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
@@ -29,7 +29,7 @@ from bench.core.fileio import atomic_write_text, read_json
 
 # /2 added the latency fields (Distribution, scenario, streaming, the measured window): a /1
 # reader refuses their keys, so the string says so. A /1 record reads as /2 with them at defaults.
-SCHEMA = "trtllm-repro/point-result/2"
+SCHEMA: Final = "trtllm-repro/point-result/2"
 READABLE_SCHEMAS = ("trtllm-repro/point-result/1", SCHEMA)
 # In results/<run>/points/<point>/: a point is done iff RESULT exists; FAILURE marks a failed try.
 RESULT, FAILURE = "result.json", "failure.json"

@@ -44,6 +44,7 @@ def build_stage(run: Run) -> int:
         else []
     )
     inputs = arts.input_digests([run.paths.resolved_manifest, *checkpoint_files])
+    command: list[str] | dict[str, str | None]
     if m.engine.needs_build:
         command = trtllm.build_argv(m, checkpoint_dir=CHECKPOINT_SLOT, engine_dir=ENGINE_SLOT)
         tools = rule.tool_versions("tensorrt_llm", "tensorrt")

@@ -184,7 +184,7 @@ def fetch_stage(run: Run) -> int:
     inputs = arts.input_digests([run.paths.resolved_manifest])
     if m.source == "builtin":
         inputs.update(arts.input_digests([demo_model.tokenizer_source()]))
-    command = {"source": m.source, "repo": m.repo, "revision": m.revision}
+    command: dict[str, str | int] = {"source": m.source, "repo": m.repo, "revision": m.revision}
     if m.source == "builtin":
         command["seed"] = demo_model.SEED
     tools = rule.tool_versions("numpy" if m.source == "builtin" else "huggingface_hub")

@@ -133,7 +133,11 @@ def online_tasks(run: Run) -> list[Task]:
     out = []
     for repeat in range(sweep.repeats):
         for p in sweep.points:
-            levels = [p.concurrency] if p.concurrency is not None else sweep.concurrency or [None]
+            levels: list[int | None] = [None]
+            if p.concurrency is not None:
+                levels = [p.concurrency]
+            elif sweep.concurrency:
+                levels = list(sweep.concurrency)
             out += [Task(p.model_copy(update={"concurrency": c}), repeat) for c in levels]
     return out
 

@@ -243,7 +243,7 @@ def quantize_command(m: Manifest) -> dict:
         "export_format": export_format_for(m),
         "device": q.device,
         "kv_cache_dtype": q.kv_cache_dtype,
-        "calibration": q.calibration.model_dump(mode="json"),
+        "calibration": present(q.calibration, "quantization.calibration").model_dump(mode="json"),
         "seed": m.sweep.seed,
         "tp_size": m.engine.tp_size,
         "pp_size": m.engine.pp_size,

@@ -43,7 +43,7 @@ from bench.core.errors import KitError
 from bench.core.fileio import atomic_write_text
 from bench.core.proc import guarded_argv, run_logged, stop_group
 from bench.core.run import Run
-from bench.schema.record import Identity, PointResult
+from bench.schema.record import FailureKind, Identity, PointResult
 
 CODE = (__file__, aiperf.__file__, server.__file__)
 SERVER_GRACE_S = 10.0
@@ -234,7 +234,7 @@ def plan_commands(run: Run, tasks: list) -> tuple[str, list[list[str]]]:
     ]
 
 
-def failed(key: dict, kind: str, detail: str) -> PointResult:
+def failed(key: dict, kind: FailureKind, detail: str) -> PointResult:
     return PointResult(
         **key, status="failed", source=aiperf.SOURCE, failure=kind, failure_detail=detail,
         scenario="online", streaming=True,

@@ -167,7 +167,10 @@ def serving_fields(
     if times is not None:
         write_requests(workdir / REQUESTS_CSV, times.rows)
         found = distributions(times.rows)
-        filled = {k: v for k, v in found.items() if getattr(result.metrics, k) is None}
+        # Any: Metrics fields named at run time, so mypy cannot match them to replace's keywords
+        filled: dict[str, Any] = {
+            k: v for k, v in found.items() if getattr(result.metrics, k) is None
+        }
         window = Window(
             times.first_start_ns + offset_ns, times.last_end_ns + offset_ns, "request_json"
         )

@@ -16,6 +16,7 @@ import itertools
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 # Llama 3's pre-tokenizer (tokenizer.json Split regex) and its translation to Python's `re`, which
 # has no \p{..}: a letter is [^\W\d_], "neither letter nor number" is [^\w] or "_". Exact for
@@ -133,7 +134,7 @@ class ServedTokenizer:
         return self.bpe.count(text, add_special_tokens)
 
     @functools.cached_property
-    def hf(self) -> object | None:
+    def hf(self) -> Any | None:
         """transformers' tokenizer for chat templates; None where transformers is absent."""
         try:
             from transformers import AutoTokenizer

@@ -152,7 +152,7 @@ def streaming_metrics(timed: list[Timed]) -> dict:
         "tpot_percentiles": percentile_dict(tpot),
         "ttft_percentiles": percentile_dict(ttft),
         "gen_tps_percentiles": percentile_dict([1000.0 / x for x in tpot if x > 0]),
-        "itl_percentiles": percentile_dict(gaps) | {"count": len(gaps)} if gaps else None,
+        "itl_percentiles": percentiles(gaps) | {"count": len(gaps)} if gaps else None,
     }
 
 
