@@ -21,7 +21,7 @@ from bench.analysis.latency import (
     requests_csv,
     write_requests,
 )
-from bench.backends import parse_trtllm
+from bench.backends.trtllm import parse as parse_trtllm
 from bench.core.errors import KitError
 from bench.schema.record import Distribution, PointResult
 

@@ -27,7 +27,7 @@ def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def manifest_with(tmp_path: Path, slo: dict | None, streaming: bool = True) -> Path:
     data = tomllib.loads(NVIDIA_MANIFEST.read_text(encoding="utf-8"))
-    data["runtime"]["streaming"] = streaming
+    data["sweep"]["streaming"] = streaming
     if slo is not None:
         data["slo"] = slo
     path = tmp_path / "serving.toml"
