@@ -74,7 +74,7 @@ R := $(RESULTS_DIR)/$(RUN)
 # when to ask. Each stage then decides by one rule (bench.core.stage): it reruns when its VERSION,
 # command, input digests or tool versions differ from its record, else prints "current: skipped"
 # (so a comment changes nothing).
-CODE := $(wildcard bench/*.py bench/*/*.py)
+CODE := $(wildcard bench/*.py bench/*/*.py bench/*/*/*.py)
 STAMP := $(R)/.stamps
 ARGS := --manifest $(MANIFEST) --run $(RUN)
 STARTED := $(shell date +%s.%N)# GNU date: nanoseconds; BSD prints a literal N, and status keeps the seconds

@@ -328,7 +328,7 @@ class NoTelemetry:
     def __exit__(self, *exc) -> None:
         pass
 
-    def summary(self) -> dict:
+    def summary(self, window_ns=None, output_tokens=None) -> dict:
         return {"available": False, "reason": "test"}
 
 

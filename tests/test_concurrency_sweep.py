@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from bench.backends import trtllm
+from bench.backends.trtllm import commands as trtllm
 from bench.core.errors import KitError
 from bench.core.manifest import (
     REQUESTS_PER_CONCURRENCY,

@@ -178,7 +178,7 @@ def _demo(**changes: dict) -> dict:
 
 def test_slo_loads_with_streaming() -> None:
     m = parse_manifest(
-        _demo(slo={"ttft_p99_ms": 2000, "tpot_p99_ms": 100}, runtime={"streaming": True})
+        _demo(slo={"ttft_p99_ms": 2000, "tpot_p99_ms": 100}, sweep={"streaming": True})
     )
     assert m.slo == SERVER and m.slo.limits() == {"ttft_p99_ms": 2000.0, "tpot_p99_ms": 100.0}
 
@@ -197,7 +197,7 @@ def test_slo_loads_with_streaming() -> None:
     ],
 )
 def test_bad_slo_is_named(slo: dict, match: str) -> None:
-    data = _demo()
+    data = _demo(sweep={"streaming": False})
     data["slo"] = slo
     with pytest.raises(KitError, match=match):
         parse_manifest(data, "m.toml")
@@ -205,7 +205,7 @@ def test_bad_slo_is_named(slo: dict, match: str) -> None:
 
 def test_resolved_form_keeps_the_slo_and_offline_manifests_unchanged() -> None:
     m = parse_manifest(
-        _demo(slo={"ttft_p99_ms": 500, "tpot_p99_ms": 30}, runtime={"streaming": True})
+        _demo(slo={"ttft_p99_ms": 500, "tpot_p99_ms": 30}, sweep={"streaming": True})
     )
     text = resolved_toml(m)
     assert "[slo]\nttft_p99_ms = 500.0\ntpot_p99_ms = 30.0\n" in text

@@ -191,7 +191,7 @@ def test_array_task_expands_its_own_shard(tmp_path):
         ({"partition": "gpu;rm -rf"}, "PARTITION='gpu;rm -rf'"),
         ({"run": "../x"}, "RUN='../x'"),
         ({"manifest": "manifests/nope.toml"}, "nope.toml"),
-        ({"shards": "7"}, "SHARDS=7 is more than the manifest's 6 point runs"),
+        ({"shards": "19"}, "SHARDS=19 is more than the manifest's 18 point runs"),
     ],
 )
 def test_bad_variables_are_named(tmp_path, values, message):

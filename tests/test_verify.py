@@ -110,7 +110,8 @@ def test_scope_run_takes_shared_roots_from_the_record(roots: Path, capsys) -> No
     assert verify.main(["--run", "t", "--scope", "run"]) == 0
     out = capsys.readouterr().out
     assert "Not re-hashed (recorded digest taken from the record): 1" in out
-    assert "- `models:org--m/rev/config.json`" in out
+    details = (paths.reports / "verify.md").read_text()  # the console names the file, not lists
+    assert "- `models:org--m/rev/config.json`" in details
     assert verify.main(["--run", "t"]) == 1  # --scope all re-hashes it
     assert "models:org--m/rev/config.json` | **changed**" in capsys.readouterr().out
 
@@ -126,7 +127,8 @@ def test_absent_root_is_incomplete(roots: Path, capsys) -> None:
     paths.work.rmdir()
     assert verify.main(["--run", "t"]) == 3  # INCOMPLETE, never PASSED: the file is not here
     out = capsys.readouterr().out
-    assert "**Result: INCOMPLETE**" in out and "- `work:engine/rank0.engine`" in out
+    details = (paths.reports / "verify.md").read_text()  # the console names the file, not lists
+    assert "**Result: INCOMPLETE**" in out and "- `work:engine/rank0.engine`" in details
     assert "work is absent on this machine: `work:engine/rank0.engine`; to restore, copy" in out
     assert not paths.stamp("verify").exists()
     assert verify.main(["--run", "t", "--scope", "run"]) == 0  # asked to skip shared roots

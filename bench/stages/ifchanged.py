@@ -36,7 +36,7 @@ PINS = Path(__file__).resolve().parents[2] / "manifests" / "pins.toml"
 
 DOCTOR_VERSION = 1  # bump when the same tools and plan would get another diagnosis
 DOCTOR_PACKAGES = ("tensorrt_llm", "nvidia-modelopt", "transformers", "torch")
-TOOLS_ON_PATH = ("trtllm-bench", "trtllm-build", "trtllm-eval")
+TOOLS_ON_PATH = ("trtllm-bench", "trtllm-build", "trtllm-eval", "trtllm-serve")
 
 
 def doctor_key(manifest_path: Path, pins_path: Path) -> rule.StageKey:

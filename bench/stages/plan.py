@@ -20,8 +20,6 @@ from pathlib import Path
 
 from bench import backends
 from bench.analysis.reference import load_reference
-from bench.backends import aiperf_client
-from bench.backends.server import ServerCommand
 from bench.backends.trtllm import commands as trtllm
 from bench.backends.trtllm.backend import Trtllm
 from bench.core import cost
@@ -32,12 +30,10 @@ from bench.stages import accuracy, serve
 from bench.stages.datasets import dataset_path, model_files_dir, unique_points
 from bench.stages.quantize import export_format_for
 from bench.stages.sweep import (
-    Task,
     attempt_argv,
     extra_options_path,
     extra_options_yaml,
     kv_fractions,
-    model_path_for_runtime,
     parse_shard,
     tasks_of,
 )
@@ -123,75 +119,30 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- online (issue 12)
-# The port `make plan` shows; the online runner may pick another free one.
-PLAN_PORT = 8000
-
-
-def online_tasks(run: Run) -> list[Task]:
-    """Every point at each of its concurrencies: its own, else each of [sweep] concurrency."""
-    sweep = run.manifest.sweep
-    out = []
-    for repeat in range(sweep.repeats):
-        for p in sweep.points:
-            levels: list[int | None] = [None]
-            if p.concurrency is not None:
-                levels = [p.concurrency]
-            elif sweep.concurrency:
-                levels = list(sweep.concurrency)
-            out += [Task(p.model_copy(update={"concurrency": c}), repeat) for c in levels]
-    return out
-
-
-def serve_options_path(run: Run) -> Path:
-    """Where the TensorRT-LLM backends write trtllm-serve's LLM-API YAML (their `serving`)."""
-    return run.paths.root / "serve_llm_api_options.yaml"
-
-
-def server_command(run: Run, port: int = PLAN_PORT) -> ServerCommand | None:
-    """The server the online points share; None for a backend whose server this module does not
-    build (the CPU runner's, bench.stages.serve)."""
-    m = run.manifest
-    if not isinstance(backends.get(m.engine.backend), Trtllm):
-        return None
-    return trtllm.trtllm_serve_command(
-        m,
-        model_path_for_runtime(run),
-        port,
-        extra_options=serve_options_path(run),
-        engine_dir=run.paths.engine if m.engine.needs_build else None,
-    )
 
 
 def online_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
-    """The server (its YAML, its command, the health poll), one AIPerf command per point, then
-    the stop; the estimate is the server's start-up once plus each point (cost.online_seconds)."""
-    m, paths = run.manifest, run.paths
+    """The server (its YAML for TensorRT-LLM, its command, the health poll), then one AIPerf
+    command per point exactly as the online session runs them (bench.stages.serve.plan_commands:
+    also the sweep's stage key), then the stop; the estimate is the server's start-up once plus
+    each point (cost.online_seconds)."""
+    m = run.manifest
     estimator = cost.Estimator(m)
-    server = server_command(run)
-    lines = []
-    if server is None:
-        lines.append(f"# server: backend {m.engine.backend} (bench.stages.serve builds it)")
-        url, model_name = f"http://127.0.0.1:{PLAN_PORT}", m.model.repo
-    else:
-        path = shlex.quote(str(serve_options_path(run)))
-        lines += [f"cat > {path} <<'EOF'", *trtllm.serve_options_yaml(m).splitlines(), "EOF"]
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in server.env.items())
-        lines.append(f"{env + ' ' if env else ''}{shlex.join(server.argv)} &  # own session")
-        lines.append(f"# wait until GET {server.base_url}{server.health_path} answers 200")
-        url, model_name = server.base_url, server.model_name
-    tasks = online_tasks(run)
+    tasks = tasks_of(run)
     if shard is not None:
         tasks = cost.shard_tasks(tasks, *shard, estimator)
+    lines = []
+    if isinstance(backends.get(m.engine.backend), Trtllm):
+        path = shlex.quote(str(run.paths.root / "serve_llm_api_options.yaml"))
+        lines += [f"cat > {path} <<'EOF'", *trtllm.serve_options_yaml(m).splitlines(), "EOF"]
+    server, clients = serve.plan_commands(run, tasks)
+    env = [f"{k}={v}" for k, v in server.env.items()]
+    lines.append(f"{shlex.join(env + server.argv)} &  # the server, once, in its own session")
+    lines.append(
+        f"# wait until GET {server.health_url} answers 200 (a free loopback port at run time)"
+    )
     total = estimator.c.startup_s
-    for task in tasks:
-        argv = aiperf_client.profile_argv(
-            m,
-            task.point,
-            url=url,
-            model_name=model_name,
-            tokenizer=model_files_dir(run),
-            artifact_dir=paths.points / (task.name + ".partial") / "aiperf",
-        )
+    for task, argv in zip(tasks, clients, strict=True):
         measured = task.point.model_copy(
             update={"requests": task.point.requests + m.runtime.warmup}
         )

@@ -218,17 +218,13 @@ def point_argv(
 PLAN_PORT = 8000  # the plan shows one; the run takes a free loopback port
 
 
-def plan_commands(run: Run, tasks: list) -> tuple[str, list[list[str]]]:
-    """What `make plan` prints for an online sweep: the server, and AIPerf per point."""
+def plan_commands(run: Run, tasks: list) -> tuple[ServerCommand, list[list[str]]]:
+    """An online sweep's commands: the server (on PLAN_PORT; the run takes a free port), and
+    AIPerf per point. `make plan` prints them; the sweep keys its stage on them."""
     serving = serving_for(run, prepare=False)
     command = serving.command(PLAN_PORT)
-    line = (
-        f"{shlex.join([f'{k}={v}' for k, v in command.env.items()] + command.argv)} &"
-        f"  # the server, once; ready when {command.health_url} "
-        f"answers (a free loopback port at run time)"
-    )
     scratch = Path("<scratch>")
-    return line, [
+    return command, [
         point_argv(run, t, command, serving, "aiperf", scratch / t.name / "artifacts")
         for t in tasks
     ]

@@ -487,8 +487,8 @@ def sweep_command(run: Run) -> list[list[str]]:
     """Every command the sweep runs (each point, each KV cache fraction; online: the server and
     AIPerf per point), in its final folder: the stage key's command, the same for every shard."""
     if run.manifest.sweep.scenario == "online":
-        server_line, clients = serve.plan_commands(run, tasks_of(run))
-        return [[server_line], *clients]
+        server, clients = serve.plan_commands(run, tasks_of(run))
+        return [[f"{k}={v}" for k, v in sorted(server.env.items())] + server.argv, *clients]
     return [
         attempt_argv(run, task, fraction, run.paths.points / task.name)[0]
         for task in tasks_of(run)
