@@ -101,7 +101,8 @@ REPORT_JSON_HEADLINE = ("performance", "system_output_throughput_tok_s")
 # --report_json percentile dicts (PercentileStats: p50, p90, p95, p99, minimum, maximum, average;
 # nearest rank) -> record distributions. All in ms (convert_to_ms of perf_counter_ns), the same in
 # 1.0 and 1.2 (tensorrt_llm/bench/dataclasses/reporting.py, read at the commits that
-# tests/fakes/trtllm_options.py names). streaming_metrics exists only with --streaming; its dicts have no `_ms` suffix. Not mapped: gen_tps_percentiles, which is
+# tests/fakes/trtllm_options.py names). streaming_metrics exists only with --streaming; its
+# dicts have no `_ms` suffix. Not mapped: gen_tps_percentiles, which is
 # 1000 / tpot per request (nothing new); per-user tok/s with the first token comes from
 # --request_json (bench.analysis.latency). `itl_percentiles` is no trtllm-bench key: the kit's CPU
 # runner writes it (it has per-token times; trtllm-bench's "ITL" is its TPOT).
