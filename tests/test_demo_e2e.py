@@ -103,7 +103,8 @@ def test_the_console_is_one_line_per_point_and_the_summaries(demo):
     sweep = [line for line in first.stderr.splitlines() if line.startswith("[sweep]")]
     n = len(DEMO_POINTS)
     progress = re.compile(
-        rf"\[sweep\] (\d+)/{n} (isl\d+_osl\d+(?:_r\d)?): ok [\d.]+ output tok/s in [\d.]+ s "
+        rf"\[sweep\] (\d+)/{n} (isl\d+_osl\d+(?:_c\d+)?(?:_r\d)?): "
+        r"ok [\d.]+ output tok/s in [\d.]+ s "
         r"\| elapsed \d:\d\d:\d\d, ETA \d:\d\d:\d\d$"
     )
     matched = [m for line in sweep if (m := progress.match(line))]

@@ -175,7 +175,7 @@ def test_tensorrt_pipeline_with_injected_failures(tmp_path):
     # report and verify: the report names each failed point and why; verify fails the run
     run = TENSORRT.stem
     assert code != 0, "verify must fail a run whose points failed or are invalid"
-    verify_out = out[out.rindex("bench.stages.verify") :]
+    verify_out = out[out.rindex("bench.stages.ifchanged verify") :]
     assert f"run {run}:" in verify_out, "make all prints the stage summary after a failed verify"
     assert point_named(verify_out, 128, 32), verify_out[-3000:]  # the invalid (short) point
     report = (tmp_path / "reports" / run / "report.md").read_text()
@@ -331,8 +331,8 @@ def test_concurrency_sweep_with_streaming_end_to_end(tmp_path):
         assert float(r["ttft_p99_ms"]) >= float(r["ttft_p50_ms"]) > 0
         assert float(r["tpot_p99_ms"]) > 0 and float(r["e2e_p99_ms"]) > 0
         assert float(r["output_tok_s_per_user"]) > 0
-    argv_lines = [
-        line for line in out.splitlines() if "trtllm-bench" in line and "--dataset" in line
-    ]
+    # what the sweep ran, as its stage key recorded it (the console shows one line per point)
+    key = json.loads((run_dir / "artifacts.json").read_text())["stages"]["sweep"]["key"]
+    argv_lines = [" ".join(argv) for argv in key["command"] if argv[0] == "trtllm-bench"]
     assert argv_lines and all("--streaming" in line for line in argv_lines)
     assert all("--request_json" in line for line in argv_lines)

