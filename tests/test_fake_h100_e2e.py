@@ -187,6 +187,7 @@ def test_tensorrt_pipeline_with_injected_failures(tmp_path):
     nvidia = "manifests/published/nvidia-perf-overview-1.0.toml"
     _, verify_out = make(env, "verify", f"RUN={run}", f"REFERENCE={nvidia}")
     claims = verify_out.split("## Reference claims")[1].split("## Cross-method")[0]
+    claims = claims.split("\nResult: ")[0]  # the console's last line is the run's own verdict
     rows = [line for line in claims.splitlines() if line.startswith("| ISL ")]
     assert len(rows) == 10 and all("| NOT COMPARABLE |" in line for line in rows)
     assert "backend trtllm-tensorrt vs trtllm-pytorch" in rows[0] and "checkpoint " in rows[0]
