@@ -268,12 +268,13 @@ def test_demo_as_two_shards_merges_and_verifies_then_resumes(slurm_env, roots):
     finish_log = (logs / f"finish-job{finish}.out").read_text()
     assert state == ("COMPLETED", "None"), finish_log
     assert "**Result: PASSED**" in (roots / "reports" / "slurm-demo" / "verify.md").read_text()
-    assert len(list((roots / "results" / "slurm-demo" / "points").iterdir())) == 4
+    demo_runs = 18  # manifests/demo.toml: 6 points x 3 repeats
+    assert len(list((roots / "results" / "slurm-demo" / "points").iterdir())) == demo_runs
     shard_logs = sorted(p.name for p in logs.glob("shard-*.out"))
     assert shard_logs == [f"shard-1-job{array}.out", f"shard-2-job{array}.out"]
 
     results = sorted((roots / "results").glob("slurm-demo-shard*/points/*/result.json"))
-    assert len(results) == 4
+    assert len(results) == demo_runs
     measured = {p: p.stat().st_mtime_ns for p in results}
     started = time.monotonic()
     array, finish, _ = submit(slurm_env, roots, DEMO_MANIFEST, "slurm-demo")
