@@ -267,6 +267,8 @@ def test_demo_points_record_measured_latency(demo):
             ends = sorted(r.start_ms + r.latency_ms for r in rows)
             starts = sorted(r.start_ms for r in rows)
             assert all(s >= e - 1e-3 for s, e in zip(starts[1:], ends, strict=False))
+        # a fork of the sweep's preloaded interpreter ran it (bench.core.forkserver), and said so
+        assert "a fork of the sweep's preloaded interpreter" in (folder / "console.log").read_text()
         # the demo's [slo]: each record is judged and its goodput counted (0 when none met)
         assert record["metrics"]["goodput_req_s"] is not None, folder.name
     report = (base / "reports" / "demo" / "report.md").read_text()

@@ -11,6 +11,8 @@ tests/test_backend_contract.py runs one contract over every registered backend.
 from __future__ import annotations
 
 import abc
+import contextlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -91,6 +93,12 @@ class Backend(abc.ABC):
     ) -> list[str]:
         """One sweep point's argv: it writes report_json (and request_json, per-request timings,
         when given); its console output goes to a log."""
+
+    def point_session(self, log: Path) -> AbstractContextManager[object]:
+        """Held around the offline sweep's points (the argv it runs are unchanged): a backend
+        whose tool is the kit's own Python may preload it once (bench.core.forkserver). Its
+        console goes to `log`."""
+        return contextlib.nullcontext()
 
     def serving(self, run: Run, *, prepare: bool) -> Serving:
         """Its OpenAI-compatible server for the online scenario (bench.stages.serve);

@@ -275,7 +275,9 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
 
 @contextlib.contextmanager
 def offline_session(run: Run, sampler_factory):
-    yield lambda task: run_task(run, task, sampler_factory)
+    log = run.paths.root / ".stamps" / "point-session.log"  # e.g. the fork server's console
+    with backends.get(run.manifest.engine.backend).point_session(log):
+        yield lambda task: run_task(run, task, sampler_factory)
 
 
 def measurer(run: Run, arts: Artifacts, inputs: dict, sampler_factory, aiperf_bin: str):

@@ -6,6 +6,7 @@ it runs on, not an inference engine: the demo's backend, on the CPU or CUDA. Std
 from __future__ import annotations
 
 import sys
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,10 +22,10 @@ if TYPE_CHECKING:
 
 RUNNER = "bench.backends.hf_transformers.runner"
 NAME = "hf-transformers"
-# The demo's tiny model on 2 CPU cores, batch 8: set by hand, not fitted. `make plan
-# MANIFEST=manifests/demo.toml` estimates 26 s for its 4 points; the sweep stage of a fresh
-# `make demo` took about 22 s on the 2-core machine (stamp times in `make demo`'s summary).
-CPU = Coefficients(6.0, 2.0e-5, 1.5e-3, 1.0e-8)
+# The demo's tiny model on 2 CPU cores, batch 8: set by hand, not fitted. Start-up is a fork of the
+# sweep's preloaded interpreter (point_session), ~0.3 s, not the ~5 s of importing torch afresh;
+# a fresh `make demo`'s 16-request points took 0.7-1.6 s each (2 cores, load ~3.5, 2026-11-29).
+CPU = Coefficients(0.5, 2.0e-5, 1.5e-3, 1.0e-8)
 EOS_IGNORED = -1  # the runner never stops at EOS and accepts only -1
 
 
@@ -78,6 +79,13 @@ class HfTransformers(Backend):
         if request_json is not None:
             argv += ["--request_json", str(request_json)]
         return argv
+
+    def point_session(self, log: Path) -> AbstractContextManager[object]:
+        """Each point is still its own process, but a fork of one that imported torch and
+        transformers once (~4.7 s of a ~5.5 s demo point on 2 cores, `python -X importtime`)."""
+        from bench.core import forkserver
+
+        return forkserver.running([f"{RUNNER}:preload"], log)
 
     def serving(self, run: Run, *, prepare: bool) -> Serving:
         """`transformers serve` over a served copy of the model that makes output lengths exact

@@ -45,6 +45,7 @@ from bench.core.errors import KitError, run_main
 from bench.core.fileio import atomic_write_json
 
 BACKEND = "hf-transformers"
+MODULE = "bench.backends.hf_transformers.runner"
 # The console report's first block title (bench.backends.trtllm.parse.CONSOLE_SECTIONS knows it).
 RUNNER_TITLE = "HF TRANSFORMERS RUNNER"
 # TEST KNOB, not a setting: the runner's clock runs this many times slow (2.0: every timed duration
@@ -361,6 +362,17 @@ def load_requests(path: Path, num_requests: int) -> list[dict]:
     return requests[:num_requests] if num_requests > 0 else requests
 
 
+def preload() -> None:
+    """What run_throughput imports, for bench.core.forkserver to import once per sweep."""
+    import safetensors.torch  # noqa: F401
+    import torch  # noqa: F401
+    import tqdm  # noqa: F401
+    from transformers import LlamaConfig, LlamaForCausalLM  # noqa: F401
+    from transformers.generation.streamers import BaseStreamer  # noqa: F401
+
+    import bench.stages.quantize  # noqa: F401
+
+
 def run_throughput(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -444,6 +456,11 @@ def run_throughput(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.core import forkserver
+
+    argv = sys.argv[1:] if argv is None else argv
+    if (code := forkserver.delegate(MODULE, argv)) is not None:
+        return code
     parser = argparse.ArgumentParser(
         prog="bench.backends.hf_transformers.runner", description=__doc__.splitlines()[0]
     )

@@ -1,0 +1,237 @@
+"""A preloaded interpreter that forks one fresh process per command: start-up paid once.
+
+The CPU runner spends ~4.7 s of a ~5.5 s demo point importing torch and transformers (measured:
+`python -X importtime`, 2 cores). The sweep keeps its rule of one process per point (its own log,
+timeout and kill), but for a backend that allows it the point's process is a fork of this server,
+which imported the heavy modules once:
+
+    client (the argv the sweep runs)  --unix socket, argv + env + cwd + its fds 0/1/2-->  server
+    server: fork -> child runs `module.main(argv)` on the client's fds; waitpid -> exit status
+    client: exits with the child's status (a signal death is re-raised as that signal)
+
+The child dies with its client: it watches the socket and SIGKILLs itself at EOF (the client was
+killed: a point timeout, Ctrl-C, a SIGKILL of the kit), and with the server (parent-death signal).
+When no server answers, the client runs the command in its own process, as it would without one.
+The server forks only from its single thread, before any work, so no lock is held at fork time.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import importlib
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.core.proc import guarded_argv, stop_group
+
+ENV = "TRTLLM_REPRO_FORKSERVER"  # the socket's path, set for the commands the sweep runs
+READY_TIMEOUT_S = 120.0
+_MAX_MESSAGE = 1 << 20
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _exit_status(status: int) -> int:
+    """waitpid's status as subprocess reports it: the exit code, or -signal."""
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+# ----------------------------------------------------------------------------- client
+
+
+def delegate(module: str, argv: list[str]) -> int | None:
+    """Run `module.main(argv)` in a fork of the server named by $TRTLLM_REPRO_FORKSERVER and
+    return its exit code; None when there is no server to ask (run it here instead)."""
+    path = os.environ.get(ENV)
+    if not path:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        return None
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    message = json.dumps({"module": module, "argv": argv, "env": env, "cwd": os.getcwd()})
+    payload = message.encode()
+    fds = array.array("i", [0, 1, 2])
+    with sock:
+        # length-prefixed, the socket left open: its EOF is what tells the child we are gone
+        sock.sendmsg(
+            [len(payload).to_bytes(8, "big"), payload],
+            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)],
+        )
+        reply = b""
+        while chunk := sock.recv(64):
+            reply += chunk
+    if not reply:
+        raise RuntimeError("the fork server closed the connection without an exit status")
+    code = int(reply)
+    if code < 0:  # died of a signal: die of it too, so the caller sees what it would have seen
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL's cannot be set, nor need be
+            signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        time.sleep(1)
+    return code
+
+
+# ----------------------------------------------------------------------------- server
+
+
+def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
+    """In the fork: take the client's fds, env and cwd, die with it, run the command. Never
+    returns."""
+    code = 1
+    try:
+        _die_with_parent()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+
+        def watch() -> None:  # the client closed the socket: it was killed, so is this
+            while conn.recv(64):
+                pass
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Thread(target=watch, daemon=True).start()
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        print(
+            f"[forkserver] pid {os.getpid()}: a fork of the sweep's preloaded interpreter "
+            f"(pid {os.getppid()}), not a fresh start; the measured code is the same",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.argv = [request["module"], *request["argv"]]
+        code = int(importlib.import_module(request["module"]).main(request["argv"]) or 0)
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
+    """One length-prefixed JSON request and the fds that came with its first bytes."""
+    data, fds = b"", array.array("i")
+    size: int | None = None
+    while size is None or len(data) < size + 8:
+        chunk, ancillary, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(3 * fds.itemsize))
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        if not chunk:
+            raise ValueError("the client left before its request was complete")
+        data += chunk
+        if size is None and len(data) >= 8:
+            size = int.from_bytes(data[:8], "big")
+            if size > _MAX_MESSAGE:
+                raise ValueError("request too large")
+    return json.loads(data[8:]), list(fds)
+
+
+def serve(path: str, preload: list[str]) -> None:
+    """Import `preload`, listen on `path`, and run one forked command per connection, one at a
+    time (the sweep runs its points one after another)."""
+    for spec in preload:
+        module, _, function = spec.partition(":")
+        loaded = importlib.import_module(module)
+        if function:
+            getattr(loaded, function)()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path + ".tmp")
+    listener.listen(4)
+    os.replace(path + ".tmp", path)  # the path appears only once it accepts
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                request, fds = _receive(conn)
+            except (ValueError, OSError) as err:
+                print(f"[forkserver] bad request: {err}", file=sys.stderr, flush=True)
+                continue
+            if len(fds) != 3:
+                for fd in fds:
+                    os.close(fd)
+                continue
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                listener.close()
+                _child(conn, request, fds)
+            for fd in fds:
+                os.close(fd)
+            _, status = os.waitpid(pid, 0)
+            with contextlib.suppress(OSError):  # the client is gone: nobody to tell
+                conn.sendall(str(_exit_status(status)).encode())
+
+
+@contextlib.contextmanager
+def running(preload: list[str], log: Path) -> Iterator[str]:
+    """A fork server for the duration of the block, its console in `log`; yields the socket
+    path, also set in os.environ[ENV] so the commands started meanwhile find it."""
+    import subprocess
+
+    folder = tempfile.mkdtemp(prefix="trtllm-repro-fs-")  # short: a socket path is <= 107 bytes
+    path = os.path.join(folder, "socket")
+    argv = [sys.executable, "-m", "bench.core.forkserver", path, *preload]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            guarded_argv(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    previous = os.environ.get(ENV)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not os.path.exists(path) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if os.path.exists(path):
+            os.environ[ENV] = path
+        else:  # the commands run in their own processes, as without one: slower, not wrong
+            print(
+                f"[forkserver] did not start (its console: {log}); each command starts afresh",
+                file=sys.stderr,
+                flush=True,
+            )
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = previous
+        stop_group(proc, grace_s=2.0)
+        for leftover in (path, path + ".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+        os.rmdir(folder)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], sys.argv[2:])

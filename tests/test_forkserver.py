@@ -1,0 +1,117 @@
+"""bench.core.forkserver: a point run as a fork of a preloaded interpreter must look, to the
+sweep, exactly like a fresh process: same exit code (or signal), output on its own fds, its env
+and cwd; and it must never outlive the command the sweep started (killed client, stopped server).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.core import forkserver
+from tests.conftest import ROOT
+
+TARGET = "tests.forkserver_target"
+CLIENT = [
+    sys.executable,
+    "-c",
+    "import sys; from bench.core import forkserver; "
+    f"code = forkserver.delegate({TARGET!r}, sys.argv[1:]); "
+    "print('in-process' if code is None else 'delegated', file=sys.stderr); "
+    "sys.exit(3 if code is None else code)",
+]
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.chdir(tmp_path)
+    with forkserver.running([f"{TARGET}:preload"], tmp_path / "server.log") as path:
+        assert os.environ[forkserver.ENV] == path
+        yield path
+    assert forkserver.ENV not in os.environ
+    assert not Path(path).exists()
+
+
+def client(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLIENT, *args], capture_output=True, text=True, timeout=60, env=kw.get("env")
+    )
+
+
+def gone(pid: int, within_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_fork_runs_with_the_clients_fds_env_cwd_and_exit_code(server, tmp_path):
+    env = dict(os.environ, FORKSERVER_PROBE="from the client")
+    done = client("echo", "7", env=env)
+    assert done.returncode == 7
+    assert (
+        "delegated" in done.stderr and "a fork of the sweep's preloaded interpreter" in done.stderr
+    )
+    pid, preloaded, probe, cwd = done.stdout.split("|")
+    assert preloaded == "True"  # imported once, by the server
+    assert probe == "from the client" and Path(cwd.strip()) == tmp_path
+    assert int(pid) != os.getpid()
+
+
+def test_a_signal_death_is_the_clients_too(server):
+    assert client("die", str(int(signal.SIGTERM))).returncode == -signal.SIGTERM
+    assert client("die", str(int(signal.SIGKILL))).returncode == -signal.SIGKILL
+
+
+def test_an_exception_is_a_traceback_and_exit_1(server):
+    done = client("raise")
+    assert done.returncode == 1 and "RuntimeError: boom" in done.stderr
+
+
+def test_killing_the_client_kills_the_fork(server):
+    proc = subprocess.Popen([*CLIENT, "sleep"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    pid = int(proc.stdout.readline())
+    proc.kill()  # what a point timeout or a SIGKILL of the kit does to the command
+    proc.wait()
+    assert gone(pid), "the fork outlived its client"
+
+
+def test_stopping_the_server_stops_a_running_fork(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    with forkserver.running([TARGET], tmp_path / "server.log"):
+        proc = subprocess.Popen([*CLIENT, "sleep"], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        pid = int(proc.stdout.readline())
+    assert gone(pid), "the fork outlived its server"
+    assert proc.wait(timeout=30) != 0
+
+
+def test_without_a_server_the_command_runs_in_its_own_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.delenv(forkserver.ENV, raising=False)
+    assert client("echo", "0").returncode == 3  # delegate said None: run it here
+    env = dict(os.environ, **{forkserver.ENV: str(tmp_path / "no-such-socket")})
+    done = client("echo", "0", env=env)
+    assert done.returncode == 3 and "in-process" in done.stderr
+
+
+def test_a_server_that_cannot_preload_says_so_and_commands_run_afresh(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    with forkserver.running(["no_such_module_anywhere"], tmp_path / "server.log"):
+        assert forkserver.ENV not in os.environ
+    assert "did not start" in capsys.readouterr().err
+    assert "ModuleNotFoundError" in (tmp_path / "server.log").read_text()
