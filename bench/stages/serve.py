@@ -5,7 +5,8 @@ Writes: results/<run>/points/<point>/ as the offline sweep does (result.json | f
         telemetry.csv), plus AIPerf's exports (profile_export_aiperf.json/.csv,
         profile_export.jsonl, phase_manifest.json, inputs.json, aiperf.log, aiperf.console.log),
         requests.csv and the server's log lines of that point (server.log);
-        work/<run>/served-model/ (hf-transformers: the model as served, see bench.backends.server)
+        work/<run>/served-model/ (hf-transformers: the model as served, see bench.backends.server);
+        the files the backend's server reads (Serving.config_files: trtllm-serve's YAML)
 Usage:  make sweep MANIFEST=manifests/demo-online.toml   (python -m bench.stages.sweep ... --aiperf
         .venv-aiperf/bin/aiperf)
 
@@ -348,7 +349,9 @@ def session(
             "or pass --aiperf <path to aiperf>",
         )
     serving = serving_for(run)
-    record(serving.prepared)
+    for path, text in serving.config_files.items():
+        atomic_write_text(path, text)
+    record([*serving.prepared, *serving.config_files])
     previous = signal.signal(signal.SIGTERM, _interrupt)
     with tempfile.TemporaryDirectory(prefix="trtllm-repro-serve-") as tmp:
         srv = Server(
