@@ -117,7 +117,7 @@ def online_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
     """The server (the files it reads, as heredocs; its command, the health poll), then one
     AIPerf command per point exactly as the online session runs them
     (bench.stages.serve.plan_commands: also the sweep's stage key), then the stop; the estimate
-    is the server's start-up once plus each point (cost.online_seconds)."""
+    is the server's start-up once plus each point (cost.Estimator.sweep_seconds)."""
     m = run.manifest
     estimator = cost.Estimator(m)
     tasks = tasks_of(run)
@@ -132,12 +132,9 @@ def online_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
     lines.append(
         f"# wait until GET {server.health_url} answers 200 (a free loopback port at run time)"
     )
-    total = estimator.c.startup_s
+    total = estimator.startup_once_s
     for task, argv in zip(tasks, clients, strict=True):
-        measured = task.point.model_copy(
-            update={"requests": task.point.requests + m.runtime.warmup}
-        )
-        seconds = cost.online_seconds(estimator, measured, task.point.concurrency)
+        seconds = estimator.sweep_seconds(task.point)
         total += seconds
         lines.append(f"{shlex.join(argv)}  # {task.name}, est. {cost.hms(seconds)}")
     lines.append("# stop the server: SIGTERM to its process group")
@@ -188,11 +185,13 @@ def heredoc(path: Path, text: str) -> list[str]:
 
 
 def shard_lines(run: Run, count: int) -> list[str]:
+    """Each shard's points and time, by the model the shards are balanced by (an online shard
+    starts its own server)."""
     estimator = cost.Estimator(run.manifest)
     out = []
     for i in range(1, count + 1):
         tasks = cost.shard_tasks(tasks_of(run), i, count, estimator)
-        total = sum(estimator.seconds(t.point) for t in tasks)
+        total = estimator.startup_once_s + sum(estimator.sweep_seconds(t.point) for t in tasks)
         out.append(f"# shard {i}/{count}: {len(tasks)} points, est. {cost.hms(total)}")
     return out
 

@@ -532,7 +532,7 @@ def sweep(
     skipped = len(tasks) - len(todo)
     if skipped:
         print(f"[sweep] {skipped} of {len(tasks)} points already done; skipped", file=sys.stderr)
-    remaining = sum(estimate.seconds(t.point) for t in todo)
+    remaining = sum(estimate.sweep_seconds(t.point) for t in todo)
     print(
         f"[sweep] {len(todo)} points to run; each point's tool console goes to its log, "
         f"{run.paths.points}/<point>/console.log",
@@ -547,8 +547,8 @@ def sweep(
             point_started = time.monotonic()
             result = measure(task)
             publish(run, arts, task, result)
-            remaining -= estimate.seconds(task.point)
-            done_estimate += estimate.seconds(task.point)
+            remaining -= estimate.sweep_seconds(task.point)
+            done_estimate += estimate.sweep_seconds(task.point)
             now = time.monotonic()
             progress = Progress(i, len(todo), now - point_started, now - started)
             print(
