@@ -31,7 +31,7 @@ from bench.core import cost
 from bench.core.errors import KitError
 from bench.core.manifest import load_manifest
 from bench.core.run import Run, RunPaths
-from bench.stages import doctor, plan
+from bench.stages import doctor, plan, serve
 from bench.stages.sweep import tasks_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -482,6 +482,40 @@ def test_online_time_is_latency_bound_at_low_concurrency():
     bound = estimator.seconds(busy) - estimator.c.startup_s
     assert cost.online_seconds(estimator, busy, 128) == pytest.approx(bound)
     assert bound > 10 * (estimator.scale * 1000 * 2.75e-5 + 1000 * 0.005)
+
+
+def test_online_shards_are_balanced_by_the_online_estimate(tmp_path, run_roots):
+    """1000/1000 at concurrency 1 is 64 requests one after another: the online model's longest
+    point by far (the offline model, throughput-bound, ranks it among the cheapest)."""
+    run = plan_run(ONLINE, tmp_path)
+    estimator = cost.Estimator(run.manifest)
+    tasks = tasks_of(run)
+    serial = next(t for t in tasks if t.name == "isl1000_osl1000_c1")
+    assert estimator.sweep_seconds(serial.point) > sum(
+        estimator.sweep_seconds(t.point) for t in tasks if t is not serial
+    )
+    assert cost.shard_tasks(tasks, 1, 2, estimator) == [serial]
+    lines = plan.shard_lines(run, 2)
+    once = estimator.c.startup_s  # each shard starts its own server
+    assert lines[0] == (
+        f"# shard 1/2: 1 points, est. {cost.hms(once + estimator.sweep_seconds(serial.point))}"
+    )
+
+
+def test_the_session_writes_the_server_files_the_plan_prints(tmp_path, run_roots):
+    """The YAML trtllm-serve reads comes from the backend's Serving: the plan prints it as a
+    heredoc, the server's --extra_llm_api_options names it, the session writes and records it."""
+    run = plan_run(ONLINE, tmp_path)
+    lines = plan.plan_lines(run, None)
+    recorded: list[Path] = []
+    with serve.session(run, None, sys.executable, recorded.extend):
+        pass  # no point measured: no server started
+    ((path, text),) = serve.serving_for(run, prepare=False).config_files.items()
+    assert path.read_text() == text and recorded == [path]
+    start = lines.index(f"cat > {path} <<'EOF'")
+    assert "\n".join(lines[start + 1 : lines.index("EOF", start)]) + "\n" == text
+    (server,) = [line for line in lines if line.startswith("trtllm-serve ")]
+    assert f"--extra_llm_api_options {path} " in server + " "
 
 
 def test_doctor_checks_trtllm_serve_for_an_online_manifest(tmp_path, monkeypatch):

@@ -61,7 +61,8 @@ class ServerCommand:
 @dataclass(frozen=True)
 class Serving:
     """What a backend gives the online runner: its server, the tokenizer AIPerf counts with, the
-    request fields that force exact output lengths, and the files it prepared (recorded)."""
+    request fields that force exact output lengths, the files it prepared (recorded), and the
+    text files its server reads, which the session writes and `make plan` prints."""
 
     command: Callable[[int], ServerCommand]  # port -> command
     tokenizer: Path
@@ -69,6 +70,7 @@ class Serving:
     prepared: list[Path]
     engine_version: str | None
     dtype: str | None = None  # what the server computes in, where not the manifest's (CPU: float32)
+    config_files: dict[Path, str] = field(default_factory=dict)  # path -> text, for the command
 
 
 def transformers_serve_command(

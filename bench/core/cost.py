@@ -7,7 +7,8 @@ the seed sweep (70B, TP8, 8x H100, TensorRT-LLM 0.16; ../shared/fixtures), the m
 every point's latency within 15% (scripts/fit_cost_model.py reproduces the fit; start-up is
 added apart). Absolute times scale with model and GPU; only the ratios matter for balancing.
 A 16384/16384 request costs about 1000x a 128/128 request, so shards are balanced by this
-estimate, not by count. Each backend brings its coefficients (bench.backends: `cost`).
+estimate, not by count (an online manifest's by `online_seconds`, which adds the latency bound
+of a low concurrency). Each backend brings its coefficients (bench.backends: `cost`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,25 @@ class Estimator:
     def __init__(self, manifest: Manifest) -> None:
         self.c: Coefficients = backends.get(manifest.engine.backend).cost
         self.scale = self.c.scale
+        self.online = manifest.sweep.scenario == "online"
+        self.warmup = manifest.runtime.warmup
+
+    def sweep_seconds(self, p: Point) -> float:
+        """One sweep point of this manifest, as progress, `make plan` and shards count it: the
+        offline model, or for an online manifest online_seconds over its requests and warm-up
+        requests (the server's start-up is counted once per sweep: `startup_once_s`)."""
+        if not self.online:
+            return self.seconds(p)
+        measured = p.model_copy(update={"requests": p.requests + self.warmup})
+        return online_seconds(self, measured, p.concurrency)
+
+    @property
+    def startup_once_s(self) -> float:
+        """What a sweep pays once besides its points: the online server's start-up."""
+        return self.c.startup_s if self.online else 0.0
 
     def seconds(self, p: Point) -> float:
+        """The offline model: the tool started for this point alone."""
         c = self.c
         per_request = (
             p.isl * c.prefill_s_per_token
@@ -61,7 +79,7 @@ def shard_tasks(
 
     Deterministic: ties break by task order, so every shard computes the same partition.
     """
-    cost = (lambda t: estimator.seconds(t.point)) if estimator else (lambda t: 1.0)
+    cost = (lambda t: estimator.sweep_seconds(t.point)) if estimator else (lambda t: 1.0)
     loads = [0.0] * count
     owner: dict[int, int] = {}
     order = sorted(range(len(tasks)), key=lambda i: (-cost(tasks[i]), i))

@@ -21,7 +21,6 @@ from pathlib import Path
 from bench import backends
 from bench.analysis.reference import load_reference
 from bench.backends.trtllm import commands as trtllm
-from bench.backends.trtllm.backend import Trtllm
 from bench.core import cost
 from bench.core.errors import run_main
 from bench.core.manifest import Manifest, Point, load_manifest
@@ -78,8 +77,7 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
         return lines + online_lines(run, shard)
     yaml_text = extra_options_yaml(m)
     if yaml_text is not None:
-        path = shlex.quote(str(extra_options_path(run)))
-        lines += [f"cat > {path} <<'EOF'", *yaml_text.splitlines(), "EOF"]
+        lines += heredoc(extra_options_path(run), yaml_text)
     estimator = cost.Estimator(m)
     published = published_rates(m)
     tasks = tasks_of(run)
@@ -95,15 +93,9 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
             + ("; streaming: TTFT/TPOT timed per token" if m.sweep.streaming else "")
         )
     total = 0.0
-    online = serve.plan_commands(run, tasks) if m.sweep.scenario == "online" else None
-    if online is not None:
-        lines.append(online[0])
-    for i, task in enumerate(tasks):
-        if online is not None:
-            argv = online[1][i]
-        else:
-            argv, _, _ = attempt_argv(run, task, fraction, paths.points / (task.name + ".partial"))
-        if online is None and yaml_text is not None and "--extra_llm_api_options" not in argv:
+    for task in tasks:
+        argv, _, _ = attempt_argv(run, task, fraction, paths.points / (task.name + ".partial"))
+        if yaml_text is not None and "--extra_llm_api_options" not in argv:
             argv += ["--extra_llm_api_options", str(extra_options_path(run))]
         seconds, basis = point_estimate(estimator, published, task.point)
         total += seconds
@@ -122,31 +114,27 @@ def plan_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
 
 
 def online_lines(run: Run, shard: tuple[int, int] | None) -> list[str]:
-    """The server (its YAML for TensorRT-LLM, its command, the health poll), then one AIPerf
-    command per point exactly as the online session runs them (bench.stages.serve.plan_commands:
-    also the sweep's stage key), then the stop; the estimate is the server's start-up once plus
-    each point (cost.online_seconds)."""
+    """The server (the files it reads, as heredocs; its command, the health poll), then one
+    AIPerf command per point exactly as the online session runs them
+    (bench.stages.serve.plan_commands: also the sweep's stage key), then the stop; the estimate
+    is the server's start-up once plus each point (cost.Estimator.sweep_seconds)."""
     m = run.manifest
     estimator = cost.Estimator(m)
     tasks = tasks_of(run)
     if shard is not None:
         tasks = cost.shard_tasks(tasks, *shard, estimator)
     lines = []
-    if isinstance(backends.get(m.engine.backend), Trtllm):
-        path = shlex.quote(str(run.paths.root / "serve_llm_api_options.yaml"))
-        lines += [f"cat > {path} <<'EOF'", *trtllm.serve_options_yaml(m).splitlines(), "EOF"]
+    for path, text in serve.serving_for(run, prepare=False).config_files.items():
+        lines += heredoc(path, text)
     server, clients = serve.plan_commands(run, tasks)
     env = [f"{k}={v}" for k, v in server.env.items()]
     lines.append(f"{shlex.join(env + server.argv)} &  # the server, once, in its own session")
     lines.append(
         f"# wait until GET {server.health_url} answers 200 (a free loopback port at run time)"
     )
-    total = estimator.c.startup_s
+    total = estimator.startup_once_s
     for task, argv in zip(tasks, clients, strict=True):
-        measured = task.point.model_copy(
-            update={"requests": task.point.requests + m.runtime.warmup}
-        )
-        seconds = cost.online_seconds(estimator, measured, task.point.concurrency)
+        seconds = estimator.sweep_seconds(task.point)
         total += seconds
         lines.append(f"{shlex.join(argv)}  # {task.name}, est. {cost.hms(seconds)}")
     lines.append("# stop the server: SIGTERM to its process group")
@@ -191,12 +179,19 @@ def point_estimate(
     return seconds, f" (from the published {rate:,.0f} tok/s)"
 
 
+def heredoc(path: Path, text: str) -> list[str]:
+    """The shell lines that write `text` to `path`."""
+    return [f"cat > {shlex.quote(str(path))} <<'EOF'", *text.splitlines(), "EOF"]
+
+
 def shard_lines(run: Run, count: int) -> list[str]:
+    """Each shard's points and time, by the model the shards are balanced by (an online shard
+    starts its own server)."""
     estimator = cost.Estimator(run.manifest)
     out = []
     for i in range(1, count + 1):
         tasks = cost.shard_tasks(tasks_of(run), i, count, estimator)
-        total = sum(estimator.seconds(t.point) for t in tasks)
+        total = estimator.startup_once_s + sum(estimator.sweep_seconds(t.point) for t in tasks)
         out.append(f"# shard {i}/{count}: {len(tasks)} points, est. {cost.hms(total)}")
     return out
 

@@ -5,7 +5,8 @@ Writes: results/<run>/points/<point>/ as the offline sweep does (result.json | f
         telemetry.csv), plus AIPerf's exports (profile_export_aiperf.json/.csv,
         profile_export.jsonl, phase_manifest.json, inputs.json, aiperf.log, aiperf.console.log),
         requests.csv and the server's log lines of that point (server.log);
-        work/<run>/served-model/ (hf-transformers: the model as served, see bench.backends.server)
+        work/<run>/served-model/ (hf-transformers: the model as served, see bench.backends.server);
+        the files the backend's server reads (Serving.config_files: trtllm-serve's YAML)
 Usage:  make sweep MANIFEST=manifests/demo-online.toml   (python -m bench.stages.sweep ... --aiperf
         .venv-aiperf/bin/aiperf)
 
@@ -37,13 +38,16 @@ from pathlib import Path
 from typing import Any
 
 from bench import backends
+from bench.analysis.latency import REQUESTS_CSV, read_requests
 from bench.backends import aiperf, server
 from bench.backends.server import ServerCommand, Serving
 from bench.core.errors import KitError
 from bench.core.fileio import atomic_write_text
+from bench.core.manifest import Slo
 from bench.core.proc import guarded_argv, run_logged, stop_group
 from bench.core.run import Run
 from bench.schema.record import FailureKind, Identity, PointResult
+from bench.stages.window import Window, window_telemetry, with_goodput
 
 CODE = (__file__, aiperf.__file__, server.__file__)
 SERVER_GRACE_S = 10.0
@@ -237,6 +241,18 @@ def failed(key: dict, kind: FailureKind, detail: str) -> PointResult:
     )  # fmt: skip
 
 
+def profiling_fields(
+    result: PointResult, workdir: Path, slo: Slo | None
+) -> tuple[PointResult, Window | None]:
+    """AIPerf's profiling window (phase_manifest.json, already on the record) and goodput over
+    it under the SLO, from the point's requests.csv as the offline sweep computes it."""
+    if result.window_start_ns is None or result.window_end_ns is None:
+        return result, None
+    window = Window(result.window_start_ns, result.window_end_ns, aiperf.PHASES)
+    metrics = with_goodput(result.metrics, read_requests(workdir / REQUESTS_CSV), slo, window)
+    return dataclasses.replace(result, metrics=metrics), window
+
+
 def measure(
     run: Run,
     task,
@@ -246,7 +262,9 @@ def measure(
     aiperf_bin: str,
     scratch_root: Path,
 ) -> PointResult:
-    """One point: AIPerf against the running server, exports kept, the record judged."""
+    """One point: AIPerf against the server (started here if none runs, inside the point's
+    telemetry: a start-up is its load phase), exports kept, the record judged, goodput and energy
+    over AIPerf's profiling window as the offline sweep computes them (bench.stages.window)."""
     from bench.stages.sweep import PARTIAL
 
     p, m = task.point, run.manifest
@@ -263,16 +281,15 @@ def measure(
         "concurrency": p.concurrency,
         "repeat": task.repeat,
     }
-    command = srv.ensure_up()
-    argv = point_argv(run, task, command, serving, aiperf_bin, scratch / "artifacts")
     with sampler_factory(workdir / "telemetry.csv") as sampler:
+        command = srv.ensure_up()
+        argv = point_argv(run, task, command, serving, aiperf_bin, scratch / "artifacts")
         proc = run_logged(
             argv,
             workdir / "aiperf.console.log",
             timeout_s=m.runtime.point_timeout_s,
             env=aiperf_env(scratch),
         )
-    telemetry = sampler.summary()
     for source, name in KEPT.items():
         if (scratch / "artifacts" / source).is_file():
             shutil.copyfile(scratch / "artifacts" / source, workdir / name)
@@ -289,6 +306,7 @@ def measure(
         "argv": shlex.join(argv).replace(str(scratch), "<scratch>"),
         "server_argv": shlex.join(command.argv),
     }
+    window: Window | None = None
     if proc.timed_out:
         result = failed(key, "timeout", f"AIPerf ran past {m.runtime.point_timeout_s} s")
     elif server_down:
@@ -306,9 +324,11 @@ def measure(
             gpus=m.engine.tp_size * m.engine.pp_size,
         )
         atomic_write_text(workdir / aiperf.REQUESTS_CSV, aiperf.requests_csv(rows))
+        result, window = profiling_fields(result, workdir, m.slo)
     if result.status == "failed":
         attempt.update(outcome=result.failure, detail=result.failure_detail)
     raw = tuple(sorted(f"points/{task.name}/{f.name}" for f in workdir.iterdir()))
+    telemetry = window_telemetry(sampler, window, result)
     return dataclasses.replace(result, attempts=(attempt,), raw_files=raw, telemetry=telemetry)
 
 
@@ -329,7 +349,9 @@ def session(
             "or pass --aiperf <path to aiperf>",
         )
     serving = serving_for(run)
-    record(serving.prepared)
+    for path, text in serving.config_files.items():
+        atomic_write_text(path, text)
+    record([*serving.prepared, *serving.config_files])
     previous = signal.signal(signal.SIGTERM, _interrupt)
     with tempfile.TemporaryDirectory(prefix="trtllm-repro-serve-") as tmp:
         srv = Server(

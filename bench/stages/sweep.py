@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from bench import backends
-from bench.analysis.latency import REQUESTS_CSV, distributions, goodput, write_requests
+from bench.analysis.latency import REQUESTS_CSV, distributions, write_requests
 from bench.core import cost
 from bench.core import stage as rule
 from bench.core.artifacts import Artifacts, Problem
@@ -45,6 +45,7 @@ from bench.core.runlock import locked
 from bench.schema.record import FAILURE, RESULT, PointResult, judge, load_records, write_summary
 from bench.stages import serve
 from bench.stages.datasets import dataset_path
+from bench.stages.window import Window, window_telemetry, with_goodput
 
 VERSION = 1  # bump when a point measured now would not be comparable with one measured before
 PARTIAL = ".partial"
@@ -134,15 +135,6 @@ def attempt_argv(
 # ----------------------------------------------------------------------------- serving fields
 
 
-@dataclass(frozen=True)
-class Window:
-    """The measured window in epoch ns, and how it was found."""
-
-    start_ns: int
-    end_ns: int
-    source: str
-
-
 def monotonic_offset_ns() -> int:
     """epoch ns - monotonic ns now. trtllm-bench (and the CPU runner) stamp requests with
     time.perf_counter_ns(), CLOCK_MONOTONIC on Linux, one clock for every process of the
@@ -174,11 +166,9 @@ def serving_fields(
         window = Window(
             times.first_start_ns + offset_ns, times.last_end_ns + offset_ns, "request_json"
         )
-        slo = getattr(run.manifest, "slo", None)  # [slo] (issue 12): None without one
-        if slo is not None:
-            req_s, tok_s = goodput(times.rows, slo, (window.end_ns - window.start_ns) / 1e9)
-            filled |= {"goodput_req_s": req_s, "goodput_output_tok_s": tok_s}
-        metrics = dataclasses.replace(result.metrics, **filled)
+        metrics = with_goodput(
+            dataclasses.replace(result.metrics, **filled), times.rows, run.manifest.slo, window
+        )
     elif result.status == "ok" and report.is_file() and result.metrics.total_latency_ms:
         end = report.stat().st_mtime_ns
         window = Window(end - round(result.metrics.total_latency_ms * 1e6), end, "report mtime")
@@ -189,15 +179,6 @@ def serving_fields(
         result, metrics=metrics, window_start_ns=window.start_ns, window_end_ns=window.end_ns
     )
     return placed, window
-
-
-def output_tokens(result: PointResult) -> float | None:
-    m = result.metrics
-    return (
-        None
-        if m.num_requests is None or m.avg_output_len is None
-        else (m.num_requests * m.avg_output_len)
-    )
 
 
 # ----------------------------------------------------------------------------- one point
@@ -261,12 +242,7 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
     if result is None:
         last = attempts[-1]
         result = backend.failed_result(last["outcome"], last["detail"], **key)
-    # The last attempt's sampler: telemetry over the measured window, the load phase apart.
-    telemetry = sampler.summary(
-        None if window is None else (window.start_ns, window.end_ns), output_tokens(result)
-    )
-    if window is not None and telemetry.get("window"):
-        telemetry["window"]["source"] = window.source
+    telemetry = window_telemetry(sampler, window, result)  # the last attempt's sampler
     raw = tuple(sorted(f"points/{task.name}/{f.name}" for f in workdir.iterdir()))
     return dataclasses.replace(
         judge(result), attempts=tuple(attempts), raw_files=raw, telemetry=telemetry
@@ -558,7 +534,7 @@ def sweep(
     skipped = len(tasks) - len(todo)
     if skipped:
         print(f"[sweep] {skipped} of {len(tasks)} points already done; skipped", file=sys.stderr)
-    remaining = sum(estimate.seconds(t.point) for t in todo)
+    remaining = sum(estimate.sweep_seconds(t.point) for t in todo)
     print(
         f"[sweep] {len(todo)} points to run; each point's tool console goes to its log, "
         f"{run.paths.points}/<point>/console.log",
@@ -573,8 +549,8 @@ def sweep(
             point_started = time.monotonic()
             result = measure(task)
             publish(run, arts, task, result)
-            remaining -= estimate.seconds(task.point)
-            done_estimate += estimate.seconds(task.point)
+            remaining -= estimate.sweep_seconds(task.point)
+            done_estimate += estimate.sweep_seconds(task.point)
             now = time.monotonic()
             progress = Progress(i, len(todo), now - point_started, now - started)
             print(

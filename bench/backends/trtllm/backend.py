@@ -92,18 +92,16 @@ class Trtllm(Backend):
         )
 
     def serving(self, run: Run, *, prepare: bool) -> Serving:
-        """trtllm-serve with the offline sweep's limits; its LLM-API YAML written when prepared."""
+        """trtllm-serve with the offline sweep's limits and its LLM-API YAML (which the session
+        writes); nothing to prepare."""
         from importlib.metadata import PackageNotFoundError, version
 
         from bench.backends.server import Serving
         from bench.backends.trtllm import commands
-        from bench.core.fileio import atomic_write_text
         from bench.stages.sweep import model_path_for_runtime
 
         m = run.manifest
         options = run.paths.root / "serve_llm_api_options.yaml"
-        if prepare:
-            atomic_write_text(options, commands.serve_options_yaml(m))
         model_path = model_path_for_runtime(run)
         engine = run.paths.engine if self.builds_engine else None
         try:
@@ -116,8 +114,9 @@ class Trtllm(Backend):
             ),
             tokenizer=run.paths.model_dir(m.model.repo, m.model.revision),
             fixed_length_inputs=lambda osl: {"ignore_eos": True, "min_tokens": osl},
-            prepared=[options] if prepare else [],
+            prepared=[],
             engine_version=installed,
+            config_files={options: commands.serve_options_yaml(m)},
         )
 
     def request_times(self, request_json: Path, *, streaming: bool) -> RequestTimes:

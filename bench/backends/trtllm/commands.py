@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from bench import backends
 from bench.backends.server import ServerCommand
 from bench.core import pins
 from bench.core.errors import KitError
@@ -283,10 +284,11 @@ def trtllm_serve_command(
     refuses it there too).
     """
     e, r = manifest.engine, manifest.runtime
-    if e.backend not in ("trtllm-pytorch", "trtllm-tensorrt"):
+    if TRTLLM_SERVE not in backends.get(e.backend).online_tools:
+        serving = [b.name for b in backends.registry().values() if TRTLLM_SERVE in b.online_tools]
         raise KitError(
             f"trtllm-serve serves TensorRT-LLM backends, not {e.backend!r}",
-            fix="set engine.backend to trtllm-pytorch or trtllm-tensorrt for an online run",
+            fix=f"set engine.backend to {' or '.join(serving)} for an online run",
         )
     if e.needs_build and engine_dir is None:
         raise KitError("the tensorrt backend serves an engine: engine_dir is required")

@@ -1,0 +1,121 @@
+"""One online point end to end without AIPerf: goodput under the manifest's [slo] and energy over
+AIPerf's profiling window, computed as the offline sweep computes them.
+
+A stand-in `aiperf` writes the real exports of tests/data/aiperf with their clock moved to now
+(the profiling phase after a pause, as AIPerf's warm-up would be); the stand-in server of
+tests/test_serve.py takes a while to answer /health; the sampler is the real one over a fake NVML
+at constant power, so the energy says which seconds it covers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench.analysis.latency import read_requests
+from bench.backends import aiperf
+from bench.backends.server import Serving
+from bench.core.manifest import Point, Slo, load_manifest
+from bench.core.run import Run, RunPaths
+from bench.gpu.telemetry import Sampler
+from bench.stages import serve
+from bench.stages.sweep import PARTIAL, Task
+from tests.conftest import ROOT
+from tests.test_serve import fake_command
+from tests.test_telemetry import FakeNVML
+
+DATA = Path(__file__).parent / "data" / "aiperf"
+WATTS = 650.5  # FakeNVML's board power
+FAKE_AIPERF = textwrap.dedent(
+    """
+    import json, shutil, sys, time
+    from pathlib import Path
+    data = Path(sys.argv[0]).with_name("exports")  # beside this script
+    out = Path(sys.argv[sys.argv.index("--artifact-dir") + 1])
+    time.sleep(0.3)  # AIPerf's own start and warm-up: before the profiling window
+    start = time.time_ns()
+    time.sleep(0.6)
+    end = time.time_ns()
+    out.mkdir(parents=True)
+    phases = json.loads((data / "phase_manifest.json").read_text())
+    profiling = next(p for p in phases["phases"] if p["phase_kind"] == "profiling")
+    shift = start - profiling["start_ns"]
+    for phase in phases["phases"]:
+        phase["start_ns"] += shift
+        phase["end_ns"] += shift
+    profiling["end_ns"] = end
+    (out / "phase_manifest.json").write_text(json.dumps(phases))
+    lines = []
+    for line in (data / "profile_export.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        record["metadata"]["request_start_ns"] += shift
+        lines.append(json.dumps(record))
+    (out / "profile_export.jsonl").write_text("\\n".join(lines) + "\\n")
+    shutil.copyfile(data / "profile_export_aiperf.json", out / "profile_export_aiperf.json")
+    """
+)
+
+
+def stand_in_aiperf(tmp_path: Path) -> str:
+    shutil.copytree(DATA, tmp_path / "exports")
+    script = tmp_path / "aiperf"
+    script.write_text(f"#!{sys.executable}\n{FAKE_AIPERF}")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_an_online_point_gets_goodput_and_energy_over_aiperfs_window(tmp_path, run_roots):
+    ttfts = sorted(
+        json.loads(line)["metrics"]["time_to_first_token"]["value"]
+        for line in (DATA / aiperf.PER_REQUEST).read_text().splitlines()
+        if json.loads(line)["metadata"]["benchmark_phase"] == "profiling"
+    )
+    limit = (ttfts[3] + ttfts[4]) / 2
+    slo = Slo(ttft_p99_ms=limit)  # the four fastest first tokens meet it
+    path = ROOT / "manifests" / "demo-online.toml"
+    manifest = load_manifest(path).model_copy(update={"slo": slo})
+    run = Run(RunPaths.for_run("online"), manifest, path)
+    serving = Serving(
+        command=fake_command(delay=1.0),  # a start-up: 1 s before /health answers
+        tokenizer=tmp_path,
+        fixed_length_inputs=lambda osl: {},
+        prepared=[],
+        engine_version="stand-in",
+    )
+    srv = serve.Server(serving.command, tmp_path / "server.log", start_timeout_s=30)
+    task = Task(Point(isl=32, osl=16, requests=8, concurrency=2), 0)
+    try:
+        result = serve.measure(
+            run,
+            task,
+            srv,
+            serving,
+            lambda csv: Sampler(csv, 0.02, 0, nvml=FakeNVML()),
+            stand_in_aiperf(tmp_path),
+            tmp_path / "scratch",
+        )
+    finally:
+        srv.stop()
+    assert result.status == "ok", result.failure_detail
+    workdir = run.paths.points / (task.name + PARTIAL)
+    phases = json.loads((workdir / aiperf.PHASES).read_text())
+    start, end = aiperf.profiling_window(phases)
+    assert (result.window_start_ns, result.window_end_ns) == (start, end)
+    window_s = (end - start) / 1e9
+
+    met = [r for r in read_requests(workdir / "requests.csv") if r.ttft_ms <= limit]
+    assert len(met) == 4
+    assert result.metrics.goodput_req_s == pytest.approx(4 / window_s)
+    assert result.metrics.goodput_output_tok_s == pytest.approx(4 * 16 / window_s)
+
+    t = result.telemetry
+    assert t["window"]["start_ns"] == start and t["window"]["source"] == aiperf.PHASES
+    # the server's start-up and AIPerf's warm-up are the load phase; the energy is the window's
+    assert t["load_phase"]["samples"] * 0.02 > 0.5
+    assert t["energy_j"] == pytest.approx(WATTS * window_s, rel=0.02)
+    assert t["j_per_output_token"] == pytest.approx(t["energy_j"] / (8 * 16), rel=1e-4)
