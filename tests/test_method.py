@@ -15,7 +15,7 @@ from bench.core.errors import KitError
 from bench.core.fileio import atomic_write_json
 from bench.core.manifest import load_manifest
 from bench.core.run import RunPaths, open_run, point_id
-from bench.schema.record import RESULT, Identity, PointResult, write_summary
+from bench.schema.record import RESULT, Distribution, Identity, PointResult, write_summary
 from bench.stages import verify
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,3 +214,125 @@ def test_mlperf_results_are_never_graded(roots: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "| 5.1-0083 server: 5,103.99 tok/s | NOT COMPARABLE |" in out
     assert "dataset_generator prepare_dataset vs mlperf-cnn_dailymail" in out
+
+
+# An online reference of NVIDIA's per-concurrency form (TTFT, ITL, output tok/s per
+# concurrency). The numbers are made up for the test: no such table is transcribed in
+# manifests/published/ (the NIM page's tables for Llama 3.1 8B could not be read with their
+# GPU and ISL/OSL headings, and the page names no engine release).
+ONLINE_REFERENCE = """
+schema = "trtllm-repro/reference/1"
+title = "test: an online per-concurrency table"
+source = "tests/test_method.py"
+date = "2025-01-01"
+
+[identity]
+model = "meta-llama/Llama-3.1-8B-Instruct"
+checkpoint = "nvidia/Llama-3.1-8B-Instruct-FP8"
+quantization = "FP8"
+backend = "trtllm-pytorch"
+engine_version = "1.0.0"
+tp_size = 1
+gpus = 1
+gpu = "H100"
+scenario = "online"
+streaming = true
+leaves_open = [
+  "checkpoint_revision", "activations", "kv_cache_dtype", "pp_size",
+  "dataset_generator", "input_stdev", "output_stdev", "kv_cache_fraction", "cuda_graphs",
+  "chunked_prefill",
+]
+
+[[points]]
+isl = 1000
+osl = 1000
+concurrency = 1
+output_tok_s = 200.0
+latency = [
+  { metric = "ttft_ms", stat = "mean", value = 10.0 },
+  { metric = "tpot_ms", stat = "mean", value = 5.0 },
+  { metric = "tpot_ms", value = 5.0 },
+]
+
+[[points]]
+isl = 1000
+osl = 1000
+concurrency = 8
+output_tok_s = 1500.0
+"""
+
+
+def online_reference(text: str = ONLINE_REFERENCE) -> refmod.Reference:
+    return refmod.parse_reference(tomllib.loads(text), "online.toml")
+
+
+def served(out: float, concurrency: int, ttft: float, tpot: float) -> PointResult:
+    """A streamed point served online at `concurrency`, as the AIPerf producer records it."""
+    base = ok(1000, 1000, out, identity=NVIDIA_ID, requests=64)
+    metrics = dataclasses.replace(
+        base.metrics, ttft_ms=Distribution(mean=ttft, p50=ttft), tpot_ms=Distribution(mean=tpot)
+    )
+    return dataclasses.replace(
+        base, concurrency=concurrency, scenario="online", streaming=True, metrics=metrics
+    )
+
+
+def test_online_reference_loads_and_checks_its_own_form() -> None:
+    ref = online_reference()
+    assert [p.label for p in ref.points] == [
+        "ISL 1000 / OSL 1000 / concurrency 1",
+        "ISL 1000 / OSL 1000 / concurrency 8",
+    ]
+    assert ref.points[0].latency[0].label == "ttft_ms mean"
+    assert refmod.consistency_problems(ref) == []
+    without_load = ONLINE_REFERENCE.replace("concurrency = 8\n", "")
+    with pytest.raises(KitError, match="online reference's point states no concurrency"):
+        online_reference(without_load)
+    offline = ONLINE_REFERENCE.replace('scenario = "online"', 'scenario = "offline"')
+    with pytest.raises(KitError, match="latency on a point of a reference that is not online"):
+        online_reference(offline)
+
+
+def test_offline_run_against_an_online_reference_is_not_comparable(roots: Path, capsys) -> None:
+    path = roots / "online.toml"
+    path.write_text(ONLINE_REFERENCE)
+    run_of(NVIDIA_MANIFEST, nvidia_points(NVIDIA_ID, 1.0), "nv")
+    assert verify.main(["--run", "nv", "--reference", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "**Different method: NOT COMPARABLE.**" in out
+    scenario = next(line for line in out.splitlines() if line.startswith("| scenario |"))
+    assert "online" in scenario and "offline" in scenario and "**DIFFERS**" in scenario
+    claims = out[out.index("## Reference claims") :].split("\n## ")[0]
+    assert "| ISL 1000 / OSL 1000 / concurrency 1: ttft_ms mean | NOT COMPARABLE |" in claims
+    assert "differs: scenario offline vs online; streaming False vs True" in claims
+    assert "| PASS |" not in claims and "FAIL |" not in claims
+
+
+def test_matching_online_run_is_graded_at_its_concurrency() -> None:
+    ref = online_reference()
+    manifest = load_manifest(NVIDIA_MANIFEST)  # its points served online: the records say so
+    online = refmod.run_method(manifest, [served(200.0, 1, 10.0, 5.0)], "H100-SXM")
+    assert refmod.compare_method(ref.identity, online).comparable
+    records = [served(204.0, 1, 10.2, 6.0), served(1500.0, 64, 50.0, 9.0)]
+    verdicts = {v.claim: v for v in verify.point_verdicts(records, ref)}
+    assert verdicts["ISL 1000 / OSL 1000 / concurrency 1"].verdict == "PASS"
+    assert verdicts["ISL 1000 / OSL 1000 / concurrency 1: ttft_ms mean"].verdict == "PASS"
+    tpot = verdicts["ISL 1000 / OSL 1000 / concurrency 1: tpot_ms mean"]
+    assert tpot.verdict == "FAIL" and tpot.measured == 6.0 and tpot.published == 5.0
+    unstated = verdicts["ISL 1000 / OSL 1000 / concurrency 1: tpot_ms (statistic not stated)"]
+    assert unstated.verdict == "NOT COMPARABLE" and "does not say which statistic" in unstated.note
+    other_load = verdicts["ISL 1000 / OSL 1000 / concurrency 8"]
+    assert other_load.verdict == "NOT COMPARABLE" and "concurrency 64 vs 8" in other_load.note
+
+
+def test_verify_grades_an_online_run_against_an_online_reference(roots: Path, capsys) -> None:
+    path = roots / "online.toml"
+    path.write_text(ONLINE_REFERENCE)
+    run_of(NVIDIA_MANIFEST, [served(204.0, 1, 10.2, 5.1)], "served")
+    verify.main(["--run", "served", "--reference", str(path)])
+    out = capsys.readouterr().out
+    assert "Same method: the numbers below are compared." in out
+    assert "| ISL 1000 / OSL 1000 / concurrency 1 | PASS |" in out
+    assert "| ISL 1000 / OSL 1000 / concurrency 1: ttft_ms mean | PASS |" in out
+    assert "| ISL 1000 / OSL 1000 / concurrency 8 | NOT COMPARABLE |" in out
+    assert "differs: concurrency 1 vs 8" in out

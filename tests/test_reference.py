@@ -103,7 +103,7 @@ def test_rank_order_and_total_tokens() -> None:
 def test_unknown_key_is_named() -> None:
     with pytest.raises(
         KitError,
-        match=r"points\[0\]\.speed: unknown key; allowed here: concurrency, isl, note, osl",
+        match=r"points\[0\]\.speed: unknown key; allowed here: concurrency, isl, latency, note",
     ):
         ref(points=[{"isl": 1, "osl": 1, "output_tok_s": 1.0, "speed": 3}])
 

@@ -7,7 +7,8 @@ Usage:  python -m bench.analysis.reference manifests/published/seed-report-claim
 
 A reference says where its numbers come from (source, date), what they claim to measure
 (identity: model, TP, GPUs, ...), and the numbers: measured points (output tok/s, optionally
-req/s, requests, total tokens, rank in a "top N" table), "best per ISL/OSL" rows and a peak.
+req/s, requests, total tokens, rank in a "top N" table; an online point's concurrency and
+latencies), "best per ISL/OSL" rows and a peak.
 A run's point that the reference does not list is NOT PUBLISHED there.
 
 Its [identity] states or leaves open (`leaves_open`) every field of METHOD_FIELDS; a published
@@ -115,6 +116,21 @@ METHOD_FIELDS = (
 )
 
 
+class RefLatency(_Table):
+    """One published latency of an online point, named by the record's distribution that holds
+    the same quantity (bench.schema.record.Metrics): a per-request inter-token latency (AIPerf's
+    ITL, as bench.backends.aiperf records it) is `tpot_ms`, a pooled gap is `itl_ms`. stat None:
+    the source does not say which statistic it printed (mean? median?): shown, never graded."""
+
+    metric: Literal["ttft_ms", "tpot_ms", "itl_ms", "request_latency_ms"]
+    stat: Literal["mean", "p50", "p90", "p95", "p99"] | None = None
+    value: PositiveFloat  # in ms, as published
+
+    @property
+    def label(self) -> str:
+        return f"{self.metric} {self.stat or '(statistic not stated)'}"
+
+
 class RefPoint(_Table):
     isl: Positive
     osl: Positive
@@ -125,7 +141,13 @@ class RefPoint(_Table):
     total_tokens: Positive | None = None
     rank: Positive | None = None  # position in the source's "top N" table
     tolerance_pct: PositiveFloat | None = None
+    latency: list[RefLatency] = Field(default_factory=list)  # an online point's TTFT, ITL, ...
     note: str = ""
+
+    @property
+    def label(self) -> str:
+        load = f" / concurrency {self.concurrency}" if self.concurrency else ""
+        return f"ISL {self.isl} / OSL {self.osl}{load}"
 
 
 class BestRow(_Table):
@@ -212,8 +234,23 @@ def parse_reference(data: dict[str, Any], path: str = "<reference>") -> Referenc
                 key="identity.minor",
                 fix="state its value, or drop it from minor",
             )
+    online = declared.scenario == "online"
     seen: dict[tuple[int, int, int | None], int] = {}
     for i, p in enumerate(ref.points):
+        if online and p.concurrency is None:
+            raise KitError(
+                "an online reference's point states no concurrency",
+                path=path,
+                key=f"points[{i}].concurrency",
+                fix="state the requests in flight the source measured it at",
+            )
+        if p.latency and not online:
+            raise KitError(
+                "latency on a point of a reference that is not online",
+                path=path,
+                key=f"points[{i}].latency",
+                fix='set identity.scenario = "online" (what the source measured), or drop it',
+            )
         if (p.isl, p.osl, p.concurrency) in seen:
             raise KitError(
                 f"duplicate of points[{seen[p.isl, p.osl, p.concurrency]}] "
@@ -459,10 +496,11 @@ def compare_method(identity: RefIdentity, run: dict[str, tuple[Any, str]]) -> Me
         else:
             outcome = MINOR if field in identity.minor else DIFFERS
         checks.append(FieldCheck(field, ref_value, run_value, outcome, source))
-    # Every reference is an offline measurement (trtllm-bench, or logs of it): a run whose points
-    # were measured online (a server driven by AIPerf) is another method, never graded against it.
+    # A reference that leaves the scenario open is an offline measurement (trtllm-bench, or logs
+    # of it): a run whose points were measured online (a server driven by AIPerf) is another
+    # method, never graded against it. One that states it was compared above, like any field.
     scenario, source = run.get("scenario", ("offline", ""))
-    if scenario != "offline":
+    if identity.scenario is None and scenario != "offline":
         checks.append(FieldCheck("scenario", "offline", scenario, DIFFERS, source))
     return MethodCheck(tuple(checks))
 

@@ -27,8 +27,8 @@ Result and exit code (the old verify.md and stamp are removed before anything is
   PARTIAL     4  nothing failed, but the run was merged from a subset of its shards on purpose
                  (make merge PARTIAL=1); the missing points are listed
 A published reference of another method (bench.analysis.reference.compare_method) gives NOT
-COMPARABLE
-rows naming what differs and a cross-method section, never PASS or FAIL; a claim whose number
+COMPARABLE rows naming what differs (an online reference against an offline run, or a point at
+another concurrency, included) and a cross-method section, never PASS or FAIL; a claim whose number
 only a summary file states is marked "(summary only: raw log absent)"; each claim about the
 whole run (best per ISL/OSL, peak, top N) says how many points it was checked against.
 --scope run re-hashes only the run's own files (results/<run>/, reports/<run>/); files of the
@@ -42,6 +42,7 @@ import argparse
 import csv
 import dataclasses
 import io
+import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -489,11 +490,7 @@ def point_verdicts(
     summarized = {(r.isl, r.osl): r for r in summary}
     out = []
     for p in ref.points:
-        claim = (
-            f"ISL {p.isl} / OSL {p.osl}"
-            + (f" / concurrency {p.concurrency}" if p.concurrency else "")
-            + (f" (rank {p.rank})" if p.rank else "")
-        )
+        claim = p.label + (f" (rank {p.rank})" if p.rank else "")
         tol = ref.tolerance(p)
         got = _measured(records, p.isl, p.osl)
         row = rows.get((p.isl, p.osl))
@@ -538,6 +535,7 @@ def point_verdicts(
                 )
         else:
             out.append(_measured_point_verdict(claim, p, row, got, ref))
+        out += latency_verdicts(p, got, ref, out[-1])
     listed = {(p.isl, p.osl) for p in ref.points}
     for r in sorted({(r.isl, r.osl) for r in records} - listed):
         row = rows.get(r)
@@ -566,6 +564,40 @@ def _measured_point_verdict(
         )
     notes += major + [f"{n} (declared minor: still compared)" for n in minor]
     return Verdict(claim, verdict, row.output_tok_s, p.output_tok_s, tol, "; ".join(notes))
+
+
+def latency_verdicts(
+    p: refmod.RefPoint, got: Sequence[PointResult], ref: refmod.Reference, point: Verdict
+) -> list[Verdict]:
+    """An online point's published latencies, judged only where its throughput was (same method,
+    same concurrency), against the same statistic of the run's records, averaged over repeats."""
+    out = []
+    tol = ref.tolerance(p)
+    for claimed in p.latency:
+        claim = f"{p.label}: {claimed.label}"
+        if point.verdict not in (PASS, FAIL, SUSPECT):
+            note = f"as the point's throughput ({point.note})" if point.note else "as the point"
+            out.append(Verdict(claim, point.verdict, None, claimed.value, None, note))
+            continue
+        if claimed.stat is None:
+            why = "the source does not say which statistic it printed (mean, p50, ...)"
+            out.append(Verdict(claim, NOT_COMPARABLE, None, claimed.value, None, why))
+            continue
+        values = [
+            getattr(dist, claimed.stat) if (dist := getattr(r.metrics, claimed.metric)) else None
+            for r in got
+            if r.status == "ok"
+        ]
+        if not values or None in values:
+            why = f"the run's records do not state {claimed.metric} {claimed.stat}"
+            out.append(Verdict(claim, NOT_RUN, None, claimed.value, tol, why))
+            continue
+        measured = statistics.fmean(v for v in values if v is not None)
+        within = abs(measured - claimed.value) <= tol / 100 * claimed.value
+        verdict = SUSPECT if point.verdict == SUSPECT else (PASS if within else FAIL)
+        repeats = f"mean of {len(values)} repeats" if len(values) > 1 else ""
+        out.append(Verdict(claim, verdict, measured, claimed.value, tol, repeats))
+    return out
 
 
 def _from_summary(r: PointRow) -> bool:
@@ -809,7 +841,8 @@ def suspect_verdicts(records: Sequence[PointResult]) -> list[Verdict]:
 def not_comparable_verdicts(ref: refmod.Reference, check: refmod.MethodCheck) -> list[Verdict]:
     """Every claim of a reference of another method: NOT COMPARABLE, naming what differs."""
     why = "differs: " + "; ".join(f.describe() for f in check.differences)
-    claims = [f"ISL {p.isl} / OSL {p.osl}" for p in ref.points]
+    claims = [p.label for p in ref.points]
+    claims += [f"{p.label}: {lat.label}" for p in ref.points for lat in p.latency]
     claims += [f"best at ISL {r.isl}: OSL {r.osl}, {num(r.output_tok_s)}" for r in ref.best_per_isl]
     claims += [f"best at OSL {r.osl}: ISL {r.isl}, {num(r.output_tok_s)}" for r in ref.best_per_osl]
     if ref.peak is not None:
@@ -823,7 +856,7 @@ def cross_method_verdicts(rows: Sequence[PointRow], ref: refmod.Reference) -> li
     measured = {(r.isl, r.osl): r for r in sorted(rows, key=lambda r: r.output_tok_s)}
     return [
         Verdict(
-            f"ISL {p.isl} / OSL {p.osl}",
+            p.label,
             NOT_COMPARABLE,
             measured[p.isl, p.osl].output_tok_s,
             p.output_tok_s,
