@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import backends
+from bench.backends.base import PointPaths
 from bench.backends.trtllm import commands as trtllm
 from bench.backends.trtllm.backend import Trtllm
 from bench.core import pins
@@ -141,16 +142,16 @@ def usages(manifest: Manifest, python: str = sys.executable) -> list[Usage]:
         group, sub = {}, {}
         extra = here if m.runtime.extra_llm_api_options is not None else None
         for point in m.sweep.points:
-            argv = backend.run_argv(
-                m,
-                point,
+            paths = PointPaths(
                 model_path=here,
                 dataset=here,
                 report_json=here,
-                kv_fraction=m.runtime.kv_cache_free_gpu_mem_fraction,
                 workspace=here,
                 engine_dir=here,
                 extra_options=extra,
+            )
+            argv = backend.run_argv(
+                m, point, paths, kv_fraction=m.runtime.kv_cache_free_gpu_mem_fraction
             )
             cut = argv.index("throughput")
             group |= split_options(argv[1:cut])

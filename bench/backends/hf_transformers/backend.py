@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.backends.base import Backend, CheckpointFormat, Coefficients, DatasetFormat
+from bench.backends.base import (
+    Backend,
+    CheckpointFormat,
+    Coefficients,
+    DatasetFormat,
+    PointPaths,
+)
 
 if TYPE_CHECKING:
     from bench.analysis.latency import RequestTimes
@@ -46,37 +52,27 @@ class HfTransformers(Backend):
     log_source: str = "trtllm-bench-console"  # the runner prints trtllm-bench's console report
 
     def run_argv(
-        self,
-        manifest: Manifest,
-        point: Point,
-        *,
-        model_path: Path,
-        dataset: Path,
-        report_json: Path,
-        kv_fraction: float = 0.0,
-        workspace: Path | None = None,
-        engine_dir: Path | None = None,
-        extra_options: Path | None = None,
-        request_json: Path | None = None,
+        self, manifest: Manifest, point: Point, paths: PointPaths, *, kv_fraction: float = 0.0
     ) -> list[str]:
-        """The runner takes trtllm-bench's options, less the GPU ones, plus --device."""
+        """The runner takes trtllm-bench's options, less the GPU ones (the KV fraction, the
+        workspace, the engine), plus --device."""
         r = manifest.runtime
         argv = [
             *(sys.executable, "-m", RUNNER),
-            *("--model", manifest.model.repo, "--model_path", str(model_path), "throughput"),
-            *("--backend", self.name, "--dataset", str(dataset), "--num_requests", "0"),
-            *("--eos_id", str(EOS_IGNORED), "--warmup", str(r.warmup)),
-            *("--report_json", str(report_json)),
+            *("--model", manifest.model.repo, "--model_path", str(paths.model_path)),
+            *("throughput", "--backend", self.name, "--dataset", str(paths.dataset)),
+            *("--num_requests", "0", "--eos_id", str(EOS_IGNORED), "--warmup", str(r.warmup)),
+            *("--report_json", str(paths.report_json)),
             *("--max_batch_size", str(r.batch_size), "--device", r.device),
         ]
-        if extra_options is not None:
-            argv += ["--extra_llm_api_options", str(extra_options)]
+        if paths.extra_options is not None:
+            argv += ["--extra_llm_api_options", str(paths.extra_options)]
         if point.concurrency is not None:
             argv += ["--concurrency", str(point.concurrency)]
         if manifest.sweep.streaming:
             argv += ["--streaming"]
-        if request_json is not None:
-            argv += ["--request_json", str(request_json)]
+        if paths.request_json is not None:
+            argv += ["--request_json", str(paths.request_json)]
         return argv
 
     def serving(self, run: Run, *, prepare: bool) -> Serving:

@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.backends.base import Backend, CheckpointFormat, Coefficients, DatasetFormat
+from bench.backends.base import (
+    Backend,
+    CheckpointFormat,
+    Coefficients,
+    DatasetFormat,
+    PointPaths,
+)
 
 if TYPE_CHECKING:
     from bench.analysis.latency import RequestTimes
@@ -63,33 +69,11 @@ class Trtllm(Backend):
         return [r.kv_cache_free_gpu_mem_fraction, *r.kv_cache_fallbacks]
 
     def run_argv(
-        self,
-        manifest: Manifest,
-        point: Point,
-        *,
-        model_path: Path,
-        dataset: Path,
-        report_json: Path,
-        kv_fraction: float,
-        workspace: Path,
-        engine_dir: Path | None = None,
-        extra_options: Path | None = None,
-        request_json: Path | None = None,
+        self, manifest: Manifest, point: Point, paths: PointPaths, *, kv_fraction: float
     ) -> list[str]:
         from bench.backends.trtllm import commands
 
-        return commands.throughput_argv(
-            manifest,
-            point,
-            model_path=model_path,
-            dataset=dataset,
-            report_json=report_json,
-            kv_fraction=kv_fraction,
-            workspace=workspace,
-            engine_dir=engine_dir,
-            extra_options=extra_options,
-            request_json=request_json,
-        )
+        return commands.throughput_argv(manifest, point, paths, kv_fraction=kv_fraction)
 
     def serving(self, run: Run, *, prepare: bool) -> Serving:
         """trtllm-serve with the offline sweep's limits; its LLM-API YAML written when prepared."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from bench.backends.base import PointPaths
 from bench.backends.server import ServerCommand
 from bench.core import pins
 from bench.core.errors import KitError
@@ -168,17 +169,7 @@ def eval_backend(manifest: Manifest) -> str:
 
 
 def throughput_argv(
-    manifest: Manifest,
-    point: Point,
-    *,
-    model_path: Path,
-    dataset: Path,
-    report_json: Path,
-    kv_fraction: float,
-    workspace: Path,
-    engine_dir: Path | None = None,
-    extra_options: Path | None = None,
-    request_json: Path | None = None,
+    manifest: Manifest, point: Point, paths: PointPaths, *, kv_fraction: float
 ) -> list[str]:
     """One sweep point: trtllm-bench throughput with the backend's `--backend` value.
 
@@ -194,9 +185,9 @@ def throughput_argv(
         "--model",
         manifest.model.repo,
         "--model_path",
-        str(model_path),
+        str(paths.model_path),
         "--workspace",
-        str(workspace),
+        str(paths.workspace),
         "throughput",
     ]
     argv = [
@@ -204,7 +195,7 @@ def throughput_argv(
         "--backend",
         tool_backend,
         "--dataset",
-        str(dataset),
+        str(paths.dataset),
         "--num_requests",
         "0",
         "--eos_id",
@@ -212,10 +203,10 @@ def throughput_argv(
         "--warmup",
         str(r.warmup),
         "--report_json",
-        str(report_json),
+        str(paths.report_json),
     ]
     if e.needs_build:
-        argv += ["--engine_dir", str(engine_dir)]
+        argv += ["--engine_dir", str(paths.engine_dir)]
     argv += [
         "--kv_cache_free_gpu_mem_fraction",
         f"{kv_fraction:g}",
@@ -231,15 +222,15 @@ def throughput_argv(
         ):
             if value is not None:
                 argv += [flag, str(value)]
-    if extra_options is not None:
-        argv += ["--extra_llm_api_options", str(extra_options)]
+    if paths.extra_options is not None:
+        argv += ["--extra_llm_api_options", str(paths.extra_options)]
     argv += chunked_context_args(r.enable_chunked_context, _pinned_rule(manifest.release))
     if point.concurrency is not None:
         argv += ["--concurrency", str(point.concurrency)]
     if manifest.sweep.streaming:
         argv += ["--streaming"]
-    if request_json is not None:
-        argv += ["--request_json", str(request_json)]
+    if paths.request_json is not None:
+        argv += ["--request_json", str(paths.request_json)]
     return argv
 
 
