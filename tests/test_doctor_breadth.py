@@ -69,7 +69,7 @@ def diagnose_with(manifest, tmp_path, monkeypatch, edit=("", ""), release="1.0",
         manifest,
         pins.load_pins(),
         help_of=lambda argv: fake_help(release, argv, tmp_path).replace(*edit),
-        versions=lambda names: dict(PINNED_1_0),
+        versions=lambda *names: dict(PINNED_1_0),
         missing=lambda raw: [],
         **kw,
     )

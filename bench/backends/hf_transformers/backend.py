@@ -7,23 +7,15 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.backends.base import (
-    Backend,
-    CheckpointFormat,
-    Coefficients,
-    DatasetFormat,
-    PointPaths,
-)
+from bench.backends.base import CheckpointFormat, Coefficients, DatasetFormat, PointPaths
+from bench.backends.trtllm.backend import TrtllmBenchOutputs
 
 if TYPE_CHECKING:
-    from bench.analysis.latency import RequestTimes
     from bench.backends.server import Serving
     from bench.core.manifest import Manifest, Point
     from bench.core.run import Run
-    from bench.schema.record import FailureKind, PointResult
 
 RUNNER = "bench.backends.hf_transformers.runner"
 NAME = "hf-transformers"
@@ -35,7 +27,9 @@ EOS_IGNORED = -1  # the runner never stops at EOS and accepts only -1
 
 
 @dataclass(frozen=True)
-class HfTransformers(Backend):
+class HfTransformers(TrtllmBenchOutputs):
+    """The runner prints and writes trtllm-bench's formats: TrtllmBenchOutputs reads them."""
+
     name: str = NAME
     tools: tuple[str, ...] = ()
     online_tools: tuple[str, ...] = ()  # `transformers serve` comes with the kit's .venv
@@ -99,30 +93,3 @@ class HfTransformers(Backend):
             engine_version=f"transformers {version('transformers')}",
             dtype="float32",  # the runner dequantizes the FP8 checkpoint to float32
         )
-
-    def request_times(self, request_json: Path, *, streaming: bool) -> RequestTimes:
-        """The runner writes trtllm-bench's --request_json format, so its reader reads it."""
-        from bench.backends.trtllm import parse
-
-        return parse.read_request_json(request_json, streaming=streaming)
-
-    def finished(self, report_json: Path, log_text: str) -> bool:
-        from bench.backends.trtllm import parse
-
-        return report_json.exists() or parse.has_performance_section(log_text)
-
-    def parse(self, report_json: Path, log: Path, **key) -> PointResult:
-        """The runner writes trtllm-bench's report JSON, so trtllm-bench's parser reads it."""
-        import dataclasses
-
-        from bench.backends.trtllm import parse
-
-        result = parse.parse_file(report_json if report_json.exists() else log, **key)
-        return dataclasses.replace(result, memory=parse.memory_from_log(parse.read_log(log)))
-
-    def classify_failure(
-        self, log_text: str, exit_code: int | None, timed_out: bool
-    ) -> tuple[FailureKind, str]:
-        from bench.backends.trtllm import parse
-
-        return parse.classify_failure(log_text, exit_code, timed_out)

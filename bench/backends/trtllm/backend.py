@@ -36,8 +36,41 @@ PACKAGES = {
 }
 
 
+class TrtllmBenchOutputs(Backend):
+    """A backend whose tool writes what `trtllm-bench throughput` writes (its report JSON,
+    console report and --request_json), so trtllm-bench's parser reads it: both TensorRT-LLM
+    backends and the CPU runner."""
+
+    def request_times(self, request_json: Path, *, streaming: bool) -> RequestTimes:
+        from bench.backends.trtllm import parse
+
+        return parse.read_request_json(request_json, streaming=streaming)
+
+    def finished(self, report_json: Path, log_text: str) -> bool:
+        from bench.backends.trtllm import parse
+
+        return report_json.exists() or parse.has_performance_section(log_text)
+
+    def parse(self, report_json: Path, log: Path, **key) -> PointResult:
+        """The report JSON (else the console log), with the memory only the log prints."""
+        import dataclasses
+
+        from bench.backends.trtllm import parse
+
+        result = parse.parse_file(report_json if report_json.exists() else log, **key)
+        memory = parse.memory_from_log(parse.read_log(log))
+        return dataclasses.replace(result, memory=memory)
+
+    def classify_failure(
+        self, log_text: str, exit_code: int | None, timed_out: bool
+    ) -> tuple[FailureKind, str]:
+        from bench.backends.trtllm import parse
+
+        return parse.classify_failure(log_text, exit_code, timed_out)
+
+
 @dataclass(frozen=True)
-class Trtllm(Backend):
+class Trtllm(TrtllmBenchOutputs):
     name: str
     tool_backend: str  # trtllm-bench's and trtllm-eval's `--backend` value
     builds_engine: bool
@@ -103,33 +136,6 @@ class Trtllm(Backend):
             prepared=[options] if prepare else [],
             engine_version=installed,
         )
-
-    def request_times(self, request_json: Path, *, streaming: bool) -> RequestTimes:
-        from bench.backends.trtllm import parse
-
-        return parse.read_request_json(request_json, streaming=streaming)
-
-    def finished(self, report_json: Path, log_text: str) -> bool:
-        from bench.backends.trtllm import parse
-
-        return report_json.exists() or parse.has_performance_section(log_text)
-
-    def parse(self, report_json: Path, log: Path, **key) -> PointResult:
-        """The report JSON (else the console log), with the memory only the log prints."""
-        import dataclasses
-
-        from bench.backends.trtllm import parse
-
-        result = parse.parse_file(report_json if report_json.exists() else log, **key)
-        memory = parse.memory_from_log(parse.read_log(log))
-        return dataclasses.replace(result, memory=memory)
-
-    def classify_failure(
-        self, log_text: str, exit_code: int | None, timed_out: bool
-    ) -> tuple[FailureKind, str]:
-        from bench.backends.trtllm import parse
-
-        return parse.classify_failure(log_text, exit_code, timed_out)
 
     def runtime_note(self, manifest: Manifest) -> str:
         state = "on" if manifest.runtime.enable_chunked_context else "off"
