@@ -64,10 +64,12 @@ EDGE_OTHERS := $(filter-out $(EDGE_VARS) $(if $(value ENV_READY),,ENV_READY),\
   $(foreach v,$(.VARIABLES),$(if $(filter command,$(origin $(v))),$(v))))
 EDGE := $(shell python3 -m bench.core.edge $(foreach v,$(EDGE_VARS),$(call edge_word,$(v))) \
   $(if $(EDGE_OTHERS),'--not-settable=$(subst ','\'',$(EDGE_OTHERS))') \
-  $(if $(filter clean-run,$(MAKECMDGOALS)),--clean-run=$(firstword $(origin RUN))) --interpreter)
+  $(if $(filter clean-run,$(MAKECMDGOALS)),--clean-run=$(firstword $(origin RUN))) --for-make)
 $(if $(filter ok,$(firstword $(EDGE))),,$(error $(or $(EDGE),bench.core.edge did not run: run make from the kit's folder)))
 # The python3 that ran the check, by its path: later stdlib checks skip a version manager's shim.
 HOST_PYTHON := $(or $(word 2,$(EDGE)),python3)
+# MANIFEST's [sweep] scenario, read by the same check (empty when unreadable: its stages say why).
+SCENARIO := $(word 3,$(EDGE))
 
 R := $(RESULTS_DIR)/$(RUN)
 # Any change to the kit's code makes Make ask every stage again; Make's prerequisites only say
@@ -84,9 +86,8 @@ ENV_READY := $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/.installed,)
 DEV_READY := $(if $(ENV_READY),$(VENV)/.dev-installed,)
 # The online scenario ([sweep] scenario = "online") needs AIPerf (its own venv) and, for the CPU
 # demo's `transformers serve`, the serving extras in $(VENV) when the stages run from it: built
-# only for such a manifest, so `make demo` installs nothing more. SCENARIO is read with python3's
-# tomllib, before any venv.
-SCENARIO = $(shell python3 -m bench.core.toolcheck --scenario $(MANIFEST))
+# only for such a manifest, so `make demo` installs nothing more. SCENARIO comes from the edge
+# check above, before any venv.
 ONLINE_READY = $(if $(filter online,$(SCENARIO)),$(AIPERF_VENV)/.installed \
   $(if $(filter $(VENV)/bin/python $(abspath $(VENV))/bin/python,$(PYTHON)),$(VENV)/.serve-installed))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench import backends
-from bench.backends.base import Backend
+from bench.backends.base import Backend, PointPaths
 from bench.core.artifacts import Artifacts
 from bench.core.manifest import load_manifest
 from bench.core.run import open_run
@@ -127,16 +127,14 @@ def test_argv_runs_and_its_outputs_parse_into_a_valid_record(
         built = run_tool(argv, tmp_path)
         assert built.returncode == 0, built.stderr
     report, log = tmp_path / "report.json", tmp_path / "console.log"
-    argv = backend.run_argv(
-        m,
-        point,
+    paths = PointPaths(
         model_path=hf_model,
         dataset=request_file(tmp_path / "d.jsonl"),
         report_json=report,
-        kv_fraction=backend.kv_fractions(m)[0] or 0.0,
         workspace=tmp_path / "ws",
         engine_dir=engine,
     )
+    argv = backend.run_argv(m, point, paths, kv_fraction=backend.kv_fractions(m)[0] or 0.0)
     proc = run_tool(argv, tmp_path)
     log.write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -239,8 +237,8 @@ class Echo(Backend):
     gpu_ceilings_apply: bool = False
     log_source: str = "toy-echo-console"
 
-    def run_argv(self, manifest, point, *, dataset, report_json, **_):
-        return [sys.executable, str(TOOL), str(dataset), str(report_json)]
+    def run_argv(self, manifest, point, paths, *, kv_fraction):
+        return [sys.executable, str(TOOL), str(paths.dataset), str(paths.report_json)]
 
     def finished(self, report_json, log_text):
         return report_json.exists()

@@ -7,6 +7,7 @@ import tomllib
 
 import pytest
 
+from bench.backends.base import PointPaths
 from bench.backends.trtllm import commands as trtllm
 from bench.core.errors import KitError
 from bench.core.manifest import (
@@ -121,16 +122,14 @@ def test_latency_manifest_sweeps_concurrency_with_streaming(tmp_path):
     assert {p.concurrency for p in m.sweep.points} == set(m.sweep.concurrency)
     for p in m.sweep.points:
         assert p.requests >= m.sweep.requests_per_concurrency * p.concurrency
-        argv = trtllm.throughput_argv(
-            m,
-            p,
+        paths = PointPaths(
             model_path=tmp_path,
             dataset=tmp_path / "d.jsonl",
             report_json=tmp_path / "report.json",
-            kv_fraction=0.95,
             workspace=tmp_path,
             request_json=tmp_path / "request.json",
         )
+        argv = trtllm.throughput_argv(m, p, paths, kv_fraction=0.95)
         at = argv.index("--concurrency")
         assert argv[at + 1] == str(p.concurrency) and "--streaming" in argv
         assert argv[argv.index("--request_json") + 1] == str(tmp_path / "request.json")

@@ -14,6 +14,7 @@ import tomli_w
 from test_fake_h100_e2e import pipeline_env
 from test_trtllm_commands import manifest_with
 
+from bench.backends.base import PointPaths
 from bench.backends.trtllm import commands as trtllm
 from bench.core import pins
 from bench.core.manifest import load_manifest
@@ -68,7 +69,7 @@ def diagnose_with(manifest, tmp_path, monkeypatch, edit=("", ""), release="1.0",
         manifest,
         pins.load_pins(),
         help_of=lambda argv: fake_help(release, argv, tmp_path).replace(*edit),
-        versions=lambda names: dict(PINNED_1_0),
+        versions=lambda *names: dict(PINNED_1_0),
         missing=lambda raw: [],
         **kw,
     )
@@ -172,16 +173,10 @@ def test_installed_llm_api_fields_read_the_pydantic_arguments(tmp_path, monkeypa
 def throughput(manifest):
     point = manifest.sweep.points[0]
     here = Path("/x")
-    return trtllm.throughput_argv(
-        manifest,
-        point,
-        model_path=here,
-        dataset=here,
-        report_json=here,
-        kv_fraction=0.9,
-        workspace=here,
-        engine_dir=here,
+    paths = PointPaths(
+        model_path=here, dataset=here, report_json=here, workspace=here, engine_dir=here
     )
+    return trtllm.throughput_argv(manifest, point, paths, kv_fraction=0.9)
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,7 @@ def test_doctor_names_the_option_a_release_changed(tmp_path, monkeypatch, edit, 
         load_manifest(H100),
         pins.load_pins(),
         help_of=changed_help,
-        versions=lambda names: (
+        versions=lambda *names: (
             {"tensorrt_llm": "1.0.0", "nvidia-modelopt": "0.33.0"} | {"transformers": "4.53.1"}
         ),
         missing=lambda manifest: [],

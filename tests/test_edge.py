@@ -4,6 +4,7 @@ kit's Makefile so a failure here can never delete a real run."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -202,3 +203,48 @@ def test_every_user_variable_a_recipe_expands_is_checked_at_the_edge():
 def test_lazy_variables_pass_when_well_formed(kit, args):
     done = make(kit, *args)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_edge_check_tells_make_the_interpreter_and_the_scenario(tmp_path, capsys):
+    """`--for-make`: `ok`, this python's path, MANIFEST's scenario (none when unreadable)."""
+    import sys
+
+    given = ["RUN=r", "RESULTS_DIR=r", "WORK_DIR=w", "REPORTS_DIR=p", "MODELS_DIR=m"]
+    online = tmp_path / "online.toml"
+    online.write_text('[sweep]\nscenario = "online"\n')
+    for manifest, words in (
+        (online, ["ok", sys.executable, "online"]),
+        (tmp_path / "missing.toml", ["ok", sys.executable]),
+    ):
+        edge.main([*given, "BENCH_MODEL_GIB=1", f"MANIFEST={manifest}", "--for-make"])
+        assert capsys.readouterr().out.split() == words
+
+
+def test_make_asks_one_python_for_the_edge_and_the_scenario(kit):
+    """The scenario comes from the edge check's output: `make help` spawns no second python for
+    it, and an online manifest still brings AIPerf's venv into the sweep."""
+    log = kit / "spawned.txt"
+    fake = kit / "fakebin" / "python3"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {shutil.which("python3")} "$@"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
+    (kit / "online.toml").write_text('[sweep]\nscenario = "online"\n')
+    (kit / "offline.toml").write_text("[sweep]\nseed = 1\n")
+    (kit / "requirements").mkdir()
+    for lock in ("aiperf.lock", "serve.lock"):
+        (kit / "requirements" / lock).write_text("")
+    for manifest in ("MANIFEST=online.toml", "MANIFEST=offline.toml"):
+        log.unlink(missing_ok=True)
+        done = subprocess.run(
+            ["make", "--no-print-directory", "-n", "sweep", manifest, "ENV_READY=", "RUN=x"],
+            cwd=kit,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert ("aiperf" in done.stdout) is (manifest == "MANIFEST=online.toml")
+        spawned = log.read_text().splitlines()
+        assert len(spawned) == 1 and "bench.core.edge" in spawned[0], spawned

@@ -220,7 +220,7 @@ def test_served_generation_config_forbids_every_special_token():
 
 
 def test_scenario_is_read_before_any_venv(tmp_path):
-    from bench.core.toolcheck import scenario_of
+    from bench.core.edge import scenario_of
 
     path = tmp_path / "m.toml"
     path.write_text('[sweep]\nscenario = "online"\n')
@@ -229,6 +229,8 @@ def test_scenario_is_read_before_any_venv(tmp_path):
     assert scenario_of(path) == "offline"
     path.write_text("not toml [")
     assert scenario_of(path) == ""
+    path.write_text('[sweep]\nscenario = "on line $(x)"\n')
+    assert scenario_of(path) == ""  # Make reads one word
 
 
 def test_manifest_rejects_an_unknown_scenario():

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench import backends
+from bench.backends.base import PointPaths
 from bench.backends.trtllm import commands as trtllm
 from bench.backends.trtllm import parse as parse_trtllm
 from bench.core.manifest import parse_manifest
@@ -86,17 +87,17 @@ def paths(tmp_path):
 def test_throughput_argv_is_accepted_by_trtllm_bench(name, manifest, paths):
     for point in manifest.sweep.points:
         for extra in (None, paths / "extra.yaml"):
-            argv = backends.get(manifest.engine.backend).run_argv(
-                manifest,
-                point,
+            point_paths = PointPaths(
                 model_path=paths / "ckpt",
                 dataset=paths / "d.jsonl",
                 report_json=paths / "r.json",
-                kv_fraction=0.95,
                 workspace=paths / "ws",
                 engine_dir=paths / "engine",
                 extra_options=extra,
                 request_json=paths / "requests.json",
+            )
+            argv = backends.get(manifest.engine.backend).run_argv(
+                manifest, point, point_paths, kv_fraction=0.95
             )
             if manifest.engine.backend == "hf-transformers":
                 assert argv[1:3] == ["-m", "bench.backends.hf_transformers.runner"]

@@ -26,6 +26,7 @@ from test_trtllm_commands import (
     tokenizer_dir,
 )
 
+from bench.backends.base import PointPaths
 from bench.backends.trtllm import commands as trtllm
 from bench.backends.trtllm import parse as parse_trtllm
 from bench.core.manifest import load_manifest
@@ -52,16 +53,14 @@ def h100_engine(tmp_path: Path) -> Path:
 def h100_throughput(tmp_path: Path, engine: Path, isl: int, osl: int) -> list[str]:
     manifest = load_manifest(H100)
     point = next(p for p in manifest.sweep.points if (p.isl, p.osl) == (isl, osl))
-    return trtllm.throughput_argv(
-        manifest,
-        point,
+    paths = PointPaths(
         model_path=tokenizer_dir(tmp_path),
         dataset=dataset(tmp_path / f"d{isl}.jsonl", isl=isl, osl=osl, n=2),
         report_json=tmp_path / "r.json",
-        kv_fraction=0.95,
         workspace=tmp_path / "ws",
         engine_dir=engine,
     )
+    return trtllm.throughput_argv(manifest, point, paths, kv_fraction=0.95)
 
 
 def test_isl_16384_runs_with_chunked_context_and_fails_without(tmp_path):

@@ -532,7 +532,7 @@ def test_doctor_checks_trtllm_serve_for_an_online_manifest(tmp_path, monkeypatch
         return out.stdout.replace(*edit)
 
     versions = {"tensorrt_llm": "1.0.0", "nvidia-modelopt": "0.33.0", "transformers": "4.53.1"}
-    kwargs = {"versions": lambda names: versions, "missing": lambda raw: []}
+    kwargs = {"versions": lambda *names: versions, "missing": lambda raw: []}
     kwargs["llm_api_fields"] = lambda backend: (opts.LLM_API_1_0, "")
     lines, problems = doctor.diagnose(m, doctor.pins.load_pins(), help_of=help_of, **kwargs)
     assert problems == [] and any(line.startswith("ok   trtllm-serve:") for line in lines)

@@ -390,26 +390,10 @@ def efficiency_rows(
             if (r.isl, r.osl, r.concurrency) == (row.isl, row.osl, row.concurrency)
             and r.status == "ok"
         ]
-        ident, mem = same[0].identity, same[0].memory
-        out.append(
-            (
-                row,
-                gpus.efficiency(
-                    shape,
-                    spec,
-                    n_gpus,
-                    isl=row.isl,
-                    osl=row.osl,
-                    requests=row.requests,
-                    req_s=row.req_s,
-                    output_tok_s=row.output_tok_s,
-                    weight_dtype=ident.quantization or ident.dtype,
-                    kv_dtype=ident.kv_cache_dtype,
-                    max_batch_size=ident.max_batch_size,
-                    kv_cache_max_tokens=mem.kv_cache_max_tokens,
-                ),
-            )
+        eff = gpus.record_efficiency(
+            shape, spec, n_gpus, same[0], req_s=row.req_s, output_tok_s=row.output_tok_s
         )
+        out.append((row, eff))
     return out
 
 

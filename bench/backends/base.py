@@ -33,6 +33,20 @@ CheckpointFormat = Literal["hf", "tensorrt_llm"]
 
 
 @dataclass(frozen=True)
+class PointPaths:
+    """The files and folders one sweep point's run reads and writes; None: not passed to the
+    tool (no engine, no extra LLM-API options, no per-request timings)."""
+
+    model_path: Path
+    dataset: Path
+    report_json: Path
+    workspace: Path
+    engine_dir: Path | None = None
+    extra_options: Path | None = None
+    request_json: Path | None = None
+
+
+@dataclass(frozen=True)
 class Coefficients:
     """Cost model of one sweep point (bench.core.cost): start-up plus per-token terms, times
     `scale` (only the ratios between points matter for balancing shards)."""
@@ -78,21 +92,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def run_argv(
-        self,
-        manifest: Manifest,
-        point: Point,
-        *,
-        model_path: Path,
-        dataset: Path,
-        report_json: Path,
-        kv_fraction: float,
-        workspace: Path,
-        engine_dir: Path | None = None,
-        extra_options: Path | None = None,
-        request_json: Path | None = None,
+        self, manifest: Manifest, point: Point, paths: PointPaths, *, kv_fraction: float
     ) -> list[str]:
-        """One sweep point's argv: it writes report_json (and request_json, per-request timings,
-        when given); its console output goes to a log."""
+        """One sweep point's argv: it writes paths.report_json (and paths.request_json,
+        per-request timings, when given); its console output goes to a log."""
 
     def point_session(self, log: Path) -> AbstractContextManager[object]:
         """Held around the offline sweep's points (the argv it runs are unchanged): a backend

@@ -6,17 +6,19 @@ character a shell or Make would act on, so recipes may use it as a plain word.
 Stdlib only: it runs under the system python3 before the virtualenv exists.
 
 Usage:  python3 -m bench.core.edge RUN=<value> SHARD=<value> ... [--clean-run=<origin of RUN>]
-        [--not-settable=<names>]
+        [--not-settable=<names>] [--for-make]
         (`--clean-run=file`: the user gave no RUN, so `make clean-run` has nothing to name;
         `--not-settable`: other variables given on the command line, always refused;
-        `--interpreter`: after `ok`, the path of this python, so Make's later stdlib checks skip
-        a version manager's shim, ~0.4 s a call under pyenv)
+        `--for-make`: after `ok`, two words Make reads, so it spawns no other python to learn
+        them: the path of this python (Make's later stdlib checks then skip a version manager's
+        shim, ~0.4 s a call under pyenv) and MANIFEST's [sweep] scenario (scenario_of))
 """
 
 from __future__ import annotations
 
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 # A run name is one folder name under results/, work/ and reports/: no separator, no leading dot
@@ -179,17 +181,32 @@ def check(
     return "ok"
 
 
+def scenario_of(path: Path) -> str:
+    """[sweep] scenario of a manifest ("offline" by default; "" when unreadable or not one word:
+    the manifest's own check reports that). Make builds the online scenario's tools only when it
+    says "online"."""
+    try:
+        manifest = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return ""
+    sweep = manifest.get("sweep")
+    scenario = sweep.get("scenario", "offline") if isinstance(sweep, dict) else "offline"
+    return scenario if isinstance(scenario, str) and SAFE_WORD.fullmatch(scenario) else ""
+
+
 def main(argv: list[str]) -> int:
-    flag, others = "--clean-run=", "--not-settable="
+    flag, others, for_make = "--clean-run=", "--not-settable=", "--for-make"
     clean_run = next((a.removeprefix(flag) for a in argv if a.startswith(flag)), None)
     not_settable = next((a.removeprefix(others).split() for a in argv if a.startswith(others)), [])
-    interpreter = "--interpreter" in argv
-    pairs = [
-        a.partition("=") for a in argv if not a.startswith((flag, others)) and a != "--interpreter"
-    ]
-    verdict = check({name: value for name, _, value in pairs}, clean_run, tuple(not_settable))
+    pairs = [a.partition("=") for a in argv if not a.startswith((flag, others)) and a != for_make]
+    values = {name: value for name, _, value in pairs}
+    verdict = check(values, clean_run, tuple(not_settable))
+    if verdict != "ok" or for_make not in argv:
+        print(verdict)
+        return 0
     plain = sys.executable and not any(c.isspace() or c in "$'\"\\`" for c in sys.executable)
-    print(f"{verdict} {sys.executable}" if verdict == "ok" and interpreter and plain else verdict)
+    python = sys.executable if plain else "python3"
+    print(" ".join(filter(None, ("ok", python, scenario_of(Path(values.get("MANIFEST", "")))))))
     return 0
 
 

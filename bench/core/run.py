@@ -6,6 +6,7 @@ Layout (every name below comes from here, nowhere else):
   (bench.core.artifacts)
   results/<run>/.stamps/<stage>.ok       written last by each stage, for Make
   results/<run>/datasets/, points/<point>/, summary.csv, summary.json, provenance.json
+  results/<run>/logs/<stage>.log         what a stage's libraries said (bench.core.library_log)
   results/<run>/import.json              an imported run without a manifest: what was imported
   results/<run>/shards/<shard>/          a merged run: each shard's artifacts and provenance
   work/<run>/                            large per-run files: quantized checkpoint, engine
@@ -93,6 +94,9 @@ class RunPaths:
     @property
     def provenance(self) -> Path:
         return self.root / "provenance.json"
+
+    def stage_log(self, stage: str) -> Path:
+        return self.root / "logs" / f"{stage}.log"
 
     @property
     def import_summary(self) -> Path:

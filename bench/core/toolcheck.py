@@ -1,7 +1,6 @@
 """Fail fast when a manifest needs tools this machine lacks; stdlib only, runs before any install.
 
 Usage: python3 -m bench.core.toolcheck manifests/llama-3.1-8b-fp8-h100.toml
-       python3 -m bench.core.toolcheck --scenario MANIFEST   (prints offline or online)
 
 `make all` runs this first, so on a laptop without a GPU or TensorRT-LLM the pipeline stops within
 a second saying what is missing and what to run instead. Full validation comes next
@@ -60,23 +59,8 @@ def _nvidia_gpu_present() -> bool:
     return out.returncode == 0 and "GPU" in out.stdout
 
 
-def scenario_of(path: Path) -> str:
-    """[sweep] scenario of a manifest ("offline" by default; "" when unreadable: the manifest's
-    own check reports that). Make reads it to build the online scenario's tools only when asked."""
-    try:
-        manifest = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return ""
-    sweep = manifest.get("sweep")
-    scenario = sweep.get("scenario", "offline") if isinstance(sweep, dict) else "offline"
-    return scenario if isinstance(scenario, str) else ""
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) == 2 and args[0] == "--scenario":
-        print(scenario_of(Path(args[1])))
-        return 0
     if len(args) != 1:
         print("usage: python3 -m bench.core.toolcheck MANIFEST", file=sys.stderr)
         return 2

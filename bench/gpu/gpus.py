@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.schema.record import PointResult
 
 CEILING_DEFINITIONS = """\
 - FLOPs per request = 2 x P x (ISL + OSL) + 4 x L x d_attn x (ISL^2 / 2 + OSL x (ISL + OSL / 2)),
@@ -204,4 +207,32 @@ def efficiency(
         batch=batch,
         flops_per_request=flops,
         bytes_per_output_token=per_token,
+    )
+
+
+def record_efficiency(
+    shape: ModelShape,
+    gpu: GpuSpec,
+    gpus: int,
+    record: PointResult,
+    *,
+    req_s: float,
+    output_tok_s: float,
+) -> Efficiency:
+    """efficiency() of a record's point (its lengths, dtypes and limits as recorded) at the given
+    rates: the record's own, or the mean over its repeats."""
+    ident = record.identity
+    return efficiency(
+        shape,
+        gpu,
+        gpus,
+        isl=record.isl,
+        osl=record.osl,
+        requests=record.requests,
+        req_s=req_s,
+        output_tok_s=output_tok_s,
+        weight_dtype=ident.quantization or ident.dtype,
+        kv_dtype=ident.kv_cache_dtype,
+        max_batch_size=ident.max_batch_size,
+        kv_cache_max_tokens=record.memory.kv_cache_max_tokens,
     )

@@ -34,6 +34,7 @@ from bench.core import stage as rule
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, StageFailed, run_main
 from bench.core.fileio import atomic_write_json, read_json, sha256_file
+from bench.core.library_log import library_output_to
 from bench.core.manifest import AGREEMENT, Accuracy, Manifest, Point
 from bench.core.narrow import present
 from bench.core.proc import run_logged
@@ -423,15 +424,18 @@ def accuracy_stage(run: Run) -> int:
     out_dir = accuracy_dir(run.paths)
     out_dir.mkdir(parents=True, exist_ok=True)
     if acc.method == AGREEMENT:
-        prompts, checks = agreement_gate(
-            source,
-            target,
-            acc,
-            load_prompts(pinned[0], present(acc.prompts_sha256, "accuracy.prompts_sha256")),
-            m.runtime.device,
-        )
+        log = run.paths.stage_log(STAGE)
+        log.unlink(missing_ok=True)
+        with library_output_to(log):
+            prompts, checks = agreement_gate(
+                source,
+                target,
+                acc,
+                load_prompts(pinned[0], present(acc.prompts_sha256, "accuracy.prompts_sha256")),
+                m.runtime.device,
+            )
         record = agreement_record(run, prompts, checks)
-        outputs = []
+        outputs = [log]
     else:
         with tempfile.TemporaryDirectory(prefix="trtllm-repro-eval-") as tmp:
             scores, argvs = run_eval(run, extract(pinned[0], Path(tmp)))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 import re
 import shlex
 import shutil
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import backends
+from bench.backends.base import PointPaths
 from bench.backends.trtllm import commands as trtllm
 from bench.backends.trtllm.backend import Trtllm
 from bench.core import pins
@@ -141,16 +141,16 @@ def usages(manifest: Manifest, python: str = sys.executable) -> list[Usage]:
         group, sub = {}, {}
         extra = here if m.runtime.extra_llm_api_options is not None else None
         for point in m.sweep.points:
-            argv = backend.run_argv(
-                m,
-                point,
+            paths = PointPaths(
                 model_path=here,
                 dataset=here,
                 report_json=here,
-                kv_fraction=m.runtime.kv_cache_free_gpu_mem_fraction,
                 workspace=here,
                 engine_dir=here,
                 extra_options=extra,
+            )
+            argv = backend.run_argv(
+                m, point, paths, kv_fraction=m.runtime.kv_cache_free_gpu_mem_fraction
             )
             cut = argv.index("throughput")
             group |= split_options(argv[1:cut])
@@ -327,21 +327,11 @@ def read_help(argv: tuple[str, ...]) -> str:
     return done.stdout + done.stderr
 
 
-def installed_versions(names: tuple[str, ...]) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def diagnose(
     manifest: Manifest,
     all_pins: dict[str, Any],
     help_of: Callable[[tuple[str, ...]], str] = read_help,
-    versions: Callable[[tuple[str, ...]], dict[str, str | None]] = installed_versions,
+    versions: Callable[..., dict[str, str | None]] = rule.tool_versions,
     missing: Callable[[dict], list[str]] | None = None,
     llm_api_fields: Callable[[str], tuple[dict | None, str]] = installed_llm_api_fields,
     manifest_path: str = "the manifest",
@@ -358,7 +348,7 @@ def diagnose(
     absent = missing(raw) if missing else missing_tools(raw) + missing_eval(manifest)
     if absent:
         return lines, [f"not found: {a}" for a in absent]
-    have = versions((*PACKAGES.values(), *SHOWN_ONLY))
+    have = versions(*PACKAGES.values(), *SHOWN_ONLY)
     helps = {u.help_argv: help_of(u.help_argv) for u in usages(manifest)}
     banner = next((m.group(1) for t in helps.values() if (m := BANNER.search(t))), None)
     if have.get("tensorrt_llm") is None and banner:

@@ -30,6 +30,7 @@ from bench.core import stage as rule
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, StageFailed, run_main
 from bench.core.fileio import read_json, sha256_file
+from bench.core.library_log import library_output_to
 from bench.core.manifest import Calibration, Manifest
 from bench.core.narrow import present
 from bench.core.run import Run, add_run_args, open_run
@@ -293,22 +294,26 @@ def quantize_stage(run: Run) -> int:
         calib, calib_file = dataset_calibration(calibration, model_dir)
         calib_sha256 = arts.digest(calib_file)
 
+    log = run.paths.stage_log("quantize")
+    log.unlink(missing_ok=True)  # a reused checkpoint leaves none
+
     def make() -> list[Path]:
         print(
             f"[quantize] ModelOpt FP8 (KV cache {q.kv_cache_dtype}) on {q.device}, "
-            f"{len(calib)} calibration sequences -> {fmt} checkpoint",
+            f"{len(calib)} calibration sequences -> {fmt} checkpoint (library messages: {log})",
             file=sys.stderr,
         )
-        files = quantize_fp8(
-            model_dir,
-            run.paths.checkpoint,
-            export_format=fmt,
-            calib_input_ids=calib,
-            device=q.device,
-            kv_cache_fp8=q.kv_cache_dtype == "fp8",
-            tp_size=m.engine.tp_size,
-            pp_size=m.engine.pp_size,
-        )
+        with library_output_to(log):
+            files = quantize_fp8(
+                model_dir,
+                run.paths.checkpoint,
+                export_format=fmt,
+                calib_input_ids=calib,
+                device=q.device,
+                kv_cache_fp8=q.kv_cache_dtype == "fp8",
+                tp_size=m.engine.tp_size,
+                pp_size=m.engine.pp_size,
+            )
         check_checkpoint_config(model_dir, run.paths.checkpoint, fmt)  # never cache a bad one
         return files
 
@@ -324,7 +329,7 @@ def quantize_stage(run: Run) -> int:
     rule.record(
         arts,
         key,
-        files,
+        [*files, *([log] if log.is_file() else [])],
         {
             "method": "modelopt",
             "export_format": fmt,

@@ -33,6 +33,7 @@ import yaml
 
 from bench import backends
 from bench.analysis.latency import REQUESTS_CSV, distributions, write_requests
+from bench.backends.base import PointPaths
 from bench.core import cost
 from bench.core import stage as rule
 from bench.core.artifacts import Artifacts, Problem
@@ -117,17 +118,17 @@ def attempt_argv(
     stem = "" if fraction is None else f"kv{fraction:g}."
     report, log = workdir / f"{stem}report.json", workdir / f"{stem}console.log"
     wanted = wants_request_json(run, task.point)
-    argv = backends.get(run.manifest.engine.backend).run_argv(
-        run.manifest,
-        task.point,
+    paths = PointPaths(
         model_path=model_path_for_runtime(run),
         dataset=dataset_path(run, task.point),
         report_json=report,
-        kv_fraction=fraction or 0.0,
         workspace=run.paths.work / "bench-workspace",
         engine_dir=run.paths.engine if run.manifest.engine.needs_build else None,
         extra_options=extra_options_path(run) if extra_options_path(run).exists() else None,
         request_json=request_json_for(report) if wanted else None,
+    )
+    argv = backends.get(run.manifest.engine.backend).run_argv(
+        run.manifest, task.point, paths, kv_fraction=fraction or 0.0
     )
     return argv, report, log
 

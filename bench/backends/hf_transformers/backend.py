@@ -8,17 +8,17 @@ from __future__ import annotations
 import sys
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.backends.base import Backend, CheckpointFormat, Coefficients, DatasetFormat
+from bench.backends.base import CheckpointFormat, Coefficients, DatasetFormat, PointPaths
+from bench.backends.trtllm.backend import TrtllmBenchOutputs
 
 if TYPE_CHECKING:
-    from bench.analysis.latency import RequestTimes
+    from pathlib import Path
+
     from bench.backends.server import Serving
     from bench.core.manifest import Manifest, Point
     from bench.core.run import Run
-    from bench.schema.record import FailureKind, PointResult
 
 RUNNER = "bench.backends.hf_transformers.runner"
 NAME = "hf-transformers"
@@ -30,7 +30,9 @@ EOS_IGNORED = -1  # the runner never stops at EOS and accepts only -1
 
 
 @dataclass(frozen=True)
-class HfTransformers(Backend):
+class HfTransformers(TrtllmBenchOutputs):
+    """The runner prints and writes trtllm-bench's formats: TrtllmBenchOutputs reads them."""
+
     name: str = NAME
     tools: tuple[str, ...] = ()
     online_tools: tuple[str, ...] = ()  # `transformers serve` comes with the kit's .venv
@@ -47,37 +49,27 @@ class HfTransformers(Backend):
     log_source: str = "trtllm-bench-console"  # the runner prints trtllm-bench's console report
 
     def run_argv(
-        self,
-        manifest: Manifest,
-        point: Point,
-        *,
-        model_path: Path,
-        dataset: Path,
-        report_json: Path,
-        kv_fraction: float = 0.0,
-        workspace: Path | None = None,
-        engine_dir: Path | None = None,
-        extra_options: Path | None = None,
-        request_json: Path | None = None,
+        self, manifest: Manifest, point: Point, paths: PointPaths, *, kv_fraction: float = 0.0
     ) -> list[str]:
-        """The runner takes trtllm-bench's options, less the GPU ones, plus --device."""
+        """The runner takes trtllm-bench's options, less the GPU ones (the KV fraction, the
+        workspace, the engine), plus --device."""
         r = manifest.runtime
         argv = [
             *(sys.executable, "-m", RUNNER),
-            *("--model", manifest.model.repo, "--model_path", str(model_path), "throughput"),
-            *("--backend", self.name, "--dataset", str(dataset), "--num_requests", "0"),
-            *("--eos_id", str(EOS_IGNORED), "--warmup", str(r.warmup)),
-            *("--report_json", str(report_json)),
+            *("--model", manifest.model.repo, "--model_path", str(paths.model_path)),
+            *("throughput", "--backend", self.name, "--dataset", str(paths.dataset)),
+            *("--num_requests", "0", "--eos_id", str(EOS_IGNORED), "--warmup", str(r.warmup)),
+            *("--report_json", str(paths.report_json)),
             *("--max_batch_size", str(r.batch_size), "--device", r.device),
         ]
-        if extra_options is not None:
-            argv += ["--extra_llm_api_options", str(extra_options)]
+        if paths.extra_options is not None:
+            argv += ["--extra_llm_api_options", str(paths.extra_options)]
         if point.concurrency is not None:
             argv += ["--concurrency", str(point.concurrency)]
         if manifest.sweep.streaming:
             argv += ["--streaming"]
-        if request_json is not None:
-            argv += ["--request_json", str(request_json)]
+        if paths.request_json is not None:
+            argv += ["--request_json", str(paths.request_json)]
         return argv
 
     def point_session(self, log: Path) -> AbstractContextManager[object]:
@@ -111,30 +103,3 @@ class HfTransformers(Backend):
             engine_version=f"transformers {version('transformers')}",
             dtype="float32",  # the runner dequantizes the FP8 checkpoint to float32
         )
-
-    def request_times(self, request_json: Path, *, streaming: bool) -> RequestTimes:
-        """The runner writes trtllm-bench's --request_json format, so its reader reads it."""
-        from bench.backends.trtllm import parse
-
-        return parse.read_request_json(request_json, streaming=streaming)
-
-    def finished(self, report_json: Path, log_text: str) -> bool:
-        from bench.backends.trtllm import parse
-
-        return report_json.exists() or parse.has_performance_section(log_text)
-
-    def parse(self, report_json: Path, log: Path, **key) -> PointResult:
-        """The runner writes trtllm-bench's report JSON, so trtllm-bench's parser reads it."""
-        import dataclasses
-
-        from bench.backends.trtllm import parse
-
-        result = parse.parse_file(report_json if report_json.exists() else log, **key)
-        return dataclasses.replace(result, memory=parse.memory_from_log(parse.read_log(log)))
-
-    def classify_failure(
-        self, log_text: str, exit_code: int | None, timed_out: bool
-    ) -> tuple[FailureKind, str]:
-        from bench.backends.trtllm import parse
-
-        return parse.classify_failure(log_text, exit_code, timed_out)

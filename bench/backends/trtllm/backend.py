@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.backends.base import Backend, CheckpointFormat, Coefficients, DatasetFormat
+from bench.backends.base import (
+    Backend,
+    CheckpointFormat,
+    Coefficients,
+    DatasetFormat,
+    PointPaths,
+)
 
 if TYPE_CHECKING:
     from bench.analysis.latency import RequestTimes
@@ -30,8 +36,41 @@ PACKAGES = {
 }
 
 
+class TrtllmBenchOutputs(Backend):
+    """A backend whose tool writes what `trtllm-bench throughput` writes (its report JSON,
+    console report and --request_json), so trtllm-bench's parser reads it: both TensorRT-LLM
+    backends and the CPU runner."""
+
+    def request_times(self, request_json: Path, *, streaming: bool) -> RequestTimes:
+        from bench.backends.trtllm import parse
+
+        return parse.read_request_json(request_json, streaming=streaming)
+
+    def finished(self, report_json: Path, log_text: str) -> bool:
+        from bench.backends.trtllm import parse
+
+        return report_json.exists() or parse.has_performance_section(log_text)
+
+    def parse(self, report_json: Path, log: Path, **key) -> PointResult:
+        """The report JSON (else the console log), with the memory only the log prints."""
+        import dataclasses
+
+        from bench.backends.trtllm import parse
+
+        result = parse.parse_file(report_json if report_json.exists() else log, **key)
+        memory = parse.memory_from_log(parse.read_log(log))
+        return dataclasses.replace(result, memory=memory)
+
+    def classify_failure(
+        self, log_text: str, exit_code: int | None, timed_out: bool
+    ) -> tuple[FailureKind, str]:
+        from bench.backends.trtllm import parse
+
+        return parse.classify_failure(log_text, exit_code, timed_out)
+
+
 @dataclass(frozen=True)
-class Trtllm(Backend):
+class Trtllm(TrtllmBenchOutputs):
     name: str
     tool_backend: str  # trtllm-bench's and trtllm-eval's `--backend` value
     builds_engine: bool
@@ -63,33 +102,11 @@ class Trtllm(Backend):
         return [r.kv_cache_free_gpu_mem_fraction, *r.kv_cache_fallbacks]
 
     def run_argv(
-        self,
-        manifest: Manifest,
-        point: Point,
-        *,
-        model_path: Path,
-        dataset: Path,
-        report_json: Path,
-        kv_fraction: float,
-        workspace: Path,
-        engine_dir: Path | None = None,
-        extra_options: Path | None = None,
-        request_json: Path | None = None,
+        self, manifest: Manifest, point: Point, paths: PointPaths, *, kv_fraction: float
     ) -> list[str]:
         from bench.backends.trtllm import commands
 
-        return commands.throughput_argv(
-            manifest,
-            point,
-            model_path=model_path,
-            dataset=dataset,
-            report_json=report_json,
-            kv_fraction=kv_fraction,
-            workspace=workspace,
-            engine_dir=engine_dir,
-            extra_options=extra_options,
-            request_json=request_json,
-        )
+        return commands.throughput_argv(manifest, point, paths, kv_fraction=kv_fraction)
 
     def serving(self, run: Run, *, prepare: bool) -> Serving:
         """trtllm-serve with the offline sweep's limits and its LLM-API YAML (which the session
@@ -118,33 +135,6 @@ class Trtllm(Backend):
             engine_version=installed,
             config_files={options: commands.serve_options_yaml(m)},
         )
-
-    def request_times(self, request_json: Path, *, streaming: bool) -> RequestTimes:
-        from bench.backends.trtllm import parse
-
-        return parse.read_request_json(request_json, streaming=streaming)
-
-    def finished(self, report_json: Path, log_text: str) -> bool:
-        from bench.backends.trtllm import parse
-
-        return report_json.exists() or parse.has_performance_section(log_text)
-
-    def parse(self, report_json: Path, log: Path, **key) -> PointResult:
-        """The report JSON (else the console log), with the memory only the log prints."""
-        import dataclasses
-
-        from bench.backends.trtllm import parse
-
-        result = parse.parse_file(report_json if report_json.exists() else log, **key)
-        memory = parse.memory_from_log(parse.read_log(log))
-        return dataclasses.replace(result, memory=memory)
-
-    def classify_failure(
-        self, log_text: str, exit_code: int | None, timed_out: bool
-    ) -> tuple[FailureKind, str]:
-        from bench.backends.trtllm import parse
-
-        return parse.classify_failure(log_text, exit_code, timed_out)
 
     def runtime_note(self, manifest: Manifest) -> str:
         state = "on" if manifest.runtime.enable_chunked_context else "off"

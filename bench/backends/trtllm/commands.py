@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from bench import backends
+from bench.backends.base import PointPaths
 from bench.backends.server import ServerCommand
 from bench.core import pins
 from bench.core.errors import KitError
@@ -169,17 +170,7 @@ def eval_backend(manifest: Manifest) -> str:
 
 
 def throughput_argv(
-    manifest: Manifest,
-    point: Point,
-    *,
-    model_path: Path,
-    dataset: Path,
-    report_json: Path,
-    kv_fraction: float,
-    workspace: Path,
-    engine_dir: Path | None = None,
-    extra_options: Path | None = None,
-    request_json: Path | None = None,
+    manifest: Manifest, point: Point, paths: PointPaths, *, kv_fraction: float
 ) -> list[str]:
     """One sweep point: trtllm-bench throughput with the backend's `--backend` value.
 
@@ -195,9 +186,9 @@ def throughput_argv(
         "--model",
         manifest.model.repo,
         "--model_path",
-        str(model_path),
+        str(paths.model_path),
         "--workspace",
-        str(workspace),
+        str(paths.workspace),
         "throughput",
     ]
     argv = [
@@ -205,7 +196,7 @@ def throughput_argv(
         "--backend",
         tool_backend,
         "--dataset",
-        str(dataset),
+        str(paths.dataset),
         "--num_requests",
         "0",
         "--eos_id",
@@ -213,10 +204,10 @@ def throughput_argv(
         "--warmup",
         str(r.warmup),
         "--report_json",
-        str(report_json),
+        str(paths.report_json),
     ]
     if e.needs_build:
-        argv += ["--engine_dir", str(engine_dir)]
+        argv += ["--engine_dir", str(paths.engine_dir)]
     argv += [
         "--kv_cache_free_gpu_mem_fraction",
         f"{kv_fraction:g}",
@@ -232,15 +223,15 @@ def throughput_argv(
         ):
             if value is not None:
                 argv += [flag, str(value)]
-    if extra_options is not None:
-        argv += ["--extra_llm_api_options", str(extra_options)]
+    if paths.extra_options is not None:
+        argv += ["--extra_llm_api_options", str(paths.extra_options)]
     argv += chunked_context_args(r.enable_chunked_context, _pinned_rule(manifest.release))
     if point.concurrency is not None:
         argv += ["--concurrency", str(point.concurrency)]
     if manifest.sweep.streaming:
         argv += ["--streaming"]
-    if request_json is not None:
-        argv += ["--request_json", str(request_json)]
+    if paths.request_json is not None:
+        argv += ["--request_json", str(paths.request_json)]
     return argv
 
 

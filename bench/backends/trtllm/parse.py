@@ -288,10 +288,17 @@ def _text_value(text: str, target: str) -> Any:
 
 
 def _build(
-    values: dict[str, Any], base: dict[str, Any], where: dict[str, str], cut_off: str | None = None
+    values: dict[str, Any],
+    where: dict[str, str],
+    point: dict[str, Any],
+    *,
+    source: str,
+    streaming: bool,
+    cut_off: str | None = None,
 ) -> PointResult:
-    """A PointResult from {"group.field": value}: invalid when a value is missing, cut off,
-    impossible or above the GPU's ceiling (see check_evidence), else judged for lengths."""
+    """The PointResult of `point` (isl, osl, requests, ...) from {"group.field": value}: invalid
+    when a value is missing, cut off, impossible or above the GPU's ceiling (see check_evidence),
+    else judged for lengths."""
     problems = value_problems(values, where)  # sets the bad values to None
     if cut_off:
         problems.insert(0, ("incomplete", cut_off))
@@ -304,7 +311,9 @@ def _build(
         identity=Identity(**groups["identity"]),
         metrics=Metrics(**groups["metrics"]),
         memory=Memory(**groups["memory"]),
-        **base,
+        source=source,
+        streaming=streaming,
+        **point,
     )
     ceiling = None if problems else over_ceiling(result)
     if ceiling:
@@ -385,19 +394,8 @@ def over_ceiling(result: PointResult) -> str | None:
                 f"{fastest.key} GPU(s) could reach on a 100M-parameter model"
             )
         return None
-    eff = gpus.efficiency(
-        shape,
-        fastest,
-        n_gpus,
-        isl=result.isl,
-        osl=result.osl,
-        requests=result.requests,
-        req_s=m.req_s,
-        output_tok_s=m.output_tok_s,
-        weight_dtype=ident.quantization or ident.dtype,
-        kv_dtype=ident.kv_cache_dtype,
-        max_batch_size=ident.max_batch_size,
-        kv_cache_max_tokens=result.memory.kv_cache_max_tokens,
+    eff = gpus.record_efficiency(
+        shape, fastest, n_gpus, result, req_s=m.req_s, output_tok_s=m.output_tok_s
     )
     worst = max(eff.compute_pct, eff.bandwidth_pct)
     if worst > 100 * CEILING_MARGIN:
@@ -472,17 +470,9 @@ def identity_disagreements(identity: Identity, text: str) -> list[str]:
 # ----------------------------------------------------------------------------- report JSON
 
 
-def parse_report_json(
-    data: dict[str, Any],
-    *,
-    isl: int,
-    osl: int,
-    requests: int,
-    concurrency: int | None = None,
-    repeat: int = 0,
-    source_file: str,
-) -> PointResult:
-    """A `--report_json` document (0.16-1.x sections) as a judged PointResult."""
+def parse_report_json(data: dict[str, Any], *, source_file: str, **point: Any) -> PointResult:
+    """A `--report_json` document (0.16-1.x sections) as a judged PointResult; `point` is its
+    isl, osl, requests (and concurrency, repeat)."""
     if not isinstance(data, dict):
         raise KitError(
             "not a trtllm-bench report (the top level is not an object)", path=source_file
@@ -508,16 +498,7 @@ def parse_report_json(
             key=f"{section}.{key}",
             fix="re-run the point, or import its console log instead",
         )
-    base = dict(
-        isl=isl,
-        osl=osl,
-        requests=requests,
-        concurrency=concurrency,
-        repeat=repeat,
-        source=SOURCE_JSON,
-        streaming="streaming_metrics" in data,
-    )
-    result = _build(values, base, where)
+    result = _build(values, where, point, source=SOURCE_JSON, streaming="streaming_metrics" in data)
     # Any: Metrics fields named at run time, so mypy cannot match them to replace's keywords
     found: dict[str, Any] = report_distributions(data, source_file, result.metrics.num_requests)
     return dataclasses.replace(result, metrics=dataclasses.replace(result.metrics, **found))
@@ -693,17 +674,9 @@ def memory_from_log(text: str) -> Memory:
     )
 
 
-def parse_console(
-    text: str,
-    *,
-    isl: int,
-    osl: int,
-    requests: int,
-    concurrency: int | None = None,
-    repeat: int = 0,
-    source_file: str = "<console>",
-) -> PointResult:
-    """A console log that printed its report (any known label set) as a judged PointResult."""
+def parse_console(text: str, *, source_file: str = "<console>", **point: Any) -> PointResult:
+    """A console log that printed its report (any known label set) as a judged PointResult;
+    `point` as parse_report_json's."""
     lines = _report_lines(text)
     if not any(section == PERFORMANCE_SECTION for section, _, _ in lines):
         raise KitError(
@@ -746,16 +719,14 @@ def parse_console(
     # Any: Metrics fields named at run time, so mypy cannot match them to replace's keywords
     found: dict[str, Any] = console_distributions(lines, values.get("metrics.num_requests"))
     values.update({f"memory.{k}": v for k, v in dataclasses.asdict(memory_from_log(text)).items()})
-    base = dict(
-        isl=isl,
-        osl=osl,
-        requests=requests,
-        concurrency=concurrency,
-        repeat=repeat,
+    result = _build(
+        values,
+        where,
+        point,
         source=SOURCE_CONSOLE,
         streaming="ttft_ms" in found,
+        cut_off=cut_off(text, lines),
     )
-    result = _build(values, base, where, cut_off(text, lines))
     return dataclasses.replace(result, metrics=dataclasses.replace(result.metrics, **found))
 
 
@@ -913,20 +884,9 @@ def read_log(path: Path) -> str:
     return decode_log(read_bytes(path))
 
 
-def parse_file(
-    path: Path,
-    *,
-    isl: int,
-    osl: int,
-    requests: int,
-    concurrency: int | None = None,
-    repeat: int = 0,
-) -> PointResult:
+def parse_file(path: Path, **point: Any) -> PointResult:
     """One tool output: `.json` is a report; anything else a console log, failed if it has
-    no PERFORMANCE OVERVIEW (classified with exit code unknown)."""
-    point: dict[str, typing.Any] = dict(
-        isl=isl, osl=osl, requests=requests, concurrency=concurrency, repeat=repeat
-    )
+    no PERFORMANCE OVERVIEW (classified with exit code unknown). `point` as parse_report_json's."""
     if path.suffix == ".json":
         try:
             data = json.loads(read_bytes(path))  # bytes: UTF-8, -16 or -32, BOM or not
