@@ -260,9 +260,9 @@ export: $(ENV_READY)
 test: $(DEV_READY)
 	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-## the suite without the end-to-end pipelines (`slow`): the loop while editing
+## the suite without the end-to-end pipelines (`slow`), on every core: the loop while editing
 test-fast: $(DEV_READY)
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(PYTHON) -m pytest -q -m "not slow" -n $(TEST_WORKERS)
 
 ## ruff, mypy, shellcheck, hadolint, workflow checks
 lint: $(DEV_READY)
