@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.analysis import latency
 from bench.backends import aiperf
 from bench.core.fileio import read_json
 from tests.conftest import ROOT
@@ -153,7 +154,7 @@ def test_every_point_is_an_online_aiperf_record_with_exact_lengths(online):
         )
         assert record["window_start_ns"] < record["window_end_ns"]
         assert record["metrics"]["ttft_ms"]["count"] == int(row["requests"])
-        requests = list(csv.DictReader((folder / aiperf.REQUESTS_CSV).open()))
+        requests = list(csv.DictReader((folder / latency.REQUESTS_CSV).open()))
         assert len(requests) == int(row["requests"])
         assert {int(r["output_tokens"]) for r in requests} == {int(row["osl"])}
         for name in (aiperf.AGGREGATE, aiperf.PER_REQUEST, aiperf.PHASES, "server.log"):

@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import backends
+from bench.analysis import latency
 from bench.backends import aiperf, server
 from bench.backends.server import ServerCommand, Serving
 from bench.core.errors import KitError
-from bench.core.fileio import atomic_write_text
 from bench.core.proc import guarded_argv, run_logged, stop_group
 from bench.core.run import Run
 from bench.schema.record import FailureKind, Identity, PointResult
@@ -203,6 +203,7 @@ def point_argv(
         aiperf_bin,
         model_name=command.model_name,
         base_url=command.base_url,
+        endpoint_type=serving.endpoint,
         tokenizer=serving.tokenizer,
         isl=p.isl,
         osl=p.osl,
@@ -305,7 +306,7 @@ def measure(
             identity=identity_of(run, serving),
             gpus=m.engine.tp_size * m.engine.pp_size,
         )
-        atomic_write_text(workdir / aiperf.REQUESTS_CSV, aiperf.requests_csv(rows))
+        latency.write_requests(workdir / latency.REQUESTS_CSV, rows)
     if result.status == "failed":
         attempt.update(outcome=result.failure, detail=result.failure_detail)
     raw = tuple(sorted(f"points/{task.name}/{f.name}" for f in workdir.iterdir()))

@@ -92,7 +92,9 @@ class Trtllm(Backend):
         )
 
     def serving(self, run: Run, *, prepare: bool) -> Serving:
-        """trtllm-serve with the offline sweep's limits; its LLM-API YAML written when prepared."""
+        """trtllm-serve with the offline sweep's limits, driven on /v1/completions as trtllm-bench
+        runs offline (prompt tokens in, exact output tokens out; chat would need a chat template);
+        its LLM-API YAML written when prepared."""
         from importlib.metadata import PackageNotFoundError, version
 
         from bench.backends.server import Serving
@@ -114,6 +116,7 @@ class Trtllm(Backend):
             command=lambda port: commands.trtllm_serve_command(
                 m, model_path, port, extra_options=options, engine_dir=engine
             ),
+            endpoint="completions",
             tokenizer=run.paths.model_dir(m.model.repo, m.model.revision),
             fixed_length_inputs=lambda osl: {"ignore_eos": True, "min_tokens": osl},
             prepared=[options] if prepare else [],
