@@ -34,7 +34,8 @@ COMPARE_SUMMARY ?=## also append compare's table to this file (CI: $GITHUB_STEP_
 TO ?=## where `make export` sends RUN (mlflow)
 BENCH_MODEL_GIB ?= 16## size of the model-sized file `make bench` writes (needs that much disk, plus 4 GiB)
 DEMO_MANIFEST := manifests/demo.toml
-export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
+# AIPERF_VENV too: the tests find AIPerf where make built it.
+export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR AIPERF_VENV
 
 # ============================================================================== Edge check
 # Every user variable is checked once, here, before any recipe runs (bench/core/edge.py). A value the
@@ -255,8 +256,12 @@ export: $(ENV_READY)
 # ============================================================================== Checks
 .PHONY: test test-fast lint bench info
 
+# The suite's online tests run AIPerf and `transformers serve`: their venvs are built here, before
+# pytest, whenever `make test` builds the venv, so no two xdist workers build one at once and no
+# AIPerf test skips (only a run outside make skips them; tests/conftest.py needs_aiperf).
+TEST_READY := $(if $(ENV_READY),$(DEV_READY) $(AIPERF_VENV)/.installed $(VENV)/.serve-installed)
 ## the whole suite, one file per worker so the end-to-end pipelines run side by side (creates .venv)
-test: $(DEV_READY)
+test: $(TEST_READY)
 	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## the suite without the end-to-end pipelines (`slow`): the loop while editing

@@ -50,10 +50,12 @@ def run_roots(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+# AIPerf's virtualenv as the Makefile names it (it exports AIPERF_VENV), relative to the checkout.
+AIPERF_VENV = os.environ.get("AIPERF_VENV", ".venv-aiperf")
+
+
 def aiperf_venv() -> Path:
-    """The AIPerf virtualenv the pipeline uses: the Makefile's AIPERF_VENV (exported), else its
-    default in the checkout."""
-    return ROOT / os.environ.get("AIPERF_VENV", ".venv-aiperf")
+    return ROOT / AIPERF_VENV
 
 
 def needs_aiperf() -> Path:
