@@ -90,6 +90,9 @@ DEV_READY := $(if $(ENV_READY),$(VENV)/.dev-installed,)
 SCENARIO = $(shell python3 -m bench.core.toolcheck --scenario $(MANIFEST))
 ONLINE_READY = $(if $(filter online,$(SCENARIO)),$(AIPERF_VENV)/.installed \
   $(if $(filter $(VENV)/bin/python $(abspath $(VENV))/bin/python,$(PYTHON)),$(VENV)/.serve-installed))
+# The AIPerf that measures: the sweep runs it, and records its version (stage key) as env does
+# (provenance.json's packages), so both need it built first.
+AIPERF_ARG = $(if $(filter online,$(SCENARIO)), --aiperf $(AIPERF_VENV)/bin/aiperf)
 
 include docker.mk
 
@@ -119,8 +122,8 @@ plan: $(ENV_READY)
 
 ## GPU, host and software provenance (manifest -> results/<run>/provenance.json)
 env: $(STAMP)/env.ok
-$(STAMP)/env.ok: $(MANIFEST) $(CODE) | _toolcheck _doctor $(ENV_READY)
-	$(PYTHON) -m bench.stages.provenance $(ARGS)
+$(STAMP)/env.ok: $(MANIFEST) $(CODE) | _toolcheck _doctor $(ENV_READY) $(ONLINE_READY)
+	$(PYTHON) -m bench.stages.provenance $(ARGS)$(AIPERF_ARG)
 
 ## pre-run checks: GPU model, power, clocks, MIG, free disk, HF_TOKEN (reports; prints nvidia-smi advice)
 preflight: $(STAMP)/env.ok
@@ -153,7 +156,6 @@ $(STAMP)/datasets.ok: $(STAMP)/build.ok $(CODE)
 
 ## every point (SHARD=i/N for a share), resumable (-> results/<run>/points/, summary.csv)
 sweep: $(STAMP)/sweep.ok
-AIPERF_ARG = $(if $(filter online,$(SCENARIO)), --aiperf $(AIPERF_VENV)/bin/aiperf)
 $(STAMP)/sweep.ok: $(STAMP)/accuracy.ok $(STAMP)/datasets.ok $(CODE) | $(ONLINE_READY)
 	$(PYTHON) -m bench.stages.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))$(AIPERF_ARG)
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from bench.core.errors import KitError
 from bench.schema.record import Distribution, Identity, Metrics, PointResult, judge
 
 VERSION = "0.13.0"
+VERSION_TIMEOUT_S = 60  # `aiperf --version` imports its CLI: 0.4 s idle, seconds on a loaded host
 SOURCE = "aiperf"
 AGGREGATE = "profile_export_aiperf.json"
 PHASES = "phase_manifest.json"
@@ -44,6 +47,31 @@ DISTRIBUTIONS = {
     "itl_ms": ("inter_chunk_latency", "ms"),
     "per_user_output_tok_s": ("e2e_output_token_throughput", "tokens/sec/user"),
 }
+
+
+def installed_version(aiperf: str) -> str:
+    """The version of the AIPerf that measures, as it prints it (`aiperf --version`): the online
+    sweep's stage key and the run's provenance carry it, so another AIPerf reruns the sweep."""
+    found = shutil.which(aiperf)
+    if found is None:
+        raise KitError(
+            f"AIPerf not found: {aiperf}",
+            fix="run the online scenario through make (`make sweep` builds .venv-aiperf), "
+            "or pass --aiperf <path to aiperf>",
+        )
+    try:
+        proc = subprocess.run(
+            [found, "--version"], capture_output=True, text=True, timeout=VERSION_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        raise KitError(f"`{found} --version` did not answer in {VERSION_TIMEOUT_S} s") from None
+    said = proc.stdout.strip()
+    if proc.returncode != 0 or not said or len(said.split()) != 1:
+        raise KitError(
+            f"`{found} --version` exited {proc.returncode} saying {said or proc.stderr.strip()!r}",
+            fix=f"rebuild AIPerf's venv (requirements/aiperf.lock: AIPerf {VERSION})",
+        )
+    return said
 
 
 def profile_argv(

@@ -322,13 +322,8 @@ def session(
     run: Run, sampler_factory, aiperf_bin: str, record: Callable[[list[Path]], None]
 ) -> Iterator[Callable[[Any], PointResult]]:
     """Prepare the backend's server, yield the function that measures one point, and stop the
-    server whatever happens (SIGTERM included)."""
-    if shutil.which(aiperf_bin) is None:
-        raise KitError(
-            f"AIPerf not found: {aiperf_bin}",
-            fix="run the online scenario through make (`make sweep` builds .venv-aiperf), "
-            "or pass --aiperf <path to aiperf>",
-        )
+    server whatever happens (SIGTERM included). The sweep has found AIPerf already (its version
+    is in the stage key: aiperf.installed_version)."""
     serving = serving_for(run)
     record(serving.prepared)
     previous = signal.signal(signal.SIGTERM, _interrupt)
