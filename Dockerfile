@@ -81,8 +81,8 @@ EOF
 # AIPerf, the online scenario's load generator (`[sweep] scenario = "online"`), in its own venv as
 # `make` builds .venv-aiperf outside: it pulls transformers 5, which must not replace the base's.
 # From the hashed lock (one hash per interpreter: this is Python 3.12), so the image carries all
-# the online path needs and `make all` inside it reaches no network. --without-pip: the base may
-# lack ensurepip (python3-venv); the base's pip installs into the venv (--python).
+# the online path needs and `make all` inside it installs nothing. --without-pip: the base may
+# lack ensurepip (python3-venv); the base's pip (>= 22.3) installs into the venv (--python).
 ENV AIPERF_VENV=/opt/aiperf-venv
 COPY requirements/aiperf.lock requirements/aiperf.lock
 RUN python3 -m venv --without-pip "$AIPERF_VENV" \
