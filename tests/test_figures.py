@@ -84,4 +84,7 @@ def test_seed_grid_keeps_the_summary_only_columns(roots: Path) -> None:
     assert osls == [128, 256, 512, 1024, 2048, 4096, 8192, 16384] and len(isls) == 8
     assert {cells[i, 512] for i in isls} == {cells[i, 8192] for i in isls} == {"summary only"}
     assert cells[16384, 16384] == "silent"
-    assert "meta-llama/Llama-3.1-70B-Instruct; TP 8 x PP 1 = 8 GPU(s); trtllm-tensorrt 0.16.0" in identity
+    assert (
+        "meta-llama/Llama-3.1-70B-Instruct; TP 8 x PP 1 = 8 GPU(s); trtllm-tensorrt 0.16.0"
+        in identity
+    )
