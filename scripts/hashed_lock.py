@@ -22,9 +22,9 @@ def lock_lines(reports: list[dict]) -> list[str]:
     """name==version and the hash of each report's file for it; the reports must agree on
     every package and version (else they are two resolutions, not one)."""
     hashes: dict[tuple[str, str], list[str]] = {}
-    packages = []
+    packages: list[set[tuple[str, str]]] = []
     for report in reports:
-        chosen = set()
+        chosen: set[tuple[str, str]] = set()
         for item in report["install"]:
             meta, info = item["metadata"], item["download_info"]
             digest = info.get("archive_info", {}).get("hashes", {}).get("sha256")
@@ -36,7 +36,8 @@ def lock_lines(reports: list[dict]) -> list[str]:
                 hashes[key].append(digest)
         packages.append(chosen)
     if any(chosen != packages[0] for chosen in packages):
-        differ = sorted(f"{n}=={v}" for n, v in set.union(*packages) - set.intersection(*packages))
+        every: set[tuple[str, str]] = set().union(*packages)
+        differ = sorted(f"{n}=={v}" for n, v in every if not all((n, v) in c for c in packages))
         raise SystemExit(f"the reports resolved different packages: {', '.join(differ)}")
     lines = [
         f"{name}=={version}" + "".join(f" --hash=sha256:{d}" for d in digests)
