@@ -1,6 +1,7 @@
 # The H100 path: the kit on NVIDIA's TensorRT-LLM 1.0.0 release image, pinned by digest.
 #   make docker-build   (passes BASE_IMAGE/BASE_DIGEST from manifests/pins.toml, the one source)
 #   make docker-all MANIFEST=manifests/llama-3.1-8b-fp8-h100.toml
+#   make docker-all MANIFEST=manifests/llama-3.1-8b-fp8-h100-online.toml   (trtllm-serve + AIPerf)
 # The kit's Python deps go in without changing any package the base image has (checked below),
 # so the TensorRT-LLM, torch, ModelOpt and transformers that run are NVIDIA's, as published.
 # Needs BuildKit (the default builder since Docker 23) for the RUN heredoc.
@@ -61,7 +62,7 @@ problems += [f"{n} is listed unpinned (expected in the base image) but the base 
 before = set(open("/tmp/base-check.txt", encoding="utf-8").read().splitlines())
 problems += [f"pip check (new): {line}" for line in open("/tmp/post-check.txt", encoding="utf-8")
              .read().splitlines() if line not in before and not line.startswith("No broken")]
-for tool in ("make", "trtllm-bench", "trtllm-build"):
+for tool in ("make", "trtllm-bench", "trtllm-build", "trtllm-serve"):
     if shutil.which(tool) is None:
         problems.append(f"{tool} is not on PATH in the base image")
 if not os.path.isfile("/app/tensorrt_llm/benchmarks/cpp/prepare_dataset.py"):
@@ -77,4 +78,18 @@ print(f"image check ok: {len(base)} base packages unchanged, "
       f"{len(set(post) - set(base))} added: {sorted(set(post) - set(base))}")
 EOF
 
+# AIPerf, the online scenario's load generator (`[sweep] scenario = "online"`), in its own venv as
+# `make` builds .venv-aiperf outside: it pulls transformers 5, which must not replace the base's.
+# From the hashed lock (one hash per interpreter: this is Python 3.12), so the image carries all
+# the online path needs and `make all` inside it installs nothing. --without-pip: the base may
+# lack ensurepip (python3-venv); the base's pip (>= 22.3) installs into the venv (--python).
+ENV AIPERF_VENV=/opt/aiperf-venv
+COPY requirements/aiperf.lock requirements/aiperf.lock
+RUN python3 -m venv --without-pip "$AIPERF_VENV" \
+ && python3 -m pip --python "$AIPERF_VENV/bin/python" install --no-cache-dir --require-hashes \
+      -r requirements/aiperf.lock \
+ && "$AIPERF_VENV/bin/aiperf" --version
+
 COPY . .
+# The Makefile's stamp for that venv, newer than the lock just copied: make never rebuilds it here.
+RUN touch "$AIPERF_VENV/.installed"

@@ -34,7 +34,8 @@ COMPARE_SUMMARY ?=## also append compare's table to this file (CI: $GITHUB_STEP_
 TO ?=## where `make export` sends RUN (mlflow)
 BENCH_MODEL_GIB ?= 16## size of the model-sized file `make bench` writes (needs that much disk, plus 4 GiB)
 DEMO_MANIFEST := manifests/demo.toml
-export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR
+# AIPERF_VENV too: the tests find AIPerf where make built it.
+export RESULTS_DIR WORK_DIR MODELS_DIR REPORTS_DIR CACHE_DIR AIPERF_VENV
 
 # ============================================================================== Edge check
 # Every user variable is checked once, here, before any recipe runs (bench/core/edge.py). A value the
@@ -90,6 +91,9 @@ DEV_READY := $(if $(ENV_READY),$(VENV)/.dev-installed,)
 # check above, before any venv.
 ONLINE_READY = $(if $(filter online,$(SCENARIO)),$(AIPERF_VENV)/.installed \
   $(if $(filter $(VENV)/bin/python $(abspath $(VENV))/bin/python,$(PYTHON)),$(VENV)/.serve-installed))
+# The AIPerf that measures: the sweep runs it, and records its version (stage key) as env does
+# (provenance.json's packages), so both need it built first.
+AIPERF_ARG = $(if $(filter online,$(SCENARIO)), --aiperf $(AIPERF_VENV)/bin/aiperf)
 
 include docker.mk
 
@@ -119,8 +123,8 @@ plan: $(ENV_READY)
 
 ## GPU, host and software provenance (manifest -> results/<run>/provenance.json)
 env: $(STAMP)/env.ok
-$(STAMP)/env.ok: $(MANIFEST) $(CODE) | _toolcheck _doctor $(ENV_READY)
-	$(PYTHON) -m bench.stages.provenance $(ARGS)
+$(STAMP)/env.ok: $(MANIFEST) $(CODE) | _toolcheck _doctor $(ENV_READY) $(ONLINE_READY)
+	$(PYTHON) -m bench.stages.provenance $(ARGS)$(AIPERF_ARG)
 
 ## pre-run checks: GPU model, power, clocks, MIG, free disk, HF_TOKEN (reports; prints nvidia-smi advice)
 preflight: $(STAMP)/env.ok
@@ -153,7 +157,6 @@ $(STAMP)/datasets.ok: $(STAMP)/build.ok $(CODE)
 
 ## every point (SHARD=i/N for a share), resumable (-> results/<run>/points/, summary.csv)
 sweep: $(STAMP)/sweep.ok
-AIPERF_ARG = $(if $(filter online,$(SCENARIO)), --aiperf $(AIPERF_VENV)/bin/aiperf)
 $(STAMP)/sweep.ok: $(STAMP)/accuracy.ok $(STAMP)/datasets.ok $(CODE) | $(ONLINE_READY)
 	$(PYTHON) -m bench.stages.sweep $(ARGS) $(if $(SHARD),--shard $(SHARD))$(AIPERF_ARG)
 
@@ -256,8 +259,12 @@ export: $(ENV_READY)
 # ============================================================================== Checks
 .PHONY: test test-fast lint bench info
 
+# The suite's online tests run AIPerf and `transformers serve`: their venvs are built here, before
+# pytest, whenever `make test` builds the venv, so no two xdist workers build one at once and no
+# AIPerf test skips (only a run outside make skips them; tests/conftest.py needs_aiperf).
+TEST_READY := $(if $(ENV_READY),$(DEV_READY) $(AIPERF_VENV)/.installed $(VENV)/.serve-installed)
 ## the whole suite, one file per worker so the end-to-end pipelines run side by side (creates .venv)
-test: $(DEV_READY)
+test: $(TEST_READY)
 	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## the suite without the end-to-end pipelines (`slow`), on every core: the loop while editing

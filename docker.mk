@@ -2,7 +2,8 @@
 # Included by the Makefile. The H100 path runs the same `make all` inside NVIDIA's TensorRT-LLM
 # image, pinned by digest in manifests/pins.toml (the one source; read lazily, so other targets
 # never run the pins reader). HF_TOKEN reaches the container by name only: `-e HF_TOKEN` copies it
-# from your environment; its value is never on a command line or printed.
+# from your environment; its value is never on a command line or printed. The image carries
+# AIPerf for online manifests in its own venv (Dockerfile: AIPERF_VENV): a run installs nothing.
 ifndef _DOCKER_MK
 _DOCKER_MK := 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,29 @@ def run_roots(tmp_path, monkeypatch) -> Path:
     for name in ("RESULTS_DIR", "WORK_DIR", "MODELS_DIR", "REPORTS_DIR"):
         monkeypatch.setenv(name, str(tmp_path / name.split("_")[0].lower()))
     return tmp_path
+
+
+# AIPerf's virtualenv as the Makefile names it (it exports AIPERF_VENV), relative to the checkout.
+AIPERF_VENV = os.environ.get("AIPERF_VENV", ".venv-aiperf")
+
+
+def aiperf_venv() -> Path:
+    return ROOT / AIPERF_VENV
+
+
+def needs_aiperf() -> Path:
+    """AIPerf's executable. `make test` builds its venv before pytest, so under make an absent
+    one fails the test; only a run outside make (plain pytest) skips it, saying why."""
+    path = aiperf_venv() / "bin" / "aiperf"
+    if not path.is_file():
+        why = f"{path} is absent"
+        if "MAKELEVEL" in os.environ:
+            pytest.fail(
+                f"{why}; `make test` builds it before pytest unless ENV_READY is empty "
+                f"(then: make {path.parent.parent}/.installed)"
+            )
+        pytest.skip(f"{why}: outside make nothing builds it (`make test` does)")
+    return path
 
 
 def needs_shared(*parts: str) -> Path:

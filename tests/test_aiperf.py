@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.analysis import latency
 from bench.backends import aiperf
 from bench.core.errors import KitError
 from bench.schema.record import Identity, PointResult
@@ -69,8 +70,10 @@ def test_real_export_becomes_an_online_streaming_record(tmp_path):
 
 def test_requests_csv_has_the_profiling_requests_only(tmp_path):
     result, rows = parse(exports(tmp_path))
-    text = aiperf.requests_csv(rows)
-    assert text.splitlines()[0] == "request,input_tokens,output_tokens,start_ms,ttft_ms,latency_ms"
+    latency.write_requests(tmp_path / "requests.csv", rows)  # the one writer of requests.csv
+    back = latency.read_requests(tmp_path / "requests.csv")
+    assert [r.latency_ms for r in back] == pytest.approx([r.latency_ms for r in rows], abs=1e-6)
+    text = (tmp_path / "requests.csv").read_text()
     table = list(csv.DictReader(io.StringIO(text)))
     lines = (DATA / aiperf.PER_REQUEST).read_text().splitlines()
     warmup = sum(json.loads(line)["metadata"]["benchmark_phase"] == "warmup" for line in lines)
@@ -81,6 +84,20 @@ def test_requests_csv_has_the_profiling_requests_only(tmp_path):
     assert all(r["output_tokens"] == "16" and r["input_tokens"] == "32" for r in table)
     mean_latency = sum(float(r["latency_ms"]) for r in table) / 8
     assert mean_latency == pytest.approx(result.metrics.avg_request_latency_ms, abs=1e-2)
+
+
+def test_the_servers_prompt_count_is_the_input_length(tmp_path):
+    """AIPerf sends ISL - 1 tokens of text to a server that adds BOS: the server's usage count
+    is what the engine saw, so it is the record's (and the total throughput's) input length."""
+
+    def edit(data):
+        data["input_sequence_length"]["avg"] = 31.0
+        data["usage_prompt_tokens"] = {"unit": "tokens", "avg": 32.0}
+
+    result, _ = parse(exports(tmp_path, edit))
+    m = result.metrics
+    assert result.status == "ok" and m.avg_input_len == 32.0
+    assert m.total_tok_s == pytest.approx(m.output_tok_s * (32 + 16) / 16)
 
 
 @pytest.mark.parametrize(
@@ -135,6 +152,7 @@ def test_profile_argv_pins_exact_lengths_and_streaming(tmp_path):
         "aiperf",
         model_name="m",
         base_url="http://127.0.0.1:9",
+        endpoint_type="chat",
         tokenizer=tmp_path,
         isl=128,
         osl=64,
@@ -147,6 +165,7 @@ def test_profile_argv_pins_exact_lengths_and_streaming(tmp_path):
     )
     joined = " ".join(argv)
     for flag in (
+        "--endpoint-type chat",
         "--streaming",
         "--isl 128 --isl-stddev 0",
         "--osl 64 --osl-stddev 0",
@@ -166,6 +185,7 @@ def test_profile_argv_pins_exact_lengths_and_streaming(tmp_path):
         "aiperf",
         model_name="m",
         base_url="u",
+        endpoint_type="completions",
         tokenizer=tmp_path,
         isl=1,
         osl=1,
@@ -176,3 +196,6 @@ def test_profile_argv_pins_exact_lengths_and_streaming(tmp_path):
         artifact_dir=tmp_path,
     )
     assert "--warmup-request-count" not in no_warmup and "--extra-inputs" not in no_warmup
+    # completions always sends max_tokens: the chat-only flag is not passed
+    assert "--endpoint-type completions" in " ".join(no_warmup)
+    assert "--use-legacy-max-tokens" not in no_warmup

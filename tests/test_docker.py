@@ -58,7 +58,7 @@ def test_from_is_pinned_by_digest_and_defaults_match_pins() -> None:
 
 def test_pip_installs_only_under_the_base_constraints() -> None:
     text = dockerfile()
-    installs = re.findall(r"pip install[^\n]*", text)
+    installs = re.findall(r"python3 -m pip install[^\n]*", text)  # into the base's interpreter
     assert installs and all("-c /tmp/base-constraints.txt" in line for line in installs)
     assert all("-r requirements/container.txt" in line for line in installs)
     freeze = text.index("> /tmp/base-constraints.txt")
@@ -102,6 +102,29 @@ def test_container_requirements_are_names_or_exact_pins() -> None:
     for req in (r for r in reqs if "==" in r):
         name, version = req.split("==")
         assert locked.get(name, version) == version, f"{req} differs from runtime.lock"
+
+
+def test_the_image_carries_aiperf_in_its_own_venv_and_make_builds_nothing(tmp_path: Path) -> None:
+    """AIPerf goes into its own venv (not the base's packages, which stay as NVIDIA ships them)
+    from the hashed lock, before the kit is copied; its stamp is refreshed after, so `make all`
+    on the online manifest inside the image finds AIPerf where AIPERF_VENV says and builds
+    nothing (no network)."""
+    text = dockerfile()
+    assert re.search(r"(?m)^ENV AIPERF_VENV=/\S+$", text)
+    start = text.index('RUN python3 -m venv --without-pip "$AIPERF_VENV"')
+    install = text[start : text.index("\n\n", start)]
+    for part in ('--python "$AIPERF_VENV/bin/python"', "--require-hashes", "aiperf.lock"):
+        assert part in install, part
+    assert start < text.index("\nCOPY . .\n") < text.index('RUN touch "$AIPERF_VENV/.installed"')
+    venv = tmp_path / "aiperf-venv"  # as the image has it: built, stamped after the copy
+    venv.mkdir()
+    (venv / ".installed").touch()
+    env = os.environ | {"PYTHON": "python3", "AIPERF_VENV": str(venv)}
+    online = "manifests/llama-3.1-8b-fp8-h100-online.toml"
+    out = make_n("all", f"MANIFEST={online}", f"RESULTS_DIR={tmp_path / 'results'}", env=env)
+    stages = [ln for ln in out.splitlines() if "bench.stages.provenance" in ln or "sweep " in ln]
+    assert len(stages) == 2 and all(f"--aiperf {venv}/bin/aiperf" in ln for ln in stages), out
+    assert "-m venv" not in out and "pip install" not in out
 
 
 def hadolint() -> str | None:
@@ -364,7 +387,7 @@ def image_check(tmp_path: Path, base: str, post: str, post_check: str = "") -> t
     for sub in ("tmp", "app/tensorrt_llm/benchmarks/cpp", "bin"):
         (tmp_path / sub).mkdir(parents=True, exist_ok=True)
     (tmp_path / "app/tensorrt_llm/benchmarks/cpp/prepare_dataset.py").write_text("")
-    for tool in ("make", "trtllm-bench", "trtllm-build"):
+    for tool in ("make", "trtllm-bench", "trtllm-build", "trtllm-serve"):
         (tmp_path / "bin" / tool).write_text("#!/bin/sh\n")
         (tmp_path / "bin" / tool).chmod(0o755)
     (tmp_path / "tmp/base-constraints.txt").write_text(base)

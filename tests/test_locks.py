@@ -75,15 +75,16 @@ def test_runtime_lock_is_closed_under_dependencies():
 
 
 def _dry_run(target: str, tmp_path: Path) -> str:
-    """`make -n <target>` in a copy of the Makefile, with a venv that does not exist yet."""
+    """`make -n <target>` in a copy of the Makefile, with venvs that do not exist yet."""
     kit = tmp_path / target
     kit.mkdir()
     for name in ("Makefile", "docker.mk"):
         shutil.copy(ROOT / name, kit / name)
     shutil.copytree(ROOT / "bench", kit / "bench")
     shutil.copytree(REQS, kit / "requirements")
+    venvs = ["VENV=fresh", "PYTHON=fresh/bin/python", "AIPERF_VENV=fresh-aiperf"]
     done = subprocess.run(
-        ["make", "-n", "--no-print-directory", target, "VENV=fresh", "PYTHON=fresh/bin/python"],
+        ["make", "-n", "--no-print-directory", target, *venvs],
         cwd=kit,
         capture_output=True,
         text=True,
@@ -93,10 +94,49 @@ def _dry_run(target: str, tmp_path: Path) -> str:
 
 
 def test_demo_installs_the_runtime_lock_only_and_test_adds_dev(tmp_path):
-    installs = [ln for ln in _dry_run("test", tmp_path).splitlines() if "pip install" in ln]
-    assert len(installs) == 3, installs
+    """`make test` also builds what the online tests run, before pytest: AIPerf's own venv and
+    the serving extras (so no two xdist workers build them at once)."""
+    out = re.sub(r" *\\\n *", " ", _dry_run("test", tmp_path))
+    installs = [ln for ln in out.splitlines() if "pip install" in ln]
+    assert len(installs) == 5, installs
     assert "-r requirements/runtime.lock" in installs[0]
     assert "--no-deps -r requirements/runtime-nodeps.lock" in installs[1]
     assert "-c requirements/runtime.lock -r requirements/dev.lock" in installs[2]
+    assert installs[3].startswith("fresh-aiperf/bin/python ")
+    assert "--require-hashes -r requirements/aiperf.lock" in installs[3]
+    assert installs[4].startswith("fresh/bin/python ") and "requirements/serve.lock" in installs[4]
+    assert out.index("requirements/serve.lock") < out.index("-m pytest")
     validate = _dry_run("validate", tmp_path)  # any pipeline target: runtime only
     assert "runtime.lock" in validate and "dev.lock" not in validate
+
+
+def report(*items: tuple[str, str, str]) -> dict:
+    """A pip --report with one chosen file per (name, version, sha256)."""
+    return {
+        "install": [
+            {
+                "metadata": {"name": n, "version": v},
+                "download_info": {"archive_info": {"hashes": {"sha256": h}}},
+            }
+            for n, v, h in items
+        ]
+    }
+
+
+def test_one_lock_for_two_interpreters_has_each_ones_wheel():
+    """aiperf.lock serves the kit's Python 3.11 and the image's 3.12: one resolution, the hash
+    of each interpreter's file on the line (pip takes the one that matches its wheel)."""
+    from scripts.hashed_lock import lock_lines
+
+    py311 = report(("aiohttp", "3.14.5", "a" * 64), ("attrs", "26.1.0", "c" * 64))
+    py312 = report(("aiohttp", "3.14.5", "b" * 64), ("attrs", "26.1.0", "c" * 64))
+    assert lock_lines([py311, py312]) == [
+        f"aiohttp==3.14.5 --hash=sha256:{'a' * 64} --hash=sha256:{'b' * 64}",
+        f"attrs==26.1.0 --hash=sha256:{'c' * 64}",
+    ]
+    other = report(("aiohttp", "3.14.6", "b" * 64), ("attrs", "26.1.0", "c" * 64))
+    with pytest.raises(SystemExit, match=r"different packages: aiohttp==3\.14\.5, aiohttp"):
+        lock_lines([py311, other])
+    lock = (REQS / "aiperf.lock").read_text(encoding="utf-8")
+    assert re.search(r"(?m)^aiperf==0\.13\.0 --hash=sha256:[0-9a-f]{64}$", lock)
+    assert "3.11" in lock.split("\naiofiles==")[0] and "3.12" in lock.split("\naiofiles==")[0]

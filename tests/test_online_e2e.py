@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.analysis import latency
 from bench.backends import aiperf
 from bench.core.fileio import read_json
-from tests.conftest import ROOT
+from tests.conftest import AIPERF_VENV, ROOT, aiperf_venv
 from tests.test_demo_e2e import roots_env
 
 pytestmark = pytest.mark.slow
@@ -74,7 +75,7 @@ def kill_mid_point(base: Path) -> tuple[int, int]:
             "--run",
             RUN,
             "--aiperf",
-            str(ROOT / ".venv-aiperf" / "bin" / "aiperf"),
+            str(aiperf_venv() / "bin" / "aiperf"),
         ],
         cwd=ROOT,
         env=roots_env(base),
@@ -108,7 +109,7 @@ def kill_mid_point(base: Path) -> tuple[int, int]:
 def online(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, tuple[int, int]]:
     base = tmp_path_factory.mktemp("online")
     # the online tools first: the killed sweep below runs the stage without Make
-    ready = make(base, "datasets", ".venv-aiperf/.installed", ".venv/.serve-installed")
+    ready = make(base, "datasets", f"{AIPERF_VENV}/.installed", ".venv/.serve-installed")
     assert ready.returncode == 0, ready.stdout[-3000:] + ready.stderr[-6000:]
     killed = kill_mid_point(base)
     started = time.monotonic()
@@ -153,7 +154,7 @@ def test_every_point_is_an_online_aiperf_record_with_exact_lengths(online):
         )
         assert record["window_start_ns"] < record["window_end_ns"]
         assert record["metrics"]["ttft_ms"]["count"] == int(row["requests"])
-        requests = list(csv.DictReader((folder / aiperf.REQUESTS_CSV).open()))
+        requests = list(csv.DictReader((folder / latency.REQUESTS_CSV).open()))
         assert len(requests) == int(row["requests"])
         assert {int(r["output_tokens"]) for r in requests} == {int(row["osl"])}
         for name in (aiperf.AGGREGATE, aiperf.PER_REQUEST, aiperf.PHASES, "server.log"):

@@ -387,6 +387,16 @@ def test_collect_without_any_gpu(no_pynvml: None) -> None:
     assert prov["software"]["pip_freeze"] == sorted(prov["software"]["pip_freeze"], key=str.lower)
     assert prov["software"]["packages"]["pydantic"]
     assert prov["software"]["packages"]["tensorrt_llm"] is None
+    assert "aiperf" not in prov["software"]["packages"]  # an offline run has no load generator
+
+
+def test_collect_records_the_aiperf_that_will_measure(tmp_path: Path, no_pynvml: None) -> None:
+    """AIPerf has its own venv: its version is asked of its command, not of the kit's packages."""
+    tool = tmp_path / "aiperf"
+    tool.write_text("#!/bin/sh\necho 0.13.0\n")
+    tool.chmod(0o755)
+    prov = collect(["python"], run_tool=fake_tools(None), aiperf_bin=str(tool))
+    assert prov["software"]["packages"]["aiperf"] == "0.13.0"
 
 
 def test_collect_when_the_driver_is_missing() -> None:

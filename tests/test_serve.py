@@ -275,3 +275,36 @@ def test_plan_shows_the_server_and_one_aiperf_run_per_point(run_roots):
     assert len(profiles) == 4 and all("--streaming" in line for line in profiles)
     assert not any("hf_runner" in line for line in lines)
     assert not (run.paths.work / "served-model").exists()  # the plan writes nothing
+
+
+def fake_aiperf(tmp_path: Path, body: str = "echo 0.13.0") -> Path:
+    tool = tmp_path / "aiperf"
+    tool.write_text(f"#!/bin/sh\n{body}\n")
+    tool.chmod(0o755)
+    return tool
+
+
+def test_aiperf_version_is_what_aiperf_says(tmp_path):
+    from bench.backends import aiperf
+
+    assert aiperf.installed_version(str(fake_aiperf(tmp_path))) == "0.13.0"
+    broken = fake_aiperf(tmp_path, "echo 'No module named aiperf' >&2; exit 1")
+    with pytest.raises(KitError, match=r"--version` exited 1 saying 'No module named aiperf'"):
+        aiperf.installed_version(str(broken))
+    with pytest.raises(KitError, match=r"AIPerf not found: .*absent"):
+        aiperf.installed_version(str(tmp_path / "absent"))
+
+
+def test_the_online_sweep_key_names_aiperf(run_roots, tmp_path):
+    """Another AIPerf is another measuring tool: the online sweep's stage key carries its
+    version; the offline sweep never asks for one."""
+    from bench.core.manifest import load_manifest
+    from bench.core.run import Run, RunPaths
+    from bench.stages import sweep
+    from tests.conftest import DEMO_MANIFEST, ROOT
+
+    online = ROOT / "manifests" / "demo-online.toml"
+    run = Run(RunPaths.for_run(online.stem), load_manifest(online), online)
+    assert sweep.sweep_tools(run, str(fake_aiperf(tmp_path)))["aiperf"] == "0.13.0"
+    offline = Run(RunPaths.for_run("demo"), load_manifest(DEMO_MANIFEST), DEMO_MANIFEST)
+    assert "aiperf" not in sweep.sweep_tools(offline, str(tmp_path / "absent"))

@@ -199,6 +199,6 @@ def test_resume_survives_a_code_edit_and_refuses_a_changed_key(cpu_run, monkeypa
     with pytest.raises(KitError, match=r"command changed"):
         sweep.sweep(cpu_run, None, None)
     monkeypatch.setattr(sweep, "attempt_argv", real)
-    monkeypatch.setattr(sweep, "sweep_tools", lambda run: {"torch": "0.0"})
+    monkeypatch.setattr(sweep, "sweep_tools", lambda run, aiperf_bin: {"torch": "0.0"})
     with pytest.raises(KitError, match=r"torch .* -> 0.0"):
         sweep.sweep(cpu_run, None, None)

@@ -8,6 +8,7 @@ prompt limits, start-up refusal and SIGTERM. The last test drives it with AIPerf
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
@@ -25,14 +26,17 @@ from test_trtllm_commands import manifest_with
 
 from bench.backends import aiperf
 from bench.backends.hf_transformers import demo_model
+from bench.backends.server import ServerCommand
 from bench.backends.trtllm import commands as trtllm
 from bench.backends.trtllm.commands import tool_backend_of
 from bench.core import cost
 from bench.core.errors import KitError
 from bench.core.manifest import load_manifest
 from bench.core.run import Run, RunPaths
+from bench.schema.record import Identity
 from bench.stages import doctor, plan, serve
-from bench.stages.sweep import tasks_of
+from bench.stages.sweep import Task, tasks_of
+from tests.conftest import needs_aiperf
 
 REPO = Path(__file__).resolve().parents[1]
 FAKES = REPO / "tests" / "fakes"
@@ -47,7 +51,6 @@ ONLINE = REPO / "manifests" / "llama-3.1-8b-fp8-h100-online.toml"
 FAKE_TENSORRT = REPO / "tests" / "data" / "manifests" / "fake-h100-tensorrt.toml"
 FAKE_PYTORCH = REPO / "tests" / "data" / "manifests" / "fake-h100-pytorch.toml"
 FAKE_ONLINE = REPO / "tests" / "data" / "manifests" / "fake-h100-online.toml"
-AIPERF = REPO / ".venv-aiperf" / "bin" / "aiperf"  # the kit's AIPerf venv, once built
 
 
 # ----------------------------------------------------------------------------- the command
@@ -569,19 +572,16 @@ def test_make_plan_and_doctor_on_the_fake_online_manifest(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not AIPERF.is_file(), reason=f"{AIPERF} is absent (make builds it for an online manifest)"
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 open: the kit's AIPerf argv uses the chat endpoint, which the fake answers "
-    "through the model's chat template; the tiny model has none (HTTP 400)",
-)
-def test_aiperf_drives_the_fake_as_the_plan_says(tmp_path, hf_model):
-    """AIPerf 0.13 with the kit's client argv against the fake: every request completes with the
-    point's exact ISL/OSL and the streaming metrics are there."""
-    m = load_manifest(ONLINE)
-    point = m.sweep.points[0].model_copy(
+def test_aiperf_drives_the_fake_as_the_plan_says(tmp_path, hf_model, run_roots):
+    """AIPerf 0.13 with the client argv the plan prints (bench.stages.serve.point_argv: the
+    backend's route and fixed-length fields) against the fake: every request completes with the
+    point's exact ISL/OSL, the server sees exactly the prompt's tokens, and the streaming metrics
+    are there."""
+    aiperf_bin = needs_aiperf()
+    run = plan_run(ONLINE, tmp_path)
+    planned = dataclasses.replace(serve.serving_for(run, prepare=False), tokenizer=hf_model)
+    assert planned.endpoint == "completions"  # the tiny model has no chat template (HTTP 400)
+    point = run.manifest.sweep.points[0].model_copy(
         update={"isl": 64, "osl": 16, "requests": 12, "concurrency": 4}
     )
     argv = [
@@ -592,24 +592,30 @@ def test_aiperf_drives_the_fake_as_the_plan_says(tmp_path, hf_model):
         str(yaml_file(tmp_path)),
     ]
     with serving(argv, tmp_path) as (port, _):
-        client = aiperf.profile_argv(
-            str(AIPERF),
-            model_name=str(hf_model),
-            base_url=f"http://127.0.0.1:{port}",
-            tokenizer=hf_model,
-            isl=point.isl,
-            osl=point.osl,
-            requests=point.requests,
-            concurrency=4,
-            warmup=m.runtime.warmup,
-            seed=m.sweep.seed,
-            artifact_dir=tmp_path / "aiperf",
-            extra_inputs={"ignore_eos": True, "min_tokens": point.osl},
+        command = ServerCommand([], base_url=f"http://127.0.0.1:{port}", model_name=str(hf_model))
+        client = serve.point_argv(
+            run, Task(point, 0), command, planned, str(aiperf_bin), tmp_path / "aiperf"
         )
         proc = subprocess.run(client, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     export = json.loads((tmp_path / "aiperf" / "profile_export_aiperf.json").read_text())
     assert export["request_count"]["avg"] == 12
     assert export["output_sequence_length"]["min"] == export["output_sequence_length"]["max"] == 16
+    # AIPerf sends ISL - 1 tokens of text and the server adds BOS: the server sees the ISL
+    assert export["input_sequence_length"]["min"] == export["input_sequence_length"]["max"] == 63
+    assert export["usage_prompt_tokens"]["min"] == export["usage_prompt_tokens"]["max"] == 64
     assert export["time_to_first_token"]["count"] == 12 and export["inter_token_latency"]["avg"] > 0
     assert not export.get("error_summary")
+    # the record takes the server's count: the point is valid at its exact ISL
+    result, rows = aiperf.parse_exports(
+        tmp_path / "aiperf",
+        isl=64,
+        osl=16,
+        requests=12,
+        concurrency=4,
+        repeat=0,
+        identity=Identity(),
+        gpus=1,
+    )
+    assert result.status == "ok" and result.metrics.avg_input_len == 64
+    assert {(r.input_tokens, r.output_tokens) for r in rows} == {(64, 16)} and len(rows) == 12

@@ -711,6 +711,12 @@ def section_provenance(records: Sequence[PointResult], ctx: Context) -> str:
         ("Image", container.image or NOT_RECORDED),
         ("Image digest", container.digest or NOT_RECORDED),
         ("TensorRT-LLM (installed)", packages.get("tensorrt_llm") or NOT_RECORDED),
+        # online runs: the load generator measured the points (provenance --aiperf)
+        *(
+            [("AIPerf (load generator)", packages["aiperf"] or NOT_RECORDED)]
+            if "aiperf" in packages
+            else []
+        ),
         ("Engine version (results)", _values(distinct_identity(records), "engine_version")),
         (
             "GPU",

@@ -3,35 +3,38 @@
 Reads:  an AIPerf artifact folder: profile_export_aiperf.json (aggregates, display units: ms,
         sec, tokens/sec), phase_manifest.json (the measured window, epoch ns),
         profile_export.jsonl (one record per request, warmup included)
-Writes: nothing itself; `parse_exports` returns the point's record and the rows of its
-        requests.csv (bench.stages.serve writes them)
+Writes: nothing itself; `parse_exports` returns the point's record and its per-request rows
+        (bench.stages.serve writes them to requests.csv with bench.analysis.latency)
 
-Every flag is fixed here (the names were read from `aiperf profile --help` of 0.13.0):
+Every flag but the route is fixed here (the names were read from `aiperf profile --help` of
+0.13.0); the route, chat or completions, is the backend's (bench.backends.server.Serving):
 synthetic prompts from random token ids (`--prompt-corpus random`, re-encoded by AIPerf to the
-exact ISL), a fixed output length sent as `max_tokens` (`--use-legacy-max-tokens`: transformers
-serve ignores `max_completion_tokens`), streaming (TTFT and inter-token gaps need it), no scrape of
-server or GPU metrics (the kit samples the GPU itself, aligned to the window read here).
+exact ISL), a fixed output length sent as `max_tokens` (on chat, `--use-legacy-max-tokens`:
+transformers serve ignores `max_completion_tokens`), streaming (TTFT and inter-token gaps need
+it), no scrape of server or GPU metrics (the kit samples the GPU itself, aligned to the window
+read here).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+from bench.analysis.latency import RequestRow
+from bench.backends.server import Endpoint
 from bench.core.errors import KitError
 from bench.schema.record import Distribution, Identity, Metrics, PointResult, judge
 
 VERSION = "0.13.0"
+VERSION_TIMEOUT_S = 60  # `aiperf --version` imports its CLI: 0.4 s idle, seconds on a loaded host
 SOURCE = "aiperf"
 AGGREGATE = "profile_export_aiperf.json"
 PHASES = "phase_manifest.json"
 PER_REQUEST = "profile_export.jsonl"
-REQUESTS_CSV = "requests.csv"
-REQUESTS_HEADER = ("request", "input_tokens", "output_tokens", "start_ms", "ttft_ms", "latency_ms")
 PROFILING = "profiling"
 # AIPerf metric tag -> record field; all in ms except per-user throughput (tokens/sec/user).
 # tpot: AIPerf's inter_token_latency is per request (latency - TTFT) / (OSL - 1), the record's
@@ -46,11 +49,37 @@ DISTRIBUTIONS = {
 }
 
 
+def installed_version(aiperf: str) -> str:
+    """The version of the AIPerf that measures, as it prints it (`aiperf --version`): the online
+    sweep's stage key and the run's provenance carry it, so another AIPerf reruns the sweep."""
+    found = shutil.which(aiperf)
+    if found is None:
+        raise KitError(
+            f"AIPerf not found: {aiperf}",
+            fix="run the online scenario through make (`make sweep` builds .venv-aiperf), "
+            "or pass --aiperf <path to aiperf>",
+        )
+    try:
+        proc = subprocess.run(
+            [found, "--version"], capture_output=True, text=True, timeout=VERSION_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        raise KitError(f"`{found} --version` did not answer in {VERSION_TIMEOUT_S} s") from None
+    said = proc.stdout.strip()
+    if proc.returncode != 0 or not said or len(said.split()) != 1:
+        raise KitError(
+            f"`{found} --version` exited {proc.returncode} saying {said or proc.stderr.strip()!r}",
+            fix=f"rebuild AIPerf's venv (requirements/aiperf.lock: AIPerf {VERSION})",
+        )
+    return said
+
+
 def profile_argv(
     aiperf: str,
     *,
     model_name: str,
     base_url: str,
+    endpoint_type: Endpoint,
     tokenizer: Path,
     isl: int,
     osl: int,
@@ -61,7 +90,8 @@ def profile_argv(
     artifact_dir: Path,
     extra_inputs: dict[str, Any] | None = None,
 ) -> list[str]:
-    """`aiperf profile` for one point: closed loop at `concurrency`, exact ISL/OSL, streaming."""
+    """`aiperf profile` for one point: closed loop at `concurrency`, exact ISL/OSL, streaming,
+    on the backend's route (bench.backends.server.Endpoint)."""
     argv = [
         aiperf,
         "profile",
@@ -70,7 +100,7 @@ def profile_argv(
         "--url",
         base_url,
         "--endpoint-type",
-        "chat",
+        endpoint_type,
         "--streaming",
         "--tokenizer",
         str(tokenizer),
@@ -84,7 +114,6 @@ def profile_argv(
         str(osl),
         "--osl-stddev",
         "0",
-        "--use-legacy-max-tokens",
         "--concurrency",
         str(concurrency),
         "--request-count",
@@ -98,6 +127,8 @@ def profile_argv(
         "--artifact-dir",
         str(artifact_dir),
     ]
+    if endpoint_type == "chat":  # completions always sends max_tokens
+        argv.append("--use-legacy-max-tokens")
     if warmup:
         argv += ["--warmup-request-count", str(warmup)]
     for key, value in (extra_inputs or {}).items():
@@ -138,18 +169,46 @@ def distribution(data: dict, tag: str, unit: str) -> Distribution | None:
     )
 
 
-def profiling_window(phases: dict) -> tuple[int | None, int | None]:
-    """The profiling phase's [start_ns, end_ns] (epoch ns, wall clock) from phase_manifest.json."""
+def profiling_window(phases: dict) -> tuple[int, int]:
+    """The profiling phase's [start_ns, end_ns] (epoch ns, wall clock) from phase_manifest.json:
+    the origin of requests.csv's start_ms and the window telemetry is aligned to."""
     for phase in phases.get("phases", []):
         if isinstance(phase, dict) and phase.get("phase_kind") == PROFILING:
             start, end = phase.get("start_ns"), phase.get("end_ns")
             if isinstance(start, int) and isinstance(end, int):
                 return start, end
-    return None, None
+    raise KitError(
+        "no profiling phase with start_ns and end_ns",
+        path=PHASES,
+        fix=f"use AIPerf {VERSION} (the version the kit's parser was written for)",
+    )
+
+
+# AIPerf's --isl is what the server sees: with a tokenizer that adds BOS it sends ISL - 1 tokens
+# of text, and its own input_sequence_length counts that text only. The server's count (its usage
+# reply, where it sends one: trtllm-serve does) is the point's input length; without one, AIPerf's.
+INPUT_LENGTH = ("usage_prompt_tokens", "input_sequence_length")
+
+
+def input_length(get: Any) -> float | None:
+    """The first of INPUT_LENGTH that `get(tag)` finds."""
+    for tag in INPUT_LENGTH:
+        if (value := get(tag)) is not None:
+            return value
+    return None
 
 
 def metrics_from(data: dict, gpus: int) -> Metrics:
     out_tok_s = metric(data, "output_token_throughput", "tokens/sec")
+    avg_in = input_length(lambda tag: metric(data, tag, "tokens"))
+    avg_out = metric(data, "output_sequence_length", "tokens")
+    # AIPerf's total_token_throughput is output_token_throughput x (ISL + OSL) / OSL over its own
+    # counts; the same with the input length above
+    total_tok_s = (
+        out_tok_s * (avg_in + avg_out) / avg_out
+        if out_tok_s is not None and avg_in is not None and avg_out
+        else None
+    )
     duration_s = metric(data, "benchmark_duration", "sec")
     count = metric(data, "request_count", "requests")
     # Any: Metrics fields named at run time, so mypy cannot match them to its keywords
@@ -158,10 +217,10 @@ def metrics_from(data: dict, gpus: int) -> Metrics:
     }
     return Metrics(
         num_requests=int(count) if count is not None else None,
-        avg_input_len=metric(data, "input_sequence_length", "tokens"),
-        avg_output_len=metric(data, "output_sequence_length", "tokens"),
+        avg_input_len=avg_in,
+        avg_output_len=avg_out,
         output_tok_s=out_tok_s,
-        total_tok_s=metric(data, "total_token_throughput", "tokens/sec"),
+        total_tok_s=total_tok_s,
         req_s=metric(data, "request_throughput", "requests/sec"),
         output_tok_s_per_gpu=out_tok_s / gpus if out_tok_s is not None else None,
         output_tok_s_per_user=metric(data, "e2e_output_token_throughput", "tokens/sec/user"),
@@ -178,9 +237,9 @@ def _value(record: dict, tag: str) -> float | None:
     return _number(entry.get("value")) if isinstance(entry, dict) else None
 
 
-def request_rows(jsonl_text: str, window_start_ns: int | None) -> list[dict[str, Any]]:
-    """requests.csv rows: one per profiling request that completed (warmup and errors excluded),
-    in the order they started; start_ms relative to the window's start."""
+def request_rows(jsonl_text: str, window_start_ns: int) -> list[RequestRow]:
+    """One row per profiling request that completed (warmup and errors excluded), in the order
+    they started; start_ms relative to the window's start."""
     records = []
     for n, line in enumerate(jsonl_text.splitlines(), 1):
         if not line.strip():
@@ -192,40 +251,31 @@ def request_rows(jsonl_text: str, window_start_ns: int | None) -> list[dict[str,
         meta = record.get("metadata", {})
         if meta.get("benchmark_phase") != PROFILING or record.get("error"):
             continue
-        records.append(record)
-    records.sort(key=lambda r: r["metadata"].get("request_start_ns") or 0)
+        records.append((n, record))
+    records.sort(key=lambda r: r[1]["metadata"].get("request_start_ns") or 0)
     rows = []
-    for i, record in enumerate(records):
+    for i, (n, record) in enumerate(records):
         start_ns = record["metadata"].get("request_start_ns")
-        start_ms = (
-            (start_ns - window_start_ns) / 1e6
-            if isinstance(start_ns, int) and window_start_ns is not None
-            else None
-        )
-        osl, isl = _value(record, "output_sequence_length"), _value(record, "input_sequence_length")
+        isl = input_length(lambda tag, record=record: _value(record, tag))
+        osl = _value(record, "output_sequence_length")
+        latency = _value(record, "request_latency")
+        if not isinstance(start_ns, int) or isl is None or osl is None or latency is None:
+            raise KitError(
+                f"line {n}: a completed request without its start, lengths or latency",
+                path=PER_REQUEST,
+                fix=f"use AIPerf {VERSION} (the version the kit's parser was written for)",
+            )
         rows.append(
-            {
-                "request": i,
-                "input_tokens": int(isl) if isl is not None else None,
-                "output_tokens": int(osl) if osl is not None else None,
-                "start_ms": start_ms,
-                "ttft_ms": _value(record, "time_to_first_token"),
-                "latency_ms": _value(record, "request_latency"),
-            }
+            RequestRow(
+                request=i,
+                input_tokens=int(isl),
+                output_tokens=int(osl),
+                start_ms=(start_ns - window_start_ns) / 1e6,
+                ttft_ms=_value(record, "time_to_first_token"),
+                latency_ms=latency,
+            )
         )
     return rows
-
-
-def requests_csv(rows: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(REQUESTS_HEADER)
-    for row in rows:
-        writer.writerow(
-            "" if row[c] is None else f"{row[c]:.3f}" if isinstance(row[c], float) else row[c]
-            for c in REQUESTS_HEADER
-        )
-    return out.getvalue()
 
 
 def failure_detail(data: dict) -> str | None:
@@ -250,7 +300,7 @@ def parse_exports(
     repeat: int,
     identity: Identity,
     gpus: int,
-) -> tuple[PointResult, list[dict[str, Any]]]:
+) -> tuple[PointResult, list[RequestRow]]:
     """The point's record (judged: lengths within 1% and every request answered) and its
     per-request rows, from one AIPerf artifact folder."""
     try:

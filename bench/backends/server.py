@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bench.core.errors import KitError
 from bench.core.fileio import atomic_write_text
@@ -58,13 +58,21 @@ class ServerCommand:
         return self.base_url + self.health_path
 
 
+# The OpenAI route AIPerf drives (its --endpoint-type): "completions" sends the prompt as text
+# and nothing else (the offline method: prompt tokens in, exact output tokens out); "chat" goes
+# through the model's chat template, which a server refuses for a model without one.
+Endpoint = Literal["chat", "completions"]
+
+
 @dataclass(frozen=True)
 class Serving:
-    """What a backend gives the online runner: its server, the tokenizer AIPerf counts with, the
-    request fields that force exact output lengths, the files it prepared (recorded), and the
-    text files its server reads, which the session writes and `make plan` prints."""
+    """What a backend gives the online runner: its server, the route AIPerf drives, the tokenizer
+    AIPerf counts with, the request fields that make both lengths exact, the files it prepared
+    (recorded), and the text files its server reads, which the session writes and `make plan`
+    prints."""
 
     command: Callable[[int], ServerCommand]  # port -> command
+    endpoint: Endpoint
     tokenizer: Path
     fixed_length_inputs: Callable[[int], dict[str, Any]]  # OSL -> extra request fields
     prepared: list[Path]

@@ -3,7 +3,8 @@
 Reads:  NVML (pynvml, from nvidia-ml-py), `nvidia-smi -q -x` and `nvidia-smi topo -m` (cross-check;
         both parsed by bench.gpu.gpu_info),
         /proc/cpuinfo, /proc/meminfo, /etc/os-release, /etc/trtllm-repro/image.json (written by the
-        kit's Dockerfile: {"image": ..., "digest": ...}), installed distributions, `git` in the kit.
+        kit's Dockerfile: {"image": ..., "digest": ...}), installed distributions, `git` in the kit,
+        `aiperf --version` (--aiperf, for an online manifest: AIPerf has its own venv).
 Writes: results/<run>/provenance.json, recorded as stage "env" in results/<run>/artifacts.json
 Usage:  python -m bench.stages.provenance --manifest manifests/demo.toml [--run NAME]
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import backends
+from bench.backends import aiperf
 from bench.core import stage as rule
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError, run_main
@@ -347,10 +349,12 @@ def collect(
     nvml: Any = None,
     run_tool: Callable[[list[str]], str | None] | None = None,
     image_json: Path = IMAGE_JSON,
+    aiperf_bin: str | None = None,
 ) -> dict[str, Any]:
     """Everything provenance.json holds; argv is the command line to record (scrubbed).
 
     nvml (a pynvml-like module) and run_tool (argv -> stdout or None) replace the real ones.
+    aiperf_bin: the online scenario's AIPerf, in its own venv: its version joins the packages.
     """
     run_tool = run_tool or _run_tool
     environ = dict(os.environ)
@@ -364,7 +368,8 @@ def collect(
             "python": sys.version.split()[0],
             "python_executable": sys.executable,
             "container": container_image(image_json),
-            "packages": package_versions(),
+            "packages": package_versions()
+            | ({"aiperf": aiperf.installed_version(aiperf_bin)} if aiperf_bin else {}),
             "torch_cuda": torch_cuda_version(),
             "kit_git": git_state(run_tool),
             "pip_freeze": pip_freeze(),
@@ -435,12 +440,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="bench.stages.provenance", description=__doc__.splitlines()[0]
     )
     add_run_args(parser)
+    parser.add_argument("--aiperf", help="AIPerf (scenario online): its version is recorded")
     args = parser.parse_args(argv)
     command = sys.orig_argv if argv is None else ["python", "-m", "bench.stages.provenance", *argv]
 
     def run() -> int:
         opened = open_run(args.manifest, args.run)
-        data = capture(opened, command)
+        data = capture(opened, command, aiperf_bin=args.aiperf)
         print(
             f"bench.stages.provenance: {describe(data)} -> {opened.paths.provenance}",
             file=sys.stderr,

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import backends
-from bench.analysis.latency import REQUESTS_CSV, read_requests
+from bench.analysis import latency
 from bench.backends import aiperf, server
 from bench.backends.server import ServerCommand, Serving
 from bench.core.errors import KitError
@@ -207,6 +207,7 @@ def point_argv(
         aiperf_bin,
         model_name=command.model_name,
         base_url=command.base_url,
+        endpoint_type=serving.endpoint,
         tokenizer=serving.tokenizer,
         isl=p.isl,
         osl=p.osl,
@@ -242,14 +243,14 @@ def failed(key: dict, kind: FailureKind, detail: str) -> PointResult:
 
 
 def profiling_fields(
-    result: PointResult, workdir: Path, slo: Slo | None
+    result: PointResult, rows: list[latency.RequestRow], slo: Slo | None
 ) -> tuple[PointResult, Window | None]:
     """AIPerf's profiling window (phase_manifest.json, already on the record) and goodput over
-    it under the SLO, from the point's requests.csv as the offline sweep computes it."""
+    it under the SLO, from the point's request rows as the offline sweep computes it."""
     if result.window_start_ns is None or result.window_end_ns is None:
         return result, None
     window = Window(result.window_start_ns, result.window_end_ns, aiperf.PHASES)
-    metrics = with_goodput(result.metrics, read_requests(workdir / REQUESTS_CSV), slo, window)
+    metrics = with_goodput(result.metrics, rows, slo, window)
     return dataclasses.replace(result, metrics=metrics), window
 
 
@@ -323,8 +324,8 @@ def measure(
             identity=identity_of(run, serving),
             gpus=m.engine.tp_size * m.engine.pp_size,
         )
-        atomic_write_text(workdir / aiperf.REQUESTS_CSV, aiperf.requests_csv(rows))
-        result, window = profiling_fields(result, workdir, m.slo)
+        latency.write_requests(workdir / latency.REQUESTS_CSV, rows)
+        result, window = profiling_fields(result, rows, m.slo)
     if result.status == "failed":
         attempt.update(outcome=result.failure, detail=result.failure_detail)
     raw = tuple(sorted(f"points/{task.name}/{f.name}" for f in workdir.iterdir()))
@@ -341,13 +342,8 @@ def session(
     run: Run, sampler_factory, aiperf_bin: str, record: Callable[[list[Path]], None]
 ) -> Iterator[Callable[[Any], PointResult]]:
     """Prepare the backend's server, yield the function that measures one point, and stop the
-    server whatever happens (SIGTERM included)."""
-    if shutil.which(aiperf_bin) is None:
-        raise KitError(
-            f"AIPerf not found: {aiperf_bin}",
-            fix="run the online scenario through make (`make sweep` builds .venv-aiperf), "
-            "or pass --aiperf <path to aiperf>",
-        )
+    server whatever happens (SIGTERM included). The sweep has found AIPerf already (its version
+    is in the stage key: aiperf.installed_version)."""
     serving = serving_for(run)
     for path, text in serving.config_files.items():
         atomic_write_text(path, text)

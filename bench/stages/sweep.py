@@ -33,6 +33,7 @@ import yaml
 
 from bench import backends
 from bench.analysis.latency import REQUESTS_CSV, distributions, write_requests
+from bench.backends import aiperf
 from bench.backends.base import PointPaths
 from bench.core import cost
 from bench.core import stage as rule
@@ -475,10 +476,14 @@ def sweep_command(run: Run) -> list[list[str]]:
     ]
 
 
-def sweep_tools(run: Run) -> dict[str, str | None]:
-    """The installed versions of what measures: the backend's provenance packages."""
+def sweep_tools(run: Run, aiperf_bin: str) -> dict[str, str | None]:
+    """The installed versions of what measures: the backend's provenance packages, and for the
+    online scenario AIPerf (its own venv: asked through its command)."""
     packages = backends.get(run.manifest.engine.backend).provenance_packages
-    return rule.tool_versions(*(dist for dists in packages.values() for dist in dists))
+    tools = rule.tool_versions(*(dist for dists in packages.values() for dist in dists))
+    if run.manifest.sweep.scenario == "online":
+        tools["aiperf"] = aiperf.installed_version(aiperf_bin)
+    return tools
 
 
 def sweep(
@@ -498,7 +503,7 @@ def sweep(
     inputs = arts.input_digests(
         [run.paths.resolved_manifest, *sorted(run.paths.datasets.glob("*.jsonl"))]
     )
-    key = rule.StageKey("sweep", VERSION, sweep_command(run), inputs, sweep_tools(run))
+    key = rule.StageKey("sweep", VERSION, sweep_command(run), inputs, sweep_tools(run, aiperf_bin))
     previous = arts.stages.get("sweep")
     if (
         previous

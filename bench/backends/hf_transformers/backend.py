@@ -97,6 +97,7 @@ class HfTransformers(TrtllmBenchOutputs):
         )
         return server.Serving(
             command=lambda port: server.transformers_serve_command(out, m.model.repo, port),
+            endpoint="chat",  # its only text route; the served copy's template is the text alone
             tokenizer=out,
             fixed_length_inputs=lambda osl: {},  # 422 on ignore_eos/min_tokens: see server.py
             prepared=files,

@@ -109,8 +109,9 @@ class Trtllm(TrtllmBenchOutputs):
         return commands.throughput_argv(manifest, point, paths, kv_fraction=kv_fraction)
 
     def serving(self, run: Run, *, prepare: bool) -> Serving:
-        """trtllm-serve with the offline sweep's limits and its LLM-API YAML (which the session
-        writes); nothing to prepare."""
+        """trtllm-serve with the offline sweep's limits, driven on /v1/completions as trtllm-bench
+        runs offline (prompt tokens in, exact output tokens out; chat would need a chat template);
+        its LLM-API YAML in config_files, which the session writes."""
         from importlib.metadata import PackageNotFoundError, version
 
         from bench.backends.server import Serving
@@ -129,6 +130,7 @@ class Trtllm(TrtllmBenchOutputs):
             command=lambda port: commands.trtllm_serve_command(
                 m, model_path, port, extra_options=options, engine_dir=engine
             ),
+            endpoint="completions",
             tokenizer=run.paths.model_dir(m.model.repo, m.model.revision),
             fixed_length_inputs=lambda osl: {"ignore_eos": True, "min_tokens": osl},
             prepared=[],
