@@ -82,6 +82,7 @@ def test_an_online_point_gets_goodput_and_energy_over_aiperfs_window(tmp_path, r
     run = Run(RunPaths.for_run("online"), manifest, path)
     serving = Serving(
         command=fake_command(delay=1.0),  # a start-up: 1 s before /health answers
+        endpoint="chat",
         tokenizer=tmp_path,
         fixed_length_inputs=lambda osl: {},
         prepared=[],
