@@ -15,6 +15,10 @@ def preload() -> None:
     PRELOADED = True
 
 
+def slow_preload() -> None:
+    time.sleep(30)
+
+
 def main(argv: list[str]) -> int:
     what = argv[0]
     if what == "echo":

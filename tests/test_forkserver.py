@@ -112,6 +112,15 @@ def test_a_server_that_cannot_preload_says_so_and_commands_run_afresh(
 ):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     with forkserver.running(["no_such_module_anywhere"], tmp_path / "server.log"):
-        assert forkserver.ENV not in os.environ
-    assert "did not start" in capsys.readouterr().err
+        done = client("echo", "0")  # waits while the server preloads, then sees it died
+        assert done.returncode == 3 and "in-process" in done.stderr
+    assert "each command started afresh" in capsys.readouterr().err
     assert "ModuleNotFoundError" in (tmp_path / "server.log").read_text()
+
+
+def test_a_block_that_runs_nothing_does_not_wait_for_the_preload(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    started = time.monotonic()
+    with forkserver.running([f"{TARGET}:slow_preload"], tmp_path / "server.log"):
+        pass
+    assert time.monotonic() - started < 5  # slow_preload sleeps 30 s

@@ -35,6 +35,7 @@ from bench.core.proc import guarded_argv, stop_group
 
 ENV = "TRTLLM_REPRO_FORKSERVER"  # the socket's path, set for the commands the sweep runs
 READY_TIMEOUT_S = 120.0
+PID_FILE = "pid"  # beside the socket: the server's pid, so a client stops waiting if it died
 _MAX_MESSAGE = 1 << 20
 _PR_SET_PDEATHSIG = 1
 
@@ -54,11 +55,27 @@ def _exit_status(status: int) -> int:
 # ----------------------------------------------------------------------------- client
 
 
+def _ready(path: str) -> bool:
+    """Wait while the server still preloads (it started with the sweep, not with this command);
+    False when it died first (a bad preload) or never became ready."""
+    pid_file = Path(path).with_name(PID_FILE)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not os.path.exists(path):
+        try:
+            os.kill(int(pid_file.read_text()), 0)
+        except (OSError, ValueError):
+            return os.path.exists(path)
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def delegate(module: str, argv: list[str]) -> int | None:
     """Run `module.main(argv)` in a fork of the server named by $TRTLLM_REPRO_FORKSERVER and
     return its exit code; None when there is no server to ask (run it here instead)."""
     path = os.environ.get(ENV)
-    if not path:
+    if not path or not _ready(path):
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -192,7 +209,8 @@ def serve(path: str, preload: list[str]) -> None:
 @contextlib.contextmanager
 def running(preload: list[str], log: Path) -> Iterator[str]:
     """A fork server for the duration of the block, its console in `log`; yields the socket
-    path, also set in os.environ[ENV] so the commands started meanwhile find it."""
+    path, set in os.environ[ENV] at once: the server preloads while the caller goes on (a sweep
+    with nothing to run never waits for it), and the first command waits until it is ready."""
     import subprocess
 
     folder = tempfile.mkdtemp(prefix="trtllm-repro-fs-")  # short: a socket path is <= 107 bytes
@@ -207,27 +225,25 @@ def running(preload: list[str], log: Path) -> Iterator[str]:
             stderr=out,
             start_new_session=True,
         )
+    Path(folder, PID_FILE).write_text(str(proc.pid))  # the trampoline execs: the same pid
     previous = os.environ.get(ENV)
+    os.environ[ENV] = path
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not os.path.exists(path) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if os.path.exists(path):
-            os.environ[ENV] = path
-        else:  # the commands run in their own processes, as without one: slower, not wrong
-            print(
-                f"[forkserver] did not start (its console: {log}); each command starts afresh",
-                file=sys.stderr,
-                flush=True,
-            )
         yield path
     finally:
         if previous is None:
             os.environ.pop(ENV, None)
         else:
             os.environ[ENV] = previous
+        if proc.poll() not in (None, 0):  # it died on its own: the commands started afresh
+            print(
+                f"[forkserver] exited {proc.returncode} (its console: {log}); "
+                "each command started afresh (slower, not wrong)",
+                file=sys.stderr,
+                flush=True,
+            )
         stop_group(proc, grace_s=2.0)
-        for leftover in (path, path + ".tmp"):
+        for leftover in (path, path + ".tmp", os.path.join(folder, PID_FILE)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
         os.rmdir(folder)
