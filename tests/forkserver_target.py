@@ -28,6 +28,8 @@ def main(argv: list[str]) -> int:
     if what == "die":
         os.kill(os.getpid(), int(argv[1]))
         time.sleep(5)
+    if what == "exit":
+        sys.exit(None if argv[1] == "none" else argv[1])
     if what == "raise":
         raise RuntimeError("boom")
     if what == "sleep":

@@ -74,6 +74,22 @@ def test_a_signal_death_is_the_clients_too(server):
     assert client("die", str(int(signal.SIGKILL))).returncode == -signal.SIGKILL
 
 
+def test_sys_exit_is_relayed_as_cpython_exits(server):
+    assert client("exit", "none").returncode == 0
+    done = client("exit", "fatal: something")
+    assert done.returncode == 1 and "fatal: something" in done.stderr
+
+
+def test_a_request_it_cannot_run_is_refused_so_the_client_runs_it_itself(server):
+    import socket
+
+    assert forkserver._ready(server)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.connect(server)
+        raw.sendall((5).to_bytes(8, "big") + b"{}{}{")  # no fds, not JSON
+        assert raw.recv(8) == forkserver.REFUSED
+
+
 def test_an_exception_is_a_traceback_and_exit_1(server):
     done = client("raise")
     assert done.returncode == 1 and "RuntimeError: boom" in done.stderr

@@ -11,8 +11,10 @@ which imported the heavy modules once:
 
 The child dies with its client: it watches the socket and SIGKILLs itself at EOF (the client was
 killed: a point timeout, Ctrl-C, a SIGKILL of the kit), and with the server (parent-death signal).
-When no server answers, the client runs the command in its own process, as it would without one.
-The server forks only from its single thread, before any work, so no lock is held at fork time.
+When no server answers, or it refuses the request, the client runs the command in its own
+process, as it would without one. The server forks from its only Python thread, between commands;
+native BLAS worker threads exist by then (OpenBLAS starts them at import) and rely on the
+library's own fork handlers, as any fork of a process that imported numpy does.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from bench.core.proc import guarded_argv, stop_group
 ENV = "TRTLLM_REPRO_FORKSERVER"  # the socket's path, set for the commands the sweep runs
 READY_TIMEOUT_S = 120.0
 PID_FILE = "pid"  # beside the socket: the server's pid, so a client stops waiting if it died
+FAILED = ".failed"  # socket path + this: the preload raised
+REFUSED = b"R"  # the server's answer to a request it cannot run: the client runs it itself
 _MAX_MESSAGE = 1 << 20
 _PR_SET_PDEATHSIG = 1
 
@@ -61,14 +65,26 @@ def _ready(path: str) -> bool:
     pid_file = Path(path).with_name(PID_FILE)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not os.path.exists(path):
-        try:
-            os.kill(int(pid_file.read_text()), 0)
-        except (OSError, ValueError):
+        if os.path.exists(path + FAILED) or not _alive(pid_file):
             return os.path.exists(path)
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
     return True
+
+
+def _alive(pid_file: Path) -> bool:
+    """The server runs: its pid answers and is no zombie (its parent, the sweep, reaps it only
+    when the session ends)."""
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return not sys.platform.startswith("linux")  # no /proc here: trust the kill
+    except (OSError, ValueError, IndexError):
+        return False
+    return state != "Z"
 
 
 def delegate(module: str, argv: list[str]) -> int | None:
@@ -96,8 +112,14 @@ def delegate(module: str, argv: list[str]) -> int | None:
         reply = b""
         while chunk := sock.recv(64):
             reply += chunk
-    if not reply:
-        raise RuntimeError("the fork server closed the connection without an exit status")
+    if reply == REFUSED:
+        return None
+    if not reply.lstrip(b"-").isdigit():  # the server died during the command (its fork too)
+        print(
+            f"{module}: error: the fork server ({path}) stopped during this command",
+            file=sys.stderr,
+        )
+        return 1
     code = int(reply)
     if code < 0:  # died of a signal: die of it too, so the caller sees what it would have seen
         with contextlib.suppress(OSError, ValueError):  # SIGKILL's cannot be set, nor need be
@@ -137,8 +159,12 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         )
         sys.argv = [request["module"], *request["argv"]]
         code = int(importlib.import_module(request["module"]).main(request["argv"]) or 0)
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
+    except SystemExit as stop:  # as CPython exits: None is 0, a message is printed, then 1
+        if stop.code is None or isinstance(stop.code, int):
+            code = stop.code or 0
+        else:
+            print(stop.code, file=sys.stderr)
+            code = 1
     except BaseException:
         import traceback
 
@@ -172,11 +198,15 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
 def serve(path: str, preload: list[str]) -> None:
     """Import `preload`, listen on `path`, and run one forked command per connection, one at a
     time (the sweep runs its points one after another)."""
-    for spec in preload:
-        module, _, function = spec.partition(":")
-        loaded = importlib.import_module(module)
-        if function:
-            getattr(loaded, function)()
+    try:
+        for spec in preload:
+            module, _, function = spec.partition(":")
+            loaded = importlib.import_module(module)
+            if function:
+                getattr(loaded, function)()
+    except BaseException:
+        Path(path + FAILED).touch()  # clients stop waiting and run their commands themselves
+        raise
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".tmp")
     listener.listen(4)
@@ -187,11 +217,15 @@ def serve(path: str, preload: list[str]) -> None:
             try:
                 request, fds = _receive(conn)
             except (ValueError, OSError) as err:
-                print(f"[forkserver] bad request: {err}", file=sys.stderr, flush=True)
+                print(f"[forkserver] refused a request: {err}", file=sys.stderr, flush=True)
+                with contextlib.suppress(OSError):
+                    conn.sendall(REFUSED)
                 continue
             if len(fds) != 3:
                 for fd in fds:
                     os.close(fd)
+                with contextlib.suppress(OSError):
+                    conn.sendall(REFUSED)
                 continue
             sys.stdout.flush()
             sys.stderr.flush()
@@ -243,7 +277,7 @@ def running(preload: list[str], log: Path) -> Iterator[str]:
                 flush=True,
             )
         stop_group(proc, grace_s=2.0)
-        for leftover in (path, path + ".tmp", os.path.join(folder, PID_FILE)):
+        for leftover in (path, path + ".tmp", path + FAILED, os.path.join(folder, PID_FILE)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
         os.rmdir(folder)
