@@ -120,3 +120,31 @@ def test_an_online_point_gets_goodput_and_energy_over_aiperfs_window(tmp_path, r
     assert t["load_phase"]["samples"] * 0.02 > 0.5
     assert t["energy_j"] == pytest.approx(WATTS * window_s, rel=0.02)
     assert t["j_per_output_token"] == pytest.approx(t["energy_j"] / (8 * 16), rel=1e-4)
+
+
+def test_unreadable_exports_fail_the_point_not_the_sweep(tmp_path, run_roots):
+    """AIPerf exits 0 but its aggregate export is not JSON: this point is a recorded failure
+    naming why; the sweep goes on (a KitError here once stopped every later point)."""
+    path = ROOT / "manifests" / "demo-online.toml"
+    run = Run(RunPaths.for_run("online"), load_manifest(path), path)
+    serving = Serving(
+        command=fake_command(delay=0.0),
+        endpoint="chat",
+        tokenizer=tmp_path,
+        fixed_length_inputs=lambda osl: {},
+        prepared=[],
+        engine_version="stand-in",
+    )
+    aiperf_bin = stand_in_aiperf(tmp_path)
+    (tmp_path / "exports" / aiperf.AGGREGATE).write_text("{truncated")
+    srv = serve.Server(serving.command, tmp_path / "server.log", start_timeout_s=30)
+    task = Task(Point(isl=32, osl=16, requests=8, concurrency=2), 0)
+    try:
+        result = serve.measure(
+            run, task, srv, serving, lambda csv: Sampler(csv, 0.02, 0, nvml=FakeNVML()),
+            aiperf_bin, tmp_path / "scratch",
+        )  # fmt: skip
+    finally:
+        srv.stop()
+    assert result.status == "failed" and result.failure == "crash"
+    assert "AIPerf's exports cannot be read" in (result.failure_detail or "")

@@ -313,8 +313,13 @@ def parse_exports(
         raise KitError(f"AIPerf export is not JSON: {exc}", path=str(folder)) from None
     if not isinstance(data, dict) or not isinstance(phases, dict):
         raise KitError("AIPerf export is not a JSON object", path=str(folder))
-    start_ns, end_ns = profiling_window(phases)
     problem = failure_detail(data)
+    try:
+        start_ns, end_ns = profiling_window(phases)
+    except KitError:
+        if problem is None:
+            raise
+        start_ns = end_ns = None  # a cancelled run may end without a window: invalid below
     result = PointResult(
         isl=isl,
         osl=osl,

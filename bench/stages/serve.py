@@ -318,14 +318,18 @@ def measure(
             key, "crash", f"AIPerf exited {proc.exit_code}: {log[-1] if log else 'no output'}"
         )
     else:
-        result, rows = aiperf.parse_exports(
-            workdir,
-            **key,
-            identity=identity_of(run, serving),
-            gpus=m.engine.tp_size * m.engine.pp_size,
-        )
-        latency.write_requests(workdir / latency.REQUESTS_CSV, rows)
-        result, window = profiling_fields(result, rows, m.slo)
+        try:
+            result, rows = aiperf.parse_exports(
+                workdir,
+                **key,
+                identity=identity_of(run, serving),
+                gpus=m.engine.tp_size * m.engine.pp_size,
+            )
+        except KitError as err:  # this point's exports are unusable: the point fails, not the sweep
+            result = failed(key, "crash", f"AIPerf's exports cannot be read: {err.render()}")
+        else:
+            latency.write_requests(workdir / latency.REQUESTS_CSV, rows)
+            result, window = profiling_fields(result, rows, m.slo)
     if result.status == "failed":
         attempt.update(outcome=result.failure, detail=result.failure_detail)
     raw = tuple(sorted(f"points/{task.name}/{f.name}" for f in workdir.iterdir()))
