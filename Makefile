@@ -123,7 +123,9 @@ plan: $(ENV_READY)
 
 ## GPU, host and software provenance (manifest -> results/<run>/provenance.json)
 env: $(STAMP)/env.ok
-$(STAMP)/env.ok: $(MANIFEST) $(CODE) | _toolcheck _doctor $(ENV_READY) $(ONLINE_READY)
+# A rebuilt AIPerf venv (its lock changed) reruns env: provenance.json names the AIPerf that runs.
+$(STAMP)/env.ok: $(MANIFEST) $(CODE) $(filter $(AIPERF_VENV)/.installed,$(ONLINE_READY)) \
+  | _toolcheck _doctor $(ENV_READY) $(ONLINE_READY)
 	$(PYTHON) -m bench.stages.provenance $(ARGS)$(AIPERF_ARG)
 
 ## pre-run checks: GPU model, power, clocks, MIG, free disk, HF_TOKEN (reports; prints nvidia-smi advice)
