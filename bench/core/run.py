@@ -5,6 +5,8 @@ Layout (every name below comes from here, nowhere else):
   results/<run>/artifacts.json           every file read or written, with sha256
   (bench.core.artifacts)
   results/<run>/.stamps/<stage>.ok       written last by each stage, for Make
+  results/<run>/.stamps/point-session.log the console of what the sweep holds around its points
+  (the CPU runner's fork server): diagnostics, not evidence, so not recorded
   results/<run>/datasets/, points/<point>/, summary.csv, summary.json, provenance.json
   results/<run>/logs/<stage>.log         what a stage's libraries said (bench.core.library_log)
   results/<run>/import.json              an imported run without a manifest: what was imported
@@ -74,6 +76,10 @@ class RunPaths:
 
     def stamp(self, stage: str) -> Path:
         return self.root / ".stamps" / f"{stage}.ok"
+
+    @property
+    def point_session_log(self) -> Path:
+        return self.root / ".stamps" / "point-session.log"
 
     @property
     def datasets(self) -> Path:

@@ -253,8 +253,7 @@ def run_task(run: Run, task: Task, sampler_factory) -> PointResult:
 
 @contextlib.contextmanager
 def offline_session(run: Run, sampler_factory):
-    log = run.paths.root / ".stamps" / "point-session.log"  # e.g. the fork server's console
-    with backends.get(run.manifest.engine.backend).point_session(log):
+    with backends.get(run.manifest.engine.backend).point_session(run.paths.point_session_log):
         yield lambda task: run_task(run, task, sampler_factory)
 
 
