@@ -10,6 +10,7 @@ import pytest
 from test_report import ok
 
 from bench.analysis import reference as refmod
+from bench.analysis.tables import point_rows
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError
 from bench.core.fileio import atomic_write_json
@@ -322,7 +323,7 @@ def test_matching_online_run_is_graded_at_its_concurrency() -> None:
     unstated = verdicts["ISL 1000 / OSL 1000 / concurrency 1: tpot_ms (statistic not stated)"]
     assert unstated.verdict == "NOT COMPARABLE" and "does not say which statistic" in unstated.note
     other_load = verdicts["ISL 1000 / OSL 1000 / concurrency 8"]
-    assert other_load.verdict == "NOT COMPARABLE" and "concurrency 64 vs 8" in other_load.note
+    assert other_load.verdict == "NOT COMPARABLE" and "concurrency 1, 64 vs 8" in other_load.note
 
 
 def test_verify_grades_an_online_run_against_an_online_reference(roots: Path, capsys) -> None:
@@ -336,3 +337,45 @@ def test_verify_grades_an_online_run_against_an_online_reference(roots: Path, ca
     assert "| ISL 1000 / OSL 1000 / concurrency 1: ttft_ms mean | PASS |" in out
     assert "| ISL 1000 / OSL 1000 / concurrency 8 | NOT COMPARABLE |" in out
     assert "differs: concurrency 1 vs 8" in out
+
+
+def test_online_reference_keys_run_and_summary_points_on_concurrency() -> None:
+    """Run points at concurrencies the reference does not list are NOT PUBLISHED, and a summary
+    row is graded only against the reference point at its own concurrency."""
+    ref = online_reference()
+    records = [served(out, c, 10.0, 5.0) for c, out in ((1, 200.0), (2, 400.0), (4, 800.0))]
+    records.append(served(1500.0, 8, 50.0, 9.0))
+    verdicts = {v.claim: v.verdict for v in verify.point_verdicts(records, ref)}
+    for c in (2, 4):
+        assert verdicts[f"ISL 1000 / OSL 1000 / concurrency {c}"] == "NOT PUBLISHED"
+    assert verdicts["ISL 1000 / OSL 1000 / concurrency 8"] == "PASS"
+    (row,) = point_rows([served(1500.0, 8, 50.0, 9.0)])
+    summary = [dataclasses.replace(row, evidence="summary.csv")]
+    verdicts = {v.claim: v for v in verify.point_verdicts([], ref, summary)}
+    assert verdicts["ISL 1000 / OSL 1000 / concurrency 8"].verdict == "PASS"
+    at_one = verdicts["ISL 1000 / OSL 1000 / concurrency 1"]
+    assert at_one.verdict not in ("PASS", "FAIL") and at_one.measured is None
+
+
+def test_claims_are_not_graded_against_another_concurrency() -> None:
+    """A report's claims are held to its logs whatever their method, but never a number at one
+    concurrency against a measurement at another, nor latencies averaged over several."""
+    ref = online_reference(ONLINE_REFERENCE.replace('date = "', 'kind = "claims"\ndate = "'))
+    assert ref.kind == "claims"
+    records = [served(200.0, 2, 10.0, 5.0), served(1500.0, 64, 10.0, 5.0)]
+    verdicts = verify.point_verdicts(records, ref)
+    graded = [v for v in verdicts if v.verdict in ("PASS", "FAIL", "SUSPECT")]
+    assert graded == []
+    by_claim = {v.claim: v for v in verdicts}
+    assert "concurrency 2, 64 vs 1" in by_claim["ISL 1000 / OSL 1000 / concurrency 1"].note
+    assert by_claim["ISL 1000 / OSL 1000 / concurrency 8"].verdict == "NOT COMPARABLE"
+    assert by_claim["ISL 1000 / OSL 1000 / concurrency 1: ttft_ms mean"].measured is None
+
+
+@pytest.mark.parametrize("field", ["scenario", "streaming"])
+def test_scenario_and_streaming_cannot_be_declared_minor(field: str) -> None:
+    data = tomllib.loads(NVIDIA_1_0.read_text())
+    data["identity"]["minor"] = [*data["identity"].get("minor", []), field]
+    with pytest.raises(KitError, match=f"identity.minor names {field}") as raised:
+        refmod.parse_reference(data, "offline.toml")
+    assert "offline.toml" in str(raised.value) and "identity.minor" in str(raised.value)

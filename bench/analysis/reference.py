@@ -227,6 +227,13 @@ def parse_reference(data: dict[str, Any], path: str = "<reference>") -> Referenc
                 fix="state what the source says, or list the field in leaves_open if it is silent",
             )
     for name in declared.minor:
+        if name in ("scenario", "streaming"):  # another way of offering the load: never minor
+            raise KitError(
+                f"identity.minor names {name}: how the load was offered is never a minor knob",
+                path=path,
+                key="identity.minor",
+                fix=f"drop {name} from minor (a run that differs there is NOT COMPARABLE)",
+            )
         if getattr(declared, name) is None:
             raise KitError(
                 f"identity.minor names {name}, which the reference does not state",
@@ -516,9 +523,7 @@ def point_method_notes(
     if point.requests is not None and got.requests != point.requests:
         major.append(f"requests {got.requests} vs {point.requests}")
     if got.concurrency != point.concurrency:
-        major.append(
-            f"concurrency {_in_flight(got.concurrency)} vs {_in_flight(point.concurrency)}"
-        )
+        major.append(f"concurrency {in_flight(got.concurrency)} vs {in_flight(point.concurrency)}")
     fraction = got.identity.kv_cache_fraction
     wanted = identity.kv_cache_fraction
     if wanted is not None and fraction is not None and abs(fraction - wanted) > 1e-9:
@@ -527,7 +532,7 @@ def point_method_notes(
     return major, minor
 
 
-def _in_flight(concurrency: int | None) -> str:
+def in_flight(concurrency: int | None) -> str:
     return "no limit" if concurrency is None else str(concurrency)
 
 

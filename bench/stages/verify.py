@@ -483,22 +483,33 @@ def point_verdicts(
     summary: Sequence[PointRow] = (),
 ) -> list[Verdict]:
     """Every reference point, then every run point the reference does not list. A point with
-    no raw record is judged from a summary file's number when there is one, marked so."""
+    no raw record is judged from a summary file's number when there is one, marked so.
+
+    A reference whose points state their concurrency (an online one) is keyed on ISL, OSL and
+    concurrency: its point is judged only against the run's at that concurrency, never another."""
+    by_load = any(p.concurrency is not None for p in ref.points)
+
+    def key(r: PointRow | PointResult | refmod.RefPoint) -> tuple[int, int, int | None]:
+        return (r.isl, r.osl, r.concurrency if by_load else None)
+
     ordered = sorted(point_rows(records), key=lambda r: r.output_tok_s)
-    rows = {(r.isl, r.osl): r for r in ordered}
+    rows = {key(r): r for r in ordered}
     at_concurrency = {(r.isl, r.osl, r.concurrency): r for r in ordered}
-    summarized = {(r.isl, r.osl): r for r in summary}
+    summarized = {key(r): r for r in summary}
     out = []
     for p in ref.points:
         claim = p.label + (f" (rank {p.rank})" if p.rank else "")
         tol = ref.tolerance(p)
         got = _measured(records, p.isl, p.osl)
-        row = rows.get((p.isl, p.osl))
+        row = rows.get((p.isl, p.osl, None))
         same_load = [r for r in got if r.concurrency == p.concurrency]
-        if same_load:  # like with like: the run's point at the reference's concurrency
+        elsewhere = {r.concurrency for r in got} | {
+            s.concurrency for s in summary if (s.isl, s.osl) == (p.isl, p.osl)
+        }
+        if same_load or by_load:  # like with like: the run's point at the reference's concurrency
             got, row = same_load, at_concurrency.get((p.isl, p.osl, p.concurrency))
-        if not got and (p.isl, p.osl) in summarized:
-            s = summarized[p.isl, p.osl]
+        if not got and key(p) in summarized:
+            s = summarized[key(p)]
             within = abs(s.output_tok_s - p.output_tok_s) <= tol / 100 * p.output_tok_s
             out.append(
                 Verdict(
@@ -511,6 +522,10 @@ def point_verdicts(
                     basis="summary",
                 )
             )
+        elif not got and by_load and elsewhere:
+            loads = ", ".join(refmod.in_flight(c) for c in sorted(elsewhere, key=lambda c: c or 0))
+            why = f"differs: concurrency {loads} vs {p.concurrency}; none at {p.concurrency}"
+            out.append(Verdict(claim, NOT_COMPARABLE, None, p.output_tok_s, None, why))
         elif not got:
             out.append(Verdict(claim, NOT_RUN, None, p.output_tok_s, tol, "in no evidence"))
         elif row is None:
@@ -536,12 +551,11 @@ def point_verdicts(
         else:
             out.append(_measured_point_verdict(claim, p, row, got, ref))
         out += latency_verdicts(p, got, ref, out[-1])
-    listed = {(p.isl, p.osl) for p in ref.points}
-    for r in sorted({(r.isl, r.osl) for r in records} - listed):
-        row = rows.get(r)
-        out.append(
-            Verdict(f"ISL {r[0]} / OSL {r[1]}", NOT_PUBLISHED, row.output_tok_s if row else None)
-        )
+    listed = {key(p) for p in ref.points}
+    for k in sorted({key(r) for r in records} - listed, key=lambda k: (k[0], k[1], k[2] or 0)):
+        row = rows.get(k)
+        label = f"ISL {k[0]} / OSL {k[1]}" + (f" / concurrency {k[2]}" if k[2] else "")
+        out.append(Verdict(label, NOT_PUBLISHED, row.output_tok_s if row else None))
     return out
 
 
