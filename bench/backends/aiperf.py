@@ -314,6 +314,8 @@ def parse_exports(
     if not isinstance(data, dict) or not isinstance(phases, dict):
         raise KitError("AIPerf export is not a JSON object", path=str(folder))
     problem = failure_detail(data)
+    start_ns: int | None
+    end_ns: int | None
     try:
         start_ns, end_ns = profiling_window(phases)
     except KitError:
