@@ -237,9 +237,10 @@ def _value(record: dict, tag: str) -> float | None:
     return _number(entry.get("value")) if isinstance(entry, dict) else None
 
 
-def request_rows(jsonl_text: str, window_start_ns: int) -> list[RequestRow]:
+def request_rows(jsonl_text: str, window_start_ns: int | None) -> list[RequestRow]:
     """One row per profiling request that completed (warmup and errors excluded), in the order
-    they started; start_ms relative to the window's start."""
+    they started; start_ms relative to the window's start (without one, a cancelled run's, to
+    the first request's)."""
     records = []
     for n, line in enumerate(jsonl_text.splitlines(), 1):
         if not line.strip():
@@ -254,12 +255,20 @@ def request_rows(jsonl_text: str, window_start_ns: int) -> list[RequestRow]:
         records.append((n, record))
     records.sort(key=lambda r: r[1]["metadata"].get("request_start_ns") or 0)
     rows = []
+    if window_start_ns is None and records:
+        window_start_ns = records[0][1]["metadata"].get("request_start_ns")
     for i, (n, record) in enumerate(records):
         start_ns = record["metadata"].get("request_start_ns")
         isl = input_length(lambda tag, record=record: _value(record, tag))
         osl = _value(record, "output_sequence_length")
         latency = _value(record, "request_latency")
-        if not isinstance(start_ns, int) or isl is None or osl is None or latency is None:
+        if (
+            not isinstance(start_ns, int)
+            or not isinstance(window_start_ns, int)
+            or isl is None
+            or osl is None
+            or latency is None
+        ):
             raise KitError(
                 f"line {n}: a completed request without its start, lengths or latency",
                 path=PER_REQUEST,
