@@ -7,6 +7,7 @@ install never depends on what the dev lock happens to bring; the dev lock only a
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
@@ -89,6 +90,8 @@ def _dry_run(target: str, tmp_path: Path) -> str:
         capture_output=True,
         text=True,
         check=False,
+        # not the calling make's variables (`make test ENV_READY=` would empty the installs)
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
     )
     return done.stdout
 

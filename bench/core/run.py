@@ -29,6 +29,7 @@ from bench.core.errors import KitError
 from bench.core.fileio import atomic_write_text
 from bench.core.manifest import Manifest, load_manifest, resolved_toml
 
+STAGE_LOGS = "logs"  # results/<run>/logs/: what libraries said; recorded, but not a result
 STAGES = ("fetch", "quantize", "build", "accuracy", "datasets", "sweep", "report", "verify")
 
 
@@ -102,7 +103,7 @@ class RunPaths:
         return self.root / "provenance.json"
 
     def stage_log(self, stage: str) -> Path:
-        return self.root / "logs" / f"{stage}.log"
+        return self.root / STAGE_LOGS / f"{stage}.log"
 
     @property
     def import_summary(self) -> Path:

@@ -34,7 +34,7 @@ from bench.core.artifacts import UNTRACKED, Artifacts, FileEntry
 from bench.core.errors import KitError, run_main
 from bench.core.fileio import atomic_write_text, read_json, sha256_file
 from bench.core.manifest import load_manifest
-from bench.core.run import RunPaths
+from bench.core.run import STAGE_LOGS, RunPaths
 from bench.core.runlock import writer_lock
 from bench.schema.provenance import MachineIdentity, machine_identity, read_provenance
 from bench.schema.record import load_records, write_summary
@@ -64,13 +64,21 @@ def machine_problems(shard: Path, first: Path) -> list[str]:
     return out
 
 
+def shared_outputs(arts: dict, stage: str) -> list[str]:
+    """A shared stage's recorded outputs (model, checkpoint, engine), less its library log: a
+    shard that took the checkpoint from the cache never wrote one, and the log stays with the
+    shard (its artifacts.json is kept under shards/)."""
+    outputs = arts["stages"].get(stage, {}).get("outputs", [])
+    return [key for key in outputs if not key.startswith(f"run:{STAGE_LOGS}/")]
+
+
 def heavy_files(arts: dict) -> dict[str, str]:
-    """{key: sha256} of the files the shared stages produced (model, checkpoint, engine)."""
-    out = {}
-    for stage in SHARED_STAGES:
-        for key in arts["stages"].get(stage, {}).get("outputs", []):
-            out[key] = arts["files"][key]["sha256"]
-    return out
+    """{key: sha256} of the files the shared stages produced."""
+    return {
+        key: arts["files"][key]["sha256"]
+        for stage in SHARED_STAGES
+        for key in shared_outputs(arts, stage)
+    }
 
 
 def disagreements(shards: list[Path]) -> list[str]:
@@ -370,12 +378,13 @@ def write_merged(
         if stage in base["stages"]:
             arts.stages[stage] = {
                 **base["stages"][stage],
+                "outputs": shared_outputs(base, stage),
                 "details": {
                     **base["stages"][stage].get("details", {}),
                     "from_shard": shards[0].name,
                 },
             }
-            for key in base["stages"][stage]["outputs"]:
+            for key in shared_outputs(base, stage):
                 arts.files[key] = FileEntry(**base["files"][key])
     for shard in shards:
         for point in sorted((shard / "points").iterdir()):
