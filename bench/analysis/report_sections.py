@@ -14,6 +14,7 @@ from typing import Any
 
 from bench import backends
 from bench.analysis import figures, secondary, serving_report
+from bench.analysis.markdown import md_table, num
 from bench.analysis.secondary import SecondaryFile
 from bench.analysis.tables import (
     KV_FLAG,
@@ -30,8 +31,6 @@ from bench.analysis.tables import (
     is_suspect,
     kv_fallback,
     kv_fallback_note,
-    md_table,
-    num,
     point_rows,
     recommendations,
     repeat_stats,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bench.analysis import figures
+from bench.analysis.markdown import md_table, num
 from bench.analysis.pareto import PER_GPU, ParetoSet, pareto_sets
 from bench.analysis.slo import (
     MET,
@@ -23,7 +24,6 @@ from bench.analysis.slo import (
     judge_points,
     max_under_slo,
 )
-from bench.analysis.tables import md_table, num
 from bench.core.manifest import Slo
 from bench.schema.record import DISTRIBUTIONS, Distribution, PointResult, sort_key
 

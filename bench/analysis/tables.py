@@ -3,7 +3,7 @@
 Reads and writes nothing. bench.stages.report prints these rows, statistics and statements;
 bench.stages.verify
 and bench.stages.audit compute with the same functions, so a table can never disagree with a check.
-num(), md_table() and where() are the formatting that report and verify both print with.
+where() names a point as report and verify print it (numbers and tables: bench.analysis.markdown).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 import scipy.stats
 
 from bench import backends
+from bench.analysis.markdown import num
 from bench.core.manifest import Manifest
 from bench.gpu import gpus
 from bench.gpu.gpus import GpuSpec, ModelShape
@@ -107,23 +108,6 @@ class RepeatStats:
 
 
 # ----------------------------------------------------------------------------- formatting
-
-
-def num(value: float | int | None, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:,.{digits}f}"
-
-
-def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: Sequence[bool]) -> str:
-    lines = [
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join("---:" if r else "---" for r in right) + "|",
-    ]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def where(r: PointRow) -> str:

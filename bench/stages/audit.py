@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.analysis import report_sections, tables
+from bench.analysis import markdown, report_sections, tables
 from bench.core import stage as rule
 from bench.core.artifacts import Artifacts
 from bench.core.errors import EXIT_OK, KitError, StageFailed, run_main
@@ -47,7 +47,9 @@ def summary_lines(run: str, records: list[PointResult], outcome: verify.Outcome)
         for v in verdicts:
             headline = title in ("Peak vs reference", "Top-N table vs reference")
             if v.verdict in verify.FAILING or v.basis == "summary" or headline:
-                measured = f" (measured {tables.num(v.measured)})" if v.measured is not None else ""
+                measured = (
+                    f" (measured {markdown.num(v.measured)})" if v.measured is not None else ""
+                )
                 note = f"; {v.note}" if v.note else ""
                 out.append(f"  {v.shown.replace('**', '')}: {title}: {v.claim}{measured}{note}")
     out += [f"  FAIL: reference contradicts itself: {p}" for p in outcome.ref_problems]

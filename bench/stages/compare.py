@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from bench.analysis.tables import md_table
+from bench.analysis.markdown import md_table
 from bench.core.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
 from bench.core.fileio import atomic_write_bytes, atomic_write_text, read_json, sha256_bytes
 from bench.core.manifest import load_manifest

@@ -52,7 +52,8 @@ from typing import Any
 from bench.analysis import accuracy_metrics as am
 from bench.analysis import reference as refmod
 from bench.analysis import secondary, tables
-from bench.analysis.tables import PointRow, is_suspect, md_table, num, point_rows
+from bench.analysis.markdown import md_table, num
+from bench.analysis.tables import PointRow, is_suspect, point_rows
 from bench.core import stage as rule
 from bench.core.artifacts import Artifacts, Problem
 from bench.core.errors import EXIT_FAILED, EXIT_OK, KitError, run_main
