@@ -266,8 +266,8 @@ export: $(ENV_READY)
 # AIPerf test skips (only a run outside make skips them; tests/conftest.py needs_aiperf).
 TEST_READY := $(if $(ENV_READY),$(DEV_READY) $(AIPERF_VENV)/.installed $(VENV)/.serve-installed)
 # Bytecode is cached for the tests even where PYTHONDONTWRITEBYTECODE is set (__pycache__ is
-# gitignored): without it every worker re-rewrites every test module's asserts (5 s) and every
-# `python -m bench...` the tests start recompiles the kit (test-fast: 70 s -> 64 s, 2 cores).
+# gitignored): without it every worker re-rewrites every test module's asserts (5.2 s of an 8 s
+# collection, cProfile) and every `python -m bench...` the tests start recompiles the kit.
 PYTEST = PYTHONDONTWRITEBYTECODE= $(PYTHON) -m pytest
 ## the whole suite, one file per worker so the end-to-end pipelines run side by side (creates .venv)
 test: $(TEST_READY)
@@ -308,7 +308,8 @@ PIP_INSTALL = $(VENV)/bin/python -m pip install -q --disable-pip-version-check
 # every core, and skips what the kit never imports: packages' test suites, pip, and the model
 # folders of transformers other than those the kit (llama) and ModelOpt's export import. A file
 # skipped here is compiled on its first import, if any: this list is speed, not correctness
-# (idle 2 cores: 23.8 s for all, 13.7 s without these; `make demo` compiled lazily took 25 s more).
+# (2 cores, load ~2: 23.8 s for all, 13.7 s without these; with no compileall at all a fresh
+# `make demo`'s pipeline took 76 s instead of 47-51 s, scripts/time_fresh_demo.sh).
 # Its exit 1 names files that no Python 3 compiles (packages' py2 test data, which pip skips
 # too); `make` then goes on, as after pip.
 NOT_IMPORTED := /tests/|/pip/|/transformers/models/(?!(auto|bert|dbrx|encoder_decoder|falcon|gpt_oss|gptj|llama|llama4|mixtral|qwen2_moe|qwen3_moe|qwen3_next|t5)/)

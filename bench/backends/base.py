@@ -46,6 +46,16 @@ class PointPaths:
     request_json: Path | None = None
 
 
+def load_args(point: Point, streaming: bool, paths: PointPaths) -> list[str]:
+    """trtllm-bench's load options, the last of its argv (the CPU runner takes the same):
+    the in-flight limit, token streaming, and where per-request timings go."""
+    argv = [] if point.concurrency is None else ["--concurrency", str(point.concurrency)]
+    argv += ["--streaming"] if streaming else []
+    if paths.request_json is not None:
+        argv += ["--request_json", str(paths.request_json)]
+    return argv
+
+
 @dataclass(frozen=True)
 class Coefficients:
     """Cost model of one sweep point (bench.core.cost): start-up plus per-token terms, times

@@ -10,7 +10,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bench.backends.base import CheckpointFormat, Coefficients, DatasetFormat, PointPaths
+from bench.backends.base import (
+    CheckpointFormat,
+    Coefficients,
+    DatasetFormat,
+    PointPaths,
+    load_args,
+)
 from bench.backends.trtllm.backend import TrtllmBenchOutputs
 
 if TYPE_CHECKING:
@@ -64,13 +70,7 @@ class HfTransformers(TrtllmBenchOutputs):
         ]
         if paths.extra_options is not None:
             argv += ["--extra_llm_api_options", str(paths.extra_options)]
-        if point.concurrency is not None:
-            argv += ["--concurrency", str(point.concurrency)]
-        if manifest.sweep.streaming:
-            argv += ["--streaming"]
-        if paths.request_json is not None:
-            argv += ["--request_json", str(paths.request_json)]
-        return argv
+        return argv + load_args(point, manifest.sweep.streaming, paths)
 
     def point_session(self, log: Path) -> AbstractContextManager[object]:
         """Each point is still its own process, but a fork of one that imported torch and

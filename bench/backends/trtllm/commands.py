@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from bench import backends
-from bench.backends.base import PointPaths
+from bench.backends.base import PointPaths, load_args
 from bench.backends.server import ServerCommand
 from bench.core import pins
 from bench.core.errors import KitError
@@ -226,13 +226,7 @@ def throughput_argv(
     if paths.extra_options is not None:
         argv += ["--extra_llm_api_options", str(paths.extra_options)]
     argv += chunked_context_args(r.enable_chunked_context, _pinned_rule(manifest.release))
-    if point.concurrency is not None:
-        argv += ["--concurrency", str(point.concurrency)]
-    if manifest.sweep.streaming:
-        argv += ["--streaming"]
-    if paths.request_json is not None:
-        argv += ["--request_json", str(paths.request_json)]
-    return argv
+    return argv + load_args(point, manifest.sweep.streaming, paths)
 
 
 # ----------------------------------------------------------------------------- trtllm-serve
