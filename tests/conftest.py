@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,15 @@ isl = 16
 osl = 16
 requests = 4
 """
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The fakes' `#!/usr/bin/env python3` finds this interpreter first, not a version manager's
+    shim (pyenv's costs about 100 ms a start) or another python: fakes start once per tool call."""
+    here = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != here:
+        os.environ["PATH"] = here + os.pathsep + path
 
 
 @pytest.fixture(autouse=True)
