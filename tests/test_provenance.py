@@ -390,6 +390,27 @@ def test_collect_without_any_gpu(no_pynvml: None) -> None:
     assert "aiperf" not in prov["software"]["packages"]  # an offline run has no load generator
 
 
+def test_pip_freeze_reads_what_the_metadata_parser_reads(tmp_path: Path) -> None:
+    """The header scan agrees with importlib's e-mail parser over this venv, and with one
+    distribution whose long description holds header-like lines and whose keys are lower case."""
+    import importlib.metadata as md
+
+    parsed = sorted(
+        {f"{d.metadata['Name']}=={d.version}" for d in md.distributions() if d.metadata["Name"]},
+        key=str.lower,
+    )
+    assert provenance.pip_freeze() == parsed and len(parsed) > 10
+    info = tmp_path / "odd_pkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nname: odd-pkg\nSummary: x\n  Version: 9 (folded, not a key)\n"
+        "version: 1.0\n\nName: not-this\nVersion: 2.0\n"
+    )
+    (dist,) = md.distributions(path=[str(tmp_path)])
+    assert provenance._name_and_version(dist) == (dist.metadata["Name"], dist.version)
+    assert provenance._name_and_version(dist) == ("odd-pkg", "1.0")
+
+
 def test_collect_records_the_aiperf_that_will_measure(tmp_path: Path, no_pynvml: None) -> None:
     """AIPerf has its own venv: its version is asked of its command, not of the kit's packages."""
     tool = tmp_path / "aiperf"
