@@ -140,3 +140,34 @@ def test_a_block_that_runs_nothing_does_not_wait_for_the_preload(tmp_path, monke
     with forkserver.running([f"{TARGET}:slow_preload"], tmp_path / "server.log"):
         pass
     assert time.monotonic() - started < 5  # slow_preload sleeps 30 s
+
+
+def test_folders_of_servers_that_are_gone_are_removed_at_the_next_start(tmp_path, monkeypatch):
+    """A SIGKILLed sweep leaves its folder behind; the next sweep removes it and nothing else."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+
+    def folder(name: str, pid: int | None, *extra: str) -> Path:
+        path = tmp_path / (forkserver.PREFIX + name)
+        path.mkdir()
+        for leftover in ("socket", "socket.failed", *extra):
+            (path / leftover).write_text("")
+        if pid is not None:
+            (path / forkserver.PID_FILE).write_text(str(pid))
+        return path
+
+    stale = folder("dead", dead.pid)
+    old = folder("old-no-pid", None)
+    os.utime(old, (time.time() - 120, time.time() - 120))
+    alive = folder("alive", os.getpid())
+    young = folder("young-no-pid", None)
+    half_written = folder("half-written", None)
+    (half_written / forkserver.PID_FILE).write_text("")
+    foreign = folder("dead-but-holds-more", dead.pid, "notes.txt")
+    other = tmp_path / "trtllm-repro-other"
+    other.mkdir()
+    forkserver.remove_stale_folders()
+    assert not stale.exists() and not old.exists()
+    assert alive.is_dir() and young.is_dir() and half_written.is_dir() and other.is_dir()
+    assert (foreign / "notes.txt").is_file()  # never removes what it did not make

@@ -38,6 +38,7 @@ from bench.core.proc import guarded_argv, stop_group
 ENV = "TRTLLM_REPRO_FORKSERVER"  # the socket's path, set for the commands the sweep runs
 READY_TIMEOUT_S = 120.0
 PID_FILE = "pid"  # beside the socket: the server's pid, so a client stops waiting if it died
+PREFIX = "trtllm-repro-fs-"  # of the server's folder in the temp directory
 FAILED = ".failed"  # socket path + this: the preload raised
 REFUSED = b"R"  # the server's answer to a request it cannot run: the client runs it itself
 _MAX_MESSAGE = 1 << 20
@@ -247,7 +248,8 @@ def running(preload: list[str], log: Path) -> Iterator[str]:
     with nothing to run never waits for it), and the first command waits until it is ready."""
     import subprocess
 
-    folder = tempfile.mkdtemp(prefix="trtllm-repro-fs-")  # short: a socket path is <= 107 bytes
+    remove_stale_folders()
+    folder = tempfile.mkdtemp(prefix=PREFIX)  # short: a socket path is <= 107 bytes
     path = os.path.join(folder, "socket")
     argv = [sys.executable, "-m", "bench.core.forkserver", path, *preload]
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -277,10 +279,34 @@ def running(preload: list[str], log: Path) -> Iterator[str]:
                 flush=True,
             )
         stop_group(proc, grace_s=2.0)
-        for leftover in (path, path + ".tmp", path + FAILED, os.path.join(folder, PID_FILE)):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(leftover)
+        _remove(folder)
+
+
+def _remove(folder: str) -> None:
+    path = os.path.join(folder, "socket")
+    for leftover in (path, path + ".tmp", path + FAILED, os.path.join(folder, PID_FILE)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leftover)
+    with contextlib.suppress(FileNotFoundError):  # another sweep found it stale first
         os.rmdir(folder)
+
+
+def remove_stale_folders(min_age_s: float = 60.0) -> None:
+    """Remove the folders of servers that are gone: a SIGKILLed sweep cannot run its `finally`.
+    A folder whose server is alive stays (another sweep's); so does a young one without a pid
+    file (a sweep between creating it and starting its server)."""
+    for folder in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+        pid_file = folder / PID_FILE
+        with contextlib.suppress(OSError):
+            try:
+                pid = int(pid_file.read_text())
+            except (FileNotFoundError, ValueError):  # not yet written, or being written
+                if time.time() - folder.stat().st_mtime < min_age_s:
+                    continue
+            else:
+                if _alive(pid_file) or pid <= 0:
+                    continue
+            _remove(str(folder))
 
 
 if __name__ == "__main__":
