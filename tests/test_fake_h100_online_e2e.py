@@ -131,3 +131,15 @@ def test_a_second_make_all_reruns_nothing(online):
     assert "[serve] server up" not in second.stderr and "aiperf profile" not in second.stderr
     key = json.loads((base / "results" / RUN / "artifacts.json").read_text())["stages"]["sweep"]
     assert key["key"]["tools"]["aiperf"] == "0.13.0"  # another AIPerf would rerun the sweep
+
+
+def test_the_terminal_gets_one_line_per_point_and_aiperfs_console_its_log(online):
+    """AIPerf's console (its command, progress and tables) goes to the point's console.log, as
+    every tool's does offline; the terminal gets the sweep's one line per point."""
+    base, first, _ = online
+    assert "aiperf profile" not in first.stderr and "aiperf profile" not in first.stdout
+    progress = re.findall(r"^\[sweep\] \d+/\d+ (\S+): ok ", first.stderr, flags=re.M)
+    assert sorted(progress) == POINTS
+    for point in POINTS:
+        console = base / "results" / RUN / "points" / point / "console.log"
+        assert console.stat().st_size > 0, point

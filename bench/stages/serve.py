@@ -3,7 +3,7 @@
 Reads:  the run's manifest ([sweep] scenario = "online"), the checkpoint or engine
 Writes: results/<run>/points/<point>/ as the offline sweep does (result.json | failure.json,
         telemetry.csv), plus AIPerf's exports (profile_export_aiperf.json/.csv,
-        profile_export.jsonl, phase_manifest.json, inputs.json, aiperf.log, aiperf.console.log),
+        profile_export.jsonl, phase_manifest.json, inputs.json, aiperf.log, console.log),
         requests.csv and the server's log lines of that point (server.log);
         work/<run>/served-model/ (hf-transformers: the model as served, see bench.backends.server);
         the files the backend's server reads (Serving.config_files: trtllm-serve's YAML)
@@ -51,6 +51,7 @@ from bench.stages.window import Window, window_telemetry, with_goodput
 
 CODE = (__file__, aiperf.__file__, server.__file__)
 SERVER_GRACE_S = 10.0
+CONSOLE_LOG = "console.log"  # AIPerf's console: the name the sweep gives every point's tool console
 HEALTH_POLL_S = 0.25
 # AIPerf's files kept in the point folder (flat: the sweep records a point's files one level deep)
 KEPT = {
@@ -285,11 +286,13 @@ def measure(
     with sampler_factory(workdir / "telemetry.csv") as sampler:
         command = srv.ensure_up()
         argv = point_argv(run, task, command, serving, aiperf_bin, scratch / "artifacts")
-        proc = run_logged(
+        proc = run_logged(  # AIPerf's console goes to the log only; one line per point
             argv,
-            workdir / "aiperf.console.log",
+            workdir / CONSOLE_LOG,
             timeout_s=m.runtime.point_timeout_s,
             env=aiperf_env(scratch),
+            echo=False,
+            announce=False,
         )
     for source, name in KEPT.items():
         if (scratch / "artifacts" / source).is_file():
@@ -313,7 +316,7 @@ def measure(
     elif server_down:
         result = failed(key, "crash", f"the server exited during the point: {server_tail}")
     elif proc.exit_code != 0 or not (workdir / aiperf.AGGREGATE).is_file():
-        log = (workdir / "aiperf.console.log").read_text(errors="replace").strip().splitlines()
+        log = (workdir / CONSOLE_LOG).read_text(errors="replace").strip().splitlines()
         result = failed(
             key, "crash", f"AIPerf exited {proc.exit_code}: {log[-1] if log else 'no output'}"
         )
