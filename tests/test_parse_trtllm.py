@@ -13,12 +13,12 @@ import pytest
 from bench.backends.trtllm import parse as parse_trtllm
 from bench.backends.trtllm.parse import (
     classify_failure,
-    failed_result,
     parse_console,
     parse_file,
     parse_report_json,
 )
 from bench.core.errors import KitError
+from bench.schema.record import PointResult
 from tests.conftest import SHARED
 
 DATA = Path(__file__).parent / "data" / "trtllm"
@@ -342,7 +342,9 @@ def test_classify_a_finished_run_is_not_a_failure():
 
 
 def test_failed_result():
-    r = failed_result(128, 128, 10, "timeout", "timed out", concurrency=4, repeat=1)
+    r = PointResult.failed(
+        "timeout", "timed out", source="s", isl=128, osl=128, requests=10, concurrency=4, repeat=1
+    )
     assert (r.status, r.failure, r.failure_detail, r.concurrency, r.repeat) == (
         "failed",
         "timeout",

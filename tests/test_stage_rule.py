@@ -189,7 +189,10 @@ def cpu_run(run_roots, monkeypatch):
         workdir.mkdir(parents=True)
         (workdir / "console.log").write_text("no model here\n")
         p = task.point
-        result = parse_trtllm.failed_result(p.isl, p.osl, p.requests, "crash", "fake")
+        result = PointResult.failed(
+            "crash", "fake", source=parse_trtllm.SOURCE_CONSOLE, isl=p.isl, osl=p.osl,
+            requests=p.requests,
+        )  # fmt: skip
         return dataclasses.replace(result, raw_files=(f"points/{task.name}/console.log",))
 
     monkeypatch.setattr(sweep, "run_task", fails_fast)

@@ -157,17 +157,10 @@ class Backend(abc.ABC):
         """The record of a point that gave no result, read as from its console log."""
         from bench.schema.record import PointResult
 
-        return PointResult(
-            isl=isl,
-            osl=osl,
-            requests=requests,
-            status="failed",
-            source=self.log_source,
-            concurrency=concurrency,
-            repeat=repeat,
-            failure=kind,
-            failure_detail=detail,
-        )
+        return PointResult.failed(
+            kind, detail, source=self.log_source, isl=isl, osl=osl, requests=requests,
+            concurrency=concurrency, repeat=repeat,
+        )  # fmt: skip
 
     def runtime_note(self, manifest: Manifest) -> str:
         """A clause the report adds after the runtime settings ("" for none)."""

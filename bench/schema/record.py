@@ -150,6 +150,25 @@ class PointResult:
     # /1 in a summary.json written before /2 (export reads it); the kit writes /2.
     schema: Literal["trtllm-repro/point-result/1", "trtllm-repro/point-result/2"] = SCHEMA
 
+    @classmethod
+    def failed(
+        cls,
+        kind: FailureKind,
+        detail: str,
+        *,
+        source: str,
+        isl: int,
+        osl: int,
+        requests: int,
+        **fields: Any,
+    ) -> PointResult:
+        """The record of a point that gave no number: the one place a "failed" record is made,
+        whichever tool or log it comes from (fields: identity, memory, scenario, ...)."""
+        return cls(
+            isl=isl, osl=osl, requests=requests, status="failed", source=source, failure=kind,
+            failure_detail=detail, **fields,
+        )  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         _check_finite(data, "record")

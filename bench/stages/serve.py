@@ -237,10 +237,9 @@ def plan_commands(run: Run, tasks: list) -> tuple[ServerCommand, list[list[str]]
 
 
 def failed(key: dict, kind: FailureKind, detail: str) -> PointResult:
-    return PointResult(
-        **key, status="failed", source=aiperf.SOURCE, failure=kind, failure_detail=detail,
-        scenario="online", streaming=True,
-    )  # fmt: skip
+    return PointResult.failed(
+        kind, detail, source=aiperf.SOURCE, scenario="online", streaming=True, **key
+    )
 
 
 def profiling_fields(

@@ -828,35 +828,6 @@ def classify_failure(
     return "silent", f"{code} and no PERFORMANCE OVERVIEW; the log ends at {_last_line(lines)}"
 
 
-def failed_result(
-    isl: int,
-    osl: int,
-    requests: int,
-    kind: FailureKind,
-    detail: str,
-    *,
-    concurrency: int | None = None,
-    repeat: int = 0,
-    source: str = SOURCE_CONSOLE,
-    identity: Identity | None = None,
-    memory: Memory | None = None,
-) -> PointResult:
-    """A "failed" record; identity and memory hold what the log printed before it stopped."""
-    return PointResult(
-        isl=isl,
-        osl=osl,
-        requests=requests,
-        status="failed",
-        source=source,
-        concurrency=concurrency,
-        repeat=repeat,
-        failure=kind,
-        failure_detail=detail,
-        identity=identity or Identity(),
-        memory=memory or Memory(),
-    )
-
-
 # ----------------------------------------------------------------------------- I/O edge
 
 
@@ -901,9 +872,10 @@ def parse_file(path: Path, **point: Any) -> PointResult:
     if has_performance_section(text):
         return parse_console(text, source_file=str(path), **point)
     kind, detail = classify_failure(text, exit_code=None, timed_out=False)
-    return failed_result(
-        kind=kind,
-        detail=detail,
+    return PointResult.failed(
+        kind,
+        detail,
+        source=SOURCE_CONSOLE,
         identity=Identity(engine_version=version_from_log(text)),
         memory=memory_from_log(text),
         **point,
