@@ -63,6 +63,13 @@ def alive(pid: int) -> bool:
     return not (status.exists() and "State:\tZ" in status.read_text())
 
 
+def has_bytes(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:  # the point finished between the glob and the stat
+        return False
+
+
 def kill_mid_point(base: Path) -> tuple[int, int]:
     """Start the sweep stage, SIGKILL it once AIPerf is measuring; return the server's port, pid."""
     stage = subprocess.Popen(
@@ -85,17 +92,21 @@ def kill_mid_point(base: Path) -> tuple[int, int]:
     )
     port = pid = None
     seen = []
+    points = base / "results" / RUN / "points"
     try:
         deadline = time.monotonic() + 600
         for line in stage.stderr:
             seen.append(line)
             if m := SERVER_UP.search(line):
                 port, pid = int(m[1]), int(m[2])
-            if port and "aiperf profile" in line:
-                time.sleep(3)  # AIPerf is starting or measuring: mid-point
                 break
             assert time.monotonic() < deadline, "".join(seen[-20:])
         assert port and pid, "".join(seen[-20:])
+        # AIPerf's console goes to the point's log only: it has started once that log has bytes
+        while not any(has_bytes(log) for log in points.glob("*.partial/console.log")):
+            assert stage.poll() is None and time.monotonic() < deadline, "".join(seen[-20:])
+            time.sleep(0.1)
+        time.sleep(3)  # AIPerf is starting or measuring: mid-point
         assert listening(port)
         stage.send_signal(signal.SIGKILL)
         stage.wait(timeout=30)
