@@ -222,13 +222,16 @@ def test_the_edge_check_tells_make_the_interpreter_and_the_scenario(tmp_path, ca
 
 def test_make_asks_one_python_for_the_edge_and_the_scenario(kit):
     """The scenario comes from the edge check's output: `make help` spawns no second python for
-    it, and an online manifest still brings AIPerf's venv into the sweep."""
+    it, and an online manifest still brings AIPerf's venv into the sweep. Every python that
+    starts is counted, whatever path started it (the sitecustomize each interpreter imports)."""
     log = kit / "spawned.txt"
-    fake = kit / "fakebin" / "python3"
-    fake.parent.mkdir()
-    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {shutil.which("python3")} "$@"\n')
-    fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
+    hook = kit / "hook" / "sitecustomize.py"
+    hook.parent.mkdir()
+    hook.write_text(
+        f"with open({str(log)!r}, 'a') as log, open('/proc/self/cmdline') as cmd:\n"
+        "    log.write(cmd.read().replace('\\0', ' ') + '\\n')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(hook.parent)}
     (kit / "online.toml").write_text('[sweep]\nscenario = "online"\n')
     (kit / "offline.toml").write_text("[sweep]\nseed = 1\n")
     (kit / "requirements").mkdir()
