@@ -14,27 +14,9 @@ import pytest
 
 from bench.core import proc
 from bench.core.errors import KitError
+from tests.procwait import alive, gone
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it is dead for our purpose.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
-
-
-def _wait_dead(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_output_and_exit_code_are_kept(tmp_path):
@@ -50,9 +32,10 @@ def test_output_and_exit_code_are_kept(tmp_path):
 def test_timeout_kills_the_whole_process_group(tmp_path):
     pid_file = tmp_path / "grandchild.pid"
     script = f"sleep 60 & echo $! > {pid_file}; wait"
-    result = proc.run_logged(["sh", "-c", script], tmp_path / "log", timeout_s=1, echo=False)
+    result = proc.run_logged(["sh", "-c", script], tmp_path / "log", timeout_s=0.5, echo=False)
     assert result.timed_out and result.exit_code is None
-    assert _wait_dead(int(pid_file.read_text()), 5)
+    assert pid_file.exists() and pid_file.read_text().strip(), "killed before the grandchild ran"
+    assert gone(int(pid_file.read_text()), 5)
 
 
 def test_a_missing_command_is_a_kit_error_naming_it(tmp_path):
@@ -93,12 +76,12 @@ def test_the_command_dies_when_the_kit_is_killed(tmp_path):
     deadline = time.monotonic() + 20
     while not (pid_file.exists() and pid_file.read_text().strip()):
         assert time.monotonic() < deadline, "the command never started"
-        time.sleep(0.05)
+        time.sleep(0.01)
     child = int(pid_file.read_text())
-    assert _alive(child)
+    assert alive(child)
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
-    assert _wait_dead(child, 5), "the command outlived the kit"
+    assert gone(child, 5), "the command outlived the kit"
 
 
 def test_a_quiet_run_leaves_the_console_alone_and_logs_everything(tmp_path, capfd):

@@ -7,7 +7,6 @@ runs in tests/test_online_e2e.py); each test tries to leave it running and check
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 from bench.backends.server import ServerCommand, transformers_serve_command
 from bench.core.errors import KitError
 from bench.stages import serve
+from tests.procwait import gone
 
 # Serves /health after `delay` seconds; ignores SIGTERM when asked (the hung server of the notes).
 FAKE = textwrap.dedent(
@@ -65,25 +65,11 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def gone(pid: int, within_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:  # our own child: reap it so it does not linger as a zombie
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return True
-        except ChildProcessError:
-            pass
-        time.sleep(0.1)
-    return False
-
-
 def test_server_is_used_only_once_healthy_and_stopped(tmp_path):
-    srv = serve.Server(fake_command(delay=1.0), tmp_path / "server.log", start_timeout_s=30)
+    srv = serve.Server(fake_command(delay=0.3), tmp_path / "server.log", start_timeout_s=30)
+    started = time.monotonic()
     command = srv.ensure_up()
+    assert time.monotonic() - started >= 0.3  # not before the server's own start-up
     port = int(command.base_url.rsplit(":", 1)[1])
     pid = srv.proc.pid
     assert listening(port) and srv.alive()
@@ -94,8 +80,15 @@ def test_server_is_used_only_once_healthy_and_stopped(tmp_path):
     assert gone(pid) and not listening(port)
 
 
+def test_health_polls_start_fast_then_back_off():
+    """A server up in 0.3 s is used within ~10% of that; a slow one is polled every 0.25 s."""
+    assert serve.health_pause(0.0) == serve.HEALTH_FIRST_POLL_S == 0.02
+    assert serve.health_pause(0.3) == pytest.approx(0.03)
+    assert serve.health_pause(60.0) == serve.HEALTH_POLL_S == 0.25
+
+
 def test_server_ignoring_sigterm_is_killed(tmp_path, monkeypatch):
-    monkeypatch.setattr(serve, "SERVER_GRACE_S", 0.5)
+    monkeypatch.setattr(serve, "SERVER_GRACE_S", 0.2)
     srv = serve.Server(fake_command(ignore_term=True), tmp_path / "server.log", 30)
     port = int(srv.ensure_up().base_url.rsplit(":", 1)[1])
     pid = srv.proc.pid
@@ -111,11 +104,11 @@ def test_server_that_exits_at_start_is_one_clear_error(tmp_path):
 
 
 def test_server_that_never_answers_times_out_and_is_stopped(tmp_path):
-    srv = serve.Server(fake_command(delay=60), tmp_path / "server.log", start_timeout_s=1.5)
+    srv = serve.Server(fake_command(delay=60), tmp_path / "server.log", start_timeout_s=0.5)
     started = time.monotonic()
-    with pytest.raises(KitError, match=r"did not answer .*/health within 1\.5 s"):
+    with pytest.raises(KitError, match=r"did not answer .*/health within 0\.5 s"):
         srv.ensure_up()
-    assert time.monotonic() - started < 20
+    assert 0.5 <= time.monotonic() - started < 20
     assert srv.proc is None
 
 

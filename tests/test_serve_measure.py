@@ -37,9 +37,9 @@ FAKE_AIPERF = textwrap.dedent(
     from pathlib import Path
     data = Path(sys.argv[0]).with_name("exports")  # beside this script
     out = Path(sys.argv[sys.argv.index("--artifact-dir") + 1])
-    time.sleep(0.3)  # AIPerf's own start and warm-up: before the profiling window
+    time.sleep(WARMUP_S)  # AIPerf's own start and warm-up: before the profiling window
     start = time.time_ns()
-    time.sleep(0.6)
+    time.sleep(WINDOW_S)
     end = time.time_ns()
     out.mkdir(parents=True)
     phases = json.loads((data / "phase_manifest.json").read_text())
@@ -61,10 +61,11 @@ FAKE_AIPERF = textwrap.dedent(
 )
 
 
-def stand_in_aiperf(tmp_path: Path) -> str:
+def stand_in_aiperf(tmp_path: Path, warmup_s: float = 0.3, window_s: float = 0.6) -> str:
     shutil.copytree(DATA, tmp_path / "exports")
     script = tmp_path / "aiperf"
-    script.write_text(f"#!{sys.executable}\n{FAKE_AIPERF}")
+    text = FAKE_AIPERF.replace("WARMUP_S", repr(warmup_s)).replace("WINDOW_S", repr(window_s))
+    script.write_text(f"#!{sys.executable}\n{text}")
     script.chmod(0o755)
     return str(script)
 
@@ -81,7 +82,7 @@ def test_an_online_point_gets_goodput_and_energy_over_aiperfs_window(tmp_path, r
     manifest = load_manifest(path).model_copy(update={"slo": slo})
     run = Run(RunPaths.for_run("online"), manifest, path)
     serving = Serving(
-        command=fake_command(delay=1.0),  # a start-up: 1 s before /health answers
+        command=fake_command(delay=0.5),  # a start-up: 0.5 s before /health answers
         endpoint="chat",
         tokenizer=tmp_path,
         fixed_length_inputs=lambda osl: {},
@@ -116,7 +117,8 @@ def test_an_online_point_gets_goodput_and_energy_over_aiperfs_window(tmp_path, r
 
     t = result.telemetry
     assert t["window"]["start_ns"] == start and t["window"]["source"] == aiperf.PHASES
-    # the server's start-up and AIPerf's warm-up are the load phase; the energy is the window's
+    # the server's start-up and AIPerf's warm-up are the load phase (> 0.5 s: the warm-up alone
+    # is ~0.35 s); the energy is the window's
     assert t["load_phase"]["samples"] * 0.02 > 0.5
     assert t["energy_j"] == pytest.approx(WATTS * window_s, rel=0.02)
     assert t["j_per_output_token"] == pytest.approx(t["energy_j"] / (8 * 16), rel=1e-4)
@@ -135,7 +137,7 @@ def test_unreadable_exports_fail_the_point_not_the_sweep(tmp_path, run_roots):
         prepared=[],
         engine_version="stand-in",
     )
-    aiperf_bin = stand_in_aiperf(tmp_path)
+    aiperf_bin = stand_in_aiperf(tmp_path, warmup_s=0.05, window_s=0.1)  # its timing is moot
     (tmp_path / "exports" / aiperf.AGGREGATE).write_text("{truncated")
     srv = serve.Server(serving.command, tmp_path / "server.log", start_timeout_s=30)
     task = Task(Point(isl=32, osl=16, requests=8, concurrency=2), 0)

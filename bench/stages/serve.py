@@ -51,8 +51,9 @@ from bench.stages.window import Window, window_telemetry, with_goodput
 
 CODE = (__file__, aiperf.__file__, server.__file__)
 SERVER_GRACE_S = 10.0
-CONSOLE_LOG = "console.log"  # AIPerf's console: the name the sweep gives every point's tool console
-HEALTH_POLL_S = 0.25
+CONSOLE_LOG = "console.log"  # AIPerf's console: the name every point's tool console has
+HEALTH_POLL_S = 0.25  # the longest pause between two /health polls
+HEALTH_FIRST_POLL_S = 0.02  # the shortest, at the start (see health_pause)
 # AIPerf's files kept in the point folder (flat: the sweep records a point's files one level deep)
 KEPT = {
     aiperf.AGGREGATE: aiperf.AGGREGATE,
@@ -81,6 +82,12 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((server.LOOPBACK, 0))
         return int(s.getsockname()[1])
+
+
+def health_pause(waited_s: float) -> float:
+    """The pause before the next /health poll: a tenth of the wait so far, within
+    [HEALTH_FIRST_POLL_S, HEALTH_POLL_S] (a server up in 0.3 s is used by ~0.33 s)."""
+    return min(HEALTH_POLL_S, max(HEALTH_FIRST_POLL_S, waited_s / 10))
 
 
 def _healthy(url: str) -> bool:
@@ -128,7 +135,8 @@ class Server:
                 start_new_session=True,
             )
         self.command = command
-        deadline = time.monotonic() + self.start_timeout_s
+        started = time.monotonic()
+        deadline = started + self.start_timeout_s
         while not _healthy(command.health_url):
             if not self.alive():
                 code = self.proc.returncode
@@ -148,7 +156,7 @@ class Server:
                     path=str(self.log_path),
                     fix="read the server log; raise runtime.point_timeout_s if it loads slowly",
                 )
-            time.sleep(HEALTH_POLL_S)
+            time.sleep(health_pause(time.monotonic() - started))
         print(f"[serve] server up at {command.base_url} (pid {self.proc.pid})", file=sys.stderr)
         return command
 

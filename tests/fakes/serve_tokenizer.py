@@ -60,10 +60,11 @@ class ByteLevelBPE:
             )
         self.vocab: dict[str, int] = model["vocab"]
         self.ignore_merges = bool(model.get("ignore_merges"))
-        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-        self.ranks = {pair: rank for rank, pair in enumerate(merges)}
+        # keyed "left right" as tokenizer.json spells a merge (no token here holds a space: the
+        # byte map turns it into "Ġ"), so a start builds no 280k tuples
+        merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+        self.ranks = dict(zip(merges, range(len(merges)), strict=True))
         self.byte_map = bytes_to_unicode()
-        self.id_to_token = {i: t for t, i in self.vocab.items()}
         added = sorted((t["content"] for t in data.get("added_tokens", [])), key=len, reverse=True)
         self.added = re.compile("|".join(map(re.escape, added))) if added else None
         self.prefix = _template_specials(data.get("post_processor") or {})
@@ -89,8 +90,8 @@ class ByteLevelBPE:
         parts = list(word)
         while len(parts) > 1:
             pairs = [
-                (self.ranks.get(p, len(self.ranks)), i)
-                for i, p in enumerate(itertools.pairwise(parts))
+                (self.ranks.get(f"{a} {b}", len(self.ranks)), i)
+                for i, (a, b) in enumerate(itertools.pairwise(parts))
             ]
             rank, i = min(pairs)
             if rank == len(self.ranks):
