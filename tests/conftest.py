@@ -1,10 +1,16 @@
-"""Shared fixtures: isolated run roots, the shared fixtures folder, the demo manifest."""
+"""Shared fixtures: isolated run roots, run templates, ../shared, the demo manifest."""
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import sys
+from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,12 +58,74 @@ def own_stage_cache(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("CACHE_DIR", str(tmp_path / "stage-cache"))
 
 
+ROOT_VARS = ("RESULTS_DIR", "WORK_DIR", "MODELS_DIR", "REPORTS_DIR")
+
+
+def point_roots(monkeypatch: pytest.MonkeyPatch, folder: Path) -> Path:
+    """Point results/, work/, models/ and reports/ into folder."""
+    for name in ROOT_VARS:
+        monkeypatch.setenv(name, str(folder / name.split("_")[0].lower()))
+    return folder
+
+
 @pytest.fixture
 def run_roots(tmp_path, monkeypatch) -> Path:
     """Point results/, work/, models/ and reports/ into tmp_path for one test."""
-    for name in ("RESULTS_DIR", "WORK_DIR", "MODELS_DIR", "REPORTS_DIR"):
-        monkeypatch.setenv(name, str(tmp_path / name.split("_")[0].lower()))
-    return tmp_path
+    return point_roots(monkeypatch, tmp_path)
+
+
+@dataclass(frozen=True)
+class Built:
+    folder: Path  # the template's own roots (its paths appear in what build printed)
+    value: Any  # what build returned
+
+
+class RunTemplates:
+    """Runs built once per session (per xdist worker), then copied into each test's own roots.
+
+    Why: a report draws its figures (~0.3 s), an audit imports 48 logs; tests that need the same
+    finished run take a copy. A copy verifies as its original does (test_integrity_tampering
+    checks it): records name files by root ("run:", "reports:"), a file outside the roots (init's
+    manifest) by absolute path, which the copy shares unchanged; the stat-keyed hash cache is
+    keyed by absolute path, so it never vouches for a copy; shutil.copy gives fresh mtimes.
+    """
+
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self.factory = factory
+        self.built: dict[tuple, Built] = {}
+
+    def copy(self, build: Callable[..., Any], roots: Path, *args: Any) -> Built:
+        """Copy the roots build(folder, *args) made into roots (which must not hold them yet),
+        building them on first use."""
+        key = (build, args)
+        if key not in self.built:
+            self.built[key] = self._build(build, args)
+        built = self.built[key]
+        for entry in built.folder.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.copytree(entry, roots / entry.name, symlinks=True, copy_function=shutil.copy)
+            else:
+                shutil.copy(entry, roots / entry.name, follow_symlinks=False)
+        return built
+
+    def _build(self, build: Callable[..., Any], args: tuple) -> Built:
+        """build, with the run roots in a folder of its own; what it prints is kept from the
+        calling test's output (whichever test builds first), and shown if it fails."""
+        folder = self.factory.mktemp(build.__name__)
+        said = io.StringIO()
+        try:
+            with redirect_stdout(said), redirect_stderr(said), pytest.MonkeyPatch.context() as m:
+                point_roots(m, folder)
+                m.setenv("CACHE_DIR", str(self.factory.mktemp("stage-cache")))  # not copied
+                return Built(folder, build(folder, *args))
+        except BaseException:
+            print(said.getvalue(), file=sys.stderr)
+            raise
+
+
+@pytest.fixture(scope="session")
+def run_templates(tmp_path_factory) -> RunTemplates:
+    return RunTemplates(tmp_path_factory)
 
 
 # AIPerf's virtualenv as the Makefile names it (it exports AIPERF_VENV), relative to the checkout.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
@@ -26,9 +28,18 @@ def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_seed_audit_finds_70b_tp8_and_the_wrong_claims(roots: Path, capsys) -> None:
-    assert audit.main(["--logs", str(LOGS), "--reference", str(CLAIMS), "--run", "seed"]) == 1
-    out = capsys.readouterr().out
+def seed_audit(folder: Path) -> str:
+    """The seed's audit (import, report, verify) into run seed, and what it printed: built once,
+    copied per test (conftest.RunTemplates); test_secondary reads it too."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert audit.main(["--logs", str(LOGS), "--reference", str(CLAIMS), "--run", "seed"]) == 1
+    return out.getvalue()
+
+
+def test_seed_audit_finds_70b_tp8_and_the_wrong_claims(roots: Path, capsys, run_templates) -> None:
+    built = run_templates.copy(seed_audit, roots)
+    out = built.value
     assert (
         "the logs record model meta-llama/Llama-3.1-70B-Instruct, TP 8, PP 1, backend "
         "trtllm-tensorrt 0.16.0; 47/48 points valid"
@@ -67,9 +78,12 @@ def test_seed_audit_finds_70b_tp8_and_the_wrong_claims(roots: Path, capsys) -> N
     assert "| 2048 | 8,686.76 | OSL 2048 | 1,500 | 4.24 |" in report_md  # best per ISL 2048
     assert "| Model | meta-llama/Llama-3.1-70B-Instruct |" in report_md
 
-    # a second audit of the same logs reuses the import and gives the same verdicts
+    # a second audit of the same logs reuses the import and gives the same verdicts; the first
+    # ran in the template's folder, so its output names that folder
     assert audit.main(["--logs", str(LOGS), "--reference", str(CLAIMS), "--run", "seed"]) == 1
-    assert capsys.readouterr().out == out
+    second = capsys.readouterr()
+    assert second.out == out.replace(str(built.folder), str(roots))
+    assert "already holds these logs; not importing again" in second.err
 
 
 def test_missing_logs_folder_is_bad_input(roots: Path) -> None:

@@ -51,17 +51,26 @@ def test_payload_carries_metrics_params_tags_and_artifacts(tmp_path):
     assert data["artifacts"] == [str(report.resolve())]
 
 
-@pytest.mark.parametrize("bad", ["", "wandb", "mlflow;rm"])
-def test_an_unknown_target_is_one_line_exit_2(bad, run_roots):
+def test_an_unknown_target_from_the_command_line_is_one_line_exit_2(run_roots):
+    """`python -m bench.stages.export` as make runs it; the cases below call main() in-process
+    (a subprocess costs ~0.2 s of imports each)."""
     made_run(run_roots)
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.stages.export", "--run", "r", f"--to={bad}"],
+        [sys.executable, "-m", "bench.stages.export", "--run", "r", "--to=wandb"],
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
     assert proc.returncode == 2 and "is not a known target (mlflow)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("bad", ["", "wandb", "mlflow;rm"])
+def test_an_unknown_target_is_one_line_exit_2(bad, run_roots, capsys):
+    made_run(run_roots)
+    assert export.main(["--run", "r", f"--to={bad}"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a known target (mlflow)" in err and "Traceback" not in err
 
 
 def test_a_run_without_summary_json_is_named(run_roots):

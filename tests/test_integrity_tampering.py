@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_report import RECORDS, make_run, ok
+from test_report import RECORDS, make_run, ok, reported_run
 
 from bench.core.artifacts import Artifacts
 from bench.core.cost import Estimator, shard_tasks
@@ -29,6 +29,7 @@ from bench.core.stage_cache import cache_key, make_or_reuse
 from bench.schema.record import RESULT, write_summary
 from bench.stages import import_logs, merge, report, sweep, verify
 from bench.stages.sweep import JOURNAL, PARTIAL, Task, clean_interrupted, publish, shard_details
+from tests.conftest import RunTemplates, point_roots
 
 POINT = "run:points/isl128_osl128/result.json"
 TWO_POINTS = """\
@@ -62,10 +63,15 @@ def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 # ----------------------------------------------------------------------------- building runs
 
 
-def verified_run(roots: Path, *, manifest: bool = True) -> RunPaths:
-    """A finished run with a report and a PASSED verify.md and stamp (to see them go)."""
-    paths = make_run(roots, RECORDS, manifest=manifest)
-    report.make_report("t")
+def verified_run(roots: Path, templates: RunTemplates, *, manifest: bool = True) -> RunPaths:
+    """A finished run with a report and a PASSED verify.md and stamp (to see them go). The run
+    with a manifest is a copy of a template (test_a_copied_run_verifies_as_the_run_itself)."""
+    if manifest:
+        templates.copy(reported_run, roots)
+        paths = RunPaths.for_run("t")
+    else:
+        paths = make_run(roots, RECORDS, manifest=False)
+        report.make_report("t")
     assert verify.main(["--run", "t"]) == 0
     assert paths.stamp("verify").is_file()
     return paths
@@ -292,9 +298,36 @@ VERIFY_CASES = [
 ]
 
 
+def test_a_copied_run_verifies_as_the_run_itself(
+    tmp_path: Path, tmp_path_factory, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The cases below tamper with copies of one reported run (conftest.RunTemplates): a copy
+    must verify exactly as the run it copies does, or they would prove nothing about a run."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    original = RunTemplates(tmp_path_factory).copy(reported_run, copy).folder  # not the session's
+    seen = []
+    for roots in (original, copy):
+        point_roots(monkeypatch, roots)
+        capsys.readouterr()
+        assert verify.main(["--run", "t"]) == 0
+        record = json.loads((roots / "results" / "t" / "artifacts.json").read_text())
+        del record["stages"]["verify"]["finished_at"]
+        files = {
+            p.relative_to(roots): p.read_bytes()
+            for p in roots.rglob("*")
+            if p.is_file() and p.name not in ("artifacts.json", "hashes.json")  # hashes: a cache
+        }
+        seen.append((capsys.readouterr().out.replace(str(roots), "<roots>"), record, files))
+    assert seen[1] == seen[0] and "Result: PASSED" in seen[0][0]
+    assert Path("reports/t/verify.md") in seen[0][2] and "reports:verify.md" in seen[0][1]["files"]
+
+
 @pytest.mark.parametrize("case", VERIFY_CASES, ids=lambda c: c.name)
-def test_verify_fails_closed(roots: Path, capsys, case: VerifyCase) -> None:
-    paths = verified_run(roots, manifest=case.manifest)
+def test_verify_fails_closed(
+    roots: Path, capsys, run_templates: RunTemplates, case: VerifyCase
+) -> None:
+    paths = verified_run(roots, run_templates, manifest=case.manifest)
     capsys.readouterr()
     case.tamper(paths)
     assert verify.main(["--run", "t"]) == case.exit_code

@@ -172,6 +172,12 @@ def make_run(
     return paths
 
 
+def reported_run(folder: Path) -> None:
+    """make_run of RECORDS and its report: built once, copied per test (conftest.RunTemplates)."""
+    make_run(folder, RECORDS)
+    report.make_report("t")
+
+
 # -----------------------------------------------------------------------------
 # bench.analysis.tables
 
@@ -242,9 +248,9 @@ def test_efficiency_of_8b_on_h100() -> None:
 # ----------------------------------------------------------------------------- the stage
 
 
-def test_report_is_byte_identical_on_rerender(roots: Path) -> None:
-    paths = make_run(roots, RECORDS)
-    report.make_report("t")
+def test_report_is_byte_identical_on_rerender(roots: Path, run_templates) -> None:
+    run_templates.copy(reported_run, roots)  # first rendered in the template's folder
+    paths = RunPaths.for_run("t")
     first = {p: p.read_bytes() for p in sorted(paths.reports.rglob("*")) if p.is_file()}
     for p in first:
         p.unlink()
@@ -259,9 +265,9 @@ def test_report_is_byte_identical_on_rerender(roots: Path) -> None:
     }
 
 
-def test_report_content_for_cpu_run(roots: Path) -> None:
-    make_run(roots, RECORDS)
-    text = report.make_report("t").read_text()
+def test_report_content_for_cpu_run(roots: Path, run_templates) -> None:
+    run_templates.copy(reported_run, roots)
+    text = (RunPaths.for_run("t").reports / "report.md").read_text()
     assert "| Points | 3/4 valid; not valid: silent |" in text
     assert "Not applicable (hf-transformers)" in text
     assert "### ISL 256 / OSL 256: failed, silent" in text

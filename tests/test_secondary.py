@@ -8,10 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_audit import seed_audit
 
 from bench.analysis import secondary
 from bench.core.errors import KitError
-from bench.stages import audit, import_logs, verify
+from bench.stages import import_logs, verify
 from tests.conftest import SHARED
 
 KIT = Path(__file__).resolve().parents[1]
@@ -95,9 +96,8 @@ def test_summary_only_and_disagreeing_points(roots: Path, capsys) -> None:
 
 
 @needs_logs
-def test_seed_audit_judges_osl_512_and_8192_from_the_summaries(roots: Path, capsys) -> None:
-    assert audit.main(["--logs", str(LOGS), "--reference", str(CLAIMS), "--run", "seed"]) == 1
-    out = capsys.readouterr().out
+def test_seed_audit_judges_osl_512_and_8192_from_the_summaries(roots: Path, run_templates) -> None:
+    out = run_templates.copy(seed_audit, roots).value
     for osl, isl, value in ((512, 128, "19,327.08"), (8192, 128, "7,944.30")):
         assert (
             f"PASS (summary only: raw log absent): Best per OSL vs reference: best at OSL {osl}: "

@@ -15,6 +15,7 @@ from test_slo import point
 
 from bench.analysis import figures, report_sections, serving_report
 from bench.core.manifest import Slo
+from bench.core.run import RunPaths
 from bench.stages import report
 
 
@@ -51,9 +52,15 @@ def sweep() -> list:
 SERVER = {"ttft_p99_ms": 2000, "tpot_p99_ms": 100}
 
 
-def test_sections_and_headline(roots: Path) -> None:
-    run_of(manifest_with(roots, SERVER), sweep(), "srv")
-    text = report.make_report("srv").read_text()
+def reported_srv(folder: Path) -> None:
+    """The sweep under SERVER, reported: built once, copied per test (conftest.RunTemplates)."""
+    run_of(manifest_with(folder, SERVER), sweep(), "srv")
+    report.make_report("srv")
+
+
+def test_sections_and_headline(roots: Path, run_templates) -> None:
+    run_templates.copy(reported_srv, roots)
+    text = (RunPaths.for_run("srv").reports / "report.md").read_text()
     assert (
         "| Max output throughput under the SLO (ttft_p99_ms = 2000, tpot_p99_ms = 100) | "
         "ISL 1000 / OSL 1000: 2,000.00 output tok/s (2,000.00 per GPU) at concurrency 16; 40% "
@@ -78,9 +85,9 @@ def test_sections_and_headline(roots: Path) -> None:
     assert "![Pareto ISL 1000 / OSL 1000](figures/pareto_isl1000_osl1000.png)" in text
 
 
-def test_pareto_figures_are_byte_stable(roots: Path) -> None:
-    paths = run_of(manifest_with(roots, SERVER), sweep(), "srv")
-    report.make_report("srv")
+def test_pareto_figures_are_byte_stable(roots: Path, run_templates) -> None:
+    run_templates.copy(reported_srv, roots)  # first rendered in the template's folder
+    paths = RunPaths.for_run("srv")
     first = {p: p.read_bytes() for p in sorted(paths.reports.rglob("*")) if p.is_file()}
     assert paths.reports / "figures" / "pareto_isl1000_osl1000.png" in first
     for p in first:

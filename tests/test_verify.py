@@ -7,14 +7,14 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from test_report import GPU_ID, RECORDS, failed, make_run, ok
+from test_report import GPU_ID, RECORDS, failed, make_run, ok, reported_run
 
 from bench.analysis import tables
 from bench.analysis.reference import METHOD_FIELDS, parse_reference
 from bench.core.artifacts import Artifacts
 from bench.core.errors import KitError
 from bench.core.run import RunPaths
-from bench.stages import report, verify
+from bench.stages import verify
 
 REFERENCE = """\
 schema = "trtllm-repro/reference/1"
@@ -53,9 +53,9 @@ def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_clean_run_passes_and_records_verify_md(roots: Path, capsys) -> None:
-    paths = make_run(roots, RECORDS)
-    report.make_report("t")
+def test_clean_run_passes_and_records_verify_md(roots: Path, capsys, run_templates) -> None:
+    run_templates.copy(reported_run, roots)
+    paths = RunPaths.for_run("t")
     assert verify.main(["--run", "t"]) == 0
     out = capsys.readouterr().out
     assert (
