@@ -129,19 +129,10 @@ def throughput_vs_osl(
 
 
 def png(fig: Figure) -> bytes:
-    """The figure as PNG without the Software key, so the bytes do not depend on the version.
-
-    tight_layout leaves a placeholder layout engine, and with any engine savefig first runs a
-    whole undrawn draw (~5% of a figure's time); the layout is done, so the engine is dropped
-    (None whatever matplotlibrc says): the same bytes, sooner."""
-    from matplotlib import rc_context
+    """The figure as PNG without the Software key, so the bytes do not depend on the version."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.layout_engine import PlaceHolderLayoutEngine
 
     FigureCanvasAgg(fig)
-    if isinstance(fig.get_layout_engine(), PlaceHolderLayoutEngine):
-        with rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
-            fig.set_layout_engine(None)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return buf.getvalue()

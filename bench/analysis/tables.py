@@ -260,11 +260,10 @@ def grid(
 def t_quantile(df: int) -> float:
     """The two-sided CONFIDENCE Student t quantile, to the 3 decimals t tables print (the
     reports of existing runs used such a table: rounding keeps them byte-identical).
-    scipy loads here, not at import (scipy.stats cost every CLI importing tables ~0.6 s), and
-    only scipy.special: stdtrit is the function scipy.stats.t.ppf calls, at half the import."""
-    from scipy.special import stdtrit
+    scipy.stats loads here, not at import: it cost every command importing tables ~0.6 s."""
+    import scipy.stats
 
-    return round(float(stdtrit(df, (1 + CONFIDENCE) / 2)), 3)
+    return round(float(scipy.stats.t.ppf((1 + CONFIDENCE) / 2, df)), 3)
 
 
 def repeat_stats(records: Sequence[PointResult]) -> list[RepeatStats]:
