@@ -90,25 +90,16 @@ def test_current_needs_equal_key_stamp_and_intact_outputs(arts, capsys):
 # ----------------------------------------------------------------------------- a real stage
 
 
-@pytest.fixture(scope="module")
-def fetched_once(tmp_path_factory) -> Path:
-    """Run roots holding the demo's run with its model fetched and its datasets written: built
-    once (building the model costs about a second), copied for each test."""
-    roots = tmp_path_factory.mktemp("fetched")
-    with pytest.MonkeyPatch.context() as env:
-        for name in ("RESULTS_DIR", "WORK_DIR", "MODELS_DIR", "REPORTS_DIR"):
-            env.setenv(name, str(roots / name.split("_")[0].lower()))
-        env.setenv("CACHE_DIR", str(roots / "stage-cache"))
-        assert fetch.main(["--manifest", str(DEMO_MANIFEST), "--run", "t"]) == 0
-        assert datasets.main(["--manifest", str(DEMO_MANIFEST), "--run", "t"]) == 0
-    return roots
+def fetch_demo(folder: Path) -> None:
+    """The demo's run with its model fetched and its datasets written (the model: ~1 s)."""
+    assert fetch.main(["--manifest", str(DEMO_MANIFEST), "--run", "t"]) == 0
+    assert datasets.main(["--manifest", str(DEMO_MANIFEST), "--run", "t"]) == 0
 
 
 @pytest.fixture
-def fetched(fetched_once, run_roots):
-    """A copy of that run in this test's roots; the hash cache, keyed by path and inode, misses
-    on the copy, so each stage re-hashes what it reads."""
-    shutil.copytree(fetched_once, run_roots, symlinks=True, dirs_exist_ok=True)
+def fetched(run_templates, run_roots):
+    """A copy of that run in this test's roots: each stage re-hashes what it reads."""
+    run_templates.copy(fetch_demo, run_roots)
     return open_run(DEMO_MANIFEST, "t")
 
 
