@@ -115,15 +115,17 @@ def test_server_that_never_answers_times_out_and_is_stopped(tmp_path):
 # The kit's side, in its own process, so the test can kill it as make or a user would.
 HOLDER = textwrap.dedent(
     """
-    import json, sys, time
+    import json, signal, sys, time
     sys.path.insert(0, sys.argv[1])
     from pathlib import Path
     from tests.test_serve import fake_command
     from bench.stages import serve
     signal_kind = sys.argv[3]
     srv = serve.Server(fake_command(), Path(sys.argv[2]), 30)
+    # Ctrl-C as a terminal's kit gets it: pytest started in the background (no job control)
+    # inherits SIGINT ignored, and so would this process
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if signal_kind == "term":
-        import signal
         signal.signal(signal.SIGTERM, serve._interrupt)
     try:
         command = srv.ensure_up()
