@@ -92,15 +92,16 @@ class RunTemplates:
 
     def __init__(self, factory: pytest.TempPathFactory) -> None:
         self.factory = factory
-        self.built: dict[tuple, Built] = {}
+        self.built: dict[Callable[[Path], Any], Built] = {}
 
-    def copy(self, build: Callable[..., Any], roots: Path, *args: Any) -> Built:
-        """Copy the roots build(folder, *args) made into roots (which must not hold them yet),
-        building them on first use."""
-        key = (build, args)
-        if key not in self.built:
-            self.built[key] = self._build(build, args)
-        built = self.built[key]
+    def copy(self, build: Callable[[Path], Any], roots: Path) -> Built:
+        """Copy the roots build(folder) made into roots (which must not hold them yet), building
+        them on first use. Call it before the test patches anything: the build runs in the
+        calling test's environment, its four roots and CACHE_DIR aside. A copy names the
+        template's manifest by absolute path: a test must not edit that file."""
+        if build not in self.built:
+            self.built[build] = self._build(build)
+        built = self.built[build]
         for entry in built.folder.iterdir():
             if entry.is_dir() and not entry.is_symlink():
                 shutil.copytree(entry, roots / entry.name, symlinks=True, copy_function=shutil.copy)
@@ -108,7 +109,7 @@ class RunTemplates:
                 shutil.copy(entry, roots / entry.name, follow_symlinks=False)
         return built
 
-    def _build(self, build: Callable[..., Any], args: tuple) -> Built:
+    def _build(self, build: Callable[[Path], Any]) -> Built:
         """build, with the run roots in a folder of its own; what it prints is kept from the
         calling test's output (whichever test builds first), and shown if it fails."""
         folder = self.factory.mktemp(build.__name__)
@@ -117,8 +118,8 @@ class RunTemplates:
             with redirect_stdout(said), redirect_stderr(said), pytest.MonkeyPatch.context() as m:
                 point_roots(m, folder)
                 m.setenv("CACHE_DIR", str(self.factory.mktemp("stage-cache")))  # not copied
-                return Built(folder, build(folder, *args))
-        except BaseException:
+                return Built(folder, build(folder))
+        except Exception:
             print(said.getvalue(), file=sys.stderr)
             raise
 

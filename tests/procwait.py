@@ -24,8 +24,8 @@ def alive(pid: int) -> bool:
         return True  # exists, owned by another user
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return not Path("/proc/self").exists()  # it died since kill(0), unless /proc is absent
+    except (FileNotFoundError, ProcessLookupError):  # it died since kill(0), or no /proc here
+        return not Path("/proc/self").exists()
     return stat.rpartition(")")[2].split()[0] != "Z"  # the state follows "(comm)"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -205,10 +206,24 @@ def test_lazy_variables_pass_when_well_formed(kit, args):
     assert done.returncode == 0, done.stderr
 
 
+def test_the_edge_check_imports_the_standard_library_only():
+    """make runs it with the system python3 before any venv exists; the tests put the venv's
+    python first on PATH (tests/conftest.py), so its imports are checked here."""
+    code = (
+        "import sys\nfrom bench.core import edge\n"
+        "try:\n    edge.main(['MANIFEST=manifests/demo.toml', 'RUN=x', '--for-make'])\n"
+        "except SystemExit:\n    pass\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules}"
+        " - set(sys.stdlib_module_names) - {'bench', '__main__'}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split()[:1] == ["ok"] and done.stdout.strip().endswith("[]"), done
+
+
 def test_the_edge_check_tells_make_the_interpreter_and_the_scenario(tmp_path, capsys):
     """`--for-make`: `ok`, this python's path, MANIFEST's scenario (none when unreadable)."""
-    import sys
-
     given = ["RUN=r", "RESULTS_DIR=r", "WORK_DIR=w", "REPORTS_DIR=p", "MODELS_DIR=m"]
     online = tmp_path / "online.toml"
     online.write_text('[sweep]\nscenario = "online"\n')

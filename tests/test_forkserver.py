@@ -5,6 +5,7 @@ and cwd; and it must never outlive the command the sweep started (killed client,
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -134,32 +135,43 @@ def test_a_block_that_runs_nothing_does_not_wait_for_the_preload(tmp_path, monke
     assert time.monotonic() - started < 5  # slow_preload sleeps 30 s
 
 
-def test_folders_of_servers_that_are_gone_are_removed_at_the_next_start(tmp_path, monkeypatch):
-    """A SIGKILLed sweep leaves its folder behind; the next sweep removes it and nothing else."""
+def test_folders_of_sweeps_that_are_gone_are_removed_at_the_next_start(tmp_path, monkeypatch):
+    """A SIGKILLed sweep leaves its folder behind; the next sweep removes it and nothing else:
+    not the folder of a sweep that runs (its lock is held, even if its server died)."""
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
+    an_hour_ago = time.time() - 3600
 
-    def folder(name: str, pid: int | None, *extra: str) -> Path:
+    def folder(name: str, *, lock: bool = True, old: bool = True, extra: str = "") -> Path:
         path = tmp_path / (forkserver.PREFIX + name)
         path.mkdir()
-        for leftover in ("socket", "socket.failed", *extra):
-            (path / leftover).write_text("")
-        if pid is not None:
-            (path / forkserver.PID_FILE).write_text(str(pid))
+        for leftover in ("socket", "socket.failed", forkserver.PID_FILE, extra):
+            if leftover:
+                (path / leftover).write_text(str(dead.pid))
+        if lock:
+            (path / forkserver.OWNER_LOCK).write_text("")
+        if old:
+            os.utime(path, (an_hour_ago, an_hour_ago))
         return path
 
-    stale = folder("dead", dead.pid)
-    old = folder("old-no-pid", None)
-    os.utime(old, (time.time() - 120, time.time() - 120))
-    alive = folder("alive", os.getpid())
-    young = folder("young-no-pid", None)
-    half_written = folder("half-written", None)
-    (half_written / forkserver.PID_FILE).write_text("")
-    foreign = folder("dead-but-holds-more", dead.pid, "notes.txt")
+    stale, no_lock = folder("gone"), folder("gone-before-locking", lock=False)
+    running, young = folder("running"), folder("young", old=False)
+    holds_more = folder("holds-more", extra="notes.txt")
     other = tmp_path / "trtllm-repro-other"
     other.mkdir()
-    forkserver.remove_stale_folders()
-    assert not stale.exists() and not old.exists()
-    assert alive.is_dir() and young.is_dir() and half_written.is_dir() and other.is_dir()
-    assert (foreign / "notes.txt").is_file()  # never removes what it did not make
+    with open(running / forkserver.OWNER_LOCK) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as running() holds it: its server's pid is dead
+        forkserver.remove_stale_folders()
+        assert (running / "socket").exists() and (running / forkserver.PID_FILE).exists()
+    assert not stale.exists() and not no_lock.exists()
+    assert young.is_dir() and other.is_dir()
+    assert (holds_more / "notes.txt").is_file()  # never removes what it did not make
+    forkserver.remove_stale_folders()  # the lock released: the sweep is gone
+    assert not running.exists()
+
+
+def test_a_running_sweeps_folder_survives_another_sweeps_start(server):
+    assert "delegated" in client("echo", "0").stderr  # the server is up
+    forkserver.remove_stale_folders(min_age_s=0)
+    assert "delegated" in client("echo", "0").stderr

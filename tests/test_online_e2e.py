@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import signal
 import socket
@@ -26,6 +25,7 @@ from bench.analysis import latency
 from bench.backends import aiperf
 from bench.core.fileio import read_json
 from tests.conftest import AIPERF_VENV, ROOT, aiperf_venv
+from tests.procwait import alive
 from tests.test_demo_e2e import roots_env
 
 pytestmark = pytest.mark.slow
@@ -52,15 +52,6 @@ def make(base: Path, *targets: str) -> subprocess.CompletedProcess:
 def listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "State:\tZ" in status.read_text())
 
 
 def has_bytes(path: Path) -> bool:

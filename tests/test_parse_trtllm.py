@@ -18,7 +18,6 @@ from bench.backends.trtllm.parse import (
     parse_report_json,
 )
 from bench.core.errors import KitError
-from bench.schema.record import PointResult
 from tests.conftest import SHARED
 
 DATA = Path(__file__).parent / "data" / "trtllm"
@@ -339,20 +338,6 @@ def test_classify_silent(code, said):
 def test_classify_a_finished_run_is_not_a_failure():
     with pytest.raises(ValueError, match="parse it instead"):
         classify_failure(text("console_0.16.txt"), exit_code=0, timed_out=False)
-
-
-def test_failed_result():
-    r = PointResult.failed(
-        "timeout", "timed out", source="s", isl=128, osl=128, requests=10, concurrency=4, repeat=1
-    )
-    assert (r.status, r.failure, r.failure_detail, r.concurrency, r.repeat) == (
-        "failed",
-        "timeout",
-        "timed out",
-        4,
-        1,
-    )
-    assert r.metrics.output_tok_s is None
 
 
 # ----------------------------------------------------------------------------- parse_file

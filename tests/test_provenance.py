@@ -409,6 +409,13 @@ def test_pip_freeze_reads_what_the_metadata_parser_reads(tmp_path: Path) -> None
     (dist,) = md.distributions(path=[str(tmp_path)])
     assert provenance._name_and_version(dist) == (dist.metadata["Name"], dist.version)
     assert provenance._name_and_version(dist) == ("odd-pkg", "1.0")
+    old_style = tmp_path / "eggs"
+    old_style.mkdir()  # `setup.py install`: the egg-info is a file, not a folder
+    egg_info = old_style / "legacy-2.0-py3.11.egg-info"
+    egg_info.write_text("Metadata-Version: 1.0\nName: legacy\nVersion: 2.0\n")
+    (egg,) = md.distributions(path=[str(old_style)])
+    assert provenance._name_and_version(egg) == (egg.metadata["Name"], egg.version)
+    assert provenance._name_and_version(egg) == ("legacy", "2.0")
 
 
 def test_collect_records_the_aiperf_that_will_measure(tmp_path: Path, no_pynvml: None) -> None:

@@ -172,3 +172,19 @@ def test_summary_csv_sorted_with_required_columns():
         assert column in SUMMARY_COLUMNS
     assert first.startswith("128,128,10,,0,ok,,1234.5679,")
     assert second.startswith("256,")
+
+
+def test_a_failed_record_is_made_in_one_place():
+    r = PointResult.failed(
+        "timeout", "timed out", source="s", isl=128, osl=128, requests=10, concurrency=4, repeat=1
+    )
+    assert (r.status, r.source, r.failure, r.failure_detail, r.concurrency, r.repeat) == (
+        "failed",
+        "s",
+        "timeout",
+        "timed out",
+        4,
+        1,
+    )
+    assert r.metrics.output_tok_s is None
+    assert PointResult.from_json(r.to_json()) == r

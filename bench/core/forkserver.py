@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import fcntl
 import importlib
 import json
 import os
@@ -37,9 +38,11 @@ from bench.core.proc import guarded_argv, stop_group
 
 ENV = "TRTLLM_REPRO_FORKSERVER"  # the socket's path, set for the commands the sweep runs
 READY_TIMEOUT_S = 120.0
+OWNER_LOCK = "lock"  # beside the socket: flocked by the sweep for as long as it runs
 PID_FILE = "pid"  # beside the socket: the server's pid, so a client stops waiting if it died
 PREFIX = "trtllm-repro-fs-"  # of the server's folder in the temp directory
 FAILED = ".failed"  # socket path + this: the preload raised
+OWN = (PID_FILE, OWNER_LOCK)  # the files the sweep puts beside the socket
 REFUSED = b"R"  # the server's answer to a request it cannot run: the client runs it itself
 _MAX_MESSAGE = 1 << 20
 _PR_SET_PDEATHSIG = 1
@@ -250,6 +253,8 @@ def running(preload: list[str], log: Path) -> Iterator[str]:
 
     remove_stale_folders()
     folder = tempfile.mkdtemp(prefix=PREFIX)  # short: a socket path is <= 107 bytes
+    owner = open(os.path.join(folder, OWNER_LOCK), "w")  # noqa: SIM115 (held for the block)
+    fcntl.flock(owner, fcntl.LOCK_EX)  # released by the kernel however this process ends
     path = os.path.join(folder, "socket")
     argv = [sys.executable, "-m", "bench.core.forkserver", path, *preload]
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -280,11 +285,13 @@ def running(preload: list[str], log: Path) -> Iterator[str]:
             )
         stop_group(proc, grace_s=2.0)
         _remove(folder)
+        owner.close()
 
 
 def _remove(folder: str) -> None:
     path = os.path.join(folder, "socket")
-    for leftover in (path, path + ".tmp", path + FAILED, os.path.join(folder, PID_FILE)):
+    leftovers = (path, path + ".tmp", path + FAILED, *(os.path.join(folder, n) for n in OWN))
+    for leftover in leftovers:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(leftover)
     with contextlib.suppress(FileNotFoundError):  # another sweep found it stale first
@@ -292,21 +299,25 @@ def _remove(folder: str) -> None:
 
 
 def remove_stale_folders(min_age_s: float = 60.0) -> None:
-    """Remove the folders of servers that are gone: a SIGKILLed sweep cannot run its `finally`.
-    A folder whose server is alive stays (another sweep's); so does a young one without a pid
-    file (a sweep between creating it and starting its server)."""
+    """Remove the folders whose sweep is gone: a SIGKILLed sweep cannot run its `finally`.
+    A sweep holds its folder's lock for as long as it runs (even after its server died), so a
+    folder is stale when its lock is free or absent; a young one is left (a sweep between
+    creating its folder and locking it)."""
     for folder in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
-        pid_file = folder / PID_FILE
         with contextlib.suppress(OSError):
+            if time.time() - folder.stat().st_mtime < min_age_s:
+                continue
             try:
-                pid = int(pid_file.read_text())
-            except (FileNotFoundError, ValueError):  # not yet written, or being written
-                if time.time() - folder.stat().st_mtime < min_age_s:
-                    continue
-            else:
-                if _alive(pid_file) or pid <= 0:
-                    continue
-            _remove(str(folder))
+                lock = open(folder / OWNER_LOCK, "r+")  # noqa: SIM115 (closed below)
+            except FileNotFoundError:
+                _remove(str(folder))
+                continue
+            with lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its sweep runs
+                _remove(str(folder))
 
 
 if __name__ == "__main__":

@@ -250,7 +250,8 @@ def pip_freeze() -> list[str]:
 def _name_and_version(dist: importlib.metadata.Distribution) -> tuple[str | None, str | None]:
     """Name and Version from the metadata's header block. `dist.metadata` runs the e-mail parser
     over the whole file (long descriptions included) for each key: 14x slower over a venv."""
-    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    # a wheel's METADATA, an egg-info folder's PKG-INFO, or an egg-info that is itself the file
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or dist.read_text("") or ""
     found: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip():
