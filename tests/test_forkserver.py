@@ -146,9 +146,9 @@ def test_folders_of_sweeps_that_are_gone_are_removed_at_the_next_start(tmp_path,
     def folder(name: str, *, lock: bool = True, old: bool = True, extra: str = "") -> Path:
         path = tmp_path / (forkserver.PREFIX + name)
         path.mkdir()
-        for leftover in ("socket", "socket.failed", forkserver.PID_FILE, extra):
-            if leftover:
-                (path / leftover).write_text(str(dead.pid))
+        for leftover in ("socket", "socket.failed", *([extra] if extra else [])):
+            (path / leftover).write_text("")
+        (path / forkserver.PID_FILE).write_text(str(dead.pid))  # its server is gone too
         if lock:
             (path / forkserver.OWNER_LOCK).write_text("")
         if old:

@@ -32,7 +32,7 @@ def test_output_and_exit_code_are_kept(tmp_path):
 def test_timeout_kills_the_whole_process_group(tmp_path):
     pid_file = tmp_path / "grandchild.pid"
     script = f"sleep 60 & echo $! > {pid_file}; wait"
-    result = proc.run_logged(["sh", "-c", script], tmp_path / "log", timeout_s=0.5, echo=False)
+    result = proc.run_logged(["sh", "-c", script], tmp_path / "log", timeout_s=1, echo=False)
     assert result.timed_out and result.exit_code is None
     assert pid_file.exists() and pid_file.read_text().strip(), "killed before the grandchild ran"
     assert gone(int(pid_file.read_text()), 5)

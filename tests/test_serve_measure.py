@@ -23,6 +23,7 @@ from bench.backends.server import Serving
 from bench.core.manifest import Point, Slo, load_manifest
 from bench.core.run import Run, RunPaths
 from bench.gpu.telemetry import Sampler
+from bench.schema.record import PointResult
 from bench.stages import serve
 from bench.stages.sweep import PARTIAL, Task
 from tests.conftest import ROOT
@@ -70,6 +71,31 @@ def stand_in_aiperf(tmp_path: Path, warmup_s: float = 0.3, window_s: float = 0.6
     return str(script)
 
 
+def measure_one(
+    run: Run, tmp_path: Path, aiperf_bin: str, server_delay_s: float
+) -> tuple[PointResult, Task]:
+    """One concurrency-2 point measured by serve.measure against the stand-in server and AIPerf,
+    with a fake NVML sampled every 20 ms; the server is stopped however it ends."""
+    serving = Serving(
+        command=fake_command(delay=server_delay_s),
+        endpoint="chat",
+        tokenizer=tmp_path,
+        fixed_length_inputs=lambda osl: {},
+        prepared=[],
+        engine_version="stand-in",
+    )
+    srv = serve.Server(serving.command, tmp_path / "server.log", start_timeout_s=30)
+    task = Task(Point(isl=32, osl=16, requests=8, concurrency=2), 0)
+    try:
+        result = serve.measure(
+            run, task, srv, serving, lambda csv: Sampler(csv, 0.02, 0, nvml=FakeNVML()),
+            aiperf_bin, tmp_path / "scratch",
+        )  # fmt: skip
+    finally:
+        srv.stop()
+    return result, task
+
+
 def test_an_online_point_gets_goodput_and_energy_over_aiperfs_window(tmp_path, run_roots):
     ttfts = sorted(
         json.loads(line)["metrics"]["time_to_first_token"]["value"]
@@ -81,28 +107,8 @@ def test_an_online_point_gets_goodput_and_energy_over_aiperfs_window(tmp_path, r
     path = ROOT / "manifests" / "demo-online.toml"
     manifest = load_manifest(path).model_copy(update={"slo": slo})
     run = Run(RunPaths.for_run("online"), manifest, path)
-    serving = Serving(
-        command=fake_command(delay=0.5),  # a start-up: 0.5 s before /health answers
-        endpoint="chat",
-        tokenizer=tmp_path,
-        fixed_length_inputs=lambda osl: {},
-        prepared=[],
-        engine_version="stand-in",
-    )
-    srv = serve.Server(serving.command, tmp_path / "server.log", start_timeout_s=30)
-    task = Task(Point(isl=32, osl=16, requests=8, concurrency=2), 0)
-    try:
-        result = serve.measure(
-            run,
-            task,
-            srv,
-            serving,
-            lambda csv: Sampler(csv, 0.02, 0, nvml=FakeNVML()),
-            stand_in_aiperf(tmp_path),
-            tmp_path / "scratch",
-        )
-    finally:
-        srv.stop()
+    # a start-up: 0.5 s before /health answers
+    result, task = measure_one(run, tmp_path, stand_in_aiperf(tmp_path), server_delay_s=0.5)
     assert result.status == "ok", result.failure_detail
     workdir = run.paths.points / (task.name + PARTIAL)
     phases = json.loads((workdir / aiperf.PHASES).read_text())
@@ -129,24 +135,8 @@ def test_unreadable_exports_fail_the_point_not_the_sweep(tmp_path, run_roots):
     naming why; the sweep goes on (a KitError here once stopped every later point)."""
     path = ROOT / "manifests" / "demo-online.toml"
     run = Run(RunPaths.for_run("online"), load_manifest(path), path)
-    serving = Serving(
-        command=fake_command(delay=0.0),
-        endpoint="chat",
-        tokenizer=tmp_path,
-        fixed_length_inputs=lambda osl: {},
-        prepared=[],
-        engine_version="stand-in",
-    )
     aiperf_bin = stand_in_aiperf(tmp_path, warmup_s=0.05, window_s=0.1)  # its timing is moot
     (tmp_path / "exports" / aiperf.AGGREGATE).write_text("{truncated")
-    srv = serve.Server(serving.command, tmp_path / "server.log", start_timeout_s=30)
-    task = Task(Point(isl=32, osl=16, requests=8, concurrency=2), 0)
-    try:
-        result = serve.measure(
-            run, task, srv, serving, lambda csv: Sampler(csv, 0.02, 0, nvml=FakeNVML()),
-            aiperf_bin, tmp_path / "scratch",
-        )  # fmt: skip
-    finally:
-        srv.stop()
+    result, _ = measure_one(run, tmp_path, aiperf_bin, server_delay_s=0.0)
     assert result.status == "failed" and result.failure == "crash"
     assert "AIPerf's exports cannot be read" in (result.failure_detail or "")

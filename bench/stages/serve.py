@@ -49,7 +49,6 @@ from bench.core.run import Run
 from bench.schema.record import FailureKind, Identity, PointResult
 from bench.stages.window import Window, window_telemetry, with_goodput
 
-CODE = (__file__, aiperf.__file__, server.__file__)
 SERVER_GRACE_S = 10.0
 CONSOLE_LOG = "console.log"  # AIPerf's console: the name every point's tool console has
 HEALTH_POLL_S = 0.25  # the longest pause between two /health polls
